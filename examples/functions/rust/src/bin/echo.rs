@@ -1,0 +1,4 @@
+//! `echo`: returns its input unchanged.
+fn main() {
+    orb_guest::run(Ok::<_, String>);
+}

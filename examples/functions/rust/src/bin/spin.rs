@@ -1,0 +1,7 @@
+//! `spin` (adversarial): loops forever. Orb stops it by fuel or timeout.
+fn main() {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}

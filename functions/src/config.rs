@@ -1,0 +1,45 @@
+//! `RuntimeConfig`: how one process's runtime is sized. CLI flags map onto it.
+
+use std::time::Duration;
+
+use crate::Limits;
+
+/// Configuration of a [`crate::Runtime`] and its [`crate::Executor`].
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Limits a call gets when it does not set its own.
+    pub default_limits: Limits,
+    /// The largest memory any call may ask for (sizes the pooling allocator).
+    pub max_memory_bytes: usize,
+    /// The most fuel any call may ask for.
+    pub max_fuel: u64,
+    /// The longest timeout any call may ask for.
+    pub max_timeout: Duration,
+    /// Instance slots in the pooling allocator: the most calls live at once.
+    pub pool_instances: u32,
+    /// Period of the epoch ticker that enforces timeouts.
+    pub epoch_tick: Duration,
+    /// Whether guests are metered with fuel. Only benchmarks turn this off.
+    pub metering: bool,
+    /// OS threads of the executor pool.
+    pub executor_threads: usize,
+    /// Calls that may wait for an executor thread before submissions get `Busy`.
+    pub executor_queue: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            default_limits: Limits::default(),
+            max_memory_bytes: 1 << 30,
+            max_fuel: u64::MAX,
+            max_timeout: Duration::from_secs(600),
+            pool_instances: 128,
+            epoch_tick: Duration::from_millis(5),
+            metering: true,
+            executor_threads: threads,
+            executor_queue: 256,
+        }
+    }
+}

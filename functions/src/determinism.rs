@@ -1,0 +1,96 @@
+//! Everything a guest could observe of the world, made a function of the call.
+//!
+//! Replicas of one call must produce the same output bytes and the same fuel,
+//! which is what makes receipts comparable. The engine side (NaN
+//! canonicalization, deterministic relaxed SIMD, no threads) is set in
+//! [`crate::Runtime::new`]; the WASI side is here: no environment, no
+//! preopened directories, no sockets, clocks derived from the call, random
+//! bytes drawn from a generator seeded by the call's seed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+
+use crate::pipe::CappedPipe;
+
+/// The 32-byte seed of one call: the only source of randomness a guest sees.
+///
+/// A node derives it from the invocation id, so every replica of an
+/// invocation draws the same random bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Seed(pub [u8; 32]);
+
+impl Seed {
+    /// A seed derived from arbitrary bytes (an invocation id, a test name ...).
+    pub fn derive(material: &[u8]) -> Self {
+        Self(blake3::derive_key("orb 2026 call seed", material))
+    }
+
+    fn stream(&self, purpose: &str) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("orb 2026 guest random");
+        h.update(&self.0);
+        h.update(purpose.as_bytes());
+        *h.finalize().as_bytes()
+    }
+}
+
+/// The wall clock: fixed at the call's timestamp.
+struct FixedWallClock(Duration);
+
+impl HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// The monotonic clock: starts at zero and advances one microsecond per
+/// reading, so time moves forward yet depends only on what the guest does.
+struct CountingMonotonicClock(AtomicU64);
+
+const MONOTONIC_STEP_NS: u64 = 1_000;
+
+impl HostMonotonicClock for CountingMonotonicClock {
+    fn resolution(&self) -> u64 {
+        MONOTONIC_STEP_NS
+    }
+
+    fn now(&self) -> u64 {
+        self.0.fetch_add(MONOTONIC_STEP_NS, Ordering::Relaxed)
+    }
+}
+
+/// The WASI context of one call: stdin holds the input, stdout and stderr
+/// are capped pipes, and nothing else of the host is visible.
+pub(crate) fn wasi_ctx(
+    program: &str,
+    input: &[u8],
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+    seed: &Seed,
+    wall_clock: Duration,
+) -> WasiP1Ctx {
+    let insecure = seed.stream("insecure-seed");
+    let mut insecure_seed = [0u8; 16];
+    insecure_seed.copy_from_slice(&insecure[..16]);
+    WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(input.to_vec()))
+        .stdout(stdout)
+        .stderr(stderr)
+        .args(&[program])
+        .secure_random(StdRng::from_seed(seed.stream("random")))
+        .insecure_random(StdRng::from_seed(seed.stream("insecure-random")))
+        .insecure_random_seed(u128::from_le_bytes(insecure_seed))
+        .wall_clock(FixedWallClock(wall_clock))
+        .monotonic_clock(CountingMonotonicClock(AtomicU64::new(0)))
+        .allow_blocking_current_thread(true)
+        .build_p1()
+}

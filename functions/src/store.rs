@@ -1,0 +1,221 @@
+//! `ModuleStore`: modules on disk by id, with their compiled artifacts.
+//!
+//! Layout under the store's directory:
+//! - `modules/<id>.wasm`: the module bytes, verified against `<id>` on read;
+//! - `compiled/<engine-key>/<id>.cwasm`: wasmtime's serialized compilation,
+//!   keyed by the engine's compatibility hash so a wasmtime upgrade or a
+//!   changed engine setting never loads a stale artifact.
+//!
+//! Files are written to a temporary name, fsync'd and renamed, so a crash
+//! leaves either the old state or the new one, never a torn file. A restart
+//! loads the artifact instead of recompiling.
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use wasmtime::Module;
+
+use crate::{Error, Function, FunctionId, Result, Runtime};
+
+/// Modules and compiled artifacts kept on disk by function id.
+#[derive(Clone, Debug)]
+pub struct ModuleStore {
+    dir: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Store {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(bytes).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    // The rename is durable only once the directory entry is.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A `Hasher` over blake3, so the engine key is stable across processes.
+struct Blake3Hasher(blake3::Hasher);
+
+impl Hasher for Blake3Hasher {
+    fn finish(&self) -> u64 {
+        let hash = self.0.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// A short stable name for the engine's compilation settings.
+fn engine_key(runtime: &Runtime) -> String {
+    let mut h = Blake3Hasher(blake3::Hasher::new());
+    runtime
+        .engine()
+        .precompile_compatibility_hash()
+        .hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+impl ModuleStore {
+    /// Opens (creating if needed) a store rooted at `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        let modules = dir.join("modules");
+        fs::create_dir_all(&modules).map_err(io_err(&modules))?;
+        Ok(Self { dir })
+    }
+
+    /// The store's root directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn module_path(&self, id: FunctionId) -> PathBuf {
+        self.dir.join("modules").join(format!("{id}.wasm"))
+    }
+
+    fn artifact_path(&self, runtime: &Runtime, id: FunctionId) -> PathBuf {
+        self.dir
+            .join("compiled")
+            .join(engine_key(runtime))
+            .join(format!("{id}.cwasm"))
+    }
+
+    /// Stores module bytes under their id (a no-op if already stored).
+    pub fn put(&self, bytes: &[u8]) -> Result<FunctionId> {
+        let id = FunctionId::of(bytes);
+        let path = self.module_path(id);
+        if !path.exists() {
+            write_atomic(&path, bytes)?;
+        }
+        Ok(id)
+    }
+
+    /// Whether a module with this id is stored.
+    pub fn contains(&self, id: FunctionId) -> bool {
+        self.module_path(id).exists()
+    }
+
+    /// Reads a stored module, checking that its bytes still hash to `id`.
+    pub fn get(&self, id: FunctionId) -> Result<Vec<u8>> {
+        let path = self.module_path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotStored(id.to_hex()));
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let actual = FunctionId::of(&bytes);
+        if actual != id {
+            return Err(Error::HashMismatch {
+                expected: id.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The ids of all stored modules.
+    pub fn ids(&self) -> Result<Vec<FunctionId>> {
+        let dir = self.dir.join("modules");
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name();
+            if let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".wasm"))
+                .and_then(|h| h.parse().ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Loads a stored function: from its compiled artifact when one exists for
+    /// this engine, otherwise by compiling it and saving the artifact.
+    pub fn load(&self, runtime: &Runtime, id: FunctionId) -> Result<Function> {
+        if let Some(function) = self.load_artifact(runtime, id) {
+            return Ok(function);
+        }
+        let bytes = self.get(id)?;
+        self.compile_and_save(runtime, id, &bytes)
+    }
+
+    /// Stores `bytes` and loads them as a function, compiling at most once
+    /// per engine. Nothing is written unless the module is valid and runnable.
+    pub fn put_and_load(&self, runtime: &Runtime, bytes: &[u8]) -> Result<Function> {
+        let id = FunctionId::of(bytes);
+        if self.contains(id) {
+            if let Some(function) = self.load_artifact(runtime, id) {
+                return Ok(function);
+            }
+        }
+        let function = self.compile_and_save(runtime, id, bytes)?;
+        self.put(bytes)?;
+        Ok(function)
+    }
+
+    fn load_artifact(&self, runtime: &Runtime, id: FunctionId) -> Option<Function> {
+        let artifact = self.artifact_path(runtime, id);
+        if !artifact.exists() {
+            return None;
+        }
+        match deserialize(runtime, &artifact).map(|module| runtime.prepare(id, &module)) {
+            Ok(Ok(function)) => Some(function),
+            Ok(Err(e)) => {
+                tracing::warn!(path = %artifact.display(), error = %e, "stored artifact refused; recompiling");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %artifact.display(), error = %e, "bad artifact; recompiling");
+                None
+            }
+        }
+    }
+
+    fn compile_and_save(
+        &self,
+        runtime: &Runtime,
+        id: FunctionId,
+        bytes: &[u8],
+    ) -> Result<Function> {
+        let module = runtime.compile(bytes)?;
+        let function = runtime.prepare(id, &module)?;
+        let serialized = module
+            .serialize()
+            .map_err(|e| Error::Runtime(format!("serialize {id}: {e:#}")))?;
+        write_atomic(&self.artifact_path(runtime, id), &serialized)?;
+        Ok(function)
+    }
+}
+
+#[allow(unsafe_code)]
+fn deserialize(runtime: &Runtime, path: &Path) -> wasmtime::Result<Module> {
+    // SAFETY: `Module::deserialize_file` trusts the file to be wasmtime's own
+    // output. Artifacts live only in this store's `compiled/<engine-key>/`,
+    // written by `ModuleStore::load` from our own compilation, atomically.
+    // wasmtime still checks the header's version and engine settings.
+    unsafe { Module::deserialize_file(runtime.engine(), path) }
+}

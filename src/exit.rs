@@ -1,0 +1,59 @@
+//! How a command's failure becomes an exit code (documented in `orb --help`).
+
+use orb_functions::Error as FnError;
+
+/// Exit code for usage and input errors (clap uses it for bad flags too).
+pub(crate) const USAGE: u8 = 2;
+/// Exit code for a guest that failed.
+pub(crate) const GUEST: u8 = 3;
+/// Exit code for everything else.
+pub(crate) const INTERNAL: u8 = 1;
+
+/// A failed command: the message to print and the code to exit with.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    pub(crate) code: u8,
+    pub(crate) error: anyhow::Error,
+}
+
+impl CliError {
+    /// A usage or input error.
+    pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: USAGE,
+            error: error.into(),
+        }
+    }
+}
+
+/// The exit code an `orb-functions` error deserves.
+pub(crate) fn code_of(e: &FnError) -> u8 {
+    if e.is_guest_failure() {
+        GUEST
+    } else if e.is_module_rejected()
+        || matches!(
+            e,
+            FnError::LimitTooHigh { .. } | FnError::InvalidFunctionId(_)
+        )
+    {
+        USAGE
+    } else {
+        INTERNAL
+    }
+}
+
+impl From<FnError> for CliError {
+    fn from(e: FnError) -> Self {
+        Self {
+            code: code_of(&e),
+            error: e.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(error: anyhow::Error) -> Self {
+        let code = error.downcast_ref::<FnError>().map_or(INTERNAL, code_of);
+        Self { code, error }
+    }
+}

@@ -1,0 +1,84 @@
+//! `orb`: the command line of the Orb network.
+//!
+//! Reading order for a newcomer: this file (commands and exit codes), then
+//! `run.rs` and `function.rs` (the commands), then the crates below:
+//! `orb-functions` (the WebAssembly runtime), later `orb-ledger`, `orb-net`
+//! and `orb-engine`.
+
+// The binary is the one place that prints to stdout: that is its job.
+#![allow(clippy::print_stdout)]
+
+mod exit;
+mod function;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::CliError;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  internal error (a bug or a broken host: please report it)
+  2  usage or input error: bad flags, unreadable file, invalid module, unsupported ABI
+  3  the guest failed: trap, non-zero exit, out of fuel, timeout, memory or output limit";
+
+/// Orb: a decentralized function-as-a-service network.
+///
+/// Functions are WebAssembly modules (WASI preview-1 commands: input on
+/// stdin, output on stdout), named by the blake3 hash of their bytes, run
+/// sandboxed, metered and deterministic.
+#[derive(Parser, Debug)]
+#[command(name = "orb", version, after_help = EXIT_CODES, propagate_version = true)]
+struct Cli {
+    /// Where Orb keeps its state (module store, compiled artifacts).
+    #[arg(long, global = true, env = "ORB_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a function locally on some input and print its output.
+    #[command(after_help = run::AFTER_HELP)]
+    Run(run::RunArgs),
+    /// Look at a function module without running it.
+    #[command(subcommand, name = "fn")]
+    Fn(function::FnCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORB_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+    let result = match cli.command {
+        Command::Run(args) => run::run(args, &data_dir),
+        Command::Fn(cmd) => function::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError { code, error }) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// `$HOME/.orb`, or `.orb` in the working directory when there is no home.
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".orb")
+}

@@ -1,0 +1,170 @@
+//! `orb run`: run a function locally, as a node would, and print its output.
+//!
+//! The module goes through the same module store a node uses (compiled
+//! once, the artifact kept under the data dir), then one call runs with the
+//! given limits. Output bytes go to stdout untouched; `--json` prints them
+//! with fuel, duration and function id instead.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use orb_functions::{
+    CallOptions, Error as FnError, Limits, ModuleStore, Runtime, RuntimeConfig, Seed,
+};
+use serde_json::json;
+
+use crate::exit::{CliError, code_of};
+use crate::function::read_module;
+
+pub(crate) const AFTER_HELP: &str = "\
+Input comes from --input, --input-file, or stdin when neither is given.
+The guest sees no files, sockets or environment; its clocks read the call's
+time and its random numbers come from --seed, so the same module, input and
+seed always give the same output and fuel.
+
+Examples:
+  orb run wordcount.wasm --input 'to be or not to be'
+  echo 30 | orb run fib.wasm --json
+  orb run spin.wasm --fuel 1000000            # stops: out of fuel
+  orb run spin.wasm --fuel 0 --timeout-ms 200 # stops: timeout";
+
+#[derive(Args, Debug)]
+pub(crate) struct RunArgs {
+    /// The module file (.wasm): a WASI preview-1 command.
+    module: PathBuf,
+    /// The input, as text.
+    #[arg(long, conflicts_with = "input_file")]
+    input: Option<String>,
+    /// Read the input from this file.
+    #[arg(long, value_name = "PATH")]
+    input_file: Option<PathBuf>,
+    /// Fuel limit (about one unit per WebAssembly instruction); 0 means the
+    /// largest allowed.
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// Wall-clock limit in milliseconds.
+    #[arg(long, value_name = "N")]
+    timeout_ms: Option<u64>,
+    /// Linear memory limit in MiB.
+    #[arg(long, value_name = "N")]
+    memory_mb: Option<usize>,
+    /// Output limit in KiB.
+    #[arg(long, value_name = "N")]
+    output_kb: Option<usize>,
+    /// Seed for the guest's random numbers (any text; default: derived from
+    /// the function id and the input).
+    #[arg(long)]
+    seed: Option<String>,
+    /// Print a JSON object (output, fuel, duration, function id) instead of raw output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read_input(args: &RunArgs) -> Result<Vec<u8>, CliError> {
+    if let Some(text) = &args.input {
+        return Ok(text.clone().into_bytes());
+    }
+    if let Some(path) = &args.input_file {
+        return std::fs::read(path)
+            .with_context(|| format!("cannot read input file `{}`", path.display()))
+            .map_err(CliError::usage);
+    }
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(Vec::new());
+    }
+    let mut buf = Vec::new();
+    stdin
+        .read_to_end(&mut buf)
+        .context("cannot read input from stdin")
+        .map_err(CliError::usage)?;
+    Ok(buf)
+}
+
+fn limits(args: &RunArgs, config: &RuntimeConfig) -> Limits {
+    let mut limits = config.default_limits.clone();
+    if let Some(fuel) = args.fuel {
+        limits.fuel = if fuel == 0 { config.max_fuel } else { fuel };
+    }
+    if let Some(ms) = args.timeout_ms {
+        limits.timeout = Duration::from_millis(ms);
+    }
+    if let Some(mb) = args.memory_mb {
+        limits.memory_bytes = mb.saturating_mul(1 << 20);
+    }
+    if let Some(kb) = args.output_kb {
+        limits.output_bytes = kb.saturating_mul(1 << 10);
+    }
+    limits
+}
+
+pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
+    let bytes = read_module(&args.module)?;
+    let input = read_input(&args)?;
+    let config = RuntimeConfig {
+        executor_threads: 1,
+        ..RuntimeConfig::default()
+    };
+    let limits = limits(&args, &config);
+    let runtime = Runtime::new(config)?;
+    runtime.check_limits(&limits)?;
+    let store = ModuleStore::open(data_dir.join("functions"))?;
+    let function = store
+        .put_and_load(&runtime, &bytes)
+        .map_err(|e| with_path(e, &args.module))?;
+    let seed = match &args.seed {
+        Some(text) => Seed::derive(text.as_bytes()),
+        None => Seed::derive(&[function.id().as_bytes().as_slice(), &input].concat()),
+    };
+    let opts = CallOptions {
+        limits,
+        seed,
+        ..CallOptions::default()
+    };
+    let result = runtime.call(&function, &input, &opts);
+    if args.json {
+        let value = match &result {
+            Ok(o) => json!({
+                "function": function.id(),
+                "ok": true,
+                "output": String::from_utf8_lossy(&o.output),
+                "output_bytes": o.output.len(),
+                "fuel": o.fuel,
+                "duration_us": o.duration.as_micros() as u64,
+                "log": String::from_utf8_lossy(&o.log),
+            }),
+            Err(e) => json!({
+                "function": function.id(),
+                "ok": false,
+                "error": { "kind": e.kind(), "message": e.to_string() },
+            }),
+        };
+        println!("{value}");
+        return match result {
+            Ok(_) => Ok(()),
+            // The JSON already says what happened; exit with the right code, quietly.
+            Err(e) => Err(CliError {
+                code: code_of(&e),
+                error: anyhow::anyhow!("{}", e.kind()),
+            }),
+        };
+    }
+    let outcome = result?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&outcome.output)
+        .and_then(|()| stdout.flush())
+        .context("cannot write output")?;
+    Ok(())
+}
+
+fn with_path(e: FnError, path: &Path) -> CliError {
+    let code = code_of(&e);
+    CliError {
+        code,
+        error: anyhow::Error::new(e).context(format!("`{}`", path.display())),
+    }
+}
