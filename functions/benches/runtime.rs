@@ -1,1 +1,190 @@
-fn main() {}
+//! `scripts/bench functions`: the runtime against its baselines, in one run.
+//!
+//! 1. `echo` calls/s through `Runtime::call` vs a raw wasmtime loop with the
+//!    same engine, the same `InstancePre` setup and the same module (target:
+//!    orb >= 0.9x raw).
+//! 2. `echo` calls/s through the `Executor` with 1 and 2 threads.
+//! 3. Fuel metering overhead on `fib`: metered / unmetered time (target <= 1.15).
+//!
+//! Each figure is the median of several rounds, measured interleaved so that
+//! drift on a shared machine hits both sides alike. Prints ratios.
+
+// A bench reports on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use orb_functions::{CallOptions, Executor, Function, Runtime, RuntimeConfig};
+use wasmtime::{InstancePre, Linker, Module, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+const ROUNDS: usize = 7;
+
+fn functions_dir() -> std::path::PathBuf {
+    std::env::var_os("ORB_FUNCTIONS_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/functions")
+        })
+}
+
+fn example(name: &str) -> Vec<u8> {
+    let path = functions_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/guests", path.display()))
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// The raw baseline: wasmtime and WASI p1 used directly, nothing of Orb.
+struct Raw {
+    pre: InstancePre<WasiP1Ctx>,
+}
+
+impl Raw {
+    fn new(engine: &wasmtime::Engine, wasm: &[u8]) -> Self {
+        let mut linker: Linker<WasiP1Ctx> = Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| s).expect("linker");
+        let module = Module::from_binary(engine, wasm).expect("module");
+        Self {
+            pre: linker.instantiate_pre(&module).expect("pre"),
+        }
+    }
+
+    fn call(&self, input: &[u8]) -> Vec<u8> {
+        let stdout = MemoryOutputPipe::new(1 << 20);
+        let wasi = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(input.to_vec()))
+            .stdout(stdout.clone())
+            .build_p1();
+        let mut store = Store::new(self.pre.module().engine(), wasi);
+        store.set_fuel(u64::MAX / 2).expect("fuel");
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = self.pre.instantiate(&mut store).expect("instantiate");
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .expect("_start");
+        start.call(&mut store, ()).expect("call");
+        drop(store);
+        stdout.contents().to_vec()
+    }
+}
+
+fn rate(calls: usize, f: impl Fn()) -> f64 {
+    let started = Instant::now();
+    for _ in 0..calls {
+        f();
+    }
+    calls as f64 / started.elapsed().as_secs_f64()
+}
+
+fn executor_rate(executor: &Executor, f: &Function, calls: usize) -> f64 {
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut submitted = 0;
+    while submitted < calls {
+        let d = done.clone();
+        match executor.submit(
+            f.clone(),
+            b"orb".to_vec(),
+            CallOptions::default(),
+            move |r| {
+                r.expect("call");
+                d.fetch_add(1, Ordering::Release);
+            },
+        ) {
+            Ok(()) => submitted += 1,
+            // The queue is full: that is the backpressure we want; wait a moment.
+            Err(_) => std::thread::sleep(Duration::from_micros(50)),
+        }
+    }
+    while done.load(Ordering::Acquire) < calls {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    calls as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let echo = example("echo");
+    let fib = example("fib");
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    println!("orb-functions bench ({ROUNDS} rounds each, medians)");
+
+    // 1. orb vs raw wasmtime, same engine and module.
+    let f = runtime.load(&echo).expect("echo");
+    let raw = Raw::new(runtime.engine(), &echo);
+    let opts = CallOptions::default();
+    assert_eq!(
+        raw.call(b"orb"),
+        runtime.call(&f, b"orb", &opts).expect("call").output
+    );
+    let calls = 2_000;
+    let (mut orb_rates, mut raw_rates) = (Vec::new(), Vec::new());
+    rate(200, || drop(runtime.call(&f, b"orb", &opts)));
+    rate(200, || drop(raw.call(b"orb")));
+    for _ in 0..ROUNDS {
+        orb_rates.push(rate(calls, || {
+            drop(runtime.call(&f, b"orb", &opts).expect("call"))
+        }));
+        raw_rates.push(rate(calls, || drop(raw.call(b"orb"))));
+    }
+    let (orb, raw) = (median(orb_rates), median(raw_rates));
+    println!(
+        "echo, 1 thread:   orb {orb:>9.0} calls/s   raw wasmtime {raw:>9.0} calls/s   ratio {:.3} (target >= 0.9)",
+        orb / raw
+    );
+
+    // 2. the executor with 1 and 2 threads.
+    let mut by_threads = Vec::new();
+    for threads in [1, 2] {
+        let executor = Executor::new(runtime.clone(), threads, 256).expect("executor");
+        executor_rate(&executor, &f, 500);
+        let r = median(
+            (0..ROUNDS)
+                .map(|_| executor_rate(&executor, &f, 4_000))
+                .collect(),
+        );
+        by_threads.push(r);
+    }
+    println!(
+        "echo, executor:   1 thread {:>9.0} calls/s   2 threads {:>9.0} calls/s   ratio {:.2} (cores: {})",
+        by_threads[0],
+        by_threads[1],
+        by_threads[1] / by_threads[0],
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // 3. fuel metering overhead on a CPU-bound guest.
+    let unmetered_rt = Runtime::new(RuntimeConfig {
+        metering: false,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let metered = runtime.load(&fib).expect("fib");
+    let unmetered = unmetered_rt.load(&fib).expect("fib");
+    let n = b"27";
+    let fuel = runtime.call(&metered, n, &opts).expect("fib").fuel;
+    let time = |rt: &Runtime, f: &Function| {
+        let started = Instant::now();
+        rt.call(f, n, &opts).expect("fib");
+        started.elapsed().as_secs_f64()
+    };
+    let (mut m, mut u) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        m.push(time(&runtime, &metered));
+        u.push(time(&unmetered_rt, &unmetered));
+    }
+    let (m, u) = (median(m), median(u));
+    println!(
+        "fib(27):          metered {:>7.2} ms   unmetered {:>7.2} ms   ratio {:.3} (target <= 1.15; {fuel} fuel)",
+        m * 1e3,
+        u * 1e3,
+        m / u
+    );
+}

@@ -106,7 +106,9 @@ fn verdict(module: &Module, imports: &[ImportInfo]) -> Option<String> {
     match module.get_export("_start") {
         Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
         Some(_) => {
-            return Some("export `_start` is not a function of no parameters and no results".into());
+            return Some(
+                "export `_start` is not a function of no parameters and no results".into(),
+            );
         }
         None if module.get_export("_initialize").is_some() => {
             return Some(

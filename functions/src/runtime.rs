@@ -411,12 +411,15 @@ fn classify(
         Some(Trap::Interrupt) => Some(Error::Timeout {
             limit: limits.timeout,
         }),
-        _ => Some(Error::Trap {
+        Some(trap) => Some(Error::Trap {
+            message: trap.to_string(),
+            log,
+        }),
+        None => Some(Error::Trap {
             message: format!("{e:#}")
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
             log,
         }),
     }

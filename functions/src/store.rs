@@ -167,10 +167,10 @@ impl ModuleStore {
     /// per engine. Nothing is written unless the module is valid and runnable.
     pub fn put_and_load(&self, runtime: &Runtime, bytes: &[u8]) -> Result<Function> {
         let id = FunctionId::of(bytes);
-        if self.contains(id) {
-            if let Some(function) = self.load_artifact(runtime, id) {
-                return Ok(function);
-            }
+        if self.contains(id)
+            && let Some(function) = self.load_artifact(runtime, id)
+        {
+            return Ok(function);
         }
         let function = self.compile_and_save(runtime, id, bytes)?;
         self.put(bytes)?;

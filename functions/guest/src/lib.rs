@@ -2,12 +2,10 @@
 //!
 //! An Orb function is a WASI preview-1 command: it reads its whole input
 //! from stdin and writes its output to stdout. This crate does that plumbing
-//! so a function is one closure. Build it for `wasm32-wasip1`:
+//! so a function is one closure in `main`. Build it for `wasm32-wasip1`:
 //!
 //! ```no_run
-//! fn main() {
-//!     orb_guest::run_text(|text| Ok::<_, String>(text.to_uppercase()));
-//! }
+//! orb_guest::run_text(|text| Ok::<_, String>(text.to_uppercase()));
 //! ```
 //!
 //! An `Err` is written to stderr (Orb keeps it as the call's log) and the
