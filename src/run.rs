@@ -59,8 +59,11 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     seed: Option<String>,
     /// Print a JSON object (output, fuel, duration, function id) instead of raw output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stats")]
     json: bool,
+    /// After the output, print fuel, duration and function id on stderr.
+    #[arg(long)]
+    stats: bool,
 }
 
 fn read_input(args: &RunArgs) -> Result<Vec<u8>, CliError> {
@@ -158,6 +161,14 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
         .write_all(&outcome.output)
         .and_then(|()| stdout.flush())
         .context("cannot write output")?;
+    if args.stats {
+        eprintln!(
+            "fuel={} duration_us={} function={}",
+            outcome.fuel,
+            outcome.duration.as_micros(),
+            function.id()
+        );
+    }
     Ok(())
 }
 
