@@ -4,7 +4,8 @@
 //!    same engine, the same `InstancePre` setup and the same module (target:
 //!    orb >= 0.9x raw).
 //! 2. `echo` calls/s through the `Executor` with 1 and 2 threads.
-//! 3. Fuel metering overhead on `fib`: metered / unmetered time (target <= 1.15).
+//! 3. Fuel metering overhead on `fib`, and on `hash` for contrast: metered /
+//!    unmetered time (target <= 1.15).
 //!
 //! Each figure is the median of several rounds, measured interleaved so that
 //! drift on a shared machine hits both sides alike. Prints ratios.
@@ -113,6 +114,7 @@ fn executor_rate(executor: &Executor, f: &Function, calls: usize) -> f64 {
 fn main() {
     let echo = example("echo");
     let fib = example("fib");
+    let hash = example("hash");
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     println!("orb-functions bench ({ROUNDS} rounds each, medians)");
 
@@ -166,25 +168,33 @@ fn main() {
         ..RuntimeConfig::default()
     })
     .expect("runtime");
-    let metered = runtime.load(&fib).expect("fib");
-    let unmetered = unmetered_rt.load(&fib).expect("fib");
-    let n = b"27";
-    let fuel = runtime.call(&metered, n, &opts).expect("fib").fuel;
-    let time = |rt: &Runtime, f: &Function| {
-        let started = Instant::now();
-        rt.call(f, n, &opts).expect("fib");
-        started.elapsed().as_secs_f64()
-    };
-    let (mut m, mut u) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        m.push(time(&runtime, &metered));
-        u.push(time(&unmetered_rt, &unmetered));
+    // fib is the worst case (a call per few operators: wasmtime saves and
+    // reloads the fuel counter around every call); hashing a large input is a
+    // loop-heavy guest for contrast.
+    let big = vec![7u8; 4 << 20];
+    for (name, wasm, input) in [
+        ("fib(30)", &fib, &b"30"[..]),
+        ("hash(4 MiB)", &hash, &big[..]),
+    ] {
+        let metered = runtime.load(wasm).expect("load");
+        let unmetered = unmetered_rt.load(wasm).expect("load");
+        let fuel = runtime.call(&metered, input, &opts).expect("call").fuel;
+        let time = |rt: &Runtime, f: &Function| {
+            let started = Instant::now();
+            rt.call(f, input, &opts).expect("call");
+            started.elapsed().as_secs_f64()
+        };
+        let (mut m, mut u) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            m.push(time(&runtime, &metered));
+            u.push(time(&unmetered_rt, &unmetered));
+        }
+        let (m, u) = (median(m), median(u));
+        println!(
+            "{name:<12}      metered {:>7.2} ms   unmetered {:>7.2} ms   ratio {:.3} (target <= 1.15; {fuel} fuel)",
+            m * 1e3,
+            u * 1e3,
+            m / u
+        );
     }
-    let (m, u) = (median(m), median(u));
-    println!(
-        "fib(27):          metered {:>7.2} ms   unmetered {:>7.2} ms   ratio {:.3} (target <= 1.15; {fuel} fuel)",
-        m * 1e3,
-        u * 1e3,
-        m / u
-    );
 }
