@@ -85,7 +85,7 @@ fn rate(calls: usize, f: impl Fn()) -> f64 {
     calls as f64 / started.elapsed().as_secs_f64()
 }
 
-fn executor_rate(executor: &Executor, f: &Function, calls: usize) -> f64 {
+fn executor_rate(executor: &Executor, f: &Function, input: &[u8], calls: usize) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut submitted = 0;
@@ -93,7 +93,7 @@ fn executor_rate(executor: &Executor, f: &Function, calls: usize) -> f64 {
         let d = done.clone();
         match executor.submit(
             f.clone(),
-            b"orb".to_vec(),
+            input.to_vec(),
             CallOptions::default(),
             move |r| {
                 r.expect("call");
@@ -142,25 +142,32 @@ fn main() {
         orb / raw
     );
 
-    // 2. the executor with 1 and 2 threads.
-    let mut by_threads = Vec::new();
-    for threads in [1, 2] {
-        let executor = Executor::new(runtime.clone(), threads, 256).expect("executor");
-        executor_rate(&executor, &f, 500);
-        let r = median(
-            (0..ROUNDS)
-                .map(|_| executor_rate(&executor, &f, 4_000))
-                .collect(),
+    // 2. the executor with 1 and 2 threads: a short call (echo, dominated by
+    // instantiation) and a CPU-bound one (fib(20)).
+    let fib_f = runtime.load(&fib).expect("fib");
+    for (name, function, input, calls) in [
+        ("echo", &f, &b"orb"[..], 4_000),
+        ("fib(20)", &fib_f, &b"20"[..], 1_000),
+    ] {
+        let mut by_threads = Vec::new();
+        for threads in [1, 2] {
+            let executor = Executor::new(runtime.clone(), threads, 256).expect("executor");
+            executor_rate(&executor, function, input, calls / 8);
+            let r = median(
+                (0..ROUNDS)
+                    .map(|_| executor_rate(&executor, function, input, calls))
+                    .collect(),
+            );
+            by_threads.push(r);
+        }
+        println!(
+            "{name:<8} executor: 1 thread {:>9.0} calls/s   2 threads {:>9.0} calls/s   ratio {:.2} (cores: {})",
+            by_threads[0],
+            by_threads[1],
+            by_threads[1] / by_threads[0],
+            std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        by_threads.push(r);
     }
-    println!(
-        "echo, executor:   1 thread {:>9.0} calls/s   2 threads {:>9.0} calls/s   ratio {:.2} (cores: {})",
-        by_threads[0],
-        by_threads[1],
-        by_threads[1] / by_threads[0],
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
 
     // 3. fuel metering overhead on a CPU-bound guest.
     let unmetered_rt = Runtime::new(RuntimeConfig {

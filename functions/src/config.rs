@@ -17,6 +17,9 @@ pub struct RuntimeConfig {
     pub max_timeout: Duration,
     /// Instance slots in the pooling allocator: the most calls live at once.
     pub pool_instances: u32,
+    /// Bytes of each memory and table slot kept resident between calls and
+    /// reset in place (see `PoolingAllocationConfig::linear_memory_keep_resident`).
+    pub keep_resident_bytes: usize,
     /// Period of the epoch ticker that enforces timeouts.
     pub epoch_tick: Duration,
     /// Whether guests are metered with fuel. Only benchmarks turn this off.
@@ -36,6 +39,7 @@ impl Default for RuntimeConfig {
             max_fuel: u64::MAX,
             max_timeout: Duration::from_secs(600),
             pool_instances: 128,
+            keep_resident_bytes: 2 << 20,
             epoch_tick: Duration::from_millis(5),
             metering: true,
             executor_threads: threads,

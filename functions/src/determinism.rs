@@ -31,11 +31,17 @@ impl Seed {
         Self(blake3::derive_key("orb 2026 call seed", material))
     }
 
-    fn stream(&self, purpose: &str) -> [u8; 32] {
+    /// Three independent 32-byte streams (secure random, insecure random,
+    /// insecure seed) from one blake3 XOF: one hash per call, not three.
+    fn streams(&self) -> [[u8; 32]; 3] {
         let mut h = blake3::Hasher::new_derive_key("orb 2026 guest random");
         h.update(&self.0);
-        h.update(purpose.as_bytes());
-        *h.finalize().as_bytes()
+        let mut out = [[0u8; 32]; 3];
+        let mut xof = h.finalize_xof();
+        for s in &mut out {
+            xof.fill(s);
+        }
+        out
     }
 }
 
@@ -78,17 +84,17 @@ pub(crate) fn wasi_ctx(
     seed: &Seed,
     wall_clock: Duration,
 ) -> WasiP1Ctx {
-    let insecure = seed.stream("insecure-seed");
-    let mut insecure_seed = [0u8; 16];
-    insecure_seed.copy_from_slice(&insecure[..16]);
+    let [random, insecure_random, insecure_seed] = seed.streams();
+    let mut insecure_seed_128 = [0u8; 16];
+    insecure_seed_128.copy_from_slice(&insecure_seed[..16]);
     WasiCtxBuilder::new()
         .stdin(MemoryInputPipe::new(input.to_vec()))
         .stdout(stdout)
         .stderr(stderr)
         .args(&[program])
-        .secure_random(StdRng::from_seed(seed.stream("random")))
-        .insecure_random(StdRng::from_seed(seed.stream("insecure-random")))
-        .insecure_random_seed(u128::from_le_bytes(insecure_seed))
+        .secure_random(StdRng::from_seed(random))
+        .insecure_random(StdRng::from_seed(insecure_random))
+        .insecure_random_seed(u128::from_le_bytes(insecure_seed_128))
         .wall_clock(FixedWallClock(wall_clock))
         .monotonic_clock(CountingMonotonicClock(AtomicU64::new(0)))
         .allow_blocking_current_thread(true)

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
 use wasmtime_wasi::I32Exit;
@@ -66,6 +66,8 @@ pub struct Outcome {
 #[derive(Clone)]
 pub struct Function {
     id: FunctionId,
+    /// The guest's `argv[0]`: a short form of its id.
+    program: Arc<str>,
     pre: InstancePre<State>,
 }
 
@@ -276,7 +278,8 @@ impl Runtime {
             .linker
             .instantiate_pre(module)
             .map_err(|e| Error::UnsupportedAbi(format!("{e:#}")))?;
-        Ok(Function { id, pre })
+        let program = id.to_hex()[..16].into();
+        Ok(Function { id, program, pre })
     }
 
     /// Compiles `bytes` and prepares them as a function (no disk cache; see
@@ -331,9 +334,8 @@ impl Runtime {
         self.check_limits(limits)?;
         let stdout = CappedPipe::new(limits.output_bytes, Overflow::Trap);
         let stderr = CappedPipe::new(limits.log_bytes, Overflow::Truncate);
-        let program = function.id.to_hex();
         let wasi = determinism::wasi_ctx(
-            &program[..16],
+            &function.program,
             input,
             stdout.clone(),
             stderr.clone(),
@@ -437,7 +439,13 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .total_memories(config.pool_instances)
         .total_tables(config.pool_instances)
         .max_memory_size(config.max_memory_bytes)
-        .table_elements(config.default_limits.table_elements.max(20_000));
+        .table_elements(config.default_limits.table_elements.max(20_000))
+        // Reset a slot by rewriting only its dirty pages (PAGEMAP_SCAN, Linux
+        // >= 6.7) instead of madvise: each madvise is a TLB shootdown that
+        // stalls every other core, which serialized concurrent short calls.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(config.keep_resident_bytes)
+        .table_keep_resident(config.keep_resident_bytes);
     let mut c = Config::new();
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .consume_fuel(config.metering)

@@ -54,3 +54,25 @@ fn nan_bits_are_canonical() {
     let out = rt.call(&f, b"", &CallOptions::default()).expect("runs");
     assert_eq!(out.output, 0x7fc0_0000u32.to_le_bytes());
 }
+
+#[test]
+fn no_state_survives_from_one_call_to_the_next() {
+    // Each call outputs what it finds at three addresses (low, inside and past
+    // the kept-resident 2 MiB) and then scribbles there. Pooled slots are reused, so any
+    // reset bug shows up as a non-zero read on a later call.
+    let wasm = crate::command(
+        "(drop (memory.grow (i32.const 40)))
+         (i32.store (i32.const 128) (i32.add (i32.load (i32.const 1024))
+             (i32.add (i32.load (i32.const 1500000)) (i32.load (i32.const 2600000)))))
+         (drop (call $write (i32.const 1) (i32.const 128) (i32.const 4)))
+         (i32.store (i32.const 1024) (i32.const 42))
+         (i32.store (i32.const 1500000) (i32.const 7))
+         (i32.store (i32.const 2600000) (i32.const 9))",
+    );
+    let rt = runtime();
+    let f = rt.load(&wasm).expect("loads");
+    for _ in 0..50 {
+        let out = rt.call(&f, b"", &CallOptions::default()).expect("runs");
+        assert_eq!(out.output, 0u32.to_le_bytes());
+    }
+}
