@@ -1,0 +1,1 @@
+//! Example pipelines (see the README).
