@@ -10,6 +10,7 @@
 
 mod exit;
 mod function;
+mod pipeline;
 mod run;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Command {
     /// Look at a function module without running it.
     #[command(subcommand, name = "fn")]
     Fn(function::FnCommand),
+    /// Run the example reactive pipelines (timely and differential dataflow).
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args, &data_dir),
         Command::Fn(cmd) => function::run(cmd),
+        Command::Pipeline(cmd) => pipeline::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

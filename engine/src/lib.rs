@@ -9,6 +9,8 @@
 //!   so that a fast producer meets backpressure instead of filling memory;
 //! - [`call()`]: runs a WebAssembly function on each record on the executor
 //!   pool, never blocking a worker, with a bound on calls in flight;
+//! - [`weighted`], [`records`]: a stream becomes a differential collection
+//!   (tables, joins, reductions) at the times its records travel with;
 //! - [`execute`]: runs a pipeline on `-w N` workers, or in timely's cluster
 //!   mode across processes, and waits until every dataflow completes.
 //!
@@ -39,6 +41,7 @@
 
 pub mod boundary;
 mod call;
+mod collection;
 mod config;
 mod error;
 mod inspect;
@@ -47,6 +50,7 @@ pub use boundary::{
     Busy, Cancel, Closed, Flow, Inlet, SourceHandle, TrySendError, channel, iter_source,
 };
 pub use call::{CallConfig, CallFailure, CallStats, Called, call};
+pub use collection::{records, weighted};
 pub use config::EngineConfig;
 pub use error::{Error, Result};
 pub use inspect::InspectRecords;

@@ -2,6 +2,7 @@
 //! One test binary with a module per behaviour.
 
 mod function;
+mod pipeline;
 mod run;
 
 use std::path::{Path, PathBuf};

@@ -1,1 +1,67 @@
-//! Example pipelines (see the README).
+//! Example pipelines, each teaching one idea of `orb-engine`, each ending by
+//! itself on bounded input. `orb pipeline list` names them and
+//! `orb pipeline run NAME [-w N]` runs one.
+//!
+//! - [`etl`]: lines of text → `call` the `wordcount` WebAssembly function →
+//!   word totals merged continuously in a differential collection.
+
+pub mod etl;
+
+use std::path::PathBuf;
+
+use orb_engine::EngineConfig;
+
+/// What every pipeline run takes.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Workers, cluster processes and pacing.
+    pub engine: EngineConfig,
+    /// Input file (a pipeline has a built-in input when this is `None`).
+    pub input: Option<PathBuf>,
+    /// Directory holding the example functions (`wordcount.wasm`, ...).
+    pub functions: PathBuf,
+}
+
+/// A pipeline's name and what it shows.
+pub struct Pipeline {
+    /// The name `orb pipeline run` takes.
+    pub name: &'static str,
+    /// One line on what it teaches.
+    pub about: &'static str,
+}
+
+/// Every example pipeline.
+pub const PIPELINES: &[Pipeline] = &[Pipeline {
+    name: "etl",
+    about: "lines of text -> call the wordcount function -> continuously merged word totals",
+}];
+
+/// Errors of the example pipelines.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] orb_engine::Error),
+    /// The function runtime failed.
+    #[error(transparent)]
+    Function(#[from] orb_functions::Error),
+    /// An input or function file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No pipeline of that name.
+    #[error("no pipeline named `{0}` (see `orb pipeline list`)")]
+    Unknown(String),
+}
+
+/// Reads a file, naming it on failure.
+pub(crate) fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
