@@ -127,6 +127,64 @@ fn run_one(args: RunArgs) -> Result<(), CliError> {
                 }
             }
         }
+        "enrich" => {
+            let r = orb_pipelines::enrich::run(&options).map_err(failed)?;
+            if args.json {
+                let v = serde_json::json!({
+                    "pipeline": "enrich",
+                    "enriched": r.enriched,
+                    "changes": r.changes.iter().map(|c| (c.time, &c.key, &c.value, c.diff)).collect::<Vec<_>>(),
+                    "unmatched": r.unmatched,
+                    "carol": r.carol,
+                });
+                println!("{v}");
+            } else {
+                println!("subscriber (users a..d):");
+                for c in &r.changes {
+                    println!(
+                        "  epoch {}  {}{} = {}",
+                        c.time,
+                        if c.diff > 0 { "+" } else { "-" },
+                        c.key,
+                        c.value
+                    );
+                }
+                println!("enriched events:");
+                for (t, user, action, country) in &r.enriched {
+                    println!("  epoch {t}  {user:<6} {action:<7} {country}");
+                }
+                println!("events with no table entry: {}", r.unmatched);
+                println!("lookup carol at the end: {:?}", r.carol);
+            }
+        }
+        "windows" => {
+            let r = orb_pipelines::windows::run(&options).map_err(failed)?;
+            if args.json {
+                let v = serde_json::json!({
+                    "pipeline": "windows",
+                    "tumbling": r.tumbling.iter().collect::<Vec<_>>(),
+                    "sliding": r.sliding.iter().collect::<Vec<_>>(),
+                });
+                println!("{v}");
+            } else {
+                println!(
+                    "tumbling windows of {} ms (sensor, start): count, sum",
+                    orb_pipelines::windows::TUMBLE_MS
+                );
+                for ((sensor, start), (count, sum)) in &r.tumbling {
+                    println!("  {sensor} @ {start:>6}: {count:>4} events, sum {sum}");
+                }
+                println!(
+                    "sliding windows of {} ms every {} ms: {} windows, first 5:",
+                    orb_pipelines::windows::SLIDE_SIZE_MS,
+                    orb_pipelines::windows::SLIDE_EVERY_MS,
+                    r.sliding.len()
+                );
+                for ((sensor, start), (count, sum)) in r.sliding.iter().take(5) {
+                    println!("  {sensor} @ {start:>6}: {count:>4} events, sum {sum}");
+                }
+            }
+        }
         _ => unreachable!("checked against PIPELINES above"),
     }
     Ok(())

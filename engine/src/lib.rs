@@ -11,6 +11,9 @@
 //!   pool, never blocking a worker, with a bound on calls in flight;
 //! - [`weighted`], [`records`]: a stream becomes a differential collection
 //!   (tables, joins, reductions) at the times its records travel with;
+//! - [`table()`]: live tables, arranged by key, to join streams against,
+//!   look keys up in and subscribe to, with compaction advanced as time
+//!   moves so history stays bounded;
 //! - [`execute`]: runs a pipeline on `-w N` workers, or in timely's cluster
 //!   mode across processes, and waits until every dataflow completes.
 //!
@@ -45,6 +48,7 @@ mod collection;
 mod config;
 mod error;
 mod inspect;
+mod table;
 
 pub use boundary::{
     Busy, Cancel, Closed, Flow, Inlet, SourceHandle, TrySendError, channel, iter_source,
@@ -54,6 +58,7 @@ pub use collection::{records, weighted};
 pub use config::EngineConfig;
 pub use error::{Error, Result};
 pub use inspect::InspectRecords;
+pub use table::{Change, Entry, Key, LiveTable, TableStreams, TableTrace, table};
 
 /// Runs `pipeline` on every worker and returns each worker's result (this
 /// process's workers only, in index order). Returns when every dataflow has

@@ -116,3 +116,76 @@ fn an_unknown_pipeline_is_a_usage_error() {
     let out = run_orb(dir.path(), &["pipeline", "run", "nope"], None);
     assert_fails(&out, 2, "no pipeline named `nope`");
 }
+
+#[test]
+fn windows_cover_every_event_once_per_tumbling_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for workers in ["1", "2"] {
+        let out = run_orb(
+            dir.path(),
+            &["pipeline", "run", "windows", "--json", "-w", workers],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = json(&out);
+        let count = |w: &serde_json::Value| -> i64 {
+            w.as_array()
+                .expect("windows")
+                .iter()
+                .map(|e| e[1][0].as_i64().expect("count"))
+                .sum()
+        };
+        // 4,000 events, one every 2.5 ms: each in exactly one tumbling
+        // window, and in 4 sliding windows (2 s every 0.5 s), except the 200
+        // events of each of the first three half-seconds, which fall into
+        // 1, 2 and 3 windows: 16,000 - 200 × (3 + 2 + 1).
+        assert_eq!(count(&v["tumbling"]), 4_000);
+        assert_eq!(count(&v["sliding"]), 14_800);
+    }
+}
+
+#[test]
+fn enrich_sees_table_changes_while_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_orb(
+        dir.path(),
+        &["pipeline", "run", "enrich", "--json", "-w", "2"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let enriched: Vec<(u64, String, String, String)> =
+        serde_json::from_value(v["enriched"].clone()).expect("enriched");
+    let carol: Vec<_> = enriched
+        .iter()
+        .filter(|e| e.1 == "carol")
+        .map(|e| (e.0, e.3.as_str()))
+        .collect();
+    assert!(
+        carol
+            .iter()
+            .all(|(t, c)| if *t < 3 { *c == "DK" } else { *c == "DE" }),
+        "{carol:?}"
+    );
+    assert_eq!(carol.len(), 8);
+    assert!(
+        !enriched.iter().any(|e| e.1 == "dave" && e.0 >= 5),
+        "deleted users are not enriched"
+    );
+    assert_eq!(v["unmatched"], 3);
+    assert_eq!(v["carol"], serde_json::json!(["DE"]));
+    let changes = v["changes"].as_array().expect("changes");
+    assert!(
+        changes.iter().all(|c| c[1] != "dave" && c[1] != "erin"),
+        "only a..d are subscribed"
+    );
+    assert!(changes.contains(&serde_json::json!([3, "carol", "DE", 1])));
+}

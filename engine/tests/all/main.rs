@@ -2,6 +2,7 @@
 
 mod call;
 mod shutdown;
+mod table;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -4,8 +4,13 @@
 //!
 //! - [`etl`]: lines of text → `call` the `wordcount` WebAssembly function →
 //!   word totals merged continuously in a differential collection.
+//! - [`windows`]: tumbling and sliding windows over timestamped events.
+//! - [`enrich`]: events joined against a live table that changes while the
+//!   pipeline runs, with a subscription to the table's changes.
 
+pub mod enrich;
 pub mod etl;
+pub mod windows;
 
 use std::path::PathBuf;
 
@@ -31,10 +36,20 @@ pub struct Pipeline {
 }
 
 /// Every example pipeline.
-pub const PIPELINES: &[Pipeline] = &[Pipeline {
-    name: "etl",
-    about: "lines of text -> call the wordcount function -> continuously merged word totals",
-}];
+pub const PIPELINES: &[Pipeline] = &[
+    Pipeline {
+        name: "etl",
+        about: "lines of text -> call the wordcount function -> continuously merged word totals",
+    },
+    Pipeline {
+        name: "windows",
+        about: "tumbling and sliding window aggregates over a timestamped event stream",
+    },
+    Pipeline {
+        name: "enrich",
+        about: "events joined against a live table that changes while the pipeline runs; a subscriber prints changes",
+    },
+];
 
 /// Errors of the example pipelines.
 #[derive(Debug, thiserror::Error)]
