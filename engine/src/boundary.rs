@@ -211,7 +211,7 @@ pub fn channel<T>(capacity: usize) -> (SourceHandle<T>, Inlet<T>) {
 }
 
 /// What a source's pull found.
-enum Pull {
+pub(crate) enum Pull {
     /// Emitted something, or may have more soon.
     Open,
     /// No more items will ever come.
@@ -219,7 +219,7 @@ enum Pull {
 }
 
 /// A source operator that emits a batch per epoch from `pull`, paced by `flow`.
-fn gated_source<'scope, T, P>(
+pub(crate) fn gated_source<'scope, T, P>(
     scope: Scope<'scope, u64>,
     name: &str,
     flow: &Flow,

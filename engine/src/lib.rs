@@ -14,6 +14,8 @@
 //! - [`table()`]: live tables, arranged by key, to join streams against,
 //!   look keys up in and subscribe to, with compaction advanced as time
 //!   moves so history stays bounded;
+//! - [`Log`], [`persist`]: persistent streams in sled, replayed from any
+//!   index and followed as they grow (streams are ephemeral otherwise);
 //! - [`execute`]: runs a pipeline on `-w N` workers, or in timely's cluster
 //!   mode across processes, and waits until every dataflow completes.
 //!
@@ -48,6 +50,7 @@ mod collection;
 mod config;
 mod error;
 mod inspect;
+mod persist;
 mod table;
 
 pub use boundary::{
@@ -58,6 +61,7 @@ pub use collection::{records, weighted};
 pub use config::EngineConfig;
 pub use error::{Error, Result};
 pub use inspect::InspectRecords;
+pub use persist::{Log, persist};
 pub use table::{Change, Entry, Key, LiveTable, TableStreams, TableTrace, table};
 
 /// Runs `pipeline` on every worker and returns each worker's result (this

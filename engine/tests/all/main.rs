@@ -1,6 +1,7 @@
 //! Integration tests of `orb-engine`, one module per guarantee.
 
 mod call;
+mod persist;
 mod shutdown;
 mod table;
 
