@@ -61,6 +61,12 @@ impl Cancel {
 }
 
 /// How sources pace themselves against the dataflow.
+///
+/// Put the probe where the work ends: on the last stream whose frontier
+/// advances epoch by epoch. An operator that keeps its first capability
+/// until the input is complete (an end-of-input aggregate) holds the probe
+/// back and, with it, the source: probe before such an operator, or let it
+/// downgrade its capability as its input frontier advances.
 #[derive(Clone)]
 pub struct Flow {
     /// The probe at the end of the dataflow.
