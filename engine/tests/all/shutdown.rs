@@ -126,3 +126,55 @@ fn a_cancelled_pipeline_completes() {
     // The dataflow is gone, so the channel closes and the producer stops.
     assert!(producer.join().expect("producer") >= 1_000);
 }
+
+#[test]
+fn tokio_tasks_feed_a_source_and_wait_when_it_is_full() {
+    let (handle, inlet) = channel::<u64>(8);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("tokio");
+    // Four tasks, 2,500 items each, through an 8-slot channel: they must wait.
+    let tasks: Vec<_> = (0..4u64)
+        .map(|t| {
+            let h = handle.clone();
+            rt.spawn(async move {
+                for i in 0..2_500u64 {
+                    h.send_async(t * 10_000 + i).await.expect("open");
+                }
+            })
+        })
+        .collect();
+    drop(handle);
+    let per_worker = execute(
+        &EngineConfig {
+            workers: 2,
+            ..EngineConfig::default()
+        },
+        move |worker| {
+            let flow = Flow::new(2, 16);
+            let (seen, out) = shared();
+            let inlet = inlet.clone();
+            worker.dataflow::<u64, _, _>(|scope| {
+                inlet
+                    .into_stream(scope, "tokio", &flow)
+                    .inspect_records(move |x| seen.borrow_mut().push(*x))
+                    .probe_with(&flow.probe);
+            });
+            orb_engine::run_to_completion(worker);
+            out.take()
+        },
+    )
+    .expect("runs");
+    rt.block_on(async {
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+    let mut all: Vec<u64> = per_worker.into_iter().flatten().collect();
+    all.sort_unstable();
+    let expected: Vec<u64> = (0..4u64)
+        .flat_map(|t| (0..2_500).map(move |i| t * 10_000 + i))
+        .collect();
+    assert_eq!(all, expected);
+}
