@@ -17,7 +17,7 @@ use orb_engine::{CallConfig, Called, Flow, call, execute, iter_source, weighted}
 use orb_functions::{Executor, Runtime, RuntimeConfig};
 use timely::dataflow::operators::vec::Map;
 
-use crate::{Error, Options, read};
+use crate::{Error, Options, apply_change, read};
 
 /// A few lines to count when no input file is given.
 pub const SAMPLE: &str = include_str!("sample.txt");
@@ -80,11 +80,7 @@ pub fn run(options: &Options) -> Result<Report, Error> {
                 .inspect(move |((word, total), _time, diff)| {
                     let mut r = r2.borrow_mut();
                     r.updates += 1;
-                    if *diff > 0 {
-                        r.totals.insert(word.clone(), *total as i64);
-                    } else if r.totals.get(word) == Some(&(*total as i64)) {
-                        r.totals.remove(word);
-                    }
+                    apply_change(&mut r.totals, word, &(*total as i64), *diff);
                 })
                 .probe_with(&flow.probe);
         });

@@ -73,6 +73,22 @@ pub enum Error {
     Unknown(String),
 }
 
+/// Applies one change of a differential aggregate to the latest values:
+/// `+1` sets `key` to `value`; `-1` removes it unless a newer value has
+/// already replaced it (within an epoch the two arrive in either order).
+pub(crate) fn apply_change<K: Ord + Clone, V: PartialEq + Clone>(
+    latest: &mut std::collections::BTreeMap<K, V>,
+    key: &K,
+    value: &V,
+    diff: isize,
+) {
+    if diff > 0 {
+        latest.insert(key.clone(), value.clone());
+    } else if latest.get(key) == Some(value) {
+        latest.remove(key);
+    }
+}
+
 /// Reads a file, naming it on failure.
 pub(crate) fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::Read {

@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use orb_engine::{Flow, execute, iter_source, records};
 
-use crate::{Error, Options};
+use crate::{Error, Options, apply_change};
 
 /// Tumbling window size.
 pub const TUMBLE_MS: u64 = 1_000;
@@ -75,7 +75,7 @@ pub fn run(options: &Options) -> Result<Report, Error> {
                 .map(|(t, sensor, value)| ((sensor, t - t % TUMBLE_MS), value))
                 .reduce(move |_k, input, output| aggregate(input, output))
                 .inspect(move |((key, agg), _, diff)| {
-                    update(&mut r1.borrow_mut().tumbling, key, agg, *diff)
+                    apply_change(&mut r1.borrow_mut().tumbling, key, agg, *diff)
                 })
                 .probe_with(&flow.probe);
             events
@@ -84,7 +84,7 @@ pub fn run(options: &Options) -> Result<Report, Error> {
                 })
                 .reduce(move |_k, input, output| aggregate(input, output))
                 .inspect(move |((key, agg), _, diff)| {
-                    update(&mut r2.borrow_mut().sliding, key, agg, *diff)
+                    apply_change(&mut r2.borrow_mut().sliding, key, agg, *diff)
                 })
                 .probe_with(&flow.probe);
         });
@@ -97,13 +97,4 @@ pub fn run(options: &Options) -> Result<Report, Error> {
         all.sliding.extend(r.sliding);
     }
     Ok(all)
-}
-
-/// Applies one change of a window's aggregate.
-fn update(windows: &mut Windows, key: &(String, u64), agg: &(i64, i64), diff: isize) {
-    if diff > 0 {
-        windows.insert(key.clone(), *agg);
-    } else if windows.get(key) == Some(agg) {
-        windows.remove(key);
-    }
 }
