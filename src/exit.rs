@@ -57,3 +57,13 @@ impl From<anyhow::Error> for CliError {
         Self { code, error }
     }
 }
+
+/// Stdout failed: a closed pipe ends the process quietly (exit 0, like
+/// SIGPIPE for other tools); anything else is an internal error.
+pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to stdout: {e}");
+    std::process::exit(i32::from(INTERNAL));
+}

@@ -40,7 +40,7 @@ pub(crate) fn run(cmd: FnCommand) -> Result<(), CliError> {
     match cmd {
         FnCommand::Id { module } => {
             let bytes = read_module(&module)?;
-            println!("{}", FunctionId::of(&bytes));
+            outln!("{}", FunctionId::of(&bytes));
             Ok(())
         }
         FnCommand::Inspect { module, json } => {
@@ -50,27 +50,27 @@ pub(crate) fn run(cmd: FnCommand) -> Result<(), CliError> {
                 CliError::usage(anyhow::Error::new(e).context(module.display().to_string()))
             })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&info).context("JSON")?);
+                outln!("{}", serde_json::to_string_pretty(&info).context("JSON")?);
                 return Ok(());
             }
-            println!("function  {}", info.id);
-            println!("size      {} bytes", info.size);
-            println!("imports   {}", info.imports.len());
+            outln!("function  {}", info.id);
+            outln!("size      {} bytes", info.size);
+            outln!("imports   {}", info.imports.len());
             for i in &info.imports {
                 let mark = if i.provided {
                     ""
                 } else {
                     "   <- not provided by Orb"
                 };
-                println!("  {}::{} ({}){mark}", i.module, i.name, i.kind);
+                outln!("  {}::{} ({}){mark}", i.module, i.name, i.kind);
             }
-            println!("exports   {}", info.exports.len());
+            outln!("exports   {}", info.exports.len());
             for e in &info.exports {
-                println!("  {} ({})", e.name, e.kind);
+                outln!("  {} ({})", e.name, e.kind);
             }
             match &info.unsupported {
-                None => println!("abi       ok: WASI preview-1 command, runnable by Orb"),
-                Some(why) => println!("abi       unsupported: {why}"),
+                None => outln!("abi       ok: WASI preview-1 command, runnable by Orb"),
+                Some(why) => outln!("abi       unsupported: {why}"),
             }
             Ok(())
         }

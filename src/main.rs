@@ -5,8 +5,16 @@
 //! `orb-functions` (the WebAssembly runtime), later `orb-ledger`, `orb-net`
 //! and `orb-engine`.
 
-// The binary is the one place that prints to stdout: that is its job.
-#![allow(clippy::print_stdout)]
+/// `println!` that ends the process quietly when stdout is closed (`orb … | head`),
+/// as a Unix tool does on SIGPIPE, instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::exit::stdout_failed(e);
+        }
+    }};
+}
 
 mod exit;
 mod function;

@@ -63,7 +63,7 @@ pub(crate) fn run(cmd: PipelineCommand) -> Result<(), CliError> {
     match cmd {
         PipelineCommand::List => {
             for p in PIPELINES {
-                println!("{:<10} {}", p.name, p.about);
+                outln!("{:<10} {}", p.name, p.about);
             }
             Ok(())
         }
@@ -111,19 +111,19 @@ fn run_one(args: RunArgs) -> Result<(), CliError> {
                     "failed_lines": report.failed_lines,
                     "updates": report.updates,
                 });
-                println!("{v}");
+                outln!("{v}");
             } else {
                 let mut top: Vec<_> = report.totals.iter().collect();
                 top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
                 let words: i64 = report.totals.values().sum();
-                println!(
+                outln!(
                     "etl: {} distinct words, {words} in all, {} total updates along the way, {} failed lines",
                     report.totals.len(),
                     report.updates,
                     report.failed_lines
                 );
                 for (word, n) in top.iter().take(10) {
-                    println!("  {n:>6}  {word}");
+                    outln!("  {n:>6}  {word}");
                 }
             }
         }
@@ -137,11 +137,11 @@ fn run_one(args: RunArgs) -> Result<(), CliError> {
                     "unmatched": r.unmatched,
                     "carol": r.carol,
                 });
-                println!("{v}");
+                outln!("{v}");
             } else {
-                println!("subscriber (users a..d):");
+                outln!("subscriber (users a..d):");
                 for c in &r.changes {
-                    println!(
+                    outln!(
                         "  epoch {}  {}{} = {}",
                         c.time,
                         if c.diff > 0 { "+" } else { "-" },
@@ -149,12 +149,12 @@ fn run_one(args: RunArgs) -> Result<(), CliError> {
                         c.value
                     );
                 }
-                println!("enriched events:");
+                outln!("enriched events:");
                 for (t, user, action, country) in &r.enriched {
-                    println!("  epoch {t}  {user:<6} {action:<7} {country}");
+                    outln!("  epoch {t}  {user:<6} {action:<7} {country}");
                 }
-                println!("events with no table entry: {}", r.unmatched);
-                println!("lookup carol at the end: {:?}", r.carol);
+                outln!("events with no table entry: {}", r.unmatched);
+                outln!("lookup carol at the end: {:?}", r.carol);
             }
         }
         "windows" => {
@@ -165,23 +165,23 @@ fn run_one(args: RunArgs) -> Result<(), CliError> {
                     "tumbling": r.tumbling.iter().collect::<Vec<_>>(),
                     "sliding": r.sliding.iter().collect::<Vec<_>>(),
                 });
-                println!("{v}");
+                outln!("{v}");
             } else {
-                println!(
+                outln!(
                     "tumbling windows of {} ms (sensor, start): count, sum",
                     orb_pipelines::windows::TUMBLE_MS
                 );
                 for ((sensor, start), (count, sum)) in &r.tumbling {
-                    println!("  {sensor} @ {start:>6}: {count:>4} events, sum {sum}");
+                    outln!("  {sensor} @ {start:>6}: {count:>4} events, sum {sum}");
                 }
-                println!(
+                outln!(
                     "sliding windows of {} ms every {} ms: {} windows, first 5:",
                     orb_pipelines::windows::SLIDE_SIZE_MS,
                     orb_pipelines::windows::SLIDE_EVERY_MS,
                     r.sliding.len()
                 );
                 for ((sensor, start), (count, sum)) in r.sliding.iter().take(5) {
-                    println!("  {sensor} @ {start:>6}: {count:>4} events, sum {sum}");
+                    outln!("  {sensor} @ {start:>6}: {count:>4} events, sum {sum}");
                 }
             }
         }

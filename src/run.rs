@@ -145,7 +145,7 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
                 "error": { "kind": e.kind(), "message": e.to_string() },
             }),
         };
-        println!("{value}");
+        outln!("{value}");
         return match result {
             Ok(_) => Ok(()),
             // The JSON already says what happened; exit with the right code, quietly.
@@ -157,10 +157,12 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
     }
     let outcome = result?;
     let mut stdout = std::io::stdout().lock();
-    stdout
+    if let Err(e) = stdout
         .write_all(&outcome.output)
         .and_then(|()| stdout.flush())
-        .context("cannot write output")?;
+    {
+        crate::exit::stdout_failed(e);
+    }
     if args.stats {
         eprintln!(
             "fuel={} duration_us={} function={}",

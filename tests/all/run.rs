@@ -225,3 +225,41 @@ fn help_answers_the_obvious_questions() {
         assert!(help.contains(needle), "run --help lacks {needle}");
     }
 }
+
+#[test]
+fn a_reader_that_closes_early_ends_orb_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("big.txt");
+    std::fs::write(&input, vec![b'y'; 4 << 20]).expect("write");
+    for args in [
+        vec![
+            "run",
+            s(&example("echo")),
+            "--input-file",
+            s(&input),
+            "--output-kb",
+            "8192",
+        ],
+        vec!["pipeline", "run", "enrich"],
+    ] {
+        let mut child = crate::orb(dir.path())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut first = [0u8; 8];
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_exact(&mut first)
+            .expect("read");
+        // The pipe is closed here, with most of the output unread.
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
