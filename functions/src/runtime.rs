@@ -40,7 +40,7 @@ pub struct CallOptions {
 }
 
 impl CallOptions {
-    /// Options with the runtime's default limits and this seed.
+    /// Options with these limits, a zero seed and the wall clock at the Unix epoch.
     pub fn with_limits(limits: Limits) -> Self {
         Self {
             limits,
