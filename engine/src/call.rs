@@ -21,6 +21,8 @@ use orb_functions::{CallOptions, Error as FnError, Executor, Function, Seed};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
+
+use crate::Cancel;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 
@@ -33,6 +35,9 @@ pub struct CallConfig {
     pub options: CallOptions,
     /// Counters shared with the caller.
     pub stats: Arc<CallStats>,
+    /// When cancelled, waiting records are dropped and results still in
+    /// flight are discarded as they return; nothing new is submitted.
+    pub cancel: Cancel,
 }
 
 impl Default for CallConfig {
@@ -41,6 +46,7 @@ impl Default for CallConfig {
             max_in_flight: 8,
             options: CallOptions::default(),
             stats: Arc::default(),
+            cancel: Cancel::new(),
         }
     }
 }
@@ -129,6 +135,16 @@ where
             let mut next_id = 0u64;
             let fn_id = function.id();
             move |(records, _frontier), output| {
+                if config.cancel.is_cancelled() {
+                    // Release every capability we can; the executor's
+                    // callbacks wake us for the calls still running.
+                    records.for_each(|_, data| data.clear());
+                    waiting.clear();
+                    while let Ok((id, _)) = done_rx.try_recv() {
+                        in_flight.remove(&id);
+                    }
+                    return;
+                }
                 records.for_each(|cap, data| {
                     // Vec streams carry one time per message.
                     if let Some(cap) = cap.retain_least(0) {

@@ -116,3 +116,53 @@ fn a_guest_error_is_an_error_record_not_a_failed_pipeline() {
     );
     assert_eq!(stats.failed.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn a_cancelled_call_pipeline_completes_without_finishing_its_work() {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let function = runtime.load(&guest()).expect("load");
+    let executor = Arc::new(Executor::new(runtime, 2, 64).expect("executor"));
+    let cancel = orb_engine::Cancel::new();
+    let config = CallConfig {
+        max_in_flight: 2,
+        cancel: cancel.clone(),
+        ..CallConfig::default()
+    };
+    let stats = config.stats.clone();
+    let watcher = {
+        let (stats, cancel) = (stats.clone(), cancel.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while stats.succeeded.load(Ordering::Acquire) < 5 {
+                assert!(std::time::Instant::now() < deadline, "no call finished");
+                std::thread::yield_now();
+            }
+            cancel.cancel();
+        })
+    };
+    let token = cancel.clone();
+    let results = execute(&EngineConfig::default(), move |worker| {
+        let flow = Flow::new(4, 8).with_cancel(token.clone());
+        let (seen, out) = shared();
+        let (executor, function, config) = (executor.clone(), function.clone(), config.clone());
+        worker.dataflow::<u64, _, _>(|scope| {
+            // 2,000 slow records: minutes of work if nothing stopped it.
+            let records = iter_source(scope, "records", &flow, vec![250u8; 2_000]);
+            call(records, executor, function, config, |b: &u8| vec![*b])
+                .inspect_core(move |event| {
+                    if let Ok((_, data)) = event {
+                        seen.borrow_mut().extend(data.iter().cloned());
+                    }
+                })
+                .probe_with(&flow.probe);
+        });
+        orb_engine::run_to_completion(worker);
+        out.take()
+    })
+    .expect("runs");
+    watcher.join().expect("watcher");
+    let delivered: Vec<Called<u8>> = results.into_iter().flatten().collect();
+    // Results that came back after the cancel are discarded, not delivered.
+    assert!(delivered.len() < 100, "{} results", delivered.len());
+    assert!(stats.succeeded.load(Ordering::Acquire) < 100);
+}
