@@ -10,12 +10,13 @@ fn totals(v: &serde_json::Value) -> BTreeMap<String, i64> {
     serde_json::from_value(v["totals"].clone()).expect("totals")
 }
 
-fn etl(dir: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+/// Runs `orb pipeline run NAME --json EXTRA...` and returns its JSON.
+fn pipeline(dir: &std::path::Path, name: &str, extra: &[&str]) -> serde_json::Value {
     let fns = functions_dir();
     let mut args = vec![
         "pipeline",
         "run",
-        "etl",
+        name,
         "--json",
         "--functions",
         fns.to_str().expect("path"),
@@ -24,10 +25,14 @@ fn etl(dir: &std::path::Path, extra: &[&str]) -> serde_json::Value {
     let out = run_orb(dir, &args, None);
     assert!(
         out.status.success(),
-        "{}",
+        "{name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     json(&out)
+}
+
+fn etl(dir: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    pipeline(dir, "etl", extra)
 }
 
 #[test]
@@ -121,17 +126,7 @@ fn an_unknown_pipeline_is_a_usage_error() {
 fn windows_cover_every_event_once_per_tumbling_window() {
     let dir = tempfile::tempdir().expect("tempdir");
     for workers in ["1", "2"] {
-        let out = run_orb(
-            dir.path(),
-            &["pipeline", "run", "windows", "--json", "-w", workers],
-            None,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v = json(&out);
+        let v = pipeline(dir.path(), "windows", &["-w", workers]);
         let count = |w: &serde_json::Value| -> i64 {
             w.as_array()
                 .expect("windows")
@@ -151,17 +146,7 @@ fn windows_cover_every_event_once_per_tumbling_window() {
 #[test]
 fn enrich_sees_table_changes_while_running() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run_orb(
-        dir.path(),
-        &["pipeline", "run", "enrich", "--json", "-w", "2"],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = pipeline(dir.path(), "enrich", &["-w", "2"]);
     let enriched: Vec<(u64, String, String, String)> =
         serde_json::from_value(v["enriched"].clone()).expect("enriched");
     let carol: Vec<_> = enriched
