@@ -86,6 +86,21 @@ fn run_one(args: RunArgs) -> Result<(), CliError> {
             .collect(),
         None => Vec::new(),
     };
+    if args.process >= args.processes.max(1) {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "-p {} is not a process index of a {}-process cluster (0..{})",
+            args.process,
+            args.processes,
+            args.processes
+        )));
+    }
+    if !addresses.is_empty() && addresses.len() != args.processes {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "the hostfile lists {} addresses for {} processes",
+            addresses.len(),
+            args.processes
+        )));
+    }
     let options = Options {
         engine: EngineConfig {
             workers: args.workers,

@@ -116,10 +116,25 @@ fn a_two_process_cluster_gives_the_same_result_as_one_process() {
 }
 
 #[test]
-fn an_unknown_pipeline_is_a_usage_error() {
+fn an_unknown_pipeline_or_a_bad_cluster_is_a_usage_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run_orb(dir.path(), &["pipeline", "run", "nope"], None);
     assert_fails(&out, 2, "no pipeline named `nope`");
+    let out = run_orb(
+        dir.path(),
+        &["pipeline", "run", "etl", "-n", "2", "-p", "2"],
+        None,
+    );
+    assert_fails(&out, 2, "not a process index");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1:1\n").expect("write");
+    let hostfile = hosts.to_str().expect("path");
+    let out = run_orb(
+        dir.path(),
+        &["pipeline", "run", "etl", "-n", "2", "--hostfile", hostfile],
+        None,
+    );
+    assert_fails(&out, 2, "lists 1 addresses for 2 processes");
 }
 
 #[test]
