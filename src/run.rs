@@ -142,7 +142,7 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
             Err(e) => json!({
                 "function": function.id(),
                 "ok": false,
-                "error": { "kind": e.kind(), "message": e.to_string() },
+                "error": { "kind": e.kind(), "message": e.to_string(), "fuel": e.fuel() },
             }),
         };
         outln!("{value}");

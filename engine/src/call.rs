@@ -85,6 +85,8 @@ pub struct CallFailure {
     pub kind: String,
     /// What happened, in words.
     pub message: String,
+    /// Fuel the guest used before it failed (none when it never ran).
+    pub fuel: Option<u64>,
 }
 
 impl From<&FnError> for CallFailure {
@@ -92,6 +94,7 @@ impl From<&FnError> for CallFailure {
         Self {
             kind: e.kind().to_owned(),
             message: e.to_string(),
+            fuel: e.fuel(),
         }
     }
 }

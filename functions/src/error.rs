@@ -18,12 +18,16 @@ pub enum Error {
     Timeout {
         /// The wall-clock limit of the call.
         limit: Duration,
+        /// Fuel the call used before it failed.
+        fuel: u64,
     },
     /// The guest tried to grow its memory past the limit.
     #[error("memory limit: the guest tried to grow its memory past {limit} bytes")]
     MemoryLimit {
         /// The memory limit in bytes.
         limit: usize,
+        /// Fuel the call used before it failed.
+        fuel: u64,
     },
     /// The guest exceeded a table, table-size or instance limit.
     #[error("resource limit: the guest exceeded its limit of {limit} {resource}")]
@@ -32,12 +36,16 @@ pub enum Error {
         resource: &'static str,
         /// Its limit.
         limit: usize,
+        /// Fuel the call used before it failed.
+        fuel: u64,
     },
     /// The guest wrote more output than allowed.
     #[error("output too large: the guest wrote more than {limit} bytes")]
     OutputTooLarge {
         /// The output limit in bytes.
         limit: usize,
+        /// Fuel the call used before it failed.
+        fuel: u64,
     },
     /// The bytes are not a valid WebAssembly module.
     #[error("invalid module: {0}")]
@@ -52,6 +60,8 @@ pub enum Error {
         message: String,
         /// The guest's captured stderr.
         log: String,
+        /// Fuel the call used before it failed.
+        fuel: u64,
     },
     /// The guest called `proc_exit` with a non-zero code.
     #[error("guest exited with code {code}{}", log_tail(log))]
@@ -60,6 +70,8 @@ pub enum Error {
         code: i32,
         /// The guest's captured stderr.
         log: String,
+        /// Fuel the call used before it failed.
+        fuel: u64,
     },
     /// The executor's queue is full; try later or elsewhere.
     #[error("busy: the executor queue is full ({capacity} calls waiting)")]
@@ -125,6 +137,34 @@ impl Error {
             Error::Store { .. } => "store",
             Error::Runtime(_) => "runtime",
         }
+    }
+
+    /// Fuel the call used, for a guest that failed while running.
+    pub fn fuel(&self) -> Option<u64> {
+        match self {
+            Error::OutOfFuel { limit } => Some(*limit),
+            Error::Timeout { fuel, .. }
+            | Error::MemoryLimit { fuel, .. }
+            | Error::ResourceLimit { fuel, .. }
+            | Error::OutputTooLarge { fuel, .. }
+            | Error::Trap { fuel, .. }
+            | Error::Exit { fuel, .. } => Some(*fuel),
+            _ => None,
+        }
+    }
+
+    /// Records the fuel a failed call used.
+    pub(crate) fn with_fuel(mut self, used: u64) -> Self {
+        match &mut self {
+            Error::Timeout { fuel, .. }
+            | Error::MemoryLimit { fuel, .. }
+            | Error::ResourceLimit { fuel, .. }
+            | Error::OutputTooLarge { fuel, .. }
+            | Error::Trap { fuel, .. }
+            | Error::Exit { fuel, .. } => *fuel = used,
+            _ => {}
+        }
+        self
     }
 
     /// True when the guest itself failed (as opposed to the caller or the host).

@@ -121,6 +121,7 @@ impl ResourceLimiter for CallLimiter {
         if desired > self.memory_bytes {
             self.hit.get_or_insert(Error::MemoryLimit {
                 limit: self.memory_bytes,
+                fuel: 0,
             });
             return Ok(false);
         }
@@ -137,6 +138,7 @@ impl ResourceLimiter for CallLimiter {
             self.hit.get_or_insert(Error::ResourceLimit {
                 resource: "table elements",
                 limit: self.table_elements,
+                fuel: 0,
             });
             return Ok(false);
         }
@@ -381,7 +383,8 @@ impl Runtime {
                 let hit = store.data_mut().limiter.hit.take();
                 match classify(e, hit, &stdout, limits, &log) {
                     None => Ok(outcome(log)),
-                    Some(err) => Err(err),
+                    // The call failed, but the fuel it burned is still reported.
+                    Some(err) => Err(err.with_fuel(fuel)),
                 }
             }
         }
@@ -400,22 +403,29 @@ fn classify(
     if stdout.overflowed() {
         return Some(Error::OutputTooLarge {
             limit: limits.output_bytes,
+            fuel: 0,
         });
     }
     if let Some(hit) = hit {
         return Some(hit);
     }
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
-        return (exit.0 != 0).then_some(Error::Exit { code: exit.0, log });
+        return (exit.0 != 0).then_some(Error::Exit {
+            code: exit.0,
+            log,
+            fuel: 0,
+        });
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Some(Error::OutOfFuel { limit: limits.fuel }),
         Some(Trap::Interrupt) => Some(Error::Timeout {
             limit: limits.timeout,
+            fuel: 0,
         }),
         Some(trap) => Some(Error::Trap {
             message: trap.to_string(),
             log,
+            fuel: 0,
         }),
         None => Some(Error::Trap {
             message: format!("{e:#}")
@@ -423,6 +433,7 @@ fn classify(
                 .collect::<Vec<_>>()
                 .join(" "),
             log,
+            fuel: 0,
         }),
     }
 }

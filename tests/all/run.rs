@@ -103,6 +103,7 @@ fn guest_errors_in_json_name_their_kind() {
     let v = json(&out);
     assert_eq!(v["ok"], false);
     assert_eq!(v["error"]["kind"], "exit");
+    assert!(v["error"]["fuel"].as_u64().expect("fuel") > 0, "{v}");
     assert!(
         v["error"]["message"]
             .as_str()

@@ -31,7 +31,7 @@ fn the_useful_functions_compute_what_they_say() {
 fn bad_input_is_a_guest_exit_with_a_message() {
     let err = run("fib", "twenty").unwrap_err();
     assert!(
-        matches!(&err, Error::Exit { code: 1, log } if log.contains("fib wants a number")),
+        matches!(&err, Error::Exit { code: 1, log, .. } if log.contains("fib wants a number")),
         "{err}"
     );
 }

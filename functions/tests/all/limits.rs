@@ -69,7 +69,7 @@ fn growing_memory_past_the_limit_fails_the_call() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, Error::MemoryLimit { limit } if limit == 1 << 20),
+        matches!(err, Error::MemoryLimit { limit, .. } if limit == 1 << 20),
         "{err}"
     );
 }
@@ -111,7 +111,8 @@ fn growing_a_table_past_the_limit_fails_the_call() {
             err,
             Error::ResourceLimit {
                 resource: "table elements",
-                limit: 100
+                limit: 100,
+                ..
             }
         ),
         "{err}"
@@ -133,7 +134,7 @@ fn writing_past_the_output_limit_fails_the_call() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, Error::OutputTooLarge { limit: 1000 }),
+        matches!(err, Error::OutputTooLarge { limit: 1000, .. }),
         "{err}"
     );
 }
@@ -189,7 +190,7 @@ fn a_non_zero_exit_is_reported_with_its_code_and_log() {
     );
     let err = call_with(&wasm, b"", limits()).unwrap_err();
     assert!(
-        matches!(&err, Error::Exit { code: 7, log } if log == "012"),
+        matches!(&err, Error::Exit { code: 7, log, .. } if log == "012"),
         "{err}"
     );
     assert!(err.to_string().contains("guest stderr"), "{err}");
@@ -292,4 +293,23 @@ fn the_guest_sees_no_environment_arguments_beyond_its_name_or_files() {
             ;; errno 8 = EBADF: there is no preopened directory at fd 3
             (if (i32.ne (call $prestat (i32.const 3) (i32.const 8)) (i32.const 8)) (then (call $exit (i32.const 11))))))"#);
     call_with(&wasm, b"", limits()).expect("no env, no preopens");
+}
+
+#[test]
+fn a_failed_call_still_reports_the_fuel_it_used() {
+    // Ten thousand loop iterations, then a trap.
+    let wasm = wat(r#"(module (memory (export "memory") 1)
+        (func (export "_start") (local $i i32)
+            (local.set $i (i32.const 10000))
+            (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))
+            unreachable))"#);
+    let err = call_with(&wasm, b"", limits()).unwrap_err();
+    assert!(matches!(err, Error::Trap { .. }), "{err}");
+    let fuel = err.fuel().expect("a guest failure reports fuel");
+    assert!(fuel > 10_000, "{fuel}");
+    // The same failure costs the same fuel every time.
+    assert_eq!(
+        call_with(&wasm, b"", limits()).unwrap_err().fuel(),
+        Some(fuel)
+    );
 }
