@@ -27,6 +27,12 @@ pub enum Error {
         /// Why it did not decode.
         reason: String,
     },
+    /// A dataflow thread could not be started.
+    #[error("cannot start a dataflow thread: {0}")]
+    Thread(String),
+    /// The dataflow has stopped (its node is shutting down).
+    #[error("the dataflow has stopped")]
+    Stopped,
     /// A function call setup failed.
     #[error(transparent)]
     Function(#[from] orb_functions::Error),

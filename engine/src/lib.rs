@@ -19,7 +19,10 @@
 //! - [`execute`]: runs a pipeline on `-w N` workers, or in timely's cluster
 //!   mode across processes, and waits until every dataflow completes.
 //!
-//! The node dataflow of later layers is built from the same pieces.
+//! - [`start_routing`]: the node's routing table (function → providers)
+//!   as an arrangement, fed by announcements and answering lookups.
+//!
+//! The node dataflow is built from the same pieces.
 //!
 //! ```
 //! use orb_engine::{EngineConfig, Flow, InspectRecords, execute, iter_source};
@@ -51,6 +54,7 @@ mod config;
 mod error;
 mod inspect;
 mod persist;
+mod routing;
 mod table;
 
 pub use boundary::{
@@ -62,6 +66,7 @@ pub use config::EngineConfig;
 pub use error::{Error, Result};
 pub use inspect::InspectRecords;
 pub use persist::{Log, persist};
+pub use routing::{Provider, Routing, RoutingInput, start_routing};
 pub use table::{Change, Entry, Key, LiveTable, TableStreams, TableTrace, table};
 
 /// Runs `pipeline` on every worker and returns each worker's result (this

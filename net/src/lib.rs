@@ -1,7 +1,44 @@
-//! `orb-net` will own Orb's network layer: the libp2p swarm (TCP, QUIC,
-//! Noise, yamux), its protocols (identify, ping, Kademlia, request-response,
-//! gossipsub, relay, DCUtR, AutoNAT, mDNS), the persistent peer store and NAT
-//! traversal, behind one event loop and a cloneable handle.
+//! `orb-net`: Orb's network layer on libp2p.
 //!
-//! It depends on `orb-functions` and `orb-ledger`, never on `orb-engine`.
-//! Nothing is implemented yet: see the network issue.
+//! One event-loop task owns the libp2p [`Swarm`](libp2p::Swarm) (TCP and
+//! QUIC, Noise, yamux; identify, ping, Kademlia, request-response,
+//! gossipsub, relay server and client, DCUtR, AutoNAT v2, mDNS) and drives
+//! it with `tokio::select!` over swarm events and a bounded command channel.
+//! The rest of the node holds a [`Net`] handle: cheap to clone, every call a
+//! command with a oneshot reply, plus non-blocking `*_nowait` calls for
+//! dataflow operators that must never await. What the network tells the
+//! node (requests from peers, announcements) arrives as [`NetEvent`]s on a
+//! bounded channel; when the node cannot keep up, a peer's request is
+//! answered "busy" at once instead of queueing without bound.
+//!
+//! - [`identity`]: the node's persistent Ed25519 key;
+//! - [`PeerStore`]: known peers and addresses in sled, so a restarted node
+//!   rejoins without its bootstrap list;
+//! - [`Request`], [`Response`], [`Announcement`]: the wire protocol, with
+//!   size-limited framing (a peer cannot make us allocate more than the
+//!   limit, and a malformed frame is dropped and logged);
+//! - [`NameRecord`]: a function name signed by its publisher, kept in the DHT;
+//! - NAT: a node whose address AutoNAT confirms (or that is started as a
+//!   supernode) serves the DHT and relays; a private node reserves a relay
+//!   slot on a supernode and lets DCUtR upgrade relayed connections.
+//!
+//! It depends on `orb-functions` (for [`FunctionId`](orb_functions::FunctionId)),
+//! never on `orb-engine` or the binary.
+
+mod behaviour;
+mod config;
+mod error;
+mod event_loop;
+mod handle;
+pub mod identity;
+mod names;
+mod peerstore;
+mod protocol;
+
+pub use config::NetConfig;
+pub use error::{Error, Result};
+pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start};
+pub use libp2p::{Multiaddr, PeerId, request_response::ResponseChannel};
+pub use names::{MAX_NAME, NameRecord, check_name};
+pub use peerstore::PeerStore;
+pub use protocol::{Announcement, Invoke, Request, Response};

@@ -1,0 +1,441 @@
+//! The routing table of a node: function id → providers, as a differential
+//! arrangement inside the node dataflow.
+//!
+//! Everything the node learns about providers (gossip announcements, DHT
+//! answers, its own deployments, a provider that failed) enters as
+//! [`RoutingInput::Announce`] on one bounded channel; lookups enter the same
+//! channel as [`RoutingInput::Resolve`], so one source and one epoch counter
+//! order them. Inside the dataflow:
+//!
+//! - an `upsert` operator turns announcements into collection updates
+//!   (retracting a provider's previous row) and, for the node's own rows,
+//!   tells the DHT through the [`Net`] handle without ever awaiting
+//!   (`provide_nowait`, retried on the next activation when the net's queue
+//!   is full);
+//! - the updates are arranged by function id;
+//! - each lookup becomes a one-epoch collection `(function, query)` (inserted
+//!   at its epoch, retracted at the next) and is joined with the arrangement;
+//! - a `gather` operator waits until the frontier passes the lookup's epoch
+//!   and answers it with every provider present then (none is an answer
+//!   too), ranked: least loaded first, then those holding the module.
+//!
+//! The answers go back to the asking task through a bounded rendezvous
+//! channel per lookup. The dataflow runs on its own thread and ends when the
+//! last [`Routing`] handle is dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use differential_dataflow::AsCollection;
+use orb_functions::FunctionId;
+use orb_net::Net;
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Operator, Probe};
+
+use crate::boundary::{Flow, SourceHandle, channel};
+use crate::{EngineConfig, Error, Result};
+
+/// What the node knows about one provider of one function.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Provider {
+    /// Its peer id.
+    pub peer: String,
+    /// Calls queued or running on it, as last announced.
+    pub load: u32,
+    /// Calls it runs at once (0 when unknown).
+    pub capacity: u32,
+    /// Whether it holds the compiled module (it announced it), as opposed to
+    /// a DHT record that says only that it provides the function.
+    pub cached: bool,
+}
+
+/// What enters the routing dataflow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum RoutingInput {
+    /// `provider` now serves `function`, or no longer does (`None`).
+    Announce {
+        /// The function.
+        function: FunctionId,
+        /// The provider's peer id.
+        peer: String,
+        /// Its row, or `None` to withdraw it.
+        provider: Option<Provider>,
+    },
+    /// Who provides `function`?
+    Resolve {
+        /// Answers carry this id.
+        query: u64,
+        /// The function.
+        function: FunctionId,
+    },
+    /// The whole table.
+    List {
+        /// Answers carry this id.
+        query: u64,
+    },
+}
+
+/// An answer of the dataflow.
+enum Answer {
+    Providers(Vec<Provider>),
+    Table(Vec<(FunctionId, Provider)>),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, flume::Sender<Answer>>>>;
+
+/// The handle to a node's routing dataflow; cheap to clone.
+#[derive(Clone)]
+pub struct Routing {
+    input: SourceHandle<RoutingInput>,
+    pending: Pending,
+    next: Arc<AtomicU64>,
+}
+
+/// Starts the routing dataflow on its own thread. `local` is this node's
+/// peer id: rows for it are published to the DHT through `net`.
+pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHandle<()>)> {
+    let (input, inlet) = channel::<RoutingInput>(4096);
+    let pending: Pending = Arc::default();
+    let answers = pending.clone();
+    let thread = std::thread::Builder::new()
+        .name("orb-routing".into())
+        .spawn(move || {
+            let config = EngineConfig {
+                workers: 1,
+                ..EngineConfig::default()
+            };
+            let run = crate::execute(&config, move |worker| {
+                let flow = Flow::new(64, 1024);
+                let (inlet, answers, net, local) =
+                    (inlet.clone(), answers.clone(), net.clone(), local.clone());
+                worker.dataflow::<u64, _, _>(|scope| {
+                    let inputs = inlet.into_stream(scope, "routing-input", &flow);
+                    let table_answers = answers.clone();
+                    let updates = inputs
+                        .clone()
+                        .unary::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
+                            Exchange::new(|_: &RoutingInput| 0),
+                            "upsert",
+                            move |_, _| {
+                                let mut rows: HashMap<(FunctionId, String), Provider> =
+                                    HashMap::new();
+                                let mut to_publish: Vec<(FunctionId, bool)> = Vec::new();
+                                move |input, output| {
+                                    input.for_each(|cap, data| {
+                                        let Some(&time) = cap.least() else { return };
+                                        let mut session = output.session(&cap);
+                                        for item in data.drain(..) {
+                                            match item {
+                                                RoutingInput::Announce {
+                                                    function,
+                                                    peer,
+                                                    provider,
+                                                } => {
+                                                    let key = (function, peer.clone());
+                                                    let old = match &provider {
+                                                        Some(p) => rows.insert(key, p.clone()),
+                                                        None => rows.remove(&key),
+                                                    };
+                                                    if old == provider {
+                                                        continue;
+                                                    }
+                                                    if peer == local
+                                                        && old.is_none() != provider.is_none()
+                                                    {
+                                                        to_publish
+                                                            .push((function, provider.is_some()));
+                                                    }
+                                                    if let Some(old) = old {
+                                                        session.give((
+                                                            (function, old),
+                                                            time,
+                                                            -1isize,
+                                                        ));
+                                                    }
+                                                    if let Some(new) = provider {
+                                                        session.give((
+                                                            (function, new),
+                                                            time,
+                                                            1isize,
+                                                        ));
+                                                    }
+                                                }
+                                                RoutingInput::List { query } => {
+                                                    let mut table: Vec<(FunctionId, Provider)> =
+                                                        rows.iter()
+                                                            .map(|((f, _), p)| (*f, p.clone()))
+                                                            .collect();
+                                                    table.sort();
+                                                    reply(
+                                                        &table_answers,
+                                                        query,
+                                                        Answer::Table(table),
+                                                    );
+                                                }
+                                                RoutingInput::Resolve { .. } => {}
+                                            }
+                                        }
+                                    });
+                                    if let Some(net) = &net {
+                                        to_publish.retain(|(function, hosting)| {
+                                            let sent = if *hosting {
+                                                net.provide_nowait(*function)
+                                            } else {
+                                                net.stop_providing_nowait(*function)
+                                            };
+                                            !sent
+                                        });
+                                    }
+                                }
+                            },
+                        );
+                    let arranged = updates.as_collection().arrange_by_key();
+
+                    // Each lookup lives for exactly one epoch.
+                    let lookups = inputs.clone().flat_map(|item| match item {
+                        RoutingInput::Resolve { query, function } => Some((query, function)),
+                        _ => None,
+                    });
+                    let queries = lookups
+                        .clone()
+                        .unary::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
+                            timely::dataflow::channels::pact::Pipeline,
+                            "lookup-epoch",
+                            |_, _| {
+                                move |input, output| {
+                                    input.for_each(|cap, data| {
+                                        let Some(&time) = cap.least() else { return };
+                                        let mut session = output.session(&cap);
+                                        for (query, function) in data.drain(..) {
+                                            session.give(((function, query), time, 1isize));
+                                            session.give(((function, query), time + 1, -1isize));
+                                        }
+                                    });
+                                }
+                            },
+                        )
+                        .as_collection();
+                    let matches = queries
+                        .join_core(arranged, |_f: &FunctionId, q: &u64, p: &Provider| {
+                            Some((*q, p.clone()))
+                        })
+                        .inner;
+
+                    lookups
+                        .binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+                            matches,
+                            Exchange::new(|_: &(u64, FunctionId)| 0),
+                            Exchange::new(|_: &((u64, Provider), u64, isize)| 0),
+                            "gather",
+                            move |cap, _| {
+                                drop(cap);
+                                let mut asked: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+                                let mut found: BTreeMap<u64, HashMap<(u64, Provider), isize>> =
+                                    BTreeMap::new();
+                                move |(lookups, lookups_frontier),
+                                      (matches, matches_frontier),
+                                      _out| {
+                                    lookups.for_each(|cap, data| {
+                                        let Some(&time) = cap.least() else { return };
+                                        asked
+                                            .entry(time)
+                                            .or_default()
+                                            .extend(data.drain(..).map(|(q, _)| q));
+                                    });
+                                    matches.for_each(|_, data| {
+                                        for (row, time, diff) in data.drain(..) {
+                                            *found
+                                                .entry(time)
+                                                .or_default()
+                                                .entry(row)
+                                                .or_default() += diff;
+                                        }
+                                    });
+                                    // Answer every epoch that no input can still add to.
+                                    loop {
+                                        let Some((&time, _)) = asked.first_key_value() else {
+                                            break;
+                                        };
+                                        if lookups_frontier.less_equal(&time)
+                                            || matches_frontier.less_equal(&time)
+                                        {
+                                            break;
+                                        }
+                                        let queries = asked.remove(&time).unwrap_or_default();
+                                        let at_time = found.remove(&time).unwrap_or_default();
+                                        let mut per_query: HashMap<u64, Vec<Provider>> =
+                                            HashMap::new();
+                                        for ((q, provider), diff) in at_time {
+                                            if diff > 0 {
+                                                per_query.entry(q).or_default().push(provider);
+                                            }
+                                        }
+                                        for q in queries {
+                                            let mut providers =
+                                                per_query.remove(&q).unwrap_or_default();
+                                            rank(&mut providers);
+                                            reply(&answers, q, Answer::Providers(providers));
+                                        }
+                                    }
+                                    // Rows of epochs that are complete and unasked
+                                    // (the retractions of answered lookups) are done with.
+                                    found.retain(|t, _| {
+                                        asked.contains_key(t)
+                                            || lookups_frontier.less_equal(t)
+                                            || matches_frontier.less_equal(t)
+                                    });
+                                }
+                            },
+                        )
+                        .probe_with(&flow.probe);
+                });
+                crate::run_to_completion(worker);
+            });
+            if let Err(e) = run {
+                tracing::error!("routing dataflow failed: {e}");
+            }
+        })
+        .map_err(|e| Error::Thread(e.to_string()))?;
+    Ok((
+        Routing {
+            input,
+            pending,
+            next: Arc::new(AtomicU64::new(1)),
+        },
+        thread,
+    ))
+}
+
+/// Least loaded (relative to capacity) first, then those holding the module.
+fn rank(providers: &mut [Provider]) {
+    providers.sort_by(|a, b| {
+        let la = a.load as u64 * (b.capacity.max(1) as u64);
+        let lb = b.load as u64 * (a.capacity.max(1) as u64);
+        la.cmp(&lb)
+            .then(b.cached.cmp(&a.cached))
+            .then(a.peer.cmp(&b.peer))
+    });
+}
+
+fn reply(pending: &Pending, query: u64, answer: Answer) {
+    let waiter = pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&query);
+    if let Some(waiter) = waiter {
+        // The asker may have given up; nothing to do then.
+        let _ = waiter.try_send(answer);
+    }
+}
+
+impl Routing {
+    /// Records that `peer` provides `function` (or no longer does: `None`).
+    /// Waits only while the dataflow's input queue is full.
+    pub async fn announce(
+        &self,
+        function: FunctionId,
+        peer: String,
+        provider: Option<Provider>,
+    ) -> Result<()> {
+        self.input
+            .send_async(RoutingInput::Announce {
+                function,
+                peer,
+                provider,
+            })
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    async fn ask(&self, make: impl FnOnce(u64) -> RoutingInput) -> Result<Answer> {
+        let query = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = flume::bounded(1);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(query, tx);
+        if self.input.send_async(make(query)).await.is_err() {
+            self.pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&query);
+            return Err(Error::Stopped);
+        }
+        rx.recv_async().await.map_err(|_| Error::Stopped)
+    }
+
+    /// The providers of `function` known now, best first.
+    pub async fn resolve(&self, function: FunctionId) -> Result<Vec<Provider>> {
+        match self
+            .ask(|query| RoutingInput::Resolve { query, function })
+            .await?
+        {
+            Answer::Providers(p) => Ok(p),
+            Answer::Table(_) => Err(Error::Stopped),
+        }
+    }
+
+    /// Every `(function, provider)` row.
+    pub async fn table(&self) -> Result<Vec<(FunctionId, Provider)>> {
+        match self.ask(|query| RoutingInput::List { query }).await? {
+            Answer::Table(t) => Ok(t),
+            Answer::Providers(_) => Err(Error::Stopped),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(peer: &str, load: u32) -> Provider {
+        Provider {
+            peer: peer.into(),
+            load,
+            capacity: 4,
+            cached: true,
+        }
+    }
+
+    #[test]
+    fn lookups_see_the_table_as_of_their_epoch() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (routing, thread) = start_routing(None, "me".into()).unwrap();
+        let f = FunctionId::of(b"f");
+        let g = FunctionId::of(b"g");
+        rt.block_on(async {
+            assert!(routing.resolve(f).await.unwrap().is_empty());
+            routing
+                .announce(f, "a".into(), Some(provider("a", 3)))
+                .await
+                .unwrap();
+            routing
+                .announce(f, "b".into(), Some(provider("b", 1)))
+                .await
+                .unwrap();
+            routing
+                .announce(g, "a".into(), Some(provider("a", 0)))
+                .await
+                .unwrap();
+            let found = routing.resolve(f).await.unwrap();
+            assert_eq!(found, vec![provider("b", 1), provider("a", 3)]);
+            // An update replaces the row; a withdrawal removes it.
+            routing
+                .announce(f, "a".into(), Some(provider("a", 0)))
+                .await
+                .unwrap();
+            routing.announce(f, "b".into(), None).await.unwrap();
+            assert_eq!(routing.resolve(f).await.unwrap(), vec![provider("a", 0)]);
+            assert_eq!(routing.table().await.unwrap().len(), 2);
+        });
+        drop(routing);
+        thread.join().unwrap();
+    }
+}

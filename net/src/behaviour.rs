@@ -1,0 +1,120 @@
+//! The composed libp2p behaviour of a node and the swarm that runs it.
+//!
+//! Every node carries the relay server: it serves only once the node has a
+//! confirmed external address (libp2p's relay advertises its hop protocol
+//! then), which is exactly when the node counts as a supernode. Kademlia
+//! starts in automatic mode for the same reason: client until an address is
+//! confirmed, server after.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
+use libp2p::{
+    StreamProtocol, Swarm, SwarmBuilder, autonat, dcutr, gossipsub, identify, mdns, noise, ping,
+    relay, tcp, yamux,
+};
+
+use crate::protocol::{Codec, RPC_PROTOCOL};
+use crate::{Error, NetConfig, Result};
+
+/// The Kademlia protocol of the Orb DHT (separate from the public IPFS DHT).
+pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/orb/kad/1.0.0");
+/// The relay hop protocol a supernode advertises.
+pub(crate) const RELAY_HOP: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
+/// The gossipsub topic of provider announcements.
+pub(crate) const PROVIDERS_TOPIC: &str = "orb/providers/1";
+
+/// All protocols of a node.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    pub(crate) rpc: request_response::Behaviour<Codec>,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) relay_client: relay::client::Behaviour,
+    pub(crate) relay: relay::Behaviour,
+    pub(crate) dcutr: dcutr::Behaviour,
+    pub(crate) autonat_client: autonat::v2::client::Behaviour,
+    pub(crate) autonat_server: autonat::v2::server::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds the swarm: TCP and QUIC, Noise, yamux, relay transport.
+pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>> {
+    let start = |e: &dyn std::fmt::Display| Error::Start(e.to_string());
+    let config = config.clone();
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| start(&e))?
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| start(&e))?
+        .with_behaviour(|key, relay_client| -> Result<Behaviour, BoxError> {
+            let peer_id = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config.set_query_timeout(Duration::from_secs(20));
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(500))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(64 << 10)
+                .build()?;
+            let rpc = request_response::Behaviour::with_codec(
+                Codec {
+                    max_request: config.max_request_bytes,
+                    max_response: config.max_response_bytes,
+                },
+                [(RPC_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(config.request_timeout)
+                    .with_max_concurrent_streams(256),
+            );
+            Ok(Behaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/orb/id/1.0.0".into(), key.public())
+                        .with_agent_version(format!("orb/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::new(
+                    ping::Config::new().with_interval(Duration::from_secs(10)),
+                ),
+                kad: kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config),
+                rpc,
+                gossipsub: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossip_config,
+                )?,
+                relay_client,
+                relay: relay::Behaviour::new(peer_id, relay::Config::default()),
+                dcutr: dcutr::Behaviour::new(peer_id),
+                autonat_client: autonat::v2::client::Behaviour::new(
+                    rand::make_rng::<rand::rngs::StdRng>(),
+                    autonat::v2::client::Config::default()
+                        .with_probe_interval(config.autonat_interval),
+                ),
+                autonat_server: autonat::v2::server::Behaviour::default(),
+                mdns: if config.mdns {
+                    Some(mdns::tokio::Behaviour::new(
+                        mdns::Config::default(),
+                        peer_id,
+                    )?)
+                    .into()
+                } else {
+                    None.into()
+                },
+            })
+        })
+        .map_err(|e| start(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,46 @@
+//! `NetConfig`: how a node joins the network.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+
+/// The network settings of a node; `orb node` flags map onto these fields.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Addresses to listen on (TCP and QUIC multiaddrs).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through, `/ip4/…/tcp/…/p2p/<peer id>`. Known peers from
+    /// the peer store are dialed as well.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Declare the listen addresses publicly reachable at once: serve the
+    /// DHT, relay and AutoNAT without waiting for AutoNAT to confirm.
+    pub supernode: bool,
+    /// Discover peers on the local network by mDNS.
+    pub mdns: bool,
+    /// Largest request a peer may send (a module upload travels as a response).
+    pub max_request_bytes: usize,
+    /// Largest response a peer may send.
+    pub max_response_bytes: usize,
+    /// How long a request to a peer may take before it fails.
+    pub request_timeout: Duration,
+    /// How often AutoNAT probes our addresses.
+    pub autonat_interval: Duration,
+    /// Events waiting for the node before peers are answered "busy".
+    pub event_queue: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            supernode: false,
+            mdns: false,
+            max_request_bytes: 2 << 20,
+            max_response_bytes: 16 << 20,
+            request_timeout: Duration::from_secs(30),
+            autonat_interval: Duration::from_secs(2),
+            event_queue: 1024,
+        }
+    }
+}

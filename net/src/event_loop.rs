@@ -1,0 +1,755 @@
+//! The event loop: the one task that owns the swarm.
+//!
+//! It `select!`s over swarm events and commands from [`Net`](crate::Net)
+//! handles, keeps pending maps keyed by query or request id for the replies,
+//! and decides the node's NAT role: an address confirmed by AutoNAT (or a
+//! `--supernode` listen address) makes Kademlia a server and the relay
+//! serve; a node AutoNAT finds private reserves a slot on a relay it knows,
+//! and DCUtR upgrades the relayed connections it gets. It never blocks on
+//! the node: requests go to the node with `try_send`, and a full queue is
+//! answered "busy".
+
+use std::collections::{HashMap, HashSet};
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, store::RecordStore};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, mdns, relay};
+use orb_functions::FunctionId;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::behaviour::{self, Behaviour, BehaviourEvent, KAD_PROTOCOL, PROVIDERS_TOPIC, RELAY_HOP};
+use crate::handle::{NatStatus, NetEvent, NetStatus, PeerInfo};
+use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Request, Response, Result};
+
+type Reply<T> = oneshot::Sender<T>;
+
+/// What a [`Net`](crate::Net) handle asks of the event loop.
+pub(crate) enum Command {
+    Status {
+        reply: Reply<NetStatus>,
+    },
+    Peers {
+        reply: Reply<Vec<PeerInfo>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<Result<PeerId>>,
+    },
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: Reply<Result<Response>>,
+    },
+    Respond {
+        channel: ResponseChannel<Response>,
+        response: Response,
+    },
+    Provide {
+        function: FunctionId,
+        reply: Option<Reply<Result<()>>>,
+    },
+    StopProviding {
+        function: FunctionId,
+    },
+    GetProviders {
+        function: FunctionId,
+        reply: Reply<Result<Vec<PeerId>>>,
+    },
+    PutName {
+        record: NameRecord,
+        reply: Reply<Result<()>>,
+    },
+    GetName {
+        name: String,
+        reply: Reply<Result<Option<NameRecord>>>,
+    },
+    Announce {
+        announcement: Announcement,
+    },
+    AddAddresses {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    },
+}
+
+/// What identify told us about a peer.
+#[derive(Default)]
+struct Known {
+    addrs: Vec<Multiaddr>,
+    agent: String,
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetEvent>,
+    peers: PeerStore,
+    supernode: bool,
+    nat: NatStatus,
+    known: HashMap<PeerId, Known>,
+    /// Open connections per peer: (direct, relayed).
+    connections: HashMap<PeerId, (usize, usize)>,
+    /// Supernodes that offer a relay, with an address to reach them.
+    relays: HashMap<PeerId, Multiaddr>,
+    /// The relay we listen through (reservation asked or held).
+    reservation: Option<PeerId>,
+    bootstrapped: bool,
+    pending_dial: HashMap<PeerId, Vec<Reply<Result<PeerId>>>>,
+    pending_request: HashMap<OutboundRequestId, Reply<Result<Response>>>,
+    pending_provide: HashMap<QueryId, Reply<Result<()>>>,
+    pending_providers: HashMap<QueryId, Reply<Result<Vec<PeerId>>>>,
+    pending_put: HashMap<QueryId, Reply<Result<()>>>,
+    pending_get: HashMap<QueryId, Reply<Result<Option<NameRecord>>>>,
+    topic: gossipsub::IdentTopic,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        key: Keypair,
+        config: &NetConfig,
+        peers: PeerStore,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NetEvent>,
+    ) -> Result<Self> {
+        let local = key.public().to_peer_id();
+        let mut swarm = behaviour::build(key, config)?;
+        for addr in &config.listen {
+            swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let topic = gossipsub::IdentTopic::new(PROVIDERS_TOPIC);
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| Error::Start(e.to_string()))?;
+        let mut dialed = HashSet::new();
+        for addr in &config.bootstrap {
+            match peer_of(addr) {
+                Some(peer) if peer != local => {
+                    dialed.insert(peer);
+                    swarm.add_peer_address(peer, addr.clone());
+                    if let Err(e) = swarm.dial(addr.clone()) {
+                        warn!(%addr, "cannot dial bootstrap peer: {e}");
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    return Err(Error::Dial {
+                        addr: addr.to_string(),
+                        reason: "a bootstrap address must end with /p2p/<peer id>".into(),
+                    });
+                }
+            }
+        }
+        for (peer, addrs) in peers.all() {
+            if peer == local || dialed.contains(&peer) {
+                continue;
+            }
+            for addr in &addrs {
+                swarm.add_peer_address(peer, addr.clone());
+            }
+            if let Err(e) = swarm.dial(peer) {
+                debug!(%peer, "cannot dial known peer: {e}");
+            }
+        }
+        Ok(Self {
+            swarm,
+            commands,
+            events,
+            peers,
+            supernode: config.supernode,
+            nat: if config.supernode {
+                NatStatus::Public
+            } else {
+                NatStatus::Unknown
+            },
+            known: HashMap::new(),
+            connections: HashMap::new(),
+            relays: HashMap::new(),
+            reservation: None,
+            bootstrapped: false,
+            pending_dial: HashMap::new(),
+            pending_request: HashMap::new(),
+            pending_provide: HashMap::new(),
+            pending_providers: HashMap::new(),
+            pending_put: HashMap::new(),
+            pending_get: HashMap::new(),
+            topic,
+        })
+    }
+
+    /// Runs until every handle is dropped.
+    pub(crate) async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn is_public(&self) -> bool {
+        self.swarm.external_addresses().any(|a| !is_relayed(a))
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                if is_relayed(&address) {
+                    // Our relayed address is how others reach us: advertise it.
+                    self.swarm.add_external_address(address);
+                } else if self.supernode && !is_unspecified(&address) {
+                    self.swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "external address confirmed");
+                if !is_relayed(&address) {
+                    self.nat = NatStatus::Public;
+                }
+                self.republish();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let relayed = endpoint.is_relayed();
+                let entry = self.connections.entry(peer_id).or_default();
+                if relayed {
+                    entry.1 += 1;
+                } else {
+                    entry.0 += 1;
+                }
+                debug!(peer = %peer_id, relayed, addr = %endpoint.get_remote_address(), "connected");
+                if let ConnectedPoint::Dialer { .. } = endpoint
+                    && let Some(replies) = self.pending_dial.remove(&peer_id)
+                {
+                    for reply in replies {
+                        let _ = reply.send(Ok(peer_id));
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id, endpoint, ..
+            } => {
+                if let Some(entry) = self.connections.get_mut(&peer_id) {
+                    if endpoint.is_relayed() {
+                        entry.1 = entry.1.saturating_sub(1);
+                    } else {
+                        entry.0 = entry.0.saturating_sub(1);
+                    }
+                    if *entry == (0, 0) {
+                        self.connections.remove(&peer_id);
+                    }
+                }
+                if self.reservation == Some(peer_id) && !self.connections.contains_key(&peer_id) {
+                    self.reservation = None;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                debug!(%peer, "dial failed: {error}");
+                if let Some(replies) = self.pending_dial.remove(&peer) {
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::Dial {
+                            addr: peer.to_string(),
+                            reason: error.to_string(),
+                        }));
+                    }
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => {
+                if addresses.iter().any(is_relayed) || reason.is_err() {
+                    info!(?addresses, ?reason, "listener closed");
+                }
+                if addresses.iter().any(is_relayed) {
+                    self.reservation = None;
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let listen: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .iter()
+                    .filter(|a| !is_unspecified(a))
+                    .cloned()
+                    .collect();
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for addr in listen.iter().filter(|a| !is_relayed(a)) {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
+                    }
+                    if !self.bootstrapped {
+                        self.bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
+                    }
+                }
+                if info.protocols.contains(&RELAY_HOP)
+                    && let Some(addr) = listen.iter().find(|a| !is_relayed(a))
+                {
+                    self.relays.insert(peer_id, addr.clone());
+                    self.maybe_reserve();
+                }
+                if let Err(e) = self.peers.record(&peer_id, &listen) {
+                    warn!("cannot record peer {peer_id}: {e}");
+                }
+                self.known.insert(
+                    peer_id,
+                    Known {
+                        addrs: listen,
+                        agent: info.agent_version,
+                    },
+                );
+            }
+            BehaviourEvent::Kad(event) => self.on_kad(event),
+            BehaviourEvent::Rpc(event) => self.on_rpc(event),
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
+                let Some(peer) = message.source else { return };
+                match Announcement::decode(&message.data) {
+                    Some(announcement) => {
+                        if self
+                            .events
+                            .try_send(NetEvent::Announcement { peer, announcement })
+                            .is_err()
+                        {
+                            debug!("node busy: announcement from {peer} dropped");
+                        }
+                    }
+                    None => warn!(%peer, "malformed announcement dropped"),
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    debug!(%peer, %addr, "mDNS discovered");
+                    self.swarm.add_peer_address(peer, addr);
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(peer);
+                    }
+                }
+            }
+            BehaviourEvent::AutonatClient(autonat::v2::client::Event {
+                tested_addr,
+                server,
+                result,
+                ..
+            }) => match result {
+                Ok(()) => {
+                    info!(%tested_addr, %server, "AutoNAT: reachable");
+                    self.nat = NatStatus::Public;
+                }
+                Err(e) => {
+                    info!(%tested_addr, %server, "AutoNAT: not reachable ({e})");
+                    if !self.is_public() {
+                        self.nat = NatStatus::Private;
+                        self.maybe_reserve();
+                    }
+                }
+            },
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                ..
+            }) => info!(relay = %relay_peer_id, "relay reservation accepted"),
+            BehaviourEvent::Relay(event) => debug!(?event, "relay"),
+            BehaviourEvent::Dcutr(event) => match event.result {
+                Ok(_) => info!(peer = %event.remote_peer_id, "hole punched: direct connection"),
+                Err(e) => info!(peer = %event.remote_peer_id, "hole punching failed: {e}"),
+            },
+            _ => {}
+        }
+    }
+
+    /// A private node listens through a relay it knows, once.
+    fn maybe_reserve(&mut self) {
+        if self.nat != NatStatus::Private || self.reservation.is_some() || self.is_public() {
+            return;
+        }
+        let Some((relay, addr)) = self
+            .relays
+            .iter()
+            .find(|(peer, _)| self.swarm.is_connected(peer))
+            .map(|(p, a)| (*p, a.clone()))
+        else {
+            return;
+        };
+        let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(_) => {
+                info!(%circuit, "reserving a relay slot");
+                self.reservation = Some(relay);
+            }
+            Err(e) => warn!(%circuit, "cannot listen through relay: {e}"),
+        }
+    }
+
+    /// Re-publishes our provider records (after our addresses changed, so
+    /// the records carry reachable addresses).
+    fn republish(&mut self) {
+        let keys: Vec<kad::RecordKey> = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .provided()
+            .map(|r| r.key.clone())
+            .collect();
+        for key in keys {
+            let _ = self.swarm.behaviour_mut().kad.start_providing(key);
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = event
+        else {
+            if let kad::Event::ModeChanged { new_mode } = event {
+                info!(%new_mode, "DHT mode");
+            }
+            return;
+        };
+        match result {
+            QueryResult::StartProviding(result) => {
+                if let Some(reply) = self.pending_provide.remove(&id) {
+                    let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Dht(e.to_string())));
+                }
+            }
+            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+                // Every peer's answer comes as a step, empty ones included.
+                if providers.is_empty() {
+                    return;
+                }
+                if let Some(reply) = self.pending_providers.remove(&id) {
+                    let _ = reply.send(Ok(providers.into_iter().collect()));
+                    if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        query.finish();
+                    }
+                }
+            }
+            QueryResult::GetProviders(result) => {
+                if let Some(reply) = self.pending_providers.remove(&id) {
+                    let _ = reply.send(match result {
+                        Ok(_) => Ok(Vec::new()),
+                        Err(kad::GetProvidersError::Timeout { .. }) => Ok(Vec::new()),
+                    });
+                }
+            }
+            QueryResult::PutRecord(result) => {
+                if let Some(reply) = self.pending_put.remove(&id) {
+                    let _ = reply.send(result.map(|_| ()).or_else(|e| match e {
+                        // Stored locally and on fewer peers than asked: the
+                        // record still resolves; republishing spreads it.
+                        kad::PutRecordError::QuorumFailed { .. } => Ok(()),
+                        e => Err(Error::Dht(e.to_string())),
+                    }));
+                }
+            }
+            QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(found))) => {
+                match NameRecord::decode(&found.record.value) {
+                    Ok(record) => {
+                        if let Some(reply) = self.pending_get.remove(&id) {
+                            let _ = reply.send(Ok(Some(record)));
+                            if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                                query.finish();
+                            }
+                        }
+                    }
+                    Err(e) => warn!(peer = ?found.peer, "invalid name record ignored: {e}"),
+                }
+            }
+            QueryResult::GetRecord(_) => {
+                if step.last
+                    && let Some(reply) = self.pending_get.remove(&id)
+                {
+                    let _ = reply.send(Ok(None));
+                }
+            }
+            QueryResult::Bootstrap(result) => {
+                if step.last {
+                    debug!(?result, "DHT bootstrap");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                if let Err(e) = self.events.try_send(NetEvent::Request {
+                    peer,
+                    request,
+                    channel,
+                }) {
+                    let (answer, channel) = match e {
+                        mpsc::error::TrySendError::Full(NetEvent::Request { channel, .. }) => {
+                            (Response::Busy, channel)
+                        }
+                        mpsc::error::TrySendError::Closed(NetEvent::Request {
+                            channel, ..
+                        }) => (Response::NotHosted, channel),
+                        _ => return,
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_response(channel, answer);
+                }
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_request.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_request.remove(&request_id) {
+                    let _ = reply.send(Err(Error::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                warn!(%peer, "bad or failed request from peer: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peer_list());
+            }
+            Command::Dial { addr, reply } => {
+                let Some(peer) = peer_of(&addr) else {
+                    let _ = reply.send(Err(Error::Dial {
+                        addr: addr.to_string(),
+                        reason: "the address must end with /p2p/<peer id>".into(),
+                    }));
+                    return;
+                };
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(peer));
+                    return;
+                }
+                self.swarm.add_peer_address(peer, addr.clone());
+                match self.swarm.dial(addr.clone()) {
+                    Ok(()) => self.pending_dial.entry(peer).or_default().push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Dial {
+                            addr: addr.to_string(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                self.pending_request.insert(id, reply);
+            }
+            Command::Respond { channel, response } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("the asker went away before the response");
+                }
+            }
+            Command::Provide { function, reply } => {
+                let key = kad::RecordKey::new(function.as_bytes());
+                match self.swarm.behaviour_mut().kad.start_providing(key) {
+                    Ok(id) => {
+                        if let Some(reply) = reply {
+                            self.pending_provide.insert(id, reply);
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(Error::Dht(e.to_string())));
+                        }
+                    }
+                }
+            }
+            Command::StopProviding { function } => {
+                let key = kad::RecordKey::new(function.as_bytes());
+                self.swarm.behaviour_mut().kad.stop_providing(&key);
+            }
+            Command::GetProviders { function, reply } => {
+                let key = kad::RecordKey::new(function.as_bytes());
+                let id = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.pending_providers.insert(id, reply);
+            }
+            Command::PutName { record, reply } => {
+                let record = kad::Record::new(NameRecord::key(&record.name), record.encode());
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(record, kad::Quorum::One)
+                {
+                    Ok(id) => {
+                        self.pending_put.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Dht(e.to_string())));
+                    }
+                }
+            }
+            Command::GetName { name, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(NameRecord::key(&name));
+                self.pending_get.insert(id, reply);
+            }
+            Command::Announce { announcement } => {
+                let topic = self.topic.clone();
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic, announcement.encode())
+                {
+                    debug!("announcement not published: {e}");
+                }
+            }
+            Command::AddAddresses { peer, addrs } => {
+                for addr in addrs {
+                    self.swarm.add_peer_address(peer, addr);
+                }
+            }
+        }
+    }
+
+    fn status(&mut self) -> NetStatus {
+        let external: Vec<String> = self
+            .swarm
+            .external_addresses()
+            .map(|a| a.to_string())
+            .collect();
+        let public = self.is_public();
+        let routing_table = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
+        NetStatus {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            external,
+            nat: self.nat,
+            supernode: public,
+            dht_server: self.swarm.behaviour_mut().kad.mode() == kad::Mode::Server,
+            relays: self
+                .reservation
+                .iter()
+                .filter(|p| self.swarm.is_connected(p))
+                .map(|p| p.to_string())
+                .collect(),
+            connected: self.swarm.connected_peers().count(),
+            routing_table,
+            known_peers: self.peers.len(),
+        }
+    }
+
+    fn peer_list(&self) -> Vec<PeerInfo> {
+        let mut ids: HashSet<PeerId> = self.known.keys().copied().collect();
+        ids.extend(self.connections.keys().copied());
+        let mut list: Vec<PeerInfo> = ids
+            .into_iter()
+            .map(|peer| {
+                let known = self.known.get(&peer);
+                let (direct, relayed) = self.connections.get(&peer).copied().unwrap_or_default();
+                PeerInfo {
+                    peer_id: peer.to_string(),
+                    addrs: known
+                        .map(|k| k.addrs.iter().map(|a| a.to_string()).collect())
+                        .unwrap_or_default(),
+                    connected: direct + relayed > 0,
+                    relayed: direct == 0 && relayed > 0,
+                    agent: known.map(|k| k.agent.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        list
+    }
+}
+
+/// The peer id an address ends with, if any.
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}

@@ -1,0 +1,244 @@
+//! `Net`: the cloneable handle the rest of a node uses to talk to the
+//! network, and [`start`], which builds the swarm and spawns its event loop.
+//!
+//! Every async method sends a command to the event loop over a bounded
+//! channel and awaits a oneshot reply. The `*_nowait` methods never wait
+//! (dataflow operators call them): when the command queue is full they
+//! return `false` and the caller retries on its next activation.
+//! The event loop stops when the last `Net` is dropped.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId};
+use orb_functions::FunctionId;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event_loop::{Command, EventLoop};
+use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Request, Response, Result};
+
+/// Something the network tells the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A peer asks something; answer with [`Net::respond`].
+    Request {
+        /// Who asks.
+        peer: PeerId,
+        /// What.
+        request: Request,
+        /// Where the answer goes.
+        channel: ResponseChannel<Response>,
+    },
+    /// A peer announced something on gossipsub.
+    Announcement {
+        /// The signed source of the message.
+        peer: PeerId,
+        /// What it announced.
+        announcement: Announcement,
+    },
+}
+
+/// What AutoNAT concluded about this node's reachability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NatStatus {
+    /// Not tested yet (no AutoNAT server among the peers).
+    Unknown,
+    /// An address of ours was dialed back: publicly reachable.
+    Public,
+    /// Dial-backs failed: behind a NAT or a firewall.
+    Private,
+}
+
+/// A node's view of itself on the network.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetStatus {
+    /// Our peer id.
+    pub peer_id: String,
+    /// Addresses we listen on.
+    pub listen: Vec<String>,
+    /// Addresses confirmed reachable (or relayed addresses).
+    pub external: Vec<String>,
+    /// AutoNAT's verdict.
+    pub nat: NatStatus,
+    /// Publicly reachable: serves the DHT and relays for others.
+    pub supernode: bool,
+    /// Whether Kademlia runs in server mode.
+    pub dht_server: bool,
+    /// Relays we hold a reservation on.
+    pub relays: Vec<String>,
+    /// Peers connected now.
+    pub connected: usize,
+    /// Peers in the Kademlia routing table.
+    pub routing_table: usize,
+    /// Peers in the persistent peer store.
+    pub known_peers: usize,
+}
+
+/// A peer as this node knows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    /// Its peer id.
+    pub peer_id: String,
+    /// The addresses it listens on (from identify).
+    pub addrs: Vec<String>,
+    /// Whether a connection is open now.
+    pub connected: bool,
+    /// Whether every open connection goes through a relay.
+    pub relayed: bool,
+    /// Its software, from identify.
+    pub agent: String,
+}
+
+/// The handle to a node's network: cheap to clone.
+#[derive(Clone)]
+pub struct Net {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+/// Builds the swarm, listens, spawns the event loop on the current tokio
+/// runtime and dials the bootstrap and known peers.
+pub fn start(
+    key: Keypair,
+    config: &NetConfig,
+    peers: PeerStore,
+) -> Result<(Net, mpsc::Receiver<NetEvent>)> {
+    let peer_id = key.public().to_peer_id();
+    let (tx, rx) = mpsc::channel(256);
+    let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
+    let event_loop = EventLoop::new(key, config, peers, rx, events_tx)?;
+    tokio::spawn(event_loop.run());
+    Ok((Net { tx, peer_id }, events_rx))
+}
+
+impl Net {
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(command(reply))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Our status.
+    pub async fn status(&self) -> Result<NetStatus> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// The peers we know, connected or not.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
+        self.ask(|reply| Command::Peers { reply }).await
+    }
+
+    /// Dials `addr` (which must end in `/p2p/<peer id>`) and waits for the connection.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Sends `request` to `peer` (dialing it if needed) and waits for the answer.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response> {
+        self.ask(|reply| Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers a peer's request.
+    pub async fn respond(
+        &self,
+        channel: ResponseChannel<Response>,
+        response: Response,
+    ) -> Result<()> {
+        self.tx
+            .send(Command::Respond { channel, response })
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Publishes a provider record for `function` in the DHT and waits until
+    /// it is sent to the closest peers.
+    pub async fn provide(&self, function: FunctionId) -> Result<()> {
+        self.ask(|reply| Command::Provide {
+            function,
+            reply: Some(reply),
+        })
+        .await?
+    }
+
+    /// Publishes a provider record without waiting; `false` when the
+    /// command queue is full (try again later).
+    pub fn provide_nowait(&self, function: FunctionId) -> bool {
+        self.tx
+            .try_send(Command::Provide {
+                function,
+                reply: None,
+            })
+            .is_ok()
+    }
+
+    /// Withdraws our provider record for `function` without waiting.
+    pub fn stop_providing_nowait(&self, function: FunctionId) -> bool {
+        self.tx
+            .try_send(Command::StopProviding { function })
+            .is_ok()
+    }
+
+    /// Asks the DHT who provides `function`.
+    pub async fn providers(&self, function: FunctionId) -> Result<Vec<PeerId>> {
+        self.ask(|reply| Command::GetProviders { function, reply })
+            .await?
+    }
+
+    /// Stores a (signed) name record in the DHT.
+    pub async fn put_name(&self, record: NameRecord) -> Result<()> {
+        self.ask(|reply| Command::PutName { record, reply }).await?
+    }
+
+    /// Looks a name up in the DHT: the first record whose signature verifies.
+    pub async fn get_name(&self, name: &str) -> Result<Option<NameRecord>> {
+        let name = name.to_owned();
+        self.ask(|reply| Command::GetName { name, reply }).await?
+    }
+
+    /// Tells every peer something on gossipsub (waits only for the queue).
+    pub async fn announce(&self, announcement: Announcement) -> Result<()> {
+        self.tx
+            .send(Command::Announce { announcement })
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Remembers addresses of `peer` (learned from an announcement).
+    pub fn add_addresses_nowait(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> bool {
+        self.tx
+            .try_send(Command::AddAddresses { peer, addrs })
+            .is_ok()
+    }
+
+    /// Waits until `check` holds for our status, or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        check: impl Fn(&NetStatus) -> bool,
+    ) -> Result<NetStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status().await?;
+            if check(&status) || tokio::time::Instant::now() >= deadline {
+                return Ok(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

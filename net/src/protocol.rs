@@ -1,0 +1,263 @@
+//! The wire protocol: what nodes ask each other by request-response
+//! (`/orb/rpc/1`) and what they announce on gossipsub (`orb/providers/1`).
+//!
+//! Messages are postcard-encoded in a frame with a 4-byte big-endian length.
+//! The codec refuses a frame longer than the configured limit before
+//! allocating for it, and a frame that does not decode fails that stream
+//! only (libp2p reports an inbound failure, which the event loop logs).
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response;
+use orb_functions::FunctionId;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The request-response protocol name.
+pub(crate) const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/orb/rpc/1");
+
+/// What one node asks another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Run a function the peer hosts.
+    Invoke(Invoke),
+    /// Send the module with this id (the asker checks its hash).
+    FetchModule {
+        /// The module wanted.
+        function: FunctionId,
+    },
+    /// Host this function: fetch the module from the asker, verify, compile,
+    /// announce as a provider. The peer may decline.
+    Host {
+        /// The function to host.
+        function: FunctionId,
+    },
+}
+
+/// One call of a function.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoke {
+    /// Identifies the call end to end (retries keep it).
+    pub invocation: u128,
+    /// The function.
+    pub function: FunctionId,
+    /// Its input (stdin).
+    pub input: Vec<u8>,
+    /// A fuel limit lower than the executor's default, if any.
+    pub fuel: Option<u64>,
+}
+
+/// What a node answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The call ran.
+    Output {
+        /// What the guest wrote to stdout.
+        output: Vec<u8>,
+        /// Fuel consumed.
+        fuel: u64,
+        /// Instantiation plus execution, in microseconds.
+        execution_us: u64,
+    },
+    /// The guest failed (trap, exit, out of fuel, limit).
+    Failed {
+        /// `orb_functions::Error::kind`.
+        kind: String,
+        /// What happened.
+        message: String,
+        /// Fuel used until the failure, when known.
+        fuel: Option<u64>,
+    },
+    /// The executor's queue is full: ask another provider.
+    Busy,
+    /// This node does not host that function (any more).
+    NotHosted,
+    /// The module asked for.
+    Module(Vec<u8>),
+    /// The answer to [`Request::Host`].
+    Hosting {
+        /// Whether the node now hosts the function.
+        accepted: bool,
+        /// Why not, when it declined.
+        reason: String,
+    },
+    /// The request was refused (bad module, bad id).
+    Refused(String),
+}
+
+/// What a node tells everyone on gossipsub.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Announcement {
+    /// The sender hosts `function` (or stopped, when `hosting` is false).
+    Provider {
+        /// The function.
+        function: FunctionId,
+        /// Whether the sender hosts it now.
+        hosting: bool,
+        /// Calls queued or running on the sender.
+        load: u32,
+        /// Calls the sender runs at once.
+        capacity: u32,
+        /// Addresses the sender can be reached on.
+        addrs: Vec<String>,
+    },
+}
+
+impl Announcement {
+    /// Encodes for gossipsub.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a gossip message (`None` if malformed).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
+
+/// Length-prefixed postcard frames with size limits.
+#[derive(Clone, Debug)]
+pub(crate) struct Codec {
+    pub(crate) max_request: usize,
+    pub(crate) max_response: usize,
+}
+
+async fn read_frame<T, M>(io: &mut T, max: usize) -> io::Result<M>
+where
+    T: AsyncRead + Unpin + Send,
+    M: DeserializeOwned,
+{
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes exceeds the limit of {max}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    postcard::from_bytes(&buf).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("malformed message: {e}"),
+        )
+    })
+}
+
+async fn write_frame<T, M>(io: &mut T, message: &M, max: usize) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin + Send,
+    M: Serialize,
+{
+    let bytes = postcard::to_stdvec(message)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    if bytes.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "message of {} bytes exceeds the limit of {max}",
+                bytes.len()
+            ),
+        ));
+    }
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(&bytes).await?;
+    io.flush().await
+}
+
+impl request_response::Codec for Codec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_request).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_response).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req, self.max_request).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res, self.max_response).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use request_response::Codec as _;
+
+    fn codec() -> Codec {
+        Codec {
+            max_request: 1024,
+            max_response: 1024,
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let req = Request::Invoke(Invoke {
+            invocation: 7,
+            function: FunctionId::of(b"m"),
+            input: b"hi".to_vec(),
+            fuel: Some(10),
+        });
+        let mut buf = Vec::new();
+        block_on(codec().write_request(&RPC_PROTOCOL, &mut buf, req.clone())).unwrap();
+        let back = block_on(codec().read_request(&RPC_PROTOCOL, &mut buf.as_slice())).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_before_allocating() {
+        let mut frame = u32::MAX.to_be_bytes().to_vec();
+        frame.extend_from_slice(b"tiny");
+        let err = block_on(codec().read_request(&RPC_PROTOCOL, &mut frame.as_slice())).unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_frame_is_an_error_not_a_panic() {
+        let mut frame = 3u32.to_be_bytes().to_vec();
+        frame.extend_from_slice(&[0xff, 0xff, 0xff]);
+        let err = block_on(codec().read_request(&RPC_PROTOCOL, &mut frame.as_slice())).unwrap_err();
+        assert!(err.to_string().contains("malformed"), "{err}");
+        let big = Response::Module(vec![0; 2048]);
+        let mut buf = Vec::new();
+        assert!(block_on(codec().write_response(&RPC_PROTOCOL, &mut buf, big)).is_err());
+    }
+}
