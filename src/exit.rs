@@ -6,6 +6,8 @@ use orb_functions::Error as FnError;
 pub(crate) const USAGE: u8 = 2;
 /// Exit code for a guest that failed.
 pub(crate) const GUEST: u8 = 3;
+/// Exit code for network failures: node unreachable, no provider, all providers failed.
+pub(crate) const NETWORK: u8 = 4;
 /// Exit code for everything else.
 pub(crate) const INTERNAL: u8 = 1;
 
@@ -66,4 +68,22 @@ pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
     }
     eprintln!("error: cannot write to stdout: {e}");
     std::process::exit(i32::from(INTERNAL));
+}
+
+impl From<orb_net::Error> for CliError {
+    fn from(error: orb_net::Error) -> Self {
+        Self {
+            code: INTERNAL,
+            error: error.into(),
+        }
+    }
+}
+
+impl From<orb_engine::Error> for CliError {
+    fn from(error: orb_engine::Error) -> Self {
+        Self {
+            code: INTERNAL,
+            error: error.into(),
+        }
+    }
 }

@@ -16,8 +16,10 @@ macro_rules! outln {
     }};
 }
 
+mod client;
 mod exit;
 mod function;
+mod node;
 mod pipeline;
 mod run;
 
@@ -33,7 +35,8 @@ Exit codes:
   0  success
   1  internal error (a bug or a broken host: please report it)
   2  usage or input error: bad flags, unreadable file, invalid module, unsupported ABI
-  3  the guest failed: trap, non-zero exit, out of fuel, timeout, memory or output limit";
+  3  the guest failed: trap, non-zero exit, out of fuel, timeout, memory or output limit
+  4  network: the node is unreachable, no provider for the function, or every provider failed";
 
 /// Orb: a decentralized function-as-a-service network.
 ///
@@ -46,6 +49,16 @@ struct Cli {
     /// Where Orb keeps its state (module store, compiled artifacts).
     #[arg(long, global = true, env = "ORB_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+
+    /// The node that client commands (deploy, invoke, peers, ls, status) talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "ORB_NODE",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7420"
+    )]
+    node: String,
 
     #[command(subcommand)]
     command: Command,
@@ -62,6 +75,19 @@ enum Command {
     /// Run the example reactive pipelines (timely and differential dataflow).
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Run a node: host functions, serve the DHT, answer calls.
+    #[command(after_help = node::AFTER_HELP)]
+    Node(node::NodeArgs),
+    /// Deploy a function to the network through a node.
+    Deploy(client::DeployArgs),
+    /// Call a function anywhere on the network, by name or id.
+    Invoke(client::InvokeArgs),
+    /// List the peers a node knows.
+    Peers(client::ListArgs),
+    /// List the functions a node knows, with their providers.
+    Ls(client::ListArgs),
+    /// Show a node's peer id, addresses, NAT status and role.
+    Status(client::ListArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +104,12 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args, &data_dir),
         Command::Fn(cmd) => function::run(cmd),
         Command::Pipeline(cmd) => pipeline::run(cmd),
+        Command::Node(args) => node::run(args, &data_dir),
+        Command::Deploy(args) => client::deploy(args, &cli.node, &data_dir),
+        Command::Invoke(args) => client::invoke(args, &cli.node),
+        Command::Peers(args) => client::peers(args, &cli.node),
+        Command::Ls(args) => client::ls(args, &cli.node),
+        Command::Status(args) => client::status(args, &cli.node),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

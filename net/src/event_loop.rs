@@ -487,10 +487,8 @@ impl EventLoop {
                     let _ = reply.send(Ok(None));
                 }
             }
-            QueryResult::Bootstrap(result) => {
-                if step.last {
-                    debug!(?result, "DHT bootstrap");
-                }
+            QueryResult::Bootstrap(result) if step.last => {
+                debug!(?result, "DHT bootstrap");
             }
             _ => {}
         }

@@ -1,0 +1,360 @@
+//! The client commands: `orb deploy`, `orb invoke`, `orb peers`, `orb ls`,
+//! `orb status`. Each talks to a node's HTTP API (`--node URL`, default
+//! http://127.0.0.1:7420, env `ORB_NODE`) and prints what it answered.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use orb_functions::FunctionId;
+use orb_net::NameRecord;
+use serde_json::Value;
+
+use crate::exit::{CliError, GUEST, INTERNAL, NETWORK, USAGE};
+
+/// `orb deploy` flags.
+#[derive(Args, Debug)]
+pub(crate) struct DeployArgs {
+    /// The WebAssembly module (a WASI preview-1 command).
+    module: PathBuf,
+    /// The name to publish it under (a-z, 0-9, '.', '_', '-').
+    #[arg(long)]
+    name: String,
+    /// How many nodes should host it (this node and R-1 others).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    replicas: u32,
+    /// Print the node's answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `orb invoke` flags.
+#[derive(Args, Debug)]
+pub(crate) struct InvokeArgs {
+    /// The function: a name or a 64-hex-digit id.
+    target: String,
+    /// The input, as text.
+    #[arg(long, conflicts_with = "input_file")]
+    input: Option<String>,
+    /// Read the input from a file (`-` for stdin). Without --input or
+    /// --input-file the input is empty.
+    #[arg(long, value_name = "PATH")]
+    input_file: Option<PathBuf>,
+    /// Fuel limit for the call.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Print output, fuel, executor and timings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Flags of the listing commands.
+#[derive(Args, Debug)]
+pub(crate) struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Client {
+    fn new(node: &str, timeout: Duration) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
+        Self {
+            agent,
+            base: node.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> CliError {
+        CliError {
+            code: NETWORK,
+            error: anyhow::anyhow!(
+                "cannot reach the node at {} ({e}); is `orb node` running? (--node URL or ORB_NODE)",
+                self.base
+            ),
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Value, CliError> {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .map_err(|e| self.unreachable(e))?;
+        parse(status, &body)
+    }
+}
+
+/// Decodes a JSON answer; an error status becomes an error with the node's message.
+fn parse(status: u16, body: &[u8]) -> Result<Value, CliError> {
+    let value: Value = serde_json::from_slice(body).unwrap_or_else(
+        |_| serde_json::json!({ "error": String::from_utf8_lossy(body).into_owned() }),
+    );
+    if status < 300 {
+        return Ok(value);
+    }
+    let message = value["error"]
+        .as_str()
+        .unwrap_or("the node refused")
+        .to_owned();
+    let code = match status {
+        400 | 413 => USAGE,
+        422 => GUEST,
+        404 | 503 => NETWORK,
+        _ => INTERNAL,
+    };
+    Err(CliError {
+        code,
+        error: anyhow::anyhow!(message),
+    })
+}
+
+pub(crate) fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<(), CliError> {
+    let module = std::fs::read(&args.module)
+        .with_context(|| format!("cannot read {}", args.module.display()))
+        .map_err(CliError::usage)?;
+    orb_net::check_name(&args.name).map_err(CliError::usage)?;
+    let key = orb_net::identity::load_or_create(&data_dir.join("publisher.key"))?;
+    let record = NameRecord::sign(&key, &args.name, FunctionId::of(&module))?;
+    let client = Client::new(node, Duration::from_secs(120));
+    let url = format!(
+        "{}/api/deploy?name={}&replicas={}&publisher={}&signature={}",
+        client.base,
+        args.name,
+        args.replicas,
+        hex::encode(&record.publisher),
+        hex::encode(&record.signature),
+    );
+    let mut response = client
+        .agent
+        .post(&url)
+        .send(&module[..])
+        .map_err(|e| client.unreachable(e))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_vec()
+        .map_err(|e| client.unreachable(e))?;
+    let value = parse(status, &body)?;
+    if args.json {
+        outln!("{value}");
+        return Ok(());
+    }
+    let providers = value["providers"].as_array().cloned().unwrap_or_default();
+    outln!(
+        "deployed {} as {}",
+        value["function"].as_str().unwrap_or("?"),
+        args.name
+    );
+    outln!(
+        "hosted by {} of {} replicas:",
+        providers.len(),
+        args.replicas
+    );
+    for p in &providers {
+        outln!("  {}", p.as_str().unwrap_or("?"));
+    }
+    for d in value["declined"].as_array().into_iter().flatten() {
+        outln!("  declined: {}", d.as_str().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
+    let input = match (&args.input, &args.input_file) {
+        (Some(text), _) => text.clone().into_bytes(),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read stdin")
+                .map_err(CliError::usage)?;
+            buf
+        }
+        (None, Some(path)) => std::fs::read(path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(CliError::usage)?,
+        (None, None) => Vec::new(),
+    };
+    let client = Client::new(node, Duration::from_secs(120));
+    let mut url = format!("{}/fn/{}", client.base, args.target);
+    if let Some(fuel) = args.fuel {
+        url.push_str(&format!("?fuel={fuel}"));
+    }
+    let started = std::time::Instant::now();
+    let mut response = client
+        .agent
+        .post(&url)
+        .send(&input[..])
+        .map_err(|e| client.unreachable(e))?;
+    let status = response.status().as_u16();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (fuel, executor, invocation, function) = (
+        header("x-orb-fuel"),
+        header("x-orb-executor"),
+        header("x-orb-invocation"),
+        header("x-orb-function"),
+    );
+    let timing = |name: &str| header(name).parse::<u64>().unwrap_or(0);
+    let (resolve_us, network_us, execution_us) = (
+        timing("x-orb-resolve-us"),
+        timing("x-orb-network-us"),
+        timing("x-orb-execution-us"),
+    );
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| client.unreachable(e))?;
+    if status >= 300 {
+        return parse(status, &body).map(|_| ());
+    }
+    let total_us = started.elapsed().as_micros() as u64;
+    if args.json {
+        let value = serde_json::json!({
+            "output": String::from_utf8_lossy(&body),
+            "function": function,
+            "invocation": invocation,
+            "fuel": fuel.parse::<u64>().unwrap_or(0),
+            "executor": executor,
+            "timings_us": {
+                "resolve": resolve_us,
+                "network": network_us,
+                "execution": execution_us,
+                "total": total_us,
+            },
+        });
+        outln!("{value}");
+    } else {
+        use std::io::Write as _;
+        let mut out = std::io::stdout();
+        if let Err(e) = out.write_all(&body).and_then(|()| out.flush()) {
+            crate::exit::stdout_failed(e);
+        }
+        eprintln!(
+            "fuel {fuel} · executor {executor} · resolve {resolve_us} µs · network {network_us} µs · execution {execution_us} µs"
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn peers(args: ListArgs, node: &str) -> Result<(), CliError> {
+    let value = Client::new(node, Duration::from_secs(10)).get("/api/peers")?;
+    if args.json {
+        outln!("{value}");
+        return Ok(());
+    }
+    let peers = value.as_array().cloned().unwrap_or_default();
+    outln!("{} peers", peers.len());
+    for p in peers {
+        let state = match (p["connected"].as_bool(), p["relayed"].as_bool()) {
+            (Some(true), Some(true)) => "relayed",
+            (Some(true), _) => "connected",
+            _ => "known",
+        };
+        let addr = p["addrs"].get(0).and_then(Value::as_str).unwrap_or("");
+        outln!(
+            "  {}  {state:9}  {addr}",
+            p["peer_id"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn ls(args: ListArgs, node: &str) -> Result<(), CliError> {
+    let value = Client::new(node, Duration::from_secs(10)).get("/api/functions")?;
+    if args.json {
+        outln!("{value}");
+        return Ok(());
+    }
+    let functions = value.as_array().cloned().unwrap_or_default();
+    outln!("{} functions", functions.len());
+    for f in functions {
+        let names: Vec<&str> = f["names"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        outln!(
+            "  {}  {}",
+            f["function"].as_str().unwrap_or("?"),
+            names.join(",")
+        );
+        for p in f["providers"].as_array().into_iter().flatten() {
+            outln!(
+                "    {}  load {}/{}",
+                p["peer"].as_str().unwrap_or("?"),
+                p["load"],
+                p["capacity"]
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn status(args: ListArgs, node: &str) -> Result<(), CliError> {
+    let value = Client::new(node, Duration::from_secs(10)).get("/api/status")?;
+    if args.json {
+        outln!("{value}");
+        return Ok(());
+    }
+    outln!("peer id:    {}", value["peer_id"].as_str().unwrap_or("?"));
+    outln!(
+        "role:       {}",
+        if value["supernode"].as_bool() == Some(true) {
+            "supernode (DHT server, relay)"
+        } else {
+            "node"
+        }
+    );
+    outln!("NAT:        {}", value["nat"].as_str().unwrap_or("?"));
+    for a in value["listen"].as_array().into_iter().flatten() {
+        outln!("listen:     {}", a.as_str().unwrap_or("?"));
+    }
+    for a in value["external"].as_array().into_iter().flatten() {
+        outln!("external:   {}", a.as_str().unwrap_or("?"));
+    }
+    for r in value["relays"].as_array().into_iter().flatten() {
+        outln!("relay:      {}", r.as_str().unwrap_or("?"));
+    }
+    outln!(
+        "peers:      {} connected, {} known, {} in the DHT routing table",
+        value["connected"],
+        value["known_peers"],
+        value["routing_table"]
+    );
+    outln!(
+        "hosting:    {} functions, load {}/{}",
+        value["hosted"],
+        value["load"],
+        value["capacity"]
+    );
+    Ok(())
+}

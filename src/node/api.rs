@@ -1,0 +1,272 @@
+//! The node's HTTP API (axum): the control API the CLI uses (`/api/…`) and
+//! the public function endpoint `POST /fn/{name-or-id}`.
+//!
+//! `POST /fn/{target}`: the body is the input, the response body the output;
+//! headers `x-orb-fuel`, `x-orb-executor`, `x-orb-invocation`,
+//! `x-orb-resolve-us`, `x-orb-network-us`, `x-orb-execution-us`. Errors are
+//! JSON `{"error": …}` with 400 (bad name), 404 (no provider), 422 (the
+//! guest failed; with `kind` and `fuel`), 503 (every provider failed).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use orb_functions::FunctionId;
+use orb_net::{NameRecord, Request, Response as NetResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::Node;
+use super::invoke::{InvokeError, invoke};
+
+/// Largest module or input accepted over HTTP.
+const MAX_BODY: usize = 16 << 20;
+
+pub(crate) fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/fn/{target}", post(call))
+        .route("/api/deploy", post(deploy))
+        .route("/api/status", get(status))
+        .route("/api/peers", get(peers))
+        .route("/api/functions", get(functions))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(node)
+}
+
+fn error(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct CallParams {
+    fuel: Option<u64>,
+}
+
+async fn call(
+    State(node): State<Arc<Node>>,
+    Path(target): Path<String>,
+    Query(params): Query<CallParams>,
+    input: Bytes,
+) -> Response {
+    match invoke(&node, &target, input.to_vec(), params.fuel).await {
+        Ok(done) => {
+            let mut headers = HeaderMap::new();
+            let mut put = |name: &'static str, value: String| {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(name, v);
+                }
+            };
+            put("x-orb-function", done.function.to_hex());
+            put("x-orb-invocation", done.invocation.clone());
+            put("x-orb-fuel", done.fuel.to_string());
+            put("x-orb-executor", done.executor.clone());
+            put("x-orb-resolve-us", done.resolve_us.to_string());
+            put("x-orb-network-us", done.network_us.to_string());
+            put("x-orb-execution-us", done.execution_us.to_string());
+            put("x-orb-attempts", done.attempts.to_string());
+            (StatusCode::OK, headers, done.output).into_response()
+        }
+        Err(e) => invoke_error(e),
+    }
+}
+
+fn invoke_error(e: InvokeError) -> Response {
+    let message = e.to_string();
+    match e {
+        InvokeError::NoProvider(_) => error(StatusCode::NOT_FOUND, json!({ "error": message })),
+        InvokeError::BadTarget(_) => error(StatusCode::BAD_REQUEST, json!({ "error": message })),
+        InvokeError::Guest {
+            kind,
+            fuel,
+            executor,
+            ..
+        } => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "error": message, "kind": kind, "fuel": fuel, "executor": executor }),
+        ),
+        InvokeError::Exhausted { .. } => {
+            error(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": message }))
+        }
+        InvokeError::Internal(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": message }),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeployParams {
+    name: String,
+    #[serde(default = "one")]
+    replicas: usize,
+    /// The publisher's public key, hex of its libp2p protobuf encoding.
+    publisher: String,
+    /// Hex of the publisher's signature over the name record.
+    signature: String,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Serialize)]
+struct Deployed {
+    function: FunctionId,
+    name: String,
+    publisher: String,
+    replicas: usize,
+    providers: Vec<String>,
+    declined: Vec<String>,
+}
+
+async fn deploy(
+    State(node): State<Arc<Node>>,
+    Query(params): Query<DeployParams>,
+    module: Bytes,
+) -> Response {
+    let bad = |message: String| error(StatusCode::BAD_REQUEST, json!({ "error": message }));
+    let (Ok(publisher), Ok(signature)) = (
+        hex::decode(&params.publisher),
+        hex::decode(&params.signature),
+    ) else {
+        return bad("publisher and signature must be hex".into());
+    };
+    if params.replicas == 0 || params.replicas > 64 {
+        return bad("--replicas must be between 1 and 64".into());
+    }
+    let function = FunctionId::of(&module);
+    let record = NameRecord {
+        name: params.name.clone(),
+        function,
+        publisher,
+        signature,
+    };
+    let publisher = match record.verify() {
+        Ok(p) => p,
+        Err(e) => return bad(e.to_string()),
+    };
+    if let Err(e) = node.host.install(&node, &module).await {
+        let status = if e.is_module_rejected() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        return error(status, json!({ "error": e.to_string(), "kind": e.kind() }));
+    }
+    node.host.remember_name(&record);
+    node.names.put(&record.name, function);
+    if let Err(e) = node.net.provide(function).await {
+        tracing::debug!("provider record: {e}");
+    }
+    if let Err(e) = node.net.put_name(record).await {
+        tracing::debug!("name record: {e}");
+    }
+
+    // Ask other peers to host replicas, in an order fixed by the function id
+    // so that deployments of different functions spread over the network.
+    let mut providers = vec![node.peer_id.clone()];
+    let mut declined = Vec::new();
+    if params.replicas > 1 {
+        let mut candidates: Vec<String> = node
+            .net
+            .peers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.connected)
+            .map(|p| p.peer_id)
+            .collect();
+        candidates.sort_by_key(|peer| {
+            *blake3::hash(&[function.as_bytes().as_slice(), peer.as_bytes()].concat()).as_bytes()
+        });
+        for peer in candidates {
+            if providers.len() >= params.replicas {
+                break;
+            }
+            let Ok(id) = peer.parse() else { continue };
+            match node.net.request(id, Request::Host { function }).await {
+                Ok(NetResponse::Hosting { accepted: true, .. }) => providers.push(peer),
+                Ok(NetResponse::Hosting { reason, .. }) => {
+                    declined.push(format!("{peer}: {reason}"))
+                }
+                Ok(other) => declined.push(format!("{peer}: {other:?}")),
+                Err(e) => declined.push(format!("{peer}: {e}")),
+            }
+        }
+    }
+    Json(Deployed {
+        function,
+        name: params.name,
+        publisher: publisher.to_string(),
+        replicas: params.replicas,
+        providers,
+        declined,
+    })
+    .into_response()
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Response {
+    match node.net.status().await {
+        Ok(status) => Json(json!({
+            "peer_id": status.peer_id,
+            "listen": status.listen,
+            "external": status.external,
+            "nat": status.nat,
+            "supernode": status.supernode,
+            "dht_server": status.dht_server,
+            "relays": status.relays,
+            "connected": status.connected,
+            "routing_table": status.routing_table,
+            "known_peers": status.known_peers,
+            "hosted": node.host.hosted().len(),
+            "load": node.host.load(),
+            "capacity": node.host.capacity(),
+        }))
+        .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": e.to_string() }),
+        ),
+    }
+}
+
+async fn peers(State(node): State<Arc<Node>>) -> Response {
+    match node.net.peers().await {
+        Ok(peers) => Json(peers).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": e.to_string() }),
+        ),
+    }
+}
+
+async fn functions(State(node): State<Arc<Node>>) -> Response {
+    match node.routing.table().await {
+        Ok(rows) => {
+            let mut by_function: std::collections::BTreeMap<String, Vec<orb_engine::Provider>> =
+                Default::default();
+            for (function, provider) in rows {
+                by_function
+                    .entry(function.to_hex())
+                    .or_default()
+                    .push(provider);
+            }
+            let list: Vec<serde_json::Value> = by_function
+                .into_iter()
+                .map(|(function, providers)| {
+                    let names = node.names.names_of(&function);
+                    json!({ "function": function, "names": names, "providers": providers })
+                })
+                .collect();
+            Json(list).into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": e.to_string() }),
+        ),
+    }
+}

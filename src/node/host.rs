@@ -1,0 +1,344 @@
+//! Hosting: the functions this node serves, and its answers to peers.
+//!
+//! A hosted function's module is in the module store (verified by hash on
+//! every read), compiled once, and listed in the `hosted` sled tree so a
+//! restart hosts it again. Calls go to the bounded executor pool: a full
+//! pool answers "busy" so the caller moves on to another provider.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use orb_functions::{
+    CallOptions, Error as FnError, Executor, Function, FunctionId, Limits, ModuleStore, Outcome,
+    Runtime, Seed,
+};
+use orb_net::{Announcement, Invoke, NameRecord, PeerId, Request, Response};
+use tracing::{debug, info, warn};
+
+use super::{Node, own_row};
+
+/// How often a node re-announces what it hosts (load changes, new peers).
+const REANNOUNCE: Duration = Duration::from_secs(10);
+
+/// The functions a node hosts and the pool that runs them.
+pub(crate) struct Host {
+    runtime: Runtime,
+    executor: Arc<Executor>,
+    store: ModuleStore,
+    functions: Mutex<HashMap<FunctionId, Function>>,
+    hosted: sled::Tree,
+    names: sled::Tree,
+    in_flight: Arc<AtomicU32>,
+    capacity: u32,
+}
+
+impl Host {
+    pub(crate) fn new(
+        runtime: Runtime,
+        executor: Executor,
+        store: ModuleStore,
+        db: &sled::Db,
+        capacity: u32,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            runtime,
+            executor: Arc::new(executor),
+            store,
+            functions: Mutex::new(HashMap::new()),
+            hosted: db.open_tree("hosted")?,
+            names: db.open_tree("names")?,
+            in_flight: Arc::new(AtomicU32::new(0)),
+            capacity,
+        })
+    }
+
+    /// Calls queued or running.
+    pub(crate) fn load(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Calls run at once.
+    pub(crate) fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    pub(crate) fn hosted(&self) -> Vec<FunctionId> {
+        let mut ids: Vec<FunctionId> = self
+            .functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn function(&self, id: &FunctionId) -> Option<Function> {
+        self.functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    /// Stores, compiles and starts hosting `module`; announces it.
+    pub(crate) async fn install(&self, node: &Node, module: &[u8]) -> Result<FunctionId, FnError> {
+        let runtime = self.runtime.clone();
+        let store = self.store.clone();
+        let bytes = module.to_vec();
+        let function = tokio::task::spawn_blocking(move || store.put_and_load(&runtime, &bytes))
+            .await
+            .map_err(|e| FnError::Runtime(format!("compile task failed: {e}")))??;
+        let id = function.id();
+        self.functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, function);
+        if let Err(e) = self.hosted.insert(id.as_bytes(), &[]) {
+            warn!("cannot record hosted function {id}: {e}");
+        }
+        info!(function = %id, "hosting");
+        announce(node, id).await;
+        Ok(id)
+    }
+
+    /// Remembers a name this node published, to republish it after a restart.
+    pub(crate) fn remember_name(&self, record: &NameRecord) {
+        if let Err(e) = self.names.insert(record.name.as_bytes(), record.encode()) {
+            warn!("cannot record name {}: {e}", record.name);
+        }
+    }
+
+    fn names(&self) -> Vec<NameRecord> {
+        self.names
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .filter_map(|(_, v)| NameRecord::decode(&v).ok())
+            .collect()
+    }
+
+    /// Hosts again what was hosted before a restart.
+    pub(crate) async fn restore(&self, node: &Node) {
+        for record in self.names() {
+            node.names.put(&record.name, record.function);
+        }
+        let ids: Vec<FunctionId> = self
+            .hosted
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter_map(|k| <[u8; 32]>::try_from(k.as_ref()).ok())
+            .map(FunctionId::from_bytes)
+            .collect();
+        for id in ids {
+            match self.store.get(id) {
+                Ok(bytes) => {
+                    if let Err(e) = self.install(node, &bytes).await {
+                        warn!(function = %id, "cannot host again: {e}");
+                    }
+                }
+                Err(e) => warn!(function = %id, "hosted module unreadable: {e}"),
+            }
+        }
+    }
+
+    /// Runs a call on the pool.
+    pub(crate) async fn call(
+        &self,
+        function: Function,
+        invoke: &Invoke,
+    ) -> Result<Outcome, FnError> {
+        let mut limits = Limits::default();
+        if let Some(fuel) = invoke.fuel {
+            limits.fuel = limits.fuel.min(fuel);
+        }
+        let opts = CallOptions {
+            limits,
+            seed: Seed::derive(&invoke.invocation.to_be_bytes()),
+            ..CallOptions::default()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let in_flight = self.in_flight.clone();
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let submitted = self
+            .executor
+            .submit(function, invoke.input.clone(), opts, move |result| {
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                let _ = tx.send(result);
+            });
+        if let Err(e) = submitted {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        rx.await
+            .map_err(|_| FnError::Runtime("executor dropped the call".into()))?
+    }
+
+    /// Runs an invocation of a function hosted here.
+    pub(crate) async fn run(&self, invoke: &Invoke) -> Response {
+        let Some(function) = self.function(&invoke.function) else {
+            return Response::NotHosted;
+        };
+        match self.call(function, invoke).await {
+            Ok(outcome) => Response::Output {
+                output: outcome.output,
+                fuel: outcome.fuel,
+                execution_us: outcome.duration.as_micros() as u64,
+            },
+            Err(FnError::Busy { .. }) => Response::Busy,
+            Err(e) => Response::Failed {
+                kind: e.kind().to_owned(),
+                message: e.to_string(),
+                fuel: e.fuel(),
+            },
+        }
+    }
+
+    /// Answers a peer's request.
+    pub(crate) async fn answer(&self, node: &Node, peer: PeerId, request: Request) -> Response {
+        match request {
+            Request::Invoke(invoke) => self.run(&invoke).await,
+            Request::FetchModule { function } => match self.store.get(function) {
+                Ok(bytes) => Response::Module(bytes),
+                Err(_) => Response::Refused(format!("no module {function} here")),
+            },
+            Request::Host { function } => {
+                if self.function(&function).is_some() {
+                    return Response::Hosting {
+                        accepted: true,
+                        reason: String::new(),
+                    };
+                }
+                match fetch_module(node, peer, function).await {
+                    Ok(bytes) => match self.install(node, &bytes).await {
+                        Ok(_) => Response::Hosting {
+                            accepted: true,
+                            reason: String::new(),
+                        },
+                        Err(e) => Response::Hosting {
+                            accepted: false,
+                            reason: e.to_string(),
+                        },
+                    },
+                    Err(reason) => Response::Hosting {
+                        accepted: false,
+                        reason,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Fetches a module by hash from `peer` and checks the hash.
+async fn fetch_module(node: &Node, peer: PeerId, function: FunctionId) -> Result<Vec<u8>, String> {
+    match node
+        .net
+        .request(peer, Request::FetchModule { function })
+        .await
+    {
+        Ok(Response::Module(bytes)) => {
+            let got = FunctionId::of(&bytes);
+            if got == function {
+                Ok(bytes)
+            } else {
+                warn!(%peer, "module hash mismatch: expected {function}, got {got}");
+                Err(format!(
+                    "module hash mismatch: expected {function}, got {got}"
+                ))
+            }
+        }
+        Ok(Response::Refused(reason)) => Err(reason),
+        Ok(other) => Err(format!("unexpected answer to a module fetch: {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Tells the routing dataflow (which publishes the DHT provider record) and
+/// every peer (gossip) that this node hosts `id`.
+pub(crate) async fn announce(node: &Node, id: FunctionId) {
+    if let Err(e) = node
+        .routing
+        .announce(id, node.peer_id.clone(), Some(own_row(node)))
+        .await
+    {
+        warn!("routing: {e}");
+    }
+    let addrs = match node.net.status().await {
+        Ok(s) => s.external.into_iter().chain(s.listen).collect(),
+        Err(_) => Vec::new(),
+    };
+    let _ = node
+        .net
+        .announce(Announcement::Provider {
+            function: id,
+            hosting: true,
+            load: node.host.load(),
+            capacity: node.host.capacity(),
+            addrs,
+        })
+        .await;
+}
+
+/// Feeds a peer's announcement into the routing dataflow.
+pub(crate) async fn learn(node: &Node, peer: PeerId, announcement: Announcement) {
+    match announcement {
+        Announcement::Provider {
+            function,
+            hosting,
+            load,
+            capacity,
+            addrs,
+        } => {
+            debug!(%peer, %function, hosting, load, "provider announcement");
+            let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            node.net.add_addresses_nowait(peer, addrs);
+            let row = hosting.then(|| orb_engine::Provider {
+                peer: peer.to_string(),
+                load,
+                capacity,
+                cached: true,
+            });
+            if let Err(e) = node.routing.announce(function, peer.to_string(), row).await {
+                warn!("routing: {e}");
+            }
+        }
+    }
+}
+
+/// Re-announces hosted functions and republishes names, forever: new peers
+/// learn them, records outlive the nodes that stored them, and a node that
+/// restarted alone publishes once it has peers again.
+pub(crate) async fn republish_forever(node: Arc<Node>) {
+    let mut published_with_peers = false;
+    loop {
+        let pause = if published_with_peers {
+            REANNOUNCE
+        } else {
+            Duration::from_millis(500)
+        };
+        tokio::time::sleep(pause).await;
+        let connected = node.net.status().await.map_or(0, |s| s.connected);
+        if connected == 0 {
+            published_with_peers = false;
+            continue;
+        }
+        for id in node.host.hosted() {
+            announce(&node, id).await;
+            if !published_with_peers {
+                let _ = node.net.provide(id).await;
+            }
+        }
+        if !published_with_peers {
+            for record in node.host.names() {
+                if let Err(e) = node.net.put_name(record.clone()).await {
+                    debug!("republishing name {}: {e}", record.name);
+                }
+            }
+        }
+        published_with_peers = true;
+    }
+}
