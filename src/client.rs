@@ -179,6 +179,9 @@ pub(crate) fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<()
 }
 
 pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
+    if args.target.parse::<FunctionId>().is_err() {
+        orb_net::check_name(&args.target).map_err(CliError::usage)?;
+    }
     let input = match (&args.input, &args.input_file) {
         (Some(text), _) => text.clone().into_bytes(),
         (None, Some(path)) if path.as_os_str() == "-" => {

@@ -257,10 +257,7 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                         }
                                     });
                                     // Answer every epoch that no input can still add to.
-                                    loop {
-                                        let Some((&time, _)) = asked.first_key_value() else {
-                                            break;
-                                        };
+                                    while let Some((&time, _)) = asked.first_key_value() {
                                         if lookups_frontier.less_equal(&time)
                                             || matches_frontier.less_equal(&time)
                                         {

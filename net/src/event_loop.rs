@@ -103,7 +103,7 @@ pub(crate) struct EventLoop {
     pending_dial: HashMap<PeerId, Vec<Reply<Result<PeerId>>>>,
     pending_request: HashMap<OutboundRequestId, Reply<Result<Response>>>,
     pending_provide: HashMap<QueryId, Reply<Result<()>>>,
-    pending_providers: HashMap<QueryId, Reply<Result<Vec<PeerId>>>>,
+    pending_providers: HashMap<QueryId, (Reply<Result<Vec<PeerId>>>, HashSet<PeerId>)>,
     pending_put: HashMap<QueryId, Reply<Result<()>>>,
     pending_get: HashMap<QueryId, Reply<Result<Option<NameRecord>>>>,
     topic: gossipsub::IdentTopic,
@@ -437,24 +437,18 @@ impl EventLoop {
                     let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Dht(e.to_string())));
                 }
             }
-            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
-                // Every peer's answer comes as a step, empty ones included.
-                if providers.is_empty() {
-                    return;
-                }
-                if let Some(reply) = self.pending_providers.remove(&id) {
-                    let _ = reply.send(Ok(providers.into_iter().collect()));
-                    if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                        query.finish();
-                    }
-                }
-            }
             QueryResult::GetProviders(result) => {
-                if let Some(reply) = self.pending_providers.remove(&id) {
-                    let _ = reply.send(match result {
-                        Ok(_) => Ok(Vec::new()),
-                        Err(kad::GetProvidersError::Timeout { .. }) => Ok(Vec::new()),
-                    });
+                // Every peer's answer is a step (empty ones too): gather them
+                // all, so that one stale provider does not hide the others.
+                if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = result
+                    && let Some((_, found)) = self.pending_providers.get_mut(&id)
+                {
+                    found.extend(providers);
+                }
+                if step.last
+                    && let Some((reply, found)) = self.pending_providers.remove(&id)
+                {
+                    let _ = reply.send(Ok(found.into_iter().collect()));
                 }
             }
             QueryResult::PutRecord(result) => {
@@ -630,7 +624,7 @@ impl EventLoop {
             Command::GetProviders { function, reply } => {
                 let key = kad::RecordKey::new(function.as_bytes());
                 let id = self.swarm.behaviour_mut().kad.get_providers(key);
-                self.pending_providers.insert(id, reply);
+                self.pending_providers.insert(id, (reply, HashSet::new()));
             }
             Command::PutName { record, reply } => {
                 let record = kad::Record::new(NameRecord::key(&record.name), record.encode());

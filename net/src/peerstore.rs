@@ -95,7 +95,7 @@ mod tests {
             let db = sled::open(dir.path()).unwrap();
             PeerStore::open(&db)
                 .unwrap()
-                .record(&peer, &[addr.clone()])
+                .record(&peer, std::slice::from_ref(&addr))
                 .unwrap();
             db.flush().unwrap();
         }

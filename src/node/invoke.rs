@@ -116,13 +116,16 @@ pub(crate) async fn resolve_name(node: &Node, target: &str) -> Result<FunctionId
     }
 }
 
-/// The providers of `id`, from the routing dataflow, else from the DHT.
+/// The providers of `id` the routing dataflow knows, best first.
 async fn providers(node: &Node, id: FunctionId) -> Result<Vec<Provider>, InvokeError> {
-    let internal = |e: orb_engine::Error| InvokeError::Internal(e.to_string());
-    let known = node.routing.resolve(id).await.map_err(internal)?;
-    if !known.is_empty() {
-        return Ok(known);
-    }
+    node.routing
+        .resolve(id)
+        .await
+        .map_err(|e| InvokeError::Internal(e.to_string()))
+}
+
+/// Asks the DHT for providers of `id` and feeds them to the routing dataflow.
+async fn discover(node: &Node, id: FunctionId) -> Result<Vec<Provider>, InvokeError> {
     let found = node
         .net
         .providers(id)
@@ -138,9 +141,9 @@ async fn providers(node: &Node, id: FunctionId) -> Result<Vec<Provider>, InvokeE
         node.routing
             .announce(id, row.peer.clone(), Some(row))
             .await
-            .map_err(internal)?;
+            .map_err(|e| InvokeError::Internal(e.to_string()))?;
     }
-    node.routing.resolve(id).await.map_err(internal)
+    providers(node, id).await
 }
 
 /// Calls `target` with `input`.
@@ -155,7 +158,12 @@ pub(crate) async fn invoke(
     async move {
         let started = Instant::now();
         let id = resolve_name(node, target).await?;
-        let candidates = providers(node, id).await?;
+        let mut candidates = providers(node, id).await?;
+        let mut asked_dht = false;
+        if candidates.is_empty() {
+            candidates = discover(node, id).await?;
+            asked_dht = true;
+        }
         if candidates.is_empty() {
             return Err(InvokeError::NoProvider(target.to_owned()));
         }
@@ -166,8 +174,24 @@ pub(crate) async fn invoke(
             input,
             fuel,
         };
-        let mut tried = Vec::new();
-        for (attempt, provider) in candidates.iter().enumerate() {
+        let mut tried: Vec<String> = Vec::new();
+        let mut failures = Vec::new();
+        let mut queue: std::collections::VecDeque<Provider> = candidates.into();
+        loop {
+            let Some(provider) = queue.pop_front() else {
+                if asked_dht {
+                    break;
+                }
+                // Everything we knew failed: the DHT may know providers we do not.
+                asked_dht = true;
+                queue = discover(node, id)
+                    .await?
+                    .into_iter()
+                    .filter(|p| !tried.contains(&p.peer))
+                    .collect();
+                continue;
+            };
+            tried.push(provider.peer.clone());
             let sent = Instant::now();
             let local = provider.peer == node.peer_id;
             let response = if local {
@@ -198,7 +222,7 @@ pub(crate) async fn invoke(
                             round_trip.saturating_sub(execution_us)
                         },
                         execution_us,
-                        attempts: attempt as u32 + 1,
+                        attempts: tried.len() as u32,
                     });
                 }
                 Ok(Response::Failed {
@@ -213,22 +237,22 @@ pub(crate) async fn invoke(
                         executor: provider.peer.clone(),
                     });
                 }
-                Ok(Response::Busy) => tried.push(format!("{} busy", short(&provider.peer))),
+                Ok(Response::Busy) => failures.push(format!("{} busy", short(&provider.peer))),
                 Ok(other) => {
                     debug!(peer = %provider.peer, ?other, "provider cannot run it");
-                    tried.push(format!("{} does not host it", short(&provider.peer)));
-                    withdraw(node, id, provider).await;
+                    failures.push(format!("{} does not host it", short(&provider.peer)));
+                    withdraw(node, id, &provider).await;
                 }
                 Err(e) => {
                     debug!(peer = %provider.peer, "provider failed: {e}");
-                    tried.push(format!("{}: {e}", short(&provider.peer)));
-                    withdraw(node, id, provider).await;
+                    failures.push(format!("{}: {e}", short(&provider.peer)));
+                    withdraw(node, id, &provider).await;
                 }
             }
         }
         Err(InvokeError::Exhausted {
             target: target.to_owned(),
-            tried: tried.join("; "),
+            tried: failures.join("; "),
         })
     }
     .instrument(span)

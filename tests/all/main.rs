@@ -2,6 +2,7 @@
 //! One test binary with a module per behaviour.
 
 mod function;
+mod network;
 mod pipeline;
 mod run;
 

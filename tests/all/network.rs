@@ -1,0 +1,323 @@
+//! The network, end to end: real `orb node` processes on real sockets.
+//!
+//! Loopback tests run anywhere. The LAN (mDNS) and NAT tests build private
+//! network namespaces with veth pairs (and nftables masquerade for the NAT)
+//! and need root and `ip`; without them they say so and skip.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{assert_fails, example, json, stdout};
+
+/// A running `orb node`, killed on drop.
+pub struct NodeProc {
+    child: Child,
+    pub dir: PathBuf,
+    pub api: String,
+    pub peer_id: String,
+    /// `/ip4/…/tcp/…/p2p/…` addresses it listens on.
+    pub addrs: Vec<String>,
+    pub netns: Option<String>,
+}
+
+fn command_in(netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_orb")]);
+            cmd
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_orb")),
+    }
+}
+
+impl NodeProc {
+    /// Starts a node with its data in `dir`, listening on `listen`.
+    pub fn start(dir: &Path, listen: &str, extra: &[&str], netns: Option<&str>) -> Self {
+        std::fs::create_dir_all(dir).expect("data dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .expect("log file");
+        let mut child = command_in(netns)
+            .args(["node", "--listen", listen, "--api", "127.0.0.1:0"])
+            .args(extra)
+            .env("ORB_DATA_DIR", dir)
+            .env("ORB_LOG", "orb_net=info,orb=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn orb node");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut peer_id, mut addrs, mut api) = (String::new(), Vec::new(), String::new());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while api.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "node in {} did not start: {}",
+                    dir.display(),
+                    std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
+                )
+            });
+            if let Some(p) = line.strip_prefix("peer id: ") {
+                peer_id = p.to_owned();
+            } else if let Some(a) = line.strip_prefix("listening: ") {
+                addrs.push(a.to_owned());
+            } else if let Some(a) = line.strip_prefix("api: ") {
+                api = a.to_owned();
+            }
+        }
+        Self {
+            child,
+            dir: dir.to_owned(),
+            api,
+            peer_id,
+            addrs,
+            netns: netns.map(str::to_owned),
+        }
+    }
+
+    /// Runs a client command against this node.
+    pub fn client(&self, args: &[&str]) -> Output {
+        command_in(self.netns.as_deref())
+            .args(args)
+            .args(["--node", &self.api])
+            .env("ORB_DATA_DIR", self.dir.join("client"))
+            .env_remove("ORB_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run orb client")
+    }
+
+    /// `orb status --json`.
+    pub fn status(&self) -> Value {
+        let out = self.client(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out)
+    }
+
+    /// Waits until `check` holds for the node's status.
+    pub fn wait_status(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.status();
+            if check(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached; status {status}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// Invokes `target` with `input` through this node.
+    pub fn invoke(&self, target: &str, input: &str) -> Output {
+        self.client(&["invoke", target, "--input", input, "--json"])
+    }
+
+    pub fn stop(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.clone()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+
+fn connected(n: u64) -> impl Fn(&Value) -> bool {
+    move |s| s["connected"].as_u64().unwrap_or(0) >= n
+}
+
+#[test]
+fn five_nodes_deploy_invoke_restart_and_reroute() {
+    let root = tempfile::tempdir().unwrap();
+    let a = NodeProc::start(&root.path().join("a"), LOOPBACK, &["--supernode"], None);
+    let b = NodeProc::start(
+        &root.path().join("b"),
+        LOOPBACK,
+        &["--supernode", "--bootstrap", &a.addrs[0]],
+        None,
+    );
+    let (boot_a, boot_b) = (a.addrs[0].clone(), b.addrs[0].clone());
+    let boot = [
+        "--bootstrap",
+        boot_a.as_str(),
+        "--bootstrap",
+        boot_b.as_str(),
+    ];
+    let mut nodes = vec![a, b];
+    for name in ["c", "d", "e"] {
+        nodes.push(NodeProc::start(
+            &root.path().join(name),
+            LOOPBACK,
+            &boot,
+            None,
+        ));
+    }
+    // On loopback every node is reachable: AutoNAT (served by the
+    // supernodes) confirms each node's address within seconds and promotes
+    // it to a DHT server, so its provider records carry its address.
+    for node in &nodes {
+        node.wait_status("connected to both supernodes", connected(2));
+        node.wait_status("promoted by AutoNAT", |s| s["dht_server"] == true);
+    }
+    let status = nodes[0].status();
+    assert_eq!(status["supernode"], true, "{status}");
+    assert_eq!(status["nat"], "public", "{status}");
+    assert_eq!(status["dht_server"], true, "{status}");
+
+    // Deploy on c with two replicas.
+    let module = example("echo");
+    let out = nodes[2].client(&[
+        "deploy",
+        module.to_str().unwrap(),
+        "--name",
+        "echo",
+        "--replicas",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deployed = json(&out);
+    let providers: Vec<String> = deployed["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(providers.len(), 2, "{deployed}");
+    assert_eq!(providers[0], nodes[2].peer_id);
+    let id = deployed["function"].as_str().unwrap().to_owned();
+    assert_eq!(
+        id,
+        blake3::hash(&std::fs::read(&module).unwrap())
+            .to_hex()
+            .as_str()
+    );
+
+    // A node that never saw the function and hosts nothing calls it by name.
+    let caller = nodes
+        .iter()
+        .position(|n| !providers.contains(&n.peer_id))
+        .unwrap();
+    let out = nodes[caller].invoke("echo", "hello network");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let called = json(&out);
+    assert_eq!(called["output"], "hello network");
+    assert!(providers.contains(&called["executor"].as_str().unwrap().to_owned()));
+    assert!(called["fuel"].as_u64().unwrap() > 0);
+    assert_eq!(called["function"], id.as_str());
+    for hop in ["resolve", "network", "execution", "total"] {
+        assert!(called["timings_us"][hop].is_u64(), "{called}");
+    }
+    // And by id, with plain output.
+    let out = nodes[caller].client(&["invoke", &id, "--input", "by id"]);
+    assert_eq!(stdout(&out), "by id");
+
+    // What the caller knows now.
+    let out = nodes[caller].client(&["ls", "--json"]);
+    let listed = json(&out);
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function"] == id.as_str())
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        !entry["providers"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+    let peers = json(&nodes[caller].client(&["peers", "--json"]));
+    assert!(peers.as_array().unwrap().len() >= 2, "{peers}");
+
+    // Errors a user can act on.
+    assert_fails(
+        &nodes[caller].invoke("nope", "x"),
+        4,
+        "no provider for nope",
+    );
+    assert_fails(&nodes[caller].invoke("Not A Name", "x"), 2, "a name is");
+    let junk = root.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    assert_fails(
+        &nodes[caller].client(&["deploy", junk.to_str().unwrap(), "--name", "junk"]),
+        2,
+        "",
+    );
+
+    // Restart the caller without --bootstrap: same peer id, rejoins from
+    // its peer store, calls again.
+    let old = nodes.remove(caller);
+    let (old_id, dir) = (old.peer_id.clone(), old.dir.clone());
+    old.stop();
+    let again = NodeProc::start(&dir, LOOPBACK, &[], None);
+    assert_eq!(again.peer_id, old_id);
+    again.wait_status("rejoined from the peer store", connected(1));
+    let out = again.invoke("echo", "after restart");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["output"], "after restart");
+
+    // Kill the second provider: calls move on to the first without failing.
+    let second = nodes
+        .iter()
+        .position(|n| n.peer_id == providers[1])
+        .unwrap();
+    nodes.remove(second).stop();
+    for i in 0..5 {
+        let out = again.invoke("echo", &format!("call {i}"));
+        assert!(
+            out.status.success(),
+            "call {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let called = json(&out);
+        assert_eq!(called["output"], format!("call {i}"));
+        assert_eq!(called["executor"], providers[0].as_str());
+    }
+}
