@@ -28,6 +28,8 @@ use crate::handle::{NatStatus, NetEvent, NetStatus, PeerInfo};
 use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Request, Response, Result};
 
 type Reply<T> = oneshot::Sender<T>;
+/// A provider lookup in progress: where the answer goes and what was found so far.
+type ProviderQuery = (Reply<Result<Vec<PeerId>>>, HashSet<PeerId>);
 
 /// What a [`Net`](crate::Net) handle asks of the event loop.
 pub(crate) enum Command {
@@ -103,7 +105,7 @@ pub(crate) struct EventLoop {
     pending_dial: HashMap<PeerId, Vec<Reply<Result<PeerId>>>>,
     pending_request: HashMap<OutboundRequestId, Reply<Result<Response>>>,
     pending_provide: HashMap<QueryId, Reply<Result<()>>>,
-    pending_providers: HashMap<QueryId, (Reply<Result<Vec<PeerId>>>, HashSet<PeerId>)>,
+    pending_providers: HashMap<QueryId, ProviderQuery>,
     pending_put: HashMap<QueryId, Reply<Result<()>>>,
     pending_get: HashMap<QueryId, Reply<Result<Option<NameRecord>>>>,
     topic: gossipsub::IdentTopic,
