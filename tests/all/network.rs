@@ -14,14 +14,14 @@ use serde_json::Value;
 use crate::{assert_fails, example, json, stdout};
 
 /// A running `orb node`, killed on drop.
-pub struct NodeProc {
+pub(crate) struct NodeProc {
     child: Child,
-    pub dir: PathBuf,
-    pub api: String,
-    pub peer_id: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) api: String,
+    pub(crate) peer_id: String,
     /// `/ip4/…/tcp/…/p2p/…` addresses it listens on.
-    pub addrs: Vec<String>,
-    pub netns: Option<String>,
+    pub(crate) addrs: Vec<String>,
+    pub(crate) netns: Option<String>,
 }
 
 fn command_in(netns: Option<&str>) -> Command {
@@ -37,7 +37,7 @@ fn command_in(netns: Option<&str>) -> Command {
 
 impl NodeProc {
     /// Starts a node with its data in `dir`, listening on `listen`.
-    pub fn start(dir: &Path, listen: &str, extra: &[&str], netns: Option<&str>) -> Self {
+    pub(crate) fn start(dir: &Path, listen: &str, extra: &[&str], netns: Option<&str>) -> Self {
         std::fs::create_dir_all(dir).expect("data dir");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -94,7 +94,7 @@ impl NodeProc {
     }
 
     /// Runs a client command against this node.
-    pub fn client(&self, args: &[&str]) -> Output {
+    pub(crate) fn client(&self, args: &[&str]) -> Output {
         command_in(self.netns.as_deref())
             .args(args)
             .args(["--node", &self.api])
@@ -106,7 +106,7 @@ impl NodeProc {
     }
 
     /// `orb status --json`.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let out = self.client(&["status", "--json"]);
         assert!(
             out.status.success(),
@@ -117,7 +117,7 @@ impl NodeProc {
     }
 
     /// Waits until `check` holds for the node's status.
-    pub fn wait_status(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_status(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let status = self.status();
@@ -133,16 +133,16 @@ impl NodeProc {
         }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
     }
 
     /// Invokes `target` with `input` through this node.
-    pub fn invoke(&self, target: &str, input: &str) -> Output {
+    pub(crate) fn invoke(&self, target: &str, input: &str) -> Output {
         self.client(&["invoke", target, "--input", input, "--json"])
     }
 
-    pub fn stop(mut self) -> PathBuf {
+    pub(crate) fn stop(mut self) -> PathBuf {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.dir.clone()
