@@ -321,3 +321,106 @@ fn five_nodes_deploy_invoke_restart_and_reroute() {
         assert_eq!(called["executor"], providers[0].as_str());
     }
 }
+
+/// A private network namespace, deleted on drop.
+pub(crate) struct Netns(pub(crate) String);
+
+impl Netns {
+    /// Creates namespace `name` with `lo` up; `None` (after saying why) when
+    /// this machine cannot (not root, no `ip`).
+    pub(crate) fn create(name: &str) -> Option<Self> {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        match Command::new("ip").args(["netns", "add", name]).output() {
+            Ok(out) if out.status.success() => {
+                let ns = Self(name.to_owned());
+                ns.run(&["link", "set", "lo", "up"]);
+                Some(ns)
+            }
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot create network namespaces ({})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: `ip` is not available ({e})");
+                None
+            }
+        }
+    }
+
+    /// Runs `ip -n NS args…`, which must succeed.
+    pub(crate) fn run(&self, args: &[&str]) {
+        let out = Command::new("ip")
+            .args(["-n", &self.0])
+            .args(args)
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip -n {} {}: {}",
+            self.0,
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs a command inside the namespace.
+    pub(crate) fn exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// Two namespaces joined by a veth pair: `a` is 10.78.0.1, `b` 10.78.0.2.
+fn lan(tag: &str) -> Option<(Netns, Netns)> {
+    let pid = std::process::id();
+    let a = Netns::create(&format!("orb{tag}{pid}a"))?;
+    let b = Netns::create(&format!("orb{tag}{pid}b"))?;
+    a.run(&["link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b.0]);
+    for (ns, dev, ip) in [(&a, "va", "10.78.0.1/24"), (&b, "vb", "10.78.0.2/24")] {
+        ns.run(&["addr", "add", ip, "dev", dev]);
+        ns.run(&["link", "set", dev, "up"]);
+        // mDNS multicasts on 224.0.0.251: it needs a route out of the link.
+        ns.run(&["route", "add", "224.0.0.0/4", "dev", dev]);
+    }
+    Some((a, b))
+}
+
+#[test]
+fn mdns_finds_peers_on_the_same_lan_without_bootstrap() {
+    let Some((ns_a, ns_b)) = lan("m") else { return };
+    let root = tempfile::tempdir().unwrap();
+    let a = NodeProc::start(
+        &root.path().join("a"),
+        "/ip4/10.78.0.1/tcp/0",
+        &["--mdns"],
+        Some(&ns_a.0),
+    );
+    let b = NodeProc::start(
+        &root.path().join("b"),
+        "/ip4/10.78.0.2/tcp/0",
+        &["--mdns"],
+        Some(&ns_b.0),
+    );
+    b.wait_status("found a by mDNS", connected(1));
+    let peers = json(&b.client(&["peers", "--json"]));
+    assert!(
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == a.peer_id.as_str() && p["connected"] == true),
+        "{peers}"
+    );
+}
