@@ -28,6 +28,11 @@ use crate::handle::{NatStatus, NetEvent, NetStatus, PeerInfo};
 use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Request, Response, Result};
 
 type Reply<T> = oneshot::Sender<T>;
+
+/// How long a node waits for AutoNAT before it reserves a relay anyway.
+/// AutoNAT v2 only tests candidate addresses; behind a NAT that rewrites TCP
+/// ports it may never get one to test, and the node would stay unreachable.
+const RELAY_FALLBACK: std::time::Duration = std::time::Duration::from_secs(10);
 /// A provider lookup in progress: where the answer goes and what was found so far.
 type ProviderQuery = (Reply<Result<Vec<PeerId>>>, HashSet<PeerId>);
 
@@ -102,6 +107,9 @@ pub(crate) struct EventLoop {
     /// The relay we listen through (reservation asked or held).
     reservation: Option<PeerId>,
     bootstrapped: bool,
+    /// When the loop started: a node still unconfirmed after
+    /// [`RELAY_FALLBACK`] looks for a relay even if AutoNAT has not spoken.
+    started: std::time::Instant,
     pending_dial: HashMap<PeerId, Vec<Reply<Result<PeerId>>>>,
     pending_request: HashMap<OutboundRequestId, Reply<Result<Response>>>,
     pending_provide: HashMap<QueryId, Reply<Result<()>>>,
@@ -179,6 +187,7 @@ impl EventLoop {
             relays: HashMap::new(),
             reservation: None,
             bootstrapped: false,
+            started: std::time::Instant::now(),
             pending_dial: HashMap::new(),
             pending_request: HashMap::new(),
             pending_provide: HashMap::new(),
@@ -191,9 +200,11 @@ impl EventLoop {
 
     /// Runs until every handle is dropped.
     pub(crate) async fn run(mut self) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
+                _ = tick.tick() => self.maybe_reserve(),
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
                     None => return,
@@ -384,9 +395,12 @@ impl EventLoop {
         }
     }
 
-    /// A private node listens through a relay it knows, once.
+    /// A private node (or one AutoNAT has not confirmed for a while)
+    /// listens through a relay it knows, once.
     fn maybe_reserve(&mut self) {
-        if self.nat != NatStatus::Private || self.reservation.is_some() || self.is_public() {
+        let unconfirmed = self.nat == NatStatus::Private
+            || (self.nat == NatStatus::Unknown && self.started.elapsed() >= RELAY_FALLBACK);
+        if !unconfirmed || self.reservation.is_some() || self.is_public() {
             return;
         }
         let Some((relay, addr)) = self

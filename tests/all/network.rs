@@ -387,7 +387,9 @@ fn lan(tag: &str) -> Option<(Netns, Netns)> {
     let pid = std::process::id();
     let a = Netns::create(&format!("orb{tag}{pid}a"))?;
     let b = Netns::create(&format!("orb{tag}{pid}b"))?;
-    a.run(&["link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b.0]);
+    a.run(&[
+        "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b.0,
+    ]);
     for (ns, dev, ip) in [(&a, "va", "10.78.0.1/24"), (&b, "vb", "10.78.0.2/24")] {
         ns.run(&["addr", "add", ip, "dev", dev]);
         ns.run(&["link", "set", dev, "up"]);
@@ -423,4 +425,188 @@ fn mdns_finds_peers_on_the_same_lan_without_bootstrap() {
             .any(|p| p["peer_id"] == a.peer_id.as_str() && p["connected"] == true),
         "{peers}"
     );
+}
+
+/// The NAT topology, all in namespaces created here:
+///
+/// ```text
+///  inet: bridge 10.99.0.0/24 ── pub  (R, supernode, 10.99.0.1)
+///                            ── pub2 (C, public node, 10.99.0.3)
+///                            ── nat  (router: wan 10.99.0.2, lan 192.168.77.1,
+///                                     nftables masquerade, drops unsolicited input)
+///                                      └── priv (B, private node, 192.168.77.2)
+/// ```
+///
+/// R and C have no route to 192.168.77.0/24: B is reachable only through
+/// what it opens.
+struct NatLab {
+    // Dropped in reverse order of creation.
+    _spaces: Vec<Netns>,
+    public: String,
+    public2: String,
+    private: String,
+}
+
+fn nat_lab() -> Option<NatLab> {
+    let pid = std::process::id();
+    let inet = Netns::create(&format!("orbn{pid}i"))?;
+    let public = Netns::create(&format!("orbn{pid}r"))?;
+    let public2 = Netns::create(&format!("orbn{pid}c"))?;
+    let nat = Netns::create(&format!("orbn{pid}n"))?;
+    let private = Netns::create(&format!("orbn{pid}b"))?;
+    inet.run(&["link", "add", "br0", "type", "bridge"]);
+    inet.run(&["link", "set", "br0", "up"]);
+    for (ns, dev, port, ip) in [
+        (&public, "eth0", "p-pub", "10.99.0.1/24"),
+        (&nat, "wan", "p-nat", "10.99.0.2/24"),
+        (&public2, "eth0", "p-pub2", "10.99.0.3/24"),
+    ] {
+        inet.run(&[
+            "link", "add", port, "type", "veth", "peer", "name", dev, "netns", &ns.0,
+        ]);
+        inet.run(&["link", "set", port, "master", "br0", "up"]);
+        ns.run(&["addr", "add", ip, "dev", dev]);
+        ns.run(&["link", "set", dev, "up"]);
+    }
+    nat.run(&[
+        "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", &private.0,
+    ]);
+    nat.run(&["addr", "add", "192.168.77.1/24", "dev", "lan"]);
+    nat.run(&["link", "set", "lan", "up"]);
+    private.run(&["addr", "add", "192.168.77.2/24", "dev", "eth0"]);
+    private.run(&["link", "set", "eth0", "up"]);
+    private.run(&["route", "add", "default", "via", "192.168.77.1"]);
+    let out = nat.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = r#"
+table ip nat {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan" ip saddr 192.168.77.0/24 masquerade
+  }
+}
+table inet filter {
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname "lan" oifname "wan" accept
+  }
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    iifname { "lo", "lan" } accept
+  }
+}
+"#;
+    let rules_file = std::env::temp_dir().join(format!("orb-nat-{pid}.nft"));
+    std::fs::write(&rules_file, rules).unwrap();
+    let out = nat.exec(&["nft", "-f", rules_file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&rules_file);
+    if !out.status.success() {
+        eprintln!(
+            "skipped: nftables unavailable ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    Some(NatLab {
+        public: public.0.clone(),
+        public2: public2.0.clone(),
+        private: private.0.clone(),
+        _spaces: vec![private, nat, public2, public, inet],
+    })
+}
+
+#[test]
+fn a_private_node_behind_nat_is_reached_through_a_relay_then_directly() {
+    let Some(lab) = nat_lab() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let r = NodeProc::start(
+        &root.path().join("r"),
+        "/ip4/10.99.0.1/tcp/0",
+        &["--supernode"],
+        Some(&lab.public),
+    );
+    let c = NodeProc::start(
+        &root.path().join("c"),
+        "/ip4/10.99.0.3/tcp/0",
+        &["--supernode", "--bootstrap", &r.addrs[0]],
+        Some(&lab.public2),
+    );
+    let b = NodeProc::start(
+        &root.path().join("b"),
+        "/ip4/192.168.77.2/tcp/0",
+        &["--bootstrap", &r.addrs[0]],
+        Some(&lab.private),
+    );
+
+    // AutoNAT never confirms b (it says private, or nothing when it has no
+    // candidate address to test); b reserves a slot on the relay and
+    // advertises its relayed address.
+    let status = b.wait_status("a relay reservation", |s| {
+        !s["relays"].as_array().unwrap().is_empty()
+    });
+    assert_ne!(status["nat"], "public", "{status}");
+    assert_eq!(status["supernode"], false, "{status}");
+    assert_eq!(status["relays"][0], r.peer_id.as_str(), "{status}");
+    assert!(
+        status["external"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("/p2p-circuit")),
+        "{status}"
+    );
+    assert_eq!(r.status()["nat"], "public");
+
+    // The private node hosts a function; the public node calls it.
+    let module = example("reverse");
+    let out = b.client(&["deploy", module.to_str().unwrap(), "--name", "reverse"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let called = loop {
+        let out = c.invoke("reverse", "behind the nat");
+        if out.status.success() {
+            break json(&out);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c cannot call b: {}\nb log:\n{}\nc log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            b.log(),
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(called["output"], "tan eht dniheb");
+    assert_eq!(called["executor"], b.peer_id.as_str());
+
+    // DCUtR punches through the (port-preserving) masquerade: c ends up
+    // with a direct connection to b.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let peers = json(&c.client(&["peers", "--json"]));
+        let direct = peers.as_array().unwrap().iter().any(|p| {
+            p["peer_id"] == b.peer_id.as_str() && p["connected"] == true && p["relayed"] == false
+        });
+        if direct {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no direct connection c -> b: {peers}\nc log:\n{}",
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = c.invoke("reverse", "direct");
+    assert_eq!(json(&out)["output"], "tcerid");
 }

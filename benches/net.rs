@@ -1,0 +1,232 @@
+//! `scripts/bench net`: a networked call against its floor, in one run.
+//!
+//! Two real `orb node` processes on loopback (release build): `b` hosts
+//! `echo`, `a` does not, so every call a makes crosses the network.
+//!
+//! - networked invoke, a → b: resolve (cached), request-response over
+//!   libp2p (TCP, Noise, yamux), execution on b, response. Timed by node a
+//!   (its `x-orb-network-us` + `x-orb-execution-us` headers) for each call
+//!   of a client that posts to a's `POST /fn/echo` one call at a time;
+//! - end to end: the same calls timed by the client, HTTP hop included;
+//! - the floor: a raw TCP round trip of the same bytes on loopback plus a
+//!   local execution of the same call (orb-functions, in process);
+//! - throughput: 16 concurrent HTTP clients against a for a few seconds.
+//!
+//! Target: networked invoke p50 ≤ 2 × (TCP round trip p50 + execution p50).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use orb_functions::{CallOptions, Runtime, RuntimeConfig};
+
+const CALLS: usize = 3000;
+const INPUT: &[u8] = b"hello from the network benchmark, 64 bytes of input for echo!!";
+
+fn functions_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ORB_FUNCTIONS_DIR") {
+        return dir.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("functions")
+}
+
+struct Node {
+    child: Child,
+    api: String,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args([
+            "node",
+            "--supernode",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("ORB_DATA_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start orb node");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut api, mut addr) = (String::new(), String::new());
+    while api.is_empty() {
+        let line = lines.next().expect("node output").expect("line");
+        if let Some(a) = line.strip_prefix("listening: ") {
+            addr = a.to_owned();
+        } else if let Some(a) = line.strip_prefix("api: ") {
+            api = a.to_owned();
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Node { child, api, addr }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(true)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn post(agent: &ureq::Agent, url: &str) -> (u64, u64) {
+    let mut response = agent.post(url).send(INPUT).expect("call");
+    let header = |name: &str| -> u64 {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let hop = (header("x-orb-network-us"), header("x-orb-execution-us"));
+    let body = response.body_mut().read_to_vec().expect("body");
+    assert_eq!(body, INPUT);
+    hop
+}
+
+fn tcp_round_trip() -> Vec<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        let mut buf = vec![0u8; INPUT.len()];
+        while s.read_exact(&mut buf).is_ok() {
+            if s.write_all(&buf).is_err() {
+                break;
+            }
+        }
+    });
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let mut buf = vec![0u8; INPUT.len()];
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..CALLS + 200 {
+        let t = Instant::now();
+        s.write_all(INPUT).expect("write");
+        s.read_exact(&mut buf).expect("read");
+        if i >= 200 {
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    samples
+}
+
+fn local_execution() -> Vec<f64> {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let bytes =
+        std::fs::read(functions_dir().join("echo.wasm")).expect("echo.wasm (run scripts/guests)");
+    let function = runtime.load(&bytes).expect("load");
+    let opts = CallOptions::default();
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..CALLS + 200 {
+        let t = Instant::now();
+        let out = runtime.call(&function, INPUT, &opts).expect("call");
+        if i >= 200 {
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        assert_eq!(out.output, INPUT);
+    }
+    samples
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = start(&dir.path().join("b"), &[]);
+    let a = start(&dir.path().join("a"), &["--bootstrap", &b.addr]);
+    let deploy = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["deploy", "--name", "echo", "--node", &b.api])
+        .arg(functions_dir().join("echo.wasm"))
+        .env("ORB_DATA_DIR", dir.path().join("publisher"))
+        .output()
+        .expect("deploy");
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+
+    let url = format!("{}/fn/echo", a.api);
+    let client = agent();
+    for _ in 0..300 {
+        post(&client, &url);
+    }
+    let (mut hop, mut end_to_end) = (Vec::with_capacity(CALLS), Vec::with_capacity(CALLS));
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        let (network, execution) = post(&client, &url);
+        end_to_end.push(t.elapsed().as_secs_f64() * 1e6);
+        hop.push((network + execution) as f64);
+    }
+    let (tcp50, tcp99) = summary(tcp_round_trip());
+    let (exe50, exe99) = summary(local_execution());
+    let (hop50, hop99) = summary(hop);
+    let (e2e50, e2e99) = summary(end_to_end);
+    let floor = tcp50 + exe50;
+
+    // 16 concurrent clients for 5 seconds.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (stop, done, url) = (stop.clone(), done.clone(), url.clone());
+            std::thread::spawn(move || {
+                let client = agent();
+                while !stop.load(Ordering::Relaxed) {
+                    post(&client, &url);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+
+    println!("networked echo, {CALLS} sequential calls, 64-byte input, two nodes on loopback:");
+    println!("  raw TCP round trip          p50 {tcp50:8.1} us   p99 {tcp99:8.1} us");
+    println!("  local execution (echo)      p50 {exe50:8.1} us   p99 {exe99:8.1} us");
+    println!("  floor = TCP + execution     p50 {floor:8.1} us");
+    println!(
+        "  networked invoke a -> b     p50 {hop50:8.1} us   p99 {hop99:8.1} us   ratio to floor {:.2} (target <= 2.0)",
+        hop50 / floor
+    );
+    println!(
+        "  end to end via HTTP on a    p50 {e2e50:8.1} us   p99 {e2e99:8.1} us   ratio to floor {:.2}",
+        e2e50 / floor
+    );
+    println!("  16 concurrent HTTP clients: {rate:.0} calls/s");
+}
