@@ -14,6 +14,8 @@
 //!
 //! Target: networked invoke p50 ≤ 2 × (TCP round trip p50 + execution p50).
 
+#![allow(clippy::print_stdout)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
