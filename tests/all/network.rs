@@ -503,8 +503,8 @@ table inet filter {
 }
 "#;
     let rules_file = std::env::temp_dir().join(format!("orb-nat-{pid}.nft"));
-    std::fs::write(&rules_file, rules).unwrap();
-    let out = nat.exec(&["nft", "-f", rules_file.to_str().unwrap()]);
+    std::fs::write(&rules_file, rules).expect("write nft rules");
+    let out = nat.exec(&["nft", "-f", &rules_file.to_string_lossy()]);
     let _ = std::fs::remove_file(&rules_file);
     if !out.status.success() {
         eprintln!(
