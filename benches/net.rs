@@ -10,6 +10,10 @@
 //! - end to end: the same calls timed by the client, HTTP hop included;
 //! - the floor: a raw TCP round trip of the same bytes on loopback plus a
 //!   local execution of the same call (orb-functions, in process);
+//! - the transport alone: two `orb-net` handles in this process, one
+//!   answering every invoke request at once with its input (no execution,
+//!   no node), to separate what libp2p request-response costs from what the
+//!   node adds;
 //! - throughput: 16 concurrent HTTP clients against a for a few seconds.
 //!
 //! Target: networked invoke p50 ≤ 2 × (TCP round trip p50 + execution p50).
@@ -161,6 +165,59 @@ fn local_execution() -> Vec<f64> {
     samples
 }
 
+/// Round trips of an invoke request between two `orb-net` nodes in this
+/// process, the responder echoing the input without running anything.
+fn transport_round_trip() -> Vec<f64> {
+    use orb_net::{Invoke, NetConfig, NetEvent, PeerStore, Request, Response};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = NetConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+            supernode: true,
+            ..NetConfig::default()
+        };
+        let db = sled::open(dir.path().join("b")).expect("sled");
+        let key = orb_net::identity::load_or_create(&dir.path().join("b.key")).expect("key");
+        let (b, mut events) = orb_net::start(key, &config, PeerStore::open(&db).expect("peers")).expect("b");
+        let responder = b.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let NetEvent::Request { request: Request::Invoke(call), channel, .. } = event {
+                    let response = Response::Output { output: call.input, fuel: 0, execution_us: 0 };
+                    let _ = responder.respond(channel, response).await;
+                }
+            }
+        });
+        let status = b.wait_for(Duration::from_secs(5), |s| !s.listen.is_empty()).await.expect("status");
+        let b_addr: orb_net::Multiaddr = format!("{}/p2p/{}", status.listen[0], b.peer_id()).parse().expect("addr");
+        let db = sled::open(dir.path().join("a")).expect("sled");
+        let key = orb_net::identity::load_or_create(&dir.path().join("a.key")).expect("key");
+        let (a, _events) = orb_net::start(key, &NetConfig::default(), PeerStore::open(&db).expect("peers")).expect("a");
+        let peer = a.dial(b_addr).await.expect("dial");
+        let call = Invoke {
+            invocation: 1,
+            function: orb_functions::FunctionId::of(b"echo"),
+            input: INPUT.to_vec(),
+            fuel: None,
+        };
+        let mut samples = Vec::with_capacity(CALLS);
+        for i in 0..CALLS + 200 {
+            let t = Instant::now();
+            let response = a.request(peer, Request::Invoke(call.clone())).await.expect("request");
+            if i >= 200 {
+                samples.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            assert!(matches!(response, Response::Output { .. }));
+        }
+        samples
+    })
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = start(&dir.path().join("b"), &[]);
@@ -190,6 +247,7 @@ fn main() {
         hop.push((network + execution) as f64);
     }
     let (tcp50, tcp99) = summary(tcp_round_trip());
+    let (rr50, rr99) = summary(transport_round_trip());
     let (exe50, exe99) = summary(local_execution());
     let (hop50, hop99) = summary(hop);
     let (e2e50, e2e99) = summary(end_to_end);
@@ -222,6 +280,7 @@ fn main() {
     println!("  raw TCP round trip          p50 {tcp50:8.1} us   p99 {tcp99:8.1} us");
     println!("  local execution (echo)      p50 {exe50:8.1} us   p99 {exe99:8.1} us");
     println!("  floor = TCP + execution     p50 {floor:8.1} us");
+    println!("  orb-net request-response    p50 {rr50:8.1} us   p99 {rr99:8.1} us   (libp2p TCP+Noise+yamux, no execution, no node)");
     println!(
         "  networked invoke a -> b     p50 {hop50:8.1} us   p99 {hop99:8.1} us   ratio to floor {:.2} (target <= 2.0)",
         hop50 / floor
