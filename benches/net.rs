@@ -183,21 +183,41 @@ fn transport_round_trip() -> Vec<f64> {
         };
         let db = sled::open(dir.path().join("b")).expect("sled");
         let key = orb_net::identity::load_or_create(&dir.path().join("b.key")).expect("key");
-        let (b, mut events) = orb_net::start(key, &config, PeerStore::open(&db).expect("peers")).expect("b");
+        let (b, mut events) =
+            orb_net::start(key, &config, PeerStore::open(&db).expect("peers")).expect("b");
         let responder = b.clone();
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                if let NetEvent::Request { request: Request::Invoke(call), channel, .. } = event {
-                    let response = Response::Output { output: call.input, fuel: 0, execution_us: 0 };
+                if let NetEvent::Request {
+                    request: Request::Invoke(call),
+                    channel,
+                    ..
+                } = event
+                {
+                    let response = Response::Output {
+                        output: call.input,
+                        fuel: 0,
+                        execution_us: 0,
+                    };
                     let _ = responder.respond(channel, response).await;
                 }
             }
         });
-        let status = b.wait_for(Duration::from_secs(5), |s| !s.listen.is_empty()).await.expect("status");
-        let b_addr: orb_net::Multiaddr = format!("{}/p2p/{}", status.listen[0], b.peer_id()).parse().expect("addr");
+        let status = b
+            .wait_for(Duration::from_secs(5), |s| !s.listen.is_empty())
+            .await
+            .expect("status");
+        let b_addr: orb_net::Multiaddr = format!("{}/p2p/{}", status.listen[0], b.peer_id())
+            .parse()
+            .expect("addr");
         let db = sled::open(dir.path().join("a")).expect("sled");
         let key = orb_net::identity::load_or_create(&dir.path().join("a.key")).expect("key");
-        let (a, _events) = orb_net::start(key, &NetConfig::default(), PeerStore::open(&db).expect("peers")).expect("a");
+        let (a, _events) = orb_net::start(
+            key,
+            &NetConfig::default(),
+            PeerStore::open(&db).expect("peers"),
+        )
+        .expect("a");
         let peer = a.dial(b_addr).await.expect("dial");
         let call = Invoke {
             invocation: 1,
@@ -208,7 +228,10 @@ fn transport_round_trip() -> Vec<f64> {
         let mut samples = Vec::with_capacity(CALLS);
         for i in 0..CALLS + 200 {
             let t = Instant::now();
-            let response = a.request(peer, Request::Invoke(call.clone())).await.expect("request");
+            let response = a
+                .request(peer, Request::Invoke(call.clone()))
+                .await
+                .expect("request");
             if i >= 200 {
                 samples.push(t.elapsed().as_secs_f64() * 1e6);
             }
@@ -280,7 +303,9 @@ fn main() {
     println!("  raw TCP round trip          p50 {tcp50:8.1} us   p99 {tcp99:8.1} us");
     println!("  local execution (echo)      p50 {exe50:8.1} us   p99 {exe99:8.1} us");
     println!("  floor = TCP + execution     p50 {floor:8.1} us");
-    println!("  orb-net request-response    p50 {rr50:8.1} us   p99 {rr99:8.1} us   (libp2p TCP+Noise+yamux, no execution, no node)");
+    println!(
+        "  orb-net request-response    p50 {rr50:8.1} us   p99 {rr99:8.1} us   (libp2p TCP+Noise+yamux, no execution, no node)"
+    );
     println!(
         "  networked invoke a -> b     p50 {hop50:8.1} us   p99 {hop99:8.1} us   ratio to floor {:.2} (target <= 2.0)",
         hop50 / floor

@@ -102,11 +102,15 @@ pub(crate) struct EventLoop {
     known: HashMap<PeerId, Known>,
     /// Open connections per peer: (direct, relayed).
     connections: HashMap<PeerId, (usize, usize)>,
+    /// The relayed connections per peer, closed once a direct one opens.
+    relayed: HashMap<PeerId, Vec<libp2p::swarm::ConnectionId>>,
     /// Supernodes that offer a relay, with an address to reach them.
     relays: HashMap<PeerId, Multiaddr>,
     /// The relay we listen through (reservation asked or held).
     reservation: Option<PeerId>,
     bootstrapped: bool,
+    /// Seconds ticked since start.
+    ticks: u64,
     /// When the loop started: a node still unconfirmed after
     /// [`RELAY_FALLBACK`] looks for a relay even if AutoNAT has not spoken.
     started: std::time::Instant,
@@ -184,9 +188,11 @@ impl EventLoop {
             },
             known: HashMap::new(),
             connections: HashMap::new(),
+            relayed: HashMap::new(),
             relays: HashMap::new(),
             reservation: None,
             bootstrapped: false,
+            ticks: 0,
             started: std::time::Instant::now(),
             pending_dial: HashMap::new(),
             pending_request: HashMap::new(),
@@ -204,7 +210,7 @@ impl EventLoop {
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
-                _ = tick.tick() => self.maybe_reserve(),
+                _ = tick.tick() => self.on_tick(),
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
                     None => return,
@@ -232,18 +238,39 @@ impl EventLoop {
                 info!(%address, "external address confirmed");
                 if !is_relayed(&address) {
                     self.nat = NatStatus::Public;
+                    // Reachable: serve the DHT (also after a relay fallback),
+                    // and look for peers now that they can add us.
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .set_mode(Some(kad::Mode::Server));
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
                 self.republish();
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
                 let relayed = endpoint.is_relayed();
                 let entry = self.connections.entry(peer_id).or_default();
                 if relayed {
                     entry.1 += 1;
+                    self.relayed.entry(peer_id).or_default().push(connection_id);
+                    if entry.0 > 0 {
+                        // A direct connection exists already: keep using it.
+                        self.swarm.close_connection(connection_id);
+                    }
                 } else {
                     entry.0 += 1;
+                    // Requests spread over every open connection, and a
+                    // circuit is limited (120 s, 128 KiB): once a direct
+                    // connection exists (DCUtR or a dial), drop the relayed ones.
+                    for id in self.relayed.remove(&peer_id).unwrap_or_default() {
+                        self.swarm.close_connection(id);
+                    }
                 }
                 debug!(peer = %peer_id, relayed, addr = %endpoint.get_remote_address(), "connected");
                 if let ConnectedPoint::Dialer { .. } = endpoint
@@ -255,8 +282,14 @@ impl EventLoop {
                 }
             }
             SwarmEvent::ConnectionClosed {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
+                if let Some(ids) = self.relayed.get_mut(&peer_id) {
+                    ids.retain(|id| *id != connection_id);
+                }
                 if let Some(entry) = self.connections.get_mut(&peer_id) {
                     if endpoint.is_relayed() {
                         entry.1 = entry.1.saturating_sub(1);
@@ -395,6 +428,24 @@ impl EventLoop {
         }
     }
 
+    fn on_tick(&mut self) {
+        self.maybe_reserve();
+        // Look for peers: often while the routing table is small (a young
+        // network, or we just joined), rarely once it is full.
+        self.ticks += 1;
+        let known: usize = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
+        let every = if known < 20 { 5 } else { 60 };
+        if self.ticks % every == 0 && known > 0 {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
     /// A private node (or one AutoNAT has not confirmed for a while)
     /// listens through a relay it knows, once.
     fn maybe_reserve(&mut self) {
@@ -416,6 +467,12 @@ impl EventLoop {
             Ok(_) => {
                 info!(%circuit, "reserving a relay slot");
                 self.reservation = Some(relay);
+                // Our relayed address will count as confirmed, but others
+                // cannot serve DHT queries through a relay: stay a client.
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .set_mode(Some(kad::Mode::Client));
             }
             Err(e) => warn!(%circuit, "cannot listen through relay: {e}"),
         }
