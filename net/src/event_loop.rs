@@ -441,7 +441,7 @@ impl EventLoop {
             .map(|b| b.num_entries())
             .sum();
         let every = if known < 20 { 5 } else { 60 };
-        if self.ticks % every == 0 && known > 0 {
+        if self.ticks.is_multiple_of(every) && known > 0 {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
     }
