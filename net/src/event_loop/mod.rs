@@ -9,12 +9,16 @@
 //! the node: requests go to the node with `try_send`, and a full queue is
 //! answered "busy".
 
+mod commands;
+mod dht;
+mod nat;
+
 use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::identity::Keypair;
-use libp2p::kad::{self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, store::RecordStore};
+use libp2p::kad::{self, QueryId};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
@@ -219,7 +223,7 @@ impl EventLoop {
         }
     }
 
-    fn is_public(&self) -> bool {
+    pub(super) fn is_public(&self) -> bool {
         self.swarm.external_addresses().any(|a| !is_relayed(a))
     }
 
@@ -428,139 +432,6 @@ impl EventLoop {
         }
     }
 
-    fn on_tick(&mut self) {
-        self.maybe_reserve();
-        // Look for peers: often while the routing table is small (a young
-        // network, or we just joined), rarely once it is full.
-        self.ticks += 1;
-        let known: usize = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .map(|b| b.num_entries())
-            .sum();
-        let every = if known < 20 { 5 } else { 60 };
-        if self.ticks.is_multiple_of(every) && known > 0 {
-            let _ = self.swarm.behaviour_mut().kad.bootstrap();
-        }
-    }
-
-    /// A private node (or one AutoNAT has not confirmed for a while)
-    /// listens through a relay it knows, once.
-    fn maybe_reserve(&mut self) {
-        let unconfirmed = self.nat == NatStatus::Private
-            || (self.nat == NatStatus::Unknown && self.started.elapsed() >= RELAY_FALLBACK);
-        if !unconfirmed || self.reservation.is_some() || self.is_public() {
-            return;
-        }
-        let Some((relay, addr)) = self
-            .relays
-            .iter()
-            .find(|(peer, _)| self.swarm.is_connected(peer))
-            .map(|(p, a)| (*p, a.clone()))
-        else {
-            return;
-        };
-        let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
-        match self.swarm.listen_on(circuit.clone()) {
-            Ok(_) => {
-                info!(%circuit, "reserving a relay slot");
-                self.reservation = Some(relay);
-                // Our relayed address will count as confirmed, but others
-                // cannot serve DHT queries through a relay: stay a client.
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .set_mode(Some(kad::Mode::Client));
-            }
-            Err(e) => warn!(%circuit, "cannot listen through relay: {e}"),
-        }
-    }
-
-    /// Re-publishes our provider records (after our addresses changed, so
-    /// the records carry reachable addresses).
-    fn republish(&mut self) {
-        let keys: Vec<kad::RecordKey> = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .store_mut()
-            .provided()
-            .map(|r| r.key.clone())
-            .collect();
-        for key in keys {
-            let _ = self.swarm.behaviour_mut().kad.start_providing(key);
-        }
-    }
-
-    fn on_kad(&mut self, event: kad::Event) {
-        let kad::Event::OutboundQueryProgressed {
-            id, result, step, ..
-        } = event
-        else {
-            if let kad::Event::ModeChanged { new_mode } = event {
-                info!(%new_mode, "DHT mode");
-            }
-            return;
-        };
-        match result {
-            QueryResult::StartProviding(result) => {
-                if let Some(reply) = self.pending_provide.remove(&id) {
-                    let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Dht(e.to_string())));
-                }
-            }
-            QueryResult::GetProviders(result) => {
-                // Every peer's answer is a step (empty ones too): gather them
-                // all, so that one stale provider does not hide the others.
-                if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = result
-                    && let Some((_, found)) = self.pending_providers.get_mut(&id)
-                {
-                    found.extend(providers);
-                }
-                if step.last
-                    && let Some((reply, found)) = self.pending_providers.remove(&id)
-                {
-                    let _ = reply.send(Ok(found.into_iter().collect()));
-                }
-            }
-            QueryResult::PutRecord(result) => {
-                if let Some(reply) = self.pending_put.remove(&id) {
-                    let _ = reply.send(result.map(|_| ()).or_else(|e| match e {
-                        // Stored locally and on fewer peers than asked: the
-                        // record still resolves; republishing spreads it.
-                        kad::PutRecordError::QuorumFailed { .. } => Ok(()),
-                        e => Err(Error::Dht(e.to_string())),
-                    }));
-                }
-            }
-            QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(found))) => {
-                match NameRecord::decode(&found.record.value) {
-                    Ok(record) => {
-                        if let Some(reply) = self.pending_get.remove(&id) {
-                            let _ = reply.send(Ok(Some(record)));
-                            if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                                query.finish();
-                            }
-                        }
-                    }
-                    Err(e) => warn!(peer = ?found.peer, "invalid name record ignored: {e}"),
-                }
-            }
-            QueryResult::GetRecord(_) => {
-                if step.last
-                    && let Some(reply) = self.pending_get.remove(&id)
-                {
-                    let _ = reply.send(Ok(None));
-                }
-            }
-            QueryResult::Bootstrap(result) if step.last => {
-                debug!(?result, "DHT bootstrap");
-            }
-            _ => {}
-        }
-    }
-
     fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
         use request_response::{Event, Message};
         match event {
@@ -623,179 +494,6 @@ impl EventLoop {
             }
             Event::ResponseSent { .. } => {}
         }
-    }
-
-    fn on_command(&mut self, command: Command) {
-        match command {
-            Command::Status { reply } => {
-                let _ = reply.send(self.status());
-            }
-            Command::Peers { reply } => {
-                let _ = reply.send(self.peer_list());
-            }
-            Command::Dial { addr, reply } => {
-                let Some(peer) = peer_of(&addr) else {
-                    let _ = reply.send(Err(Error::Dial {
-                        addr: addr.to_string(),
-                        reason: "the address must end with /p2p/<peer id>".into(),
-                    }));
-                    return;
-                };
-                if self.swarm.is_connected(&peer) {
-                    let _ = reply.send(Ok(peer));
-                    return;
-                }
-                self.swarm.add_peer_address(peer, addr.clone());
-                match self.swarm.dial(addr.clone()) {
-                    Ok(()) => self.pending_dial.entry(peer).or_default().push(reply),
-                    Err(e) => {
-                        let _ = reply.send(Err(Error::Dial {
-                            addr: addr.to_string(),
-                            reason: e.to_string(),
-                        }));
-                    }
-                }
-            }
-            Command::Request {
-                peer,
-                request,
-                reply,
-            } => {
-                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
-                self.pending_request.insert(id, reply);
-            }
-            Command::Respond { channel, response } => {
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .rpc
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    debug!("the asker went away before the response");
-                }
-            }
-            Command::Provide { function, reply } => {
-                let key = kad::RecordKey::new(function.as_bytes());
-                match self.swarm.behaviour_mut().kad.start_providing(key) {
-                    Ok(id) => {
-                        if let Some(reply) = reply {
-                            self.pending_provide.insert(id, reply);
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(reply) = reply {
-                            let _ = reply.send(Err(Error::Dht(e.to_string())));
-                        }
-                    }
-                }
-            }
-            Command::StopProviding { function } => {
-                let key = kad::RecordKey::new(function.as_bytes());
-                self.swarm.behaviour_mut().kad.stop_providing(&key);
-            }
-            Command::GetProviders { function, reply } => {
-                let key = kad::RecordKey::new(function.as_bytes());
-                let id = self.swarm.behaviour_mut().kad.get_providers(key);
-                self.pending_providers.insert(id, (reply, HashSet::new()));
-            }
-            Command::PutName { record, reply } => {
-                let record = kad::Record::new(NameRecord::key(&record.name), record.encode());
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .put_record(record, kad::Quorum::One)
-                {
-                    Ok(id) => {
-                        self.pending_put.insert(id, reply);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(Error::Dht(e.to_string())));
-                    }
-                }
-            }
-            Command::GetName { name, reply } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .get_record(NameRecord::key(&name));
-                self.pending_get.insert(id, reply);
-            }
-            Command::Announce { announcement } => {
-                let topic = self.topic.clone();
-                if let Err(e) = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(topic, announcement.encode())
-                {
-                    debug!("announcement not published: {e}");
-                }
-            }
-            Command::AddAddresses { peer, addrs } => {
-                for addr in addrs {
-                    self.swarm.add_peer_address(peer, addr);
-                }
-            }
-        }
-    }
-
-    fn status(&mut self) -> NetStatus {
-        let external: Vec<String> = self
-            .swarm
-            .external_addresses()
-            .map(|a| a.to_string())
-            .collect();
-        let public = self.is_public();
-        let routing_table = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .map(|b| b.num_entries())
-            .sum();
-        NetStatus {
-            peer_id: self.swarm.local_peer_id().to_string(),
-            listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
-            external,
-            nat: self.nat,
-            supernode: public,
-            dht_server: self.swarm.behaviour_mut().kad.mode() == kad::Mode::Server,
-            relays: self
-                .reservation
-                .iter()
-                .filter(|p| self.swarm.is_connected(p))
-                .map(|p| p.to_string())
-                .collect(),
-            connected: self.swarm.connected_peers().count(),
-            routing_table,
-            known_peers: self.peers.len(),
-        }
-    }
-
-    fn peer_list(&self) -> Vec<PeerInfo> {
-        let mut ids: HashSet<PeerId> = self.known.keys().copied().collect();
-        ids.extend(self.connections.keys().copied());
-        let mut list: Vec<PeerInfo> = ids
-            .into_iter()
-            .map(|peer| {
-                let known = self.known.get(&peer);
-                let (direct, relayed) = self.connections.get(&peer).copied().unwrap_or_default();
-                PeerInfo {
-                    peer_id: peer.to_string(),
-                    addrs: known
-                        .map(|k| k.addrs.iter().map(|a| a.to_string()).collect())
-                        .unwrap_or_default(),
-                    connected: direct + relayed > 0,
-                    relayed: direct == 0 && relayed > 0,
-                    agent: known.map(|k| k.agent.clone()).unwrap_or_default(),
-                }
-            })
-            .collect();
-        list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
-        list
     }
 }
 
