@@ -1,0 +1,3 @@
+//! Integration tests of orb-ledger: one binary, a module per behaviour.
+
+mod snowball;
