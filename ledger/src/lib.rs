@@ -1,6 +1,7 @@
 //! `orb-ledger`: Orb's reward ledger.
 //!
-//! Today it holds the Snowball state machine ([`Snowball`], [`Params`]):
+//! Today it holds RFC 9162-shaped Merkle trees with inclusion and
+//! consistency proofs ([`merkle`]) and the Snowball state machine ([`Snowball`], [`Params`]):
 //! pure (no I/O, no clock), fed poll results by its caller, the same code in
 //! a node and in a simulated network. Receipts, blocks with RFC 9162 Merkle
 //! roots, the King-of-the-Hill committee, the sled-backed chain and the audit
@@ -19,6 +20,7 @@
 //! assert_eq!(sb.decided(), Some(&"b"));
 //! ```
 
+pub mod merkle;
 mod snowball;
 
 pub use snowball::{Params, ParamsError, Snowball};
