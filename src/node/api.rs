@@ -159,9 +159,8 @@ async fn deploy(
     }
     node.host.remember_name(&record);
     node.names.put(&record.name, function);
-    if let Err(e) = node.net.provide(function).await {
-        tracing::debug!("provider record: {e}");
-    }
+    // The provider record goes out from the routing dataflow, which saw our
+    // own row appear when `install` announced it.
     if let Err(e) = node.net.put_name(record).await {
         tracing::debug!("name record: {e}");
     }

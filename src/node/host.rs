@@ -92,6 +92,11 @@ impl Host {
         let function = tokio::task::spawn_blocking(move || store.put_and_load(&runtime, &bytes))
             .await
             .map_err(|e| FnError::Runtime(format!("compile task failed: {e}")))??;
+        Ok(self.serve(node, function).await)
+    }
+
+    /// Starts hosting a compiled function: records it and announces it.
+    async fn serve(&self, node: &Node, function: Function) -> FunctionId {
         let id = function.id();
         self.functions
             .lock()
@@ -102,7 +107,7 @@ impl Host {
         }
         info!(function = %id, "hosting");
         announce(node, id).await;
-        Ok(id)
+        id
     }
 
     /// Remembers a name this node published, to republish it after a restart.
@@ -134,13 +139,15 @@ impl Host {
             .map(FunctionId::from_bytes)
             .collect();
         for id in ids {
-            match self.store.get(id) {
-                Ok(bytes) => {
-                    if let Err(e) = self.install(node, &bytes).await {
-                        warn!(function = %id, "cannot host again: {e}");
-                    }
+            // Already in the store: load it (from the compiled artifact when
+            // cached) instead of storing and hashing the module again.
+            let (runtime, store) = (self.runtime.clone(), self.store.clone());
+            match tokio::task::spawn_blocking(move || store.load(&runtime, id)).await {
+                Ok(Ok(function)) => {
+                    self.serve(node, function).await;
                 }
-                Err(e) => warn!(function = %id, "hosted module unreadable: {e}"),
+                Ok(Err(e)) => warn!(function = %id, "cannot host again: {e}"),
+                Err(e) => warn!(function = %id, "cannot host again: {e}"),
             }
         }
     }
