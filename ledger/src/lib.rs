@@ -1,13 +1,23 @@
 //! `orb-ledger`: Orb's reward ledger.
 //!
-//! Today it holds RFC 9162-shaped Merkle trees with inclusion and
-//! consistency proofs ([`merkle`]) and the Snowball state machine ([`Snowball`], [`Params`]):
-//! pure (no I/O, no clock), fed poll results by its caller, the same code in
-//! a node and in a simulated network. Receipts, blocks with RFC 9162 Merkle
-//! roots, the King-of-the-Hill committee, the sled-backed chain and the audit
-//! follow (the ledger issue).
+//! - [`Receipt`]: an executor's signed statement that it ran an invocation.
+//! - [`Block`]: height, previous hash, the RFC 9162 [`merkle`] root of its
+//!   receipts, the proposer's committee claim and signature, and the
+//!   finality evidence (signed [`Vote`]s of the deciding polls).
+//! - [`Genesis`]: Snowball parameters, King-of-the-Hill slots and
+//!   difficulty, price, block reward, initial balances; its hash is the
+//!   chain id.
+//! - [`Koth`]: the committee, mined claims on slots.
+//! - [`Snowball`]: the pure state machine (no I/O, no clock) every height
+//!   is decided by; the node feeds it polls.
+//! - [`Chain`] on a [`LedgerStore`] ([`SledStore`]): validated appends,
+//!   one atomic, fsync'd commit per block; [`State`]: balances folded from
+//!   the chain.
+//! - [`audit()`]: levels 0–4 from genesis; [`proof`]: checkpoints,
+//!   inclusion and consistency proofs checkable with no node.
 //!
-//! It knows nothing of networking; `orb-net` and `orb-engine` drive it.
+//! It knows nothing of networking; `orb-net` carries its types and
+//! `orb-engine` drives consensus.
 //!
 //! ```
 //! use orb_ledger::{Params, Snowball};
@@ -20,7 +30,42 @@
 //! assert_eq!(sb.decided(), Some(&"b"));
 //! ```
 
+pub mod audit;
+mod block;
+mod chain;
+mod genesis;
+mod keys;
+mod koth;
 pub mod merkle;
+pub mod proof;
+mod receipt;
+pub mod sim;
 mod snowball;
+mod state;
+mod store;
+mod vote;
 
+pub use audit::{AuditOptions, AuditReport, Finding, audit};
+pub use block::{Block, Evidence, Header, Poll, receipts_root};
+pub use chain::{
+    Chain, ChainError, height_key, stored_block, stored_effects, stored_genesis, stored_head,
+};
+pub use genesis::{Genesis, GenesisError};
+pub use keys::{Digest, Keypair, PublicKey, Signature, verify_batch};
+pub use koth::{Claim, ClaimRefused, Koth};
+pub use proof::{Checkpoint, ConsistencyProof, InclusionProof};
+pub use receipt::{Receipt, ReceiptBody};
 pub use snowball::{Params, ParamsError, Snowball};
+pub use state::{Effects, State};
+pub use store::{LedgerStore, MemStore, SledStore, StoreError, Table, Write};
+pub use vote::{Vote, VoteBody};
+
+/// The canonical binary encoding (postcard) of ledger objects.
+pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("ledger types always serialize")
+}
+
+/// Decodes the canonical encoding.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(bytes)
+}

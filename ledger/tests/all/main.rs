@@ -1,3 +1,4 @@
 //! Integration tests of orb-ledger: one binary, a module per behaviour.
 
+mod chain;
 mod snowball;

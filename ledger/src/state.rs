@@ -1,0 +1,112 @@
+//! Rewards and balances, derived from the chain alone.
+//!
+//! Each receipt moves fuel × price from the invoker to the executor; the
+//! proposer earns the block reward. A receipt that would overdraw its
+//! invoker, or pays an (invocation, executor) pair a second time, makes
+//! the block invalid. [`State`] is the fold of every block's [`Effects`]
+//! over the genesis balances; nothing else writes balances.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::Block;
+use crate::genesis::Genesis;
+use crate::keys::{Digest, PublicKey};
+
+/// One block's balance changes, by key (sorted, so the encoding is
+/// canonical).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effects(pub BTreeMap<PublicKey, i128>);
+
+/// Balances and paid invocations after some prefix of the chain.
+#[derive(Clone, Debug)]
+pub struct State {
+    /// Height of the last applied block (0: genesis only).
+    pub height: u64,
+    /// Hash of the last applied block (the chain id at genesis).
+    pub head: Digest,
+    balances: HashMap<PublicKey, u128>,
+    paid: HashSet<(u128, PublicKey)>,
+}
+
+impl State {
+    /// The state at genesis.
+    pub fn genesis(genesis: &Genesis) -> Self {
+        Self {
+            height: 0,
+            head: genesis.id(),
+            balances: genesis
+                .balances
+                .iter()
+                .map(|(k, v)| (*k, u128::from(*v)))
+                .collect(),
+            paid: HashSet::new(),
+        }
+    }
+
+    /// A key's balance.
+    pub fn balance(&self, key: &PublicKey) -> u128 {
+        self.balances.get(key).copied().unwrap_or(0)
+    }
+
+    /// All non-zero balances, sorted by key.
+    pub fn balances(&self) -> Vec<(PublicKey, u128)> {
+        let mut v: Vec<_> = self
+            .balances
+            .iter()
+            .filter(|(_, b)| **b > 0)
+            .map(|(k, b)| (*k, *b))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Whether `executor` was already paid for `invocation`.
+    pub fn is_paid(&self, invocation: u128, executor: &PublicKey) -> bool {
+        self.paid.contains(&(invocation, *executor))
+    }
+
+    /// The block's effects on this state, or why the block cannot apply.
+    pub fn effects(&self, genesis: &Genesis, block: &Block) -> Result<Effects, String> {
+        let mut delta: BTreeMap<PublicKey, i128> = BTreeMap::new();
+        let mut seen = HashSet::new();
+        for (i, r) in block.receipts.iter().enumerate() {
+            let b = &r.body;
+            let pair = (b.invocation, b.executor);
+            if self.paid.contains(&pair) || !seen.insert(pair) {
+                return Err(format!(
+                    "receipt {i} pays executor {} for invocation {:032x} a second time",
+                    b.executor, b.invocation
+                ));
+            }
+            let cost = i128::from(b.fuel) * i128::from(genesis.price);
+            let invoker_now =
+                self.balance(&b.invoker) as i128 + delta.get(&b.invoker).copied().unwrap_or(0);
+            if invoker_now < cost {
+                return Err(format!(
+                    "receipt {i}: invoker {} has {invoker_now} credits, the call costs {cost}",
+                    b.invoker
+                ));
+            }
+            *delta.entry(b.invoker).or_default() -= cost;
+            *delta.entry(b.executor).or_default() += cost;
+        }
+        *delta.entry(block.header.proposer.key).or_default() += i128::from(genesis.block_reward);
+        delta.retain(|_, d| *d != 0);
+        Ok(Effects(delta))
+    }
+
+    /// Applies a block whose effects were computed by [`State::effects`].
+    pub fn apply(&mut self, block: &Block, effects: &Effects) {
+        for (k, d) in &effects.0 {
+            let b = self.balances.entry(*k).or_default();
+            *b = (*b as i128 + d).max(0) as u128;
+        }
+        for r in &block.receipts {
+            self.paid.insert((r.body.invocation, r.body.executor));
+        }
+        self.height = block.header.height;
+        self.head = block.hash();
+    }
+}

@@ -1,0 +1,222 @@
+//! Where the chain lives: a small key-value trait with two
+//! implementations, sled on disk ([`SledStore`]) and memory
+//! ([`MemStore`], for chains fetched from a running node and for tests).
+//!
+//! The layout (the [`Chain`](crate::Chain) writes it): `blocks` and
+//! `effects` keyed by big-endian height, so key order is height order;
+//! `receipts` maps a receipt id to its height and index; `meta` holds the
+//! genesis and the head height.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Table {
+    /// Height → block.
+    Blocks,
+    /// Height → the block's balance effects.
+    Effects,
+    /// Receipt id → height ‖ index.
+    Receipts,
+    /// Genesis and head.
+    Meta,
+}
+
+impl Table {
+    /// All tables.
+    pub const ALL: [Table; 4] = [Table::Blocks, Table::Effects, Table::Receipts, Table::Meta];
+
+    /// The table's name (sled tree name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Blocks => "blocks",
+            Table::Effects => "effects",
+            Table::Receipts => "receipts",
+            Table::Meta => "meta",
+        }
+    }
+}
+
+/// The store failed or holds unreadable data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O or storage-engine error.
+    #[error("ledger store {path}: {message}")]
+    Io {
+        /// The store's directory.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// One write of a commit.
+pub type Write = (Table, Vec<u8>, Vec<u8>);
+
+/// A key-value store for the chain.
+pub trait LedgerStore: Send + Sync {
+    /// Reads one value.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Visits a table's entries in key order until `f` returns false.
+    fn scan(&self, table: Table, f: &mut dyn FnMut(&[u8], &[u8]) -> bool)
+    -> Result<(), StoreError>;
+    /// Writes all of `writes` atomically and durably: when this returns
+    /// Ok, a crash or power loss keeps all of them, and before it, none
+    /// may be visible after a restart without the others.
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError>;
+}
+
+/// The chain on sled: one sled database in its own directory, a tree per
+/// table, a commit is one multi-tree transaction, then `flush` and an
+/// fsync of the database file and directory (sled's flush alone uses
+/// `sync_file_range`, which does not flush the disk cache).
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    trees: [sled::Tree; 4],
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let err = |e: sled::Error| StoreError::Io {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        };
+        // A store dropped a moment ago in this process may still be held
+        // by sled's flusher thread: retry the file lock briefly.
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && tries < 20 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => break other.map_err(err)?,
+            }
+        };
+        let tree = |t: Table| db.open_tree(t.name()).map_err(err);
+        let trees = [
+            tree(Table::Blocks)?,
+            tree(Table::Effects)?,
+            tree(Table::Receipts)?,
+            tree(Table::Meta)?,
+        ];
+        Ok(Self {
+            path: dir.to_path_buf(),
+            db,
+            trees,
+        })
+    }
+
+    fn tree(&self, t: Table) -> &sled::Tree {
+        &self.trees[t as usize]
+    }
+
+    fn err(&self, message: impl ToString) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn fsync(&self) -> std::io::Result<()> {
+        std::fs::File::open(self.path.join("db"))?.sync_all()?;
+        std::fs::File::open(&self.path)?.sync_all()
+    }
+}
+
+impl LedgerStore for SledStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.tree(table)
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| self.err(e))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        for kv in self.tree(table).iter() {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            if !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+        use sled::Transactional;
+        let [b, e, r, m] = &self.trees;
+        (b, e, r, m)
+            .transaction(|(b, e, r, m)| {
+                for (t, k, v) in writes {
+                    let tree = match t {
+                        Table::Blocks => b,
+                        Table::Effects => e,
+                        Table::Receipts => r,
+                        Table::Meta => m,
+                    };
+                    tree.insert(k.as_slice(), v.as_slice())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| self.err(format!("{e:?}")))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        self.fsync().map_err(|e| self.err(e))
+    }
+}
+
+type Tables = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
+
+/// The chain in memory.
+#[derive(Default)]
+pub struct MemStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl LedgerStore for MemStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(t.get(&(table, key.to_vec())).cloned())
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        for ((_, k), v) in t
+            .range((table, Vec::new())..)
+            .take_while(|((tt, _), _)| *tt == table)
+        {
+            if !f(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        for (table, k, v) in writes {
+            t.insert((*table, k.clone()), v.clone());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,340 @@
+//! The chain on sled: appends, balances, audit levels, tampering,
+//! proofs.
+
+use orb_ledger::sim::{Committee, receipt};
+use orb_ledger::{
+    AuditOptions, Block, Chain, ChainError, Genesis, Keypair, LedgerStore, PublicKey, SledStore,
+    Table, audit, decode, encode, height_key,
+};
+
+struct Fixture {
+    committee: Committee,
+    invoker: Keypair,
+    dir: tempfile::TempDir,
+}
+
+/// A chain of `blocks` blocks, `per_block` receipts each, in a temp dir.
+fn chain(blocks: u64, per_block: u64) -> Fixture {
+    let invoker = Keypair::generate();
+    let payer = invoker.public();
+    let committee = Committee::new(|_| Genesis::local("test", vec![(payer, 1_000_000_000)]), 6);
+    let dir = tempfile::tempdir().expect("test fixture");
+    let mut chain =
+        Chain::open_dir(dir.path(), Some(committee.genesis.clone())).expect("test fixture");
+    let mut invocation = 0u128;
+    for h in 1..=blocks {
+        let receipts = (0..per_block)
+            .map(|i| {
+                invocation += 1;
+                receipt(&committee.keys[i as usize % 6], payer, invocation, 100 + i)
+            })
+            .collect();
+        let block = committee.block(h, chain.head(), receipts);
+        chain.append(block).expect("test fixture");
+    }
+    drop(chain);
+    Fixture {
+        committee,
+        invoker,
+        dir,
+    }
+}
+
+fn run_audit(dir: &std::path::Path, level: u8) -> orb_ledger::AuditReport {
+    let store = SledStore::open(dir).expect("test fixture");
+    audit(
+        &store,
+        AuditOptions {
+            level,
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .expect("test fixture")
+}
+
+/// sled itself, waiting for the lock of a store dropped a moment ago.
+fn open_raw(dir: &std::path::Path) -> sled::Db {
+    for _ in 0..40 {
+        if let Ok(db) = sled::open(dir) {
+            return db;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    sled::open(dir).expect("test fixture")
+}
+
+/// Rewrites the stored block at `h` through sled itself.
+fn rewrite(dir: &std::path::Path, table: &str, h: u64, f: impl FnOnce(Vec<u8>) -> Option<Vec<u8>>) {
+    let db = open_raw(dir);
+    let tree = db.open_tree(table).expect("test fixture");
+    let old = tree
+        .get(height_key(h))
+        .expect("test fixture")
+        .expect("test fixture")
+        .to_vec();
+    match f(old) {
+        Some(new) => tree.insert(height_key(h), new).expect("test fixture"),
+        None => tree.remove(height_key(h)).expect("test fixture"),
+    };
+    db.flush().expect("test fixture");
+}
+
+fn rewrite_block(dir: &std::path::Path, h: u64, f: impl FnOnce(&mut Block)) {
+    rewrite(dir, "blocks", h, |bytes| {
+        let mut b: Block = decode(&bytes).expect("test fixture");
+        f(&mut b);
+        Some(encode(&b))
+    });
+}
+
+#[test]
+fn a_chain_reopens_with_its_balances_and_audits_clean_at_every_level() {
+    let f = chain(12, 5);
+    let chain = Chain::open_dir(f.dir.path(), None).unwrap();
+    assert_eq!(chain.height(), 12);
+    let g = &f.committee.genesis;
+    let spent: u128 = (0..12u128).map(|_| (100..105).sum::<u128>()).sum();
+    assert_eq!(chain.balance(&f.invoker.public()), 1_000_000_000 - spent);
+    let total: u128 = chain.state().balances().iter().map(|(_, b)| b).sum();
+    assert_eq!(
+        total,
+        1_000_000_000 + 12 * u128::from(g.block_reward),
+        "credits are conserved"
+    );
+    drop(chain);
+    for level in 0..=4 {
+        let r = run_audit(f.dir.path(), level);
+        assert_eq!(r.finding, None, "level {level}");
+        assert_eq!((r.blocks, r.receipts), (12, 60));
+    }
+    let r = run_audit(f.dir.path(), 3);
+    assert_eq!(r.votes, 12 * 6 * 4, "β 6 polls of α 4 votes per block");
+    assert_eq!(r.balances.unwrap().len(), 7);
+}
+
+#[test]
+fn a_flipped_byte_is_found_at_its_height() {
+    let f = chain(6, 3);
+    rewrite(f.dir.path(), "blocks", 4, |mut b| {
+        let n = b.len();
+        b[n / 2] ^= 0x01;
+        Some(b)
+    });
+    let r = run_audit(f.dir.path(), 2);
+    let finding = r.finding.expect("a finding");
+    assert_eq!(finding.height, Some(4), "{finding:?}");
+}
+
+#[test]
+fn a_forged_receipt_signature_is_found_at_level_2() {
+    let f = chain(5, 3);
+    let mallory = Keypair::generate();
+    let c = &f.committee;
+    // Mallory rewrites the head block's first receipt (more fuel for its
+    // executor), re-signs it with her own key and re-proposes the block
+    // with a correct Merkle root: links hold, signatures do not.
+    rewrite_block(f.dir.path(), 5, |b| {
+        let mut r = b.receipts[0].body.clone();
+        r.fuel *= 100;
+        b.receipts[0] = r.sign(&mallory);
+        let proposer = c
+            .keys
+            .iter()
+            .position(|k| k.public() == b.header.proposer.key)
+            .unwrap();
+        let mut forged = Block::propose(
+            &c.keys[proposer],
+            b.header.chain,
+            5,
+            b.header.prev,
+            b.header.proposer,
+            b.receipts.clone(),
+        );
+        c.finalize(&mut forged);
+        *b = forged;
+    });
+    assert_eq!(
+        run_audit(f.dir.path(), 1).finding,
+        None,
+        "links and roots still hold"
+    );
+    let finding = run_audit(f.dir.path(), 2).finding.expect("a finding");
+    assert_eq!(finding.height, Some(5));
+    assert!(
+        finding.reason.contains("receipt 0") && finding.reason.contains("bad executor signature"),
+        "{}",
+        finding.reason
+    );
+}
+
+#[test]
+fn a_forged_vote_is_found_at_level_2() {
+    let f = chain(4, 2);
+    rewrite_block(f.dir.path(), 2, |b| {
+        b.evidence.polls[3].votes[1].signature.0[7] ^= 0x80
+    });
+    let finding = run_audit(f.dir.path(), 2).finding.expect("a finding");
+    assert_eq!(finding.height, Some(2));
+    assert!(
+        finding.reason.contains("finality vote has a bad signature"),
+        "{}",
+        finding.reason
+    );
+    // Too few polls is missing evidence, whatever the signatures.
+    let f = chain(4, 2);
+    rewrite_block(f.dir.path(), 3, |b| {
+        b.evidence.polls.pop();
+    });
+    let finding = run_audit(f.dir.path(), 2).finding.expect("a finding");
+    assert_eq!(finding.height, Some(3));
+    assert!(
+        finding.reason.contains("5 polls, beta is 6"),
+        "{}",
+        finding.reason
+    );
+}
+
+#[test]
+fn a_changed_balance_is_found_at_level_3() {
+    let f = chain(5, 3);
+    let executor = f.committee.keys[1].public();
+    rewrite(f.dir.path(), "effects", 3, |bytes| {
+        let mut e: orb_ledger::Effects = decode(&bytes).unwrap();
+        *e.0.get_mut(&executor).unwrap() += 5;
+        Some(encode(&e))
+    });
+    assert_eq!(run_audit(f.dir.path(), 2).finding, None);
+    let finding = run_audit(f.dir.path(), 3).finding.expect("a finding");
+    assert_eq!(finding.height, Some(3));
+    assert!(
+        finding.reason.contains(&executor.to_hex()) && finding.reason.contains("recomputed"),
+        "{}",
+        finding.reason
+    );
+}
+
+#[test]
+fn a_dropped_block_is_found_and_orphans_at_level_4() {
+    let f = chain(5, 1);
+    rewrite(f.dir.path(), "blocks", 3, |_| None);
+    let finding = run_audit(f.dir.path(), 0).finding.expect("a finding");
+    assert_eq!(finding.height, Some(3));
+    assert!(finding.reason.contains("missing"), "{}", finding.reason);
+
+    // An effects entry above the head: only storage consistency sees it.
+    let f = chain(3, 1);
+    {
+        let db = open_raw(f.dir.path());
+        db.open_tree("effects")
+            .unwrap()
+            .insert(height_key(9), b"x".to_vec())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    assert_eq!(run_audit(f.dir.path(), 3).finding, None);
+    let finding = run_audit(f.dir.path(), 4).finding.expect("a finding");
+    assert_eq!(finding.height, Some(9));
+    assert!(finding.reason.contains("orphan"), "{}", finding.reason);
+}
+
+#[test]
+fn double_payment_overdraft_and_wrong_links_are_refused_on_append() {
+    let f = chain(2, 2);
+    let mut chain = Chain::open_dir(f.dir.path(), None).unwrap();
+    let c = &f.committee;
+    let payer = f.invoker.public();
+    // Invocation 1 by member 0 is already in block 1.
+    let again = c.block(3, chain.head(), vec![receipt(&c.keys[0], payer, 1, 100)]);
+    let err = chain.append(again).unwrap_err().to_string();
+    assert!(
+        err.contains("height 3") && err.contains("a second time"),
+        "{err}"
+    );
+    let broke = Keypair::generate().public();
+    let overdraft = c.block(3, chain.head(), vec![receipt(&c.keys[0], broke, 99, 10)]);
+    let err = chain.append(overdraft).unwrap_err().to_string();
+    assert!(err.contains("has 0 credits, the call costs 10"), "{err}");
+    let fork = c.block(3, c.chain(), vec![]);
+    assert!(matches!(
+        chain.append(fork),
+        Err(ChainError::Invalid { height: 3, .. })
+    ));
+    let mut unfinal = c.block(3, chain.head(), vec![]);
+    unfinal.evidence.polls.truncate(2);
+    assert!(chain.append(unfinal).is_err());
+    assert_eq!(chain.height(), 2, "nothing refused was stored");
+}
+
+#[test]
+fn another_genesis_is_refused() {
+    let f = chain(1, 0);
+    let other = Genesis::local("other", vec![]);
+    assert!(matches!(
+        Chain::open_dir(f.dir.path(), Some(other)),
+        Err(ChainError::OtherChain { .. })
+    ));
+}
+
+#[test]
+fn inclusion_and_consistency_proofs_check_without_the_store() {
+    let f = chain(9, 4);
+    let key = Keypair::generate();
+    let chain = Chain::open_dir(f.dir.path(), None).unwrap();
+    let b7 = chain.block(7).unwrap().unwrap();
+    let id = b7.receipts[2].id();
+    assert_eq!(chain.locate(&id).unwrap(), Some((7, 2)));
+    let proof = chain.prove(&id, &key).unwrap().unwrap();
+    // Through JSON, as the CLI writes it.
+    let json = serde_json::to_string(&proof).unwrap();
+    let proof: orb_ledger::InclusionProof = serde_json::from_str(&json).unwrap();
+    proof.verify().unwrap();
+    let mut bad = proof.clone();
+    bad.receipt.body.fuel += 1;
+    assert!(bad.verify().is_err());
+    let mut bad = proof.clone();
+    bad.history_path[0].0[0] ^= 1;
+    assert!(
+        bad.verify()
+            .unwrap_err()
+            .contains("not in the checkpoint's history")
+    );
+    let mut bad = proof;
+    bad.checkpoint.height += 1;
+    assert!(bad.verify().is_err());
+
+    let old = chain.checkpoint(&key).unwrap().unwrap();
+    drop(chain);
+    // The chain grows; the new one extends the old checkpoint.
+    let mut chain = Chain::open_dir(f.dir.path(), None).unwrap();
+    for h in 10..=13 {
+        let b = f.committee.block(h, chain.head(), vec![]);
+        chain.append(b).unwrap();
+    }
+    let proof = chain.consistency(old.clone(), &key).unwrap().unwrap();
+    proof.verify().unwrap();
+    // A checkpoint of a rewritten history does not verify.
+    let mut forged = old;
+    forged.head.0[0] ^= 1;
+    forged.history.0[0] ^= 1;
+    forged.signature = key.sign(b"x", b"y");
+    let p = chain.consistency(forged, &key).unwrap().unwrap();
+    assert!(p.verify().is_err());
+}
+
+#[test]
+fn the_sled_store_commits_atomically_across_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store
+        .commit(&[
+            (Table::Blocks, vec![1], vec![2]),
+            (Table::Meta, b"k".to_vec(), vec![3]),
+        ])
+        .unwrap();
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.get(Table::Blocks, &[1]).unwrap(), Some(vec![2]));
+    assert_eq!(store.get(Table::Meta, b"k").unwrap(), Some(vec![3]));
+    let _unused: Option<PublicKey> = None;
+}
