@@ -38,6 +38,29 @@ pub fn load_or_create(path: &Path) -> Result<Keypair> {
     }
 }
 
+/// The 32-byte Ed25519 secret of a node key (what the ledger signs with).
+pub fn ed25519_secret(key: &Keypair) -> Option<[u8; 32]> {
+    let ed = key.clone().try_into_ed25519().ok()?;
+    ed.secret().as_ref().try_into().ok()
+}
+
+/// The 32-byte Ed25519 public key inside a peer id (peer ids of Ed25519
+/// keys embed the key itself).
+pub fn ed25519_public(peer: &libp2p::PeerId) -> Option<[u8; 32]> {
+    let mh: &libp2p::multihash::Multihash<64> = peer.as_ref();
+    if mh.code() != 0 {
+        return None;
+    }
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    Some(key.try_into_ed25519().ok()?.to_bytes())
+}
+
+/// The peer id of a 32-byte Ed25519 public key.
+pub fn peer_of(public: [u8; 32]) -> Option<libp2p::PeerId> {
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(&public).ok()?;
+    Some(libp2p::identity::PublicKey::from(key).to_peer_id())
+}
+
 #[cfg(unix)]
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -57,6 +80,15 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_ids_and_ledger_keys_convert_both_ways() {
+        let key = Keypair::generate_ed25519();
+        let peer = key.public().to_peer_id();
+        let public = ed25519_public(&peer).expect("an ed25519 peer id");
+        assert_eq!(peer_of(public), Some(peer));
+        assert!(ed25519_secret(&key).is_some());
+    }
 
     #[test]
     fn the_key_survives_a_restart() {
