@@ -51,6 +51,7 @@ pub mod boundary;
 mod call;
 mod collection;
 mod config;
+mod consensus;
 mod error;
 mod inspect;
 mod persist;
@@ -63,6 +64,10 @@ pub use boundary::{
 pub use call::{CallConfig, CallFailure, CallStats, Called, call};
 pub use collection::{records, weighted};
 pub use config::EngineConfig;
+pub use consensus::{
+    Action, Balances, Consensus, ConsensusConfig, ConsensusInput, LedgerStatus, Replica,
+    start_consensus,
+};
 pub use error::{Error, Result};
 pub use inspect::InspectRecords;
 pub use persist::{Log, persist};

@@ -24,8 +24,9 @@ use crate::{Error, NetConfig, Result};
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/orb/kad/1.0.0");
 /// The relay hop protocol a supernode advertises.
 pub(crate) const RELAY_HOP: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
-/// The gossipsub topic of provider announcements.
-pub(crate) const PROVIDERS_TOPIC: &str = "orb/providers/1";
+/// The gossipsub topic of announcements (providers, claims, receipts,
+/// blocks).
+pub(crate) const GOSSIP_TOPIC: &str = "orb/gossip/1";
 
 /// All protocols of a node.
 #[derive(NetworkBehaviour)]
@@ -67,7 +68,7 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Strict)
-                .max_transmit_size(64 << 10)
+                .max_transmit_size(4 << 20)
                 .build()?;
             let rpc = request_response::Behaviour::with_codec(
                 Codec {

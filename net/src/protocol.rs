@@ -1,5 +1,5 @@
 //! The wire protocol: what nodes ask each other by request-response
-//! (`/orb/rpc/1`) and what they announce on gossipsub (`orb/providers/1`).
+//! (`/orb/rpc/1`) and what they announce on gossipsub (`orb/gossip/1`).
 //!
 //! Messages are postcard-encoded in a frame with a 4-byte big-endian length.
 //! The codec refuses a frame longer than the configured limit before
@@ -12,6 +12,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
 use orb_functions::FunctionId;
+use orb_ledger::{Block, Claim, Digest, Receipt, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,41 @@ pub enum Request {
         /// The function to host.
         function: FunctionId,
     },
+    /// A Snowball query: which block does the peer prefer at `height`?
+    Query(Query),
+    /// Send the block (proposal or committed) with this hash.
+    FetchBlock {
+        /// The block hash.
+        hash: Digest,
+    },
+    /// Send committed blocks from `from` on (at most a batch).
+    Sync {
+        /// The first height wanted.
+        from: u64,
+    },
+}
+
+impl Request {
+    /// Whether the ledger answers it (queries, blocks, sync).
+    pub fn is_ledger(&self) -> bool {
+        matches!(
+            self,
+            Request::Query(_) | Request::FetchBlock { .. } | Request::Sync { .. }
+        )
+    }
+}
+
+/// A Snowball query (one poll's question to one committee member).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    /// The chain id.
+    pub chain: Digest,
+    /// The height being decided.
+    pub height: u64,
+    /// The asker's poll number.
+    pub round: u64,
+    /// The asker's preference (a responder without one adopts it).
+    pub block: Digest,
 }
 
 /// One call of a function.
@@ -85,6 +121,12 @@ pub enum Response {
     },
     /// The request was refused (bad module, bad id).
     Refused(String),
+    /// The answer to a query: a signed vote, or none yet.
+    Vote(Option<Vote>),
+    /// The block asked for, if known.
+    Block(Option<Box<Block>>),
+    /// Committed blocks, in height order.
+    Blocks(Vec<Block>),
 }
 
 /// What a node tells everyone on gossipsub.
@@ -103,6 +145,14 @@ pub enum Announcement {
         /// Addresses the sender can be reached on.
         addrs: Vec<String>,
     },
+    /// A King-of-the-Hill claim on a committee slot.
+    Claim(Claim),
+    /// A signed receipt for the mempool.
+    Receipts(Vec<Receipt>),
+    /// A block proposed for the next height (no evidence yet).
+    Proposal(Box<Block>),
+    /// A block the sender committed, with its finality evidence.
+    Committed(Box<Block>),
 }
 
 impl Announcement {

@@ -33,6 +33,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/api/status", get(status))
         .route("/api/peers", get(peers))
         .route("/api/functions", get(functions))
+        .route("/api/ledger", get(ledger))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
 }
@@ -90,6 +91,9 @@ fn invoke_error(e: InvokeError) -> Response {
         ),
         InvokeError::Exhausted { .. } => {
             error(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": message }))
+        }
+        InvokeError::NoCredits(_) => {
+            error(StatusCode::PAYMENT_REQUIRED, json!({ "error": message }))
         }
         InvokeError::Internal(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -231,6 +235,53 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
             json!({ "error": e.to_string() }),
         ),
     }
+}
+
+/// The ledger as this node sees it: committed height and head, committee,
+/// mempool, recent finality times, and the live balances (the consensus
+/// dataflow's reduce over committed effects), keyed by peer id.
+async fn ledger(State(node): State<Arc<Node>>) -> Response {
+    let Some(ledger) = &node.ledger else {
+        return error(
+            StatusCode::NOT_FOUND,
+            json!({ "error": "this node keeps no ledger (start it with --genesis)" }),
+        );
+    };
+    let status = ledger
+        .consensus
+        .status
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let balances: serde_json::Map<String, serde_json::Value> = ledger
+        .consensus
+        .balances
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(k, b)| {
+            let who = orb_net::identity::peer_of(k.0).map_or_else(|| k.to_hex(), |p| p.to_string());
+            (who, json!(b))
+        })
+        .collect();
+    let chain = ledger
+        .consensus
+        .chain
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .id();
+    Json(json!({
+        "chain": chain.to_hex(),
+        "key": ledger.me.to_hex(),
+        "height": status.height,
+        "head": status.head,
+        "committee": status.committee,
+        "member": status.member,
+        "mempool": status.mempool,
+        "finality_us": status.finality_us,
+        "balances": balances,
+    }))
+    .into_response()
 }
 
 async fn peers(State(node): State<Arc<Node>>) -> Response {

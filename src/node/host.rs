@@ -207,11 +207,26 @@ impl Host {
     /// Answers a peer's request.
     pub(crate) async fn answer(&self, node: &Node, peer: PeerId, request: Request) -> Response {
         match request {
-            Request::Invoke(invoke) => self.run(&invoke).await,
+            Request::Invoke(invoke) => match (&node.ledger, super::ledger::key_of(&peer)) {
+                (None, _) => self.run(&invoke).await,
+                (Some(ledger), Some(invoker)) if ledger.can_pay(&invoker) => {
+                    let response = self.run(&invoke).await;
+                    if let Response::Output { output, fuel, .. } = &response {
+                        ledger.receipt(invoker, &invoke, output, *fuel);
+                    }
+                    response
+                }
+                (Some(_), _) => Response::Refused(format!(
+                    "the invoking node {peer} has no credits on this ledger"
+                )),
+            },
             Request::FetchModule { function } => match self.store.get(function) {
                 Ok(bytes) => Response::Module(bytes),
                 Err(_) => Response::Refused(format!("no module {function} here")),
             },
+            Request::Query(_) | Request::FetchBlock { .. } | Request::Sync { .. } => {
+                Response::Refused("not a function request".into())
+            }
             Request::Host { function } => {
                 if self.function(&function).is_some() {
                     return Response::Hosting {
@@ -293,6 +308,14 @@ pub(crate) async fn announce(node: &Node, id: FunctionId) {
 /// Feeds a peer's announcement into the routing dataflow.
 pub(crate) async fn learn(node: &Node, peer: PeerId, announcement: Announcement) {
     match announcement {
+        Announcement::Claim(_)
+        | Announcement::Receipts(_)
+        | Announcement::Proposal(_)
+        | Announcement::Committed(_) => {
+            if let Some(ledger) = &node.ledger {
+                ledger.learn(peer, announcement).await;
+            }
+        }
         Announcement::Provider {
             function,
             hosting,

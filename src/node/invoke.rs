@@ -60,6 +60,10 @@ pub(crate) enum InvokeError {
     Exhausted { target: String, tried: String },
     #[error("{0}")]
     Internal(String),
+    #[error(
+        "this node's account {0} has no credits on the ledger: calls are paid by the node they enter"
+    )]
+    NoCredits(String),
 }
 
 /// Names resolved recently.
@@ -157,6 +161,11 @@ pub(crate) async fn invoke(
     let span = info_span!("invoke", invocation = %format!("{invocation:032x}"), target);
     async move {
         let started = Instant::now();
+        if let Some(ledger) = &node.ledger
+            && !ledger.can_pay(&ledger.me)
+        {
+            return Err(InvokeError::NoCredits(node.peer_id.clone()));
+        }
         let id = resolve_name(node, target).await?;
         let mut candidates = providers(node, id).await?;
         let mut asked_dht = false;
@@ -195,7 +204,13 @@ pub(crate) async fn invoke(
             let sent = Instant::now();
             let local = provider.peer == node.peer_id;
             let response = if local {
-                Ok(node.host.run(&call).await)
+                let response = node.host.run(&call).await;
+                if let (Some(ledger), Response::Output { output, fuel, .. }) =
+                    (&node.ledger, &response)
+                {
+                    ledger.receipt(ledger.me, &call, output, *fuel);
+                }
+                Ok(response)
             } else {
                 match provider.peer.parse::<PeerId>() {
                     Ok(peer) => node.net.request(peer, Request::Invoke(call.clone())).await,

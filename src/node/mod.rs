@@ -18,6 +18,7 @@
 mod api;
 mod host;
 mod invoke;
+mod ledger;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use anyhow::Context as _;
 use clap::Args;
 use orb_engine::{Provider, Routing, start_routing};
 use orb_functions::{Executor, ModuleStore, Runtime, RuntimeConfig};
-use orb_net::{Multiaddr, Net, NetConfig, NetEvent, PeerStore};
+use orb_net::{Multiaddr, Net, NetConfig, NetEvent, PeerStore, Response};
 
 use crate::exit::CliError;
 
@@ -60,6 +61,15 @@ pub(crate) struct NodeArgs {
     /// Calls that may wait for an executor thread before peers get "busy".
     #[arg(long, value_name = "N", default_value_t = 256)]
     executor_queue: usize,
+    /// Join the reward ledger described by this genesis file (JSON, from
+    /// `orb ledger genesis`). Not needed after the first start: the chain
+    /// in DATA_DIR/ledger remembers it. Without a ledger, calls are free
+    /// and earn nothing.
+    #[arg(long, value_name = "FILE")]
+    genesis: Option<PathBuf>,
+    /// Least time between a committed block and this node's next proposal.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    block_interval_ms: u64,
 }
 
 fn default_listen() -> Vec<Multiaddr> {
@@ -87,6 +97,7 @@ pub(crate) struct Node {
     pub(crate) host: Host,
     pub(crate) names: invoke::NameCache,
     pub(crate) peer_id: String,
+    pub(crate) ledger: Option<Arc<ledger::Ledger>>,
 }
 
 pub(crate) fn run(args: NodeArgs, data_dir: &Path) -> Result<(), CliError> {
@@ -112,8 +123,20 @@ async fn serve(args: NodeArgs, data_dir: PathBuf) -> Result<(), CliError> {
         mdns: args.mdns,
         ..NetConfig::default()
     };
+    let secret = orb_net::identity::ed25519_secret(&key);
     let (net, mut events) = orb_net::start(key, &config, peers).map_err(CliError::usage)?;
     let peer_id = net.peer_id().to_string();
+    let consensus = orb_engine::ConsensusConfig {
+        block_interval: Duration::from_millis(args.block_interval_ms),
+        ..Default::default()
+    };
+    let ledger = ledger::Ledger::start(
+        &data_dir,
+        args.genesis.as_deref(),
+        secret,
+        net.clone(),
+        consensus,
+    )?;
     let (routing, routing_thread) = start_routing(Some(net.clone()), peer_id.clone())?;
 
     let threads = args
@@ -129,6 +152,7 @@ async fn serve(args: NodeArgs, data_dir: PathBuf) -> Result<(), CliError> {
         host,
         names: invoke::NameCache::default(),
         peer_id: peer_id.clone(),
+        ledger,
     });
 
     let listener = tokio::net::TcpListener::bind(args.api)
@@ -160,6 +184,16 @@ async fn serve(args: NodeArgs, data_dir: PathBuf) -> Result<(), CliError> {
                 } => {
                     let node = events_node.clone();
                     tokio::spawn(async move {
+                        if request.is_ledger() {
+                            match &node.ledger {
+                                Some(l) => l.request(&node.net, peer, request, channel).await,
+                                None => {
+                                    let no = Response::Refused("this node keeps no ledger".into());
+                                    let _ = node.net.respond(channel, no).await;
+                                }
+                            }
+                            return;
+                        }
                         let response = node.host.answer(&node, peer, request).await;
                         let _ = node.net.respond(channel, response).await;
                     });

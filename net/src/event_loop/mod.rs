@@ -27,7 +27,7 @@ use orb_functions::FunctionId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::behaviour::{self, Behaviour, BehaviourEvent, KAD_PROTOCOL, PROVIDERS_TOPIC, RELAY_HOP};
+use crate::behaviour::{self, Behaviour, BehaviourEvent, GOSSIP_TOPIC, KAD_PROTOCOL, RELAY_HOP};
 use crate::handle::{NatStatus, NetEvent, NetStatus, PeerInfo};
 use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Request, Response, Result};
 
@@ -143,7 +143,7 @@ impl EventLoop {
                 reason: e.to_string(),
             })?;
         }
-        let topic = gossipsub::IdentTopic::new(PROVIDERS_TOPIC);
+        let topic = gossipsub::IdentTopic::new(GOSSIP_TOPIC);
         swarm
             .behaviour_mut()
             .gossipsub
