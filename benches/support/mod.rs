@@ -1,0 +1,79 @@
+//! What the networked benchmarks share: starting real `orb node`
+//! processes (release build), percentiles, an HTTP agent.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub(crate) fn functions_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ORB_FUNCTIONS_DIR") {
+        return dir.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("functions")
+}
+
+pub(crate) struct Node {
+    pub(crate) child: Child,
+    pub(crate) api: String,
+    pub(crate) addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn start(dir: &std::path::Path, extra: &[&str]) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args([
+            "node",
+            "--supernode",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("ORB_DATA_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start orb node");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut api, mut addr) = (String::new(), String::new());
+    while api.is_empty() {
+        let line = lines.next().expect("node output").expect("line");
+        if let Some(a) = line.strip_prefix("listening: ") {
+            addr = a.to_owned();
+        } else if let Some(a) = line.strip_prefix("api: ") {
+            api = a.to_owned();
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Node { child, api, addr }
+}
+
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub(crate) fn summary(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+pub(crate) fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(true)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
