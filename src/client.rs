@@ -361,3 +361,49 @@ pub(crate) fn status(args: ListArgs, node: &str) -> Result<(), CliError> {
     );
     Ok(())
 }
+
+/// `orb ledger status`: a running node's view of the ledger (its API).
+pub(crate) fn ledger_status(args: ListArgs, node: &str) -> Result<(), CliError> {
+    let value = Client::new(node, Duration::from_secs(10)).get("/api/ledger")?;
+    if args.json {
+        outln!("{value}");
+        return Ok(());
+    }
+    let mut finality: Vec<f64> = value["finality_us"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    finality.sort_by(f64::total_cmp);
+    outln!("chain:      {}", value["chain"].as_str().unwrap_or("?"));
+    outln!(
+        "height:     {} (head {})",
+        value["height"],
+        value["head"].as_str().unwrap_or("?")
+    );
+    outln!(
+        "committee:  {} members{}",
+        value["committee"].as_array().map_or(0, Vec::len),
+        if value["member"] == true { ", this node among them" } else { "" }
+    );
+    outln!("mempool:    {} receipts waiting", value["mempool"]);
+    if let Some(p50) = finality.get(finality.len() / 2) {
+        outln!(
+            "finality:   p50 {:.1} ms over the last {} blocks",
+            p50 / 1e3,
+            finality.len()
+        );
+    }
+    outln!("balances (live, from the dataflow's reduce over committed blocks):");
+    let mut balances: Vec<(&String, &serde_json::Value)> = value["balances"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .collect();
+    balances.sort_by_key(|(_, b)| std::cmp::Reverse(b.as_i64().unwrap_or(0)));
+    for (who, b) in balances {
+        outln!("  {who}  {b}");
+    }
+    Ok(())
+}
