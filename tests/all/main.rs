@@ -2,6 +2,7 @@
 //! One test binary with a module per behaviour.
 
 mod function;
+mod ledger;
 mod network;
 mod pipeline;
 mod run;
