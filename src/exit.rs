@@ -10,6 +10,10 @@ pub(crate) const GUEST: u8 = 3;
 pub(crate) const NETWORK: u8 = 4;
 /// Exit code for everything else.
 pub(crate) const INTERNAL: u8 = 1;
+/// Exit code of a check that found something wrong (`orb ledger audit`,
+/// `verify-proof`, `consistency`): the same number as [`INTERNAL`], as
+/// `diff` and `cmp` use 1 for "different" and 2 for "could not compare".
+pub(crate) const CHECK_FAILED: u8 = 1;
 
 /// A failed command: the message to print and the code to exit with.
 #[derive(Debug)]

@@ -1,9 +1,9 @@
 //! `orb`: the command line of the Orb network.
 //!
 //! Reading order for a newcomer: this file (commands and exit codes), then
-//! `run.rs` and `function.rs` (the commands), then the crates below:
-//! `orb-functions` (the WebAssembly runtime), later `orb-ledger`, `orb-net`
-//! and `orb-engine`.
+//! `run.rs` and `function.rs` (the commands), `ledger/` (the reward chain,
+//! offline), then the crates below: `orb-functions` (the WebAssembly
+//! runtime), `orb-ledger`, `orb-net` and `orb-engine`.
 
 /// `println!` that ends the process quietly when stdout is closed (`orb … | head`),
 /// as a Unix tool does on SIGPIPE, instead of panicking.
@@ -19,6 +19,7 @@ macro_rules! outln {
 mod client;
 mod exit;
 mod function;
+mod ledger;
 mod node;
 mod pipeline;
 mod run;
@@ -33,8 +34,10 @@ use crate::exit::CliError;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  internal error (a bug or a broken host: please report it)
-  2  usage or input error: bad flags, unreadable file, invalid module, unsupported ABI
+  1  internal error (a bug or a broken host: please report it); for the checks of
+     `orb ledger` (audit, verify-proof, consistency): the chain or the proof is wrong
+  2  usage or input error: bad flags, unreadable file, invalid module, unsupported ABI,
+     no ledger or an unreadable one (`orb ledger`)
   3  the guest failed: trap, non-zero exit, out of fuel, timeout, memory or output limit
   4  network: the node is unreachable, no provider for the function, or every provider failed";
 
@@ -88,14 +91,22 @@ enum Command {
     Ls(client::ListArgs),
     /// Show a node's peer id, addresses, NAT status and role.
     Status(client::ListArgs),
+    /// Read, audit and prove a node's reward chain, offline from its data dir.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // sled's own warnings about a damaged store say nothing `orb ledger`'s
+    // error does not (ORB_LOG=sled=debug shows them).
+    let quiet = match cli.command {
+        Command::Ledger(_) => "warn,sled=off",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ORB_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("ORB_LOG").unwrap_or_else(|_| quiet.into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -110,6 +121,7 @@ fn main() -> ExitCode {
         Command::Peers(args) => client::peers(args, &cli.node),
         Command::Ls(args) => client::ls(args, &cli.node),
         Command::Status(args) => client::status(args, &cli.node),
+        Command::Ledger(cmd) => ledger::run(cmd, &data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

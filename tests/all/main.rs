@@ -3,6 +3,7 @@
 
 mod consensus;
 mod function;
+mod ledger;
 mod network;
 mod pipeline;
 mod run;
