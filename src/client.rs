@@ -385,7 +385,11 @@ pub(crate) fn ledger_status(args: ListArgs, node: &str) -> Result<(), CliError> 
     outln!(
         "committee:  {} members{}",
         value["committee"].as_array().map_or(0, Vec::len),
-        if value["member"] == true { ", this node among them" } else { "" }
+        if value["member"] == true {
+            ", this node among them"
+        } else {
+            ""
+        }
     );
     outln!("mempool:    {} receipts waiting", value["mempool"]);
     if let Some(p50) = finality.get(finality.len() / 2) {

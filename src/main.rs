@@ -121,7 +121,7 @@ fn main() -> ExitCode {
         Command::Peers(args) => client::peers(args, &cli.node),
         Command::Ls(args) => client::ls(args, &cli.node),
         Command::Status(args) => client::status(args, &cli.node),
-        Command::Ledger(cmd) => ledger::run(cmd, &data_dir),
+        Command::Ledger(cmd) => ledger::run(cmd, &data_dir, &cli.node),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -66,10 +66,14 @@ pub(crate) enum LedgerCommand {
     /// Prove that the chain extends an earlier checkpoint (no block rewritten).
     #[command(after_help = proof::CONSISTENCY_HELP)]
     Consistency(proof::ConsistencyArgs),
+    /// A running node's view, through its API (--node): height, committee,
+    /// mempool, finality times, live balances.
+    Status(crate::client::ListArgs),
 }
 
-pub(crate) fn run(cmd: LedgerCommand, data_dir: &Path) -> Result<(), CliError> {
+pub(crate) fn run(cmd: LedgerCommand, data_dir: &Path, node: &str) -> Result<(), CliError> {
     match cmd {
+        LedgerCommand::Status(args) => crate::client::ledger_status(args, node),
         LedgerCommand::Genesis(args) => genesis::run(args),
         LedgerCommand::Show(args) => show::show(args, data_dir),
         LedgerCommand::Balance(args) => balance::balance(args, data_dir),
