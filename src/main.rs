@@ -49,7 +49,7 @@ Exit codes:
 #[derive(Parser, Debug)]
 #[command(name = "orb", version, after_help = EXIT_CODES, propagate_version = true)]
 struct Cli {
-    /// Where Orb keeps its state (module store, compiled artifacts).
+    /// Where Orb keeps its state (module store, compiled artifacts, node identity, ledger).
     #[arg(long, global = true, env = "ORB_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 

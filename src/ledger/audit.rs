@@ -22,8 +22,14 @@ Levels (each includes the ones below):
   3  rewards and balances recomputed from genesis, compared with the
      balance effects stored with each block (default)
   4  storage: the receipt index against the blocks, no orphans above the head
+     (when auditing up to the head)
 Level 3 and 4 replay every block from genesis; --from only narrows what is
 reported. It stops at the first failure and names its height and reason.
+
+The audit checks the chain the store holds. sled cuts a log damaged mid-way
+back to its last intact write when it opens it (as after a crash), and such
+a store audits clean at a lower height: `orb ledger consistency --since` an
+earlier checkpoint is what shows lost blocks.
 
 Exit codes: 0 clean; 1 a mismatch was found; 2 the store cannot be read at
 all (no ledger, no genesis, locked by a running node, corrupt).";
