@@ -269,6 +269,12 @@ pub(crate) fn export(args: ExportArgs, data_dir: &Path) -> Result<(), CliError> 
                 "--to {to} is above the head ({head})"
             )));
         }
+        // Without --from, an empty chain exports nothing.
+        if args.from.is_some() && from > to {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--from {from} is above the last height, {to}"
+            )));
+        }
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for h in from..=to {
             let (block, effects) = block_at(&store, data_dir, h)?;

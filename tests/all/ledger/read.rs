@@ -122,6 +122,12 @@ fn show_and_export_read_the_blocks() {
     }
     let out = node.orb(&["ledger", "export", "--from", "2", "--to", "4"]);
     assert_eq!(stdout(&out).lines().count(), 3);
+    assert_fails(
+        &node.orb(&["ledger", "export", "--from", "7"]),
+        2,
+        "--from 7",
+    );
+    assert_fails(&node.orb(&["ledger", "export", "--to", "7"]), 2, "--to 7");
 
     // A chain with no blocks yet says so; a data dir with no chain says how.
     let empty = Node::new(0, 0);
@@ -133,6 +139,9 @@ fn show_and_export_read_the_blocks() {
         stdout(&out)
     );
     ok(&empty.orb(&["ledger", "audit"]));
+    let out = empty.orb(&["ledger", "export"]);
+    ok(&out);
+    assert!(out.stdout.is_empty());
     let nowhere = tempfile::tempdir().unwrap();
     assert_fails(
         &run_orb(nowhere.path(), &["ledger", "show"], None),
