@@ -18,7 +18,7 @@ use orb_ledger::{Genesis, PublicKey};
 use serde_json::Value;
 
 mod support;
-use support::{Node, agent, functions_dir, start, summary};
+use support::{Node, agent, deploy_echo, start, summary};
 
 const NODES: usize = 10;
 const LOAD: Duration = Duration::from_secs(20);
@@ -74,18 +74,7 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let deploy = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
-        .args(["--node", &nodes[0].api, "deploy"])
-        .arg(functions_dir().join("echo.wasm"))
-        .args(["--name", "echo", "--replicas", "3"])
-        .env("ORB_DATA_DIR", root.path().join("client"))
-        .output()
-        .expect("deploy");
-    assert!(
-        deploy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deploy.stderr)
-    );
+    deploy_echo(&nodes[0].api, 3, &root.path().join("client"));
 
     let url = format!("{}/fn/echo", nodes[0].api);
     let stop = Arc::new(AtomicBool::new(false));

@@ -22,7 +22,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,7 +29,7 @@ use std::time::{Duration, Instant};
 use orb_functions::{CallOptions, Runtime, RuntimeConfig};
 
 mod support;
-use support::{agent, functions_dir, start, summary};
+use support::{agent, deploy_echo, functions_dir, start, summary};
 
 const CALLS: usize = 3000;
 const INPUT: &[u8] = b"hello from the network benchmark, 64 bytes of input for echo!!";
@@ -177,17 +176,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = start(&dir.path().join("b"), &[]);
     let a = start(&dir.path().join("a"), &["--bootstrap", &b.addr]);
-    let deploy = Command::new(env!("CARGO_BIN_EXE_orb"))
-        .args(["deploy", "--name", "echo", "--node", &b.api])
-        .arg(functions_dir().join("echo.wasm"))
-        .env("ORB_DATA_DIR", dir.path().join("publisher"))
-        .output()
-        .expect("deploy");
-    assert!(
-        deploy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deploy.stderr)
-    );
+    deploy_echo(&b.api, 1, &dir.path().join("publisher"));
 
     let url = format!("{}/fn/echo", a.api);
     let client = agent();

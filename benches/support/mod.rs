@@ -77,3 +77,19 @@ pub(crate) fn agent() -> ureq::Agent {
         .build()
         .into()
 }
+
+/// Deploys the example `echo` through the node at `api` with `replicas`.
+pub(crate) fn deploy_echo(api: &str, replicas: u32, client_dir: &std::path::Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["--node", api, "deploy", "--name", "echo", "--replicas"])
+        .arg(replicas.to_string())
+        .arg(functions_dir().join("echo.wasm"))
+        .env("ORB_DATA_DIR", client_dir)
+        .output()
+        .expect("deploy");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
