@@ -356,10 +356,24 @@ struct Round {
     snowball: Option<Snowball<Digest>>,
     outstanding: Option<(u64, Instant)>,
     streak: Vec<Poll>,
-    fetching: HashSet<Digest>,
+    fetching: HashMap<Digest, Instant>,
+    /// When this node first had receipts to propose at this height.
+    ready: Option<Instant>,
 }
 
 impl Round {
+    /// Whether to ask for `hash` now: not asked yet, or asked over a
+    /// second ago (the answer may have been lost or refused).
+    fn may_fetch(&mut self, hash: Digest, now: Instant) -> bool {
+        match self.fetching.get(&hash) {
+            Some(t) if now - *t < Duration::from_secs(1) => false,
+            _ => {
+                self.fetching.insert(hash, now);
+                true
+            }
+        }
+    }
+
     fn new(height: u64) -> Self {
         Self {
             height,
@@ -369,7 +383,8 @@ impl Round {
             snowball: None,
             outstanding: None,
             streak: Vec::new(),
-            fetching: HashSet::new(),
+            fetching: HashMap::new(),
+            ready: None,
         }
     }
 }
@@ -579,7 +594,7 @@ impl Replica {
                 // Adopt the first value queried with.
                 self.round.snowball = Some(Snowball::new(self.params, q.block));
             } else {
-                if self.round.fetching.insert(q.block) {
+                if self.round.may_fetch(q.block, Instant::now()) {
                     actions.push(Action::Fetch {
                         hash: q.block,
                         peer: from,
@@ -679,12 +694,13 @@ impl Replica {
         if streak.len() < beta || streak[0].votes[0].body.block != decided {
             return; // Keep polling for evidence.
         }
+        let voter = streak
+            .last()
+            .and_then(|p| p.votes.first())
+            .map(|v| v.body.voter);
         let Some(mut block) = self.round.candidates.get(&decided).cloned() else {
-            if self.round.fetching.insert(decided)
-                && let Some(peer) = streak
-                    .last()
-                    .and_then(|p| p.votes.first())
-                    .map(|v| v.body.voter)
+            if let Some(peer) = voter
+                && self.round.may_fetch(decided, now)
             {
                 actions.push(Action::Fetch {
                     hash: decided,
@@ -859,7 +875,12 @@ impl Replica {
             .iter()
             .filter(|m| Self::ticket(&prev, m) < Self::ticket(&prev, &self.me))
             .count() as u32;
-        let due = self.last_commit + self.config.block_interval + self.config.proposer_step * rank;
+        // Ranks count from when this node had something to propose, so
+        // that receipts arriving everywhere at once do not make every
+        // member propose at once.
+        let ready = *self.round.ready.get_or_insert(now);
+        let due = (self.last_commit + self.config.block_interval).max(ready)
+            + self.config.proposer_step * rank;
         if now < due || (rank > 0 && !self.round.candidates.is_empty()) {
             return;
         }
