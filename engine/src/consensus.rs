@@ -651,7 +651,29 @@ impl Replica {
         for a in &answers {
             *counts.entry(*a).or_default() += 1;
         }
-        let top = counts.into_iter().max_by_key(|(_, n)| *n);
+        let top = counts.clone().into_iter().max_by_key(|(_, n)| *n);
+        // A split no sample can break (no value reached α_preference):
+        // lean every node the same way, toward the candidate with the
+        // smallest lottery ticket among the answers and this node's own
+        // preference. Snowball alone has no tie-break; deciding still
+        // takes β consecutive polls of α_confidence signed votes.
+        if top.is_none_or(|(_, n)| n < self.params.alpha_preference()) && sb.decided().is_none() {
+            let prev = lock(&self.chain).head();
+            let best = counts
+                .keys()
+                .chain(std::iter::once(sb.preference()))
+                .filter(|h| self.round.candidates.contains_key(*h))
+                .min_by_key(|h| {
+                    let b = &self.round.candidates[*h];
+                    Self::ticket(&prev, &b.header.proposer.key)
+                })
+                .copied();
+            if let Some(best) = best
+                && best != *sb.preference()
+            {
+                *sb = Snowball::new(self.params, best);
+            }
+        }
         match top {
             Some((value, n)) if n >= self.params.alpha_confidence() => {
                 if self

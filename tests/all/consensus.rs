@@ -77,6 +77,9 @@ fn audit_clean(dir: &Path) -> u64 {
 
 #[test]
 fn six_nodes_finalize_reward_blocks_and_a_killed_node_keeps_what_it_committed() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = tempfile::tempdir().unwrap();
     let dirs: Vec<_> = (0..6).map(|i| root.path().join(format!("n{i}"))).collect();
     let payer = key_of(&dirs[0]);

@@ -11,6 +11,10 @@ mod run;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// Held by tests that start many nodes or time a node's load, so they do
+/// not starve each other on a 2-core machine.
+pub static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Where scripts/guests put the example functions.
 pub fn functions_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("ORB_FUNCTIONS_DIR") {

@@ -629,6 +629,9 @@ fn a_private_node_behind_nat_is_reached_through_a_relay_then_directly() {
 
 #[test]
 fn a_provider_that_dies_mid_call_makes_the_caller_try_the_next() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = tempfile::tempdir().unwrap();
     let s = NodeProc::start(&root.path().join("s"), LOOPBACK, &["--supernode"], None);
     let boot = s.addrs[0].clone();
