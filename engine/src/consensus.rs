@@ -397,6 +397,7 @@ pub struct Replica {
     config: ConsensusConfig,
     id: Digest,
     params: orb_ledger::Params,
+    slots: u32,
     koth: Koth,
     mempool: BTreeMap<Digest, Receipt>,
     outbox: Vec<Receipt>,
@@ -438,6 +439,7 @@ impl Replica {
             config,
             id,
             params: genesis.snowball,
+            slots: genesis.slots,
             koth: Koth::new(id, genesis.slots, genesis.difficulty),
             mempool: BTreeMap::new(),
             outbox: Vec::new(),
@@ -508,7 +510,7 @@ impl Replica {
                     self.mempool.insert(r.id(), r);
                 }
             }
-            ConsensusInput::Proposal(block) => self.on_proposal(*block, now, actions),
+            ConsensusInput::Proposal(block) => self.on_proposal(*block, now),
             ConsensusInput::Committed { block, from } => {
                 let height = block.header.height;
                 if height == self.round.height {
@@ -543,7 +545,7 @@ impl Replica {
         }
     }
 
-    fn on_proposal(&mut self, block: Block, now: Instant, actions: &mut Vec<Action>) {
+    fn on_proposal(&mut self, block: Block, now: Instant) {
         let h = block.header.height;
         if h > self.round.height {
             if h == self.round.height + 1 && self.future.len() < 64 {
@@ -563,7 +565,6 @@ impl Replica {
             }
             Err(e) => tracing::debug!(height = h, "proposal refused: {e}"),
         }
-        let _ = actions;
     }
 
     fn vote(&self, height: u64, round: u64, block: Digest) -> Vote {
@@ -783,7 +784,7 @@ impl Replica {
                 self.round = Round::new(height + 1);
                 self.last_commit = now;
                 for b in std::mem::take(&mut self.future) {
-                    self.on_proposal(b, now, actions);
+                    self.on_proposal(b, now);
                 }
             }
             Err(e) => {
@@ -848,17 +849,18 @@ impl Replica {
             return;
         }
         // Prefer an empty slot; take a held one only when all are full.
-        let full =
-            self.koth.filled() == self.koth.claims().len() && self.koth.filled() >= self.slots();
+        let full = self.koth.filled() >= self.slots as usize;
         for _ in 0..8 {
             let Some(c) = self.koth.mine(self.me, self.nonce, 1 << 12) else {
                 self.nonce += 1 << 12;
                 continue;
             };
             self.nonce = c.nonce + 1;
-            let empty = !self.koth.claims().iter().any(|h| {
-                h.slot(&self.id, self.slots() as u32) == c.slot(&self.id, self.slots() as u32)
-            });
+            let empty = !self
+                .koth
+                .claims()
+                .iter()
+                .any(|h| h.slot(&self.id, self.slots) == c.slot(&self.id, self.slots));
             if empty || full {
                 if self.koth.try_insert(c).is_ok() {
                     self.last_claim = Some(now);
@@ -867,10 +869,6 @@ impl Replica {
                 return;
             }
         }
-    }
-
-    fn slots(&self) -> usize {
-        lock(&self.chain).genesis().slots as usize
     }
 
     /// The lottery ticket of `proposer` after `prev`: smaller wins.
@@ -938,7 +936,7 @@ impl Replica {
         actions.push(Action::Announce(Announcement::Proposal(Box::new(
             block.clone(),
         ))));
-        self.on_proposal(block, now, actions);
+        self.on_proposal(block, now);
     }
 
     fn poll(&mut self, now: Instant, actions: &mut Vec<Action>) {
