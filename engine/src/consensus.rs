@@ -241,9 +241,15 @@ pub fn start_consensus(
     act: impl Fn(Action) + Send + Sync + 'static,
 ) -> Result<(Consensus, JoinHandle<()>)> {
     let (input, inlet) = channel::<ConsensusInput>(8192);
+    // Readers see the committed head at once, before the dataflow's first
+    // activation publishes the rest.
+    let status = Arc::new(RwLock::new(LedgerStatus {
+        height: chain.height(),
+        head: chain.head().to_hex(),
+        ..LedgerStatus::default()
+    }));
     let chain = Arc::new(Mutex::new(chain));
     let balances: Balances = Arc::default();
-    let status = Arc::new(RwLock::new(LedgerStatus::default()));
     let handle = Consensus {
         input,
         balances: balances.clone(),
