@@ -25,7 +25,7 @@
 
 use std::time::Instant;
 
-use orb_ledger::sim::{Committee, receipt};
+use orb_ledger::sim::{Committee, single};
 use orb_ledger::{
     AuditOptions, Block, Chain, Effects, Genesis, Keypair, LedgerStore, SledStore, Table, audit,
     encode, height_key, stored_block, stored_effects,
@@ -58,11 +58,11 @@ fn build(dir: &std::path::Path) -> (Vec<Block>, Vec<Effects>, Genesis) {
     let mut chain =
         Chain::open_dir(dir, Some(committee.genesis.clone())).expect("open the bench chain");
     for h in 1..=BLOCKS {
-        let receipts = (0..RECEIPTS)
+        let settlements = (0..RECEIPTS)
             .map(|i| {
                 let executor = &committee.keys[i as usize % committee.keys.len()];
-                let invoker = invokers[i as usize % invokers.len()].public();
-                receipt(
+                let invoker = &invokers[i as usize % invokers.len()];
+                single(
                     executor,
                     invoker,
                     u128::from(h) << 32 | u128::from(i),
@@ -70,7 +70,7 @@ fn build(dir: &std::path::Path) -> (Vec<Block>, Vec<Effects>, Genesis) {
                 )
             })
             .collect();
-        let block = committee.block(h, chain.head(), receipts);
+        let block = committee.block(h, chain.head(), settlements);
         chain.append(block).expect("append");
     }
     let store = chain.store();
@@ -106,13 +106,21 @@ fn audit_once(store: &SledStore) -> (f64, Vec<f64>) {
     (started.elapsed().as_secs_f64(), per_block)
 }
 
-/// The floor: batch verification and Merkle leaves of each block's receipts.
+/// The floor: batch verification of each block's signatures (invokers'
+/// and executors') and the Merkle leaves of its settlements.
 fn floor_once(blocks: &[Block]) -> (f64, Vec<f64>) {
     let started = Instant::now();
     let mut per_block = Vec::with_capacity(blocks.len());
     for block in blocks {
         let t = Instant::now();
-        let signed: Vec<_> = block.receipts.iter().map(|r| r.signed_message()).collect();
+        let signed: Vec<_> = block
+            .settlements
+            .iter()
+            .flat_map(|s| {
+                std::iter::once(s.signed_message())
+                    .chain(s.body.receipts.iter().map(|r| r.signed_message()))
+            })
+            .collect();
         let keys: Vec<_> = signed
             .iter()
             .map(|(k, _, _)| ed25519_dalek::VerifyingKey::from_bytes(&k.0).expect("key"))
@@ -123,7 +131,7 @@ fn floor_once(blocks: &[Block]) -> (f64, Vec<f64>) {
             .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
             .collect();
         ed25519_dalek::verify_batch(&messages, &signatures, &keys).expect("valid receipts");
-        let leaves: Vec<_> = block.receipts.iter().map(|r| r.leaf()).collect();
+        let leaves: Vec<_> = block.settlements.iter().map(|s| s.leaf()).collect();
         std::hint::black_box(leaves);
         per_block.push(t.elapsed().as_secs_f64());
     }
@@ -139,7 +147,7 @@ fn writes(block: &Block, effects: &Effects) -> Vec<orb_ledger::Write> {
         (Table::Effects, height_key(h).to_vec(), encode(effects)),
         (Table::Meta, b"head".to_vec(), height_key(h).to_vec()),
     ];
-    for (i, r) in block.receipts.iter().enumerate() {
+    for (i, r) in block.receipts() {
         let mut loc = height_key(h).to_vec();
         loc.extend_from_slice(&(i as u32).to_be_bytes());
         w.push((Table::Receipts, r.id().0.to_vec(), loc));

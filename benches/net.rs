@@ -129,6 +129,7 @@ fn transport_round_trip() -> Vec<f64> {
                         output: call.input,
                         fuel: 0,
                         execution_us: 0,
+                        receipt: None,
                     };
                     let _ = responder.respond(channel, response).await;
                 }

@@ -45,6 +45,10 @@ pub(crate) struct InvokeArgs {
     /// Fuel limit for the call.
     #[arg(long)]
     fuel: Option<u64>,
+    /// Run the call on R executors; a strict majority of equal outputs is
+    /// the answer (default: the node's --replicas).
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=16))]
+    replicas: Option<u32>,
     /// Print output, fuel, executor and timings as JSON.
     #[arg(long)]
     json: bool,
@@ -199,8 +203,16 @@ pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
     };
     let client = Client::new(node, Duration::from_secs(120));
     let mut url = format!("{}/fn/{}", client.base, args.target);
+    let mut query = Vec::new();
     if let Some(fuel) = args.fuel {
-        url.push_str(&format!("?fuel={fuel}"));
+        query.push(format!("fuel={fuel}"));
+    }
+    if let Some(r) = args.replicas {
+        query.push(format!("replicas={r}"));
+    }
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query.join("&"));
     }
     let started = std::time::Instant::now();
     let mut response = client
@@ -223,6 +235,8 @@ pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
         header("x-orb-invocation"),
         header("x-orb-function"),
     );
+    let (replicas, disputed) = (header("x-orb-replicas"), header("x-orb-disputed"));
+    let disputed: Vec<&str> = disputed.split(',').filter(|d| !d.is_empty()).collect();
     let timing = |name: &str| header(name).parse::<u64>().unwrap_or(0);
     let (resolve_us, network_us, execution_us) = (
         timing("x-orb-resolve-us"),
@@ -246,6 +260,8 @@ pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
             "invocation": invocation,
             "fuel": fuel.parse::<u64>().unwrap_or(0),
             "executor": executor,
+            "replicas": replicas.parse::<u64>().unwrap_or(1),
+            "disputed": disputed,
             "timings_us": {
                 "resolve": resolve_us,
                 "network": network_us,
@@ -261,8 +277,11 @@ pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
             crate::exit::stdout_failed(e);
         }
         eprintln!(
-            "fuel {fuel} · executor {executor} · resolve {resolve_us} µs · network {network_us} µs · execution {execution_us} µs"
+            "fuel {fuel} · executor {executor} · replicas {replicas} · resolve {resolve_us} µs · network {network_us} µs · execution {execution_us} µs"
         );
+        if !disputed.is_empty() {
+            eprintln!("outvoted (paid nothing): {}", disputed.join(", "));
+        }
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Reward-block consensus as a stream operator.
 //!
 //! Everything consensus hears enters one bounded channel as a
-//! [`ConsensusInput`]: committee claims, receipts, proposals, committed
+//! [`ConsensusInput`]: committee claims, settlements, proposals, committed
 //! blocks from peers, the signed votes answering this node's polls, peers'
 //! queries, and a clock tick. A single `snowball` operator owns the
 //! [`Replica`] (the per-height Snowball state, the King-of-the-Hill table,
@@ -11,7 +11,7 @@
 //! per key into the live balances the node reads (there is no balance
 //! table: the chain is the only source).
 //!
-//! Per height: committee members with receipts propose; after a short
+//! Per height: committee members with settlements to include propose; after a short
 //! gathering window each node prefers the candidate with the smallest
 //! lottery ticket `blake3(prev ‖ proposer)`; then it polls k sampled
 //! committee members (itself included) with signed-vote queries, feeds the
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::AsCollection;
 use orb_ledger::{
-    Block, Chain, Claim, Digest, Effects, Evidence, Keypair, Koth, Poll, PublicKey, Receipt,
+    Block, Chain, Claim, Digest, Effects, Evidence, Keypair, Koth, Poll, PublicKey, Settlement,
     Snowball, Vote, VoteBody,
 };
 use orb_net::{Announcement, Query};
@@ -44,11 +44,11 @@ use crate::{EngineConfig, Error, Result};
 pub enum ConsensusInput {
     /// A committee claim (gossip).
     Claim(Claim),
-    /// Receipts for the mempool; `local` ones were signed here and are
-    /// gossiped in batches by the operator.
-    Receipts {
-        /// The receipts.
-        receipts: Vec<Receipt>,
+    /// Settlements for the mempool; `local` ones were signed here (this
+    /// node invoked) and are gossiped in batches by the operator.
+    Settlements {
+        /// The settlements.
+        settlements: Vec<Settlement>,
         /// Signed by this node.
         local: bool,
     },
@@ -159,7 +159,7 @@ pub struct ConsensusConfig {
     pub poll_timeout: Duration,
     /// How long each proposer waits for the ones ranked before it.
     pub proposer_step: Duration,
-    /// Most receipts waiting in the mempool.
+    /// Most settlements waiting in the mempool.
     pub max_mempool: usize,
 }
 
@@ -186,7 +186,7 @@ pub struct LedgerStatus {
     pub committee: Vec<String>,
     /// Whether this node holds a slot.
     pub member: bool,
-    /// Receipts waiting.
+    /// Settlements waiting.
     pub mempool: usize,
     /// Finality of recent blocks decided or seen here, in microseconds.
     pub finality_us: Vec<u64>,
@@ -405,8 +405,8 @@ pub struct Replica {
     params: orb_ledger::Params,
     slots: u32,
     koth: Koth,
-    mempool: BTreeMap<Digest, Receipt>,
-    outbox: Vec<Receipt>,
+    mempool: BTreeMap<Digest, Settlement>,
+    outbox: Vec<Settlement>,
     round: Round,
     future: Vec<Block>,
     next_poll: u64,
@@ -501,19 +501,20 @@ impl Replica {
             ConsensusInput::Claim(c) => {
                 let _ = self.koth.try_insert(c);
             }
-            ConsensusInput::Receipts { receipts, local } => {
+            ConsensusInput::Settlements { settlements, local } => {
                 let c = lock(&self.chain);
-                for r in receipts {
+                for s in settlements {
                     if self.mempool.len() >= self.config.max_mempool {
                         break;
                     }
-                    if c.state().is_paid(r.body.invocation, &r.body.executor) || !r.verify() {
+                    let settled = c.state().is_settled(&s.body.invoker, s.body.invocation);
+                    if settled || s.check().is_err() || !s.verify() {
                         continue;
                     }
                     if local {
-                        self.outbox.push(r.clone());
+                        self.outbox.push(s.clone());
                     }
-                    self.mempool.insert(r.id(), r);
+                    self.mempool.insert(s.id(), s);
                 }
             }
             ConsensusInput::Proposal(block) => self.on_proposal(*block, now),
@@ -766,8 +767,12 @@ impl Replica {
         let appended = lock(&self.chain).append(block.clone());
         match appended {
             Ok(effects) => {
-                for r in &block.receipts {
-                    self.mempool.remove(&r.id());
+                {
+                    let c = lock(&self.chain);
+                    // Included, or another settlement of an invocation
+                    // that is settled now (never paid twice).
+                    self.mempool
+                        .retain(|_, s| !c.state().is_settled(&s.body.invoker, s.body.invocation));
                 }
                 let finality = self.round.first_seen.map(|t| now - t);
                 if let Some(f) = finality {
@@ -779,7 +784,7 @@ impl Replica {
                 actions.push(Action::Committed {
                     height,
                     hash,
-                    receipts: block.receipts.len(),
+                    receipts: block.receipt_count(),
                     finality,
                     decided_here,
                 });
@@ -805,7 +810,7 @@ impl Replica {
     fn tick(&mut self, now: Instant, actions: &mut Vec<Action>, committed: &mut Vec<Effects>) {
         self.mine(now, actions);
         if !self.outbox.is_empty() {
-            actions.push(Action::Announce(Announcement::Receipts(std::mem::take(
+            actions.push(Action::Announce(Announcement::Settlements(std::mem::take(
                 &mut self.outbox,
             ))));
         }
@@ -912,21 +917,29 @@ impl Replica {
         }
         let c = lock(&self.chain);
         let genesis = c.genesis().clone();
-        // Take receipts in order while the invokers can pay.
-        let mut receipts = Vec::new();
+        // Take settlements in order while the invokers can pay, one per
+        // invocation.
+        let mut settlements = Vec::new();
+        let mut receipts = 0;
         let mut spent: HashMap<PublicKey, i128> = HashMap::new();
-        for r in self.mempool.values() {
-            if receipts.len() >= genesis.max_receipts as usize {
+        let mut taken = HashSet::new();
+        for s in self.mempool.values() {
+            let n = s.body.receipts.len();
+            if receipts + n > genesis.max_receipts as usize {
                 break;
             }
-            let cost = i128::from(r.body.fuel) * i128::from(genesis.price);
-            let s = spent.entry(r.body.invoker).or_default();
-            if c.balance(&r.body.invoker) as i128 - *s >= cost {
-                *s += cost;
-                receipts.push(r.clone());
+            if !taken.insert((s.body.invoker, s.body.invocation)) {
+                continue;
+            }
+            let cost = s.cost(genesis.price) as i128;
+            let paid = spent.entry(s.body.invoker).or_default();
+            if c.balance(&s.body.invoker) as i128 - *paid >= cost {
+                *paid += cost;
+                receipts += n;
+                settlements.push(s.clone());
             }
         }
-        if receipts.is_empty() {
+        if settlements.is_empty() {
             return;
         }
         let block = Block::propose(
@@ -935,7 +948,7 @@ impl Replica {
             self.round.height,
             c.head(),
             claim,
-            receipts,
+            settlements,
         );
         drop(c);
         self.round.proposed = true;

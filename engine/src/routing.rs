@@ -12,12 +12,15 @@
 //!   tells the DHT through the [`Net`] handle without ever awaiting
 //!   (`provide_nowait`, retried on the next activation when the net's queue
 //!   is full);
+//! - a provider that answered "busy" ([`RoutingInput::Busy`]) has its rows
+//!   re-emitted with a busy-until time, which later announcements keep;
 //! - the updates are arranged by function id;
 //! - each lookup becomes a one-epoch collection `(function, query)` (inserted
 //!   at its epoch, retracted at the next) and is joined with the arrangement;
 //! - a `gather` operator waits until the frontier passes the lookup's epoch
 //!   and answers it with every provider present then (none is an answer
-//!   too), ranked: least loaded first, then those holding the module.
+//!   too), ranked: least loaded first, then those holding the module;
+//!   rows still busy are left out.
 //!
 //! The answers go back to the asking task through a bounded rendezvous
 //! channel per lookup. The dataflow runs on its own thread and ends when the
@@ -52,6 +55,10 @@ pub struct Provider {
     /// Whether it holds the compiled module (it announced it), as opposed to
     /// a DHT record that says only that it provides the function.
     pub cached: bool,
+    /// It answered "busy": lookups skip it until this time (milliseconds
+    /// since the Unix epoch; 0 when it never did).
+    #[serde(default)]
+    pub busy_until_ms: u64,
 }
 
 /// What enters the routing dataflow.
@@ -65,6 +72,13 @@ pub enum RoutingInput {
         peer: String,
         /// Its row, or `None` to withdraw it.
         provider: Option<Provider>,
+    },
+    /// `peer` answered "busy": skip it in lookups for `for_ms`.
+    Busy {
+        /// The provider's peer id.
+        peer: String,
+        /// How long to skip it.
+        for_ms: u64,
     },
     /// Who provides `function`?
     Resolve {
@@ -134,9 +148,18 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                                 RoutingInput::Announce {
                                                     function,
                                                     peer,
-                                                    provider,
+                                                    mut provider,
                                                 } => {
                                                     let key = (function, peer.clone());
+                                                    // A fresh announcement does not
+                                                    // lift a recent "busy".
+                                                    if let (Some(new), Some(old)) =
+                                                        (&mut provider, rows.get(&key))
+                                                    {
+                                                        new.busy_until_ms = new
+                                                            .busy_until_ms
+                                                            .max(old.busy_until_ms);
+                                                    }
                                                     let old = match &provider {
                                                         Some(p) => rows.insert(key, p.clone()),
                                                         None => rows.remove(&key),
@@ -176,6 +199,26 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                                         query,
                                                         Answer::Table(table),
                                                     );
+                                                }
+                                                RoutingInput::Busy { peer, for_ms } => {
+                                                    let until = now_ms() + for_ms;
+                                                    for ((function, p), row) in rows.iter_mut() {
+                                                        if *p != peer {
+                                                            continue;
+                                                        }
+                                                        let old = row.clone();
+                                                        row.busy_until_ms = until;
+                                                        session.give((
+                                                            (*function, old),
+                                                            time,
+                                                            -1isize,
+                                                        ));
+                                                        session.give((
+                                                            (*function, row.clone()),
+                                                            time,
+                                                            1isize,
+                                                        ));
+                                                    }
                                                 }
                                                 RoutingInput::Resolve { .. } => {}
                                             }
@@ -267,8 +310,9 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                         let at_time = found.remove(&time).unwrap_or_default();
                                         let mut per_query: HashMap<u64, Vec<Provider>> =
                                             HashMap::new();
+                                        let now = now_ms();
                                         for ((q, provider), diff) in at_time {
-                                            if diff > 0 {
+                                            if diff > 0 && provider.busy_until_ms <= now {
                                                 per_query.entry(q).or_default().push(provider);
                                             }
                                         }
@@ -306,6 +350,13 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
         },
         thread,
     ))
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Least loaded (relative to capacity) first, then those holding the module.
@@ -366,7 +417,16 @@ impl Routing {
         rx.recv_async().await.map_err(|_| Error::Stopped)
     }
 
-    /// The providers of `function` known now, best first.
+    /// Skips `peer` in lookups for `for_ms` (it answered "busy").
+    pub async fn busy(&self, peer: String, for_ms: u64) -> Result<()> {
+        self.input
+            .send_async(RoutingInput::Busy { peer, for_ms })
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// The providers of `function` known now, best first, without those
+    /// that answered "busy" recently.
     pub async fn resolve(&self, function: FunctionId) -> Result<Vec<Provider>> {
         match self
             .ask(|query| RoutingInput::Resolve { query, function })
@@ -396,6 +456,7 @@ mod tests {
             load,
             capacity: 4,
             cached: true,
+            busy_until_ms: 0,
         }
     }
 
@@ -431,6 +492,24 @@ mod tests {
             routing.announce(f, "b".into(), None).await.unwrap();
             assert_eq!(routing.resolve(f).await.unwrap(), vec![provider("a", 0)]);
             assert_eq!(routing.table().await.unwrap().len(), 2);
+            // A busy provider is skipped until its window passes, even
+            // when it announces itself again meanwhile.
+            routing
+                .announce(f, "c".into(), Some(provider("c", 9)))
+                .await
+                .unwrap();
+            routing.busy("a".into(), 300).await.unwrap();
+            routing
+                .announce(f, "a".into(), Some(provider("a", 0)))
+                .await
+                .unwrap();
+            let found = routing.resolve(f).await.unwrap();
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].peer, "c");
+            std::thread::sleep(std::time::Duration::from_millis(350));
+            let found = routing.resolve(f).await.unwrap();
+            assert_eq!(found.len(), 2);
+            assert_eq!(found[0].peer, "a");
         });
         drop(routing);
         thread.join().unwrap();

@@ -74,6 +74,8 @@ pub struct AuditReport {
     pub blocks: u64,
     /// Receipts checked.
     pub receipts: u64,
+    /// Settlements checked.
+    pub settlements: u64,
     /// Finality votes checked (level ≥ 2).
     pub votes: u64,
     /// The first failure, if any.
@@ -126,6 +128,7 @@ pub fn audit(
         head,
         blocks: 0,
         receipts: 0,
+        settlements: 0,
         votes: 0,
         finding: None,
         balances: None,
@@ -217,13 +220,14 @@ pub fn audit(
             state.apply(&block, &effects);
         }
         if level >= 4 {
-            for (i, r) in block.receipts.iter().enumerate() {
+            for (i, r) in block.receipts() {
                 index.insert(r.id(), (h, i as u32));
             }
         }
         if checked {
             report.blocks += 1;
-            report.receipts += block.receipts.len() as u64;
+            report.receipts += block.receipt_count() as u64;
+            report.settlements += block.settlements.len() as u64;
         }
         prev = block.hash();
         progress(h);
@@ -332,7 +336,7 @@ fn storage(
         match (id, loc) {
             (Ok(id), Some(loc)) if index.get(&id) == Some(&loc) => true,
             (Ok(id), Some((h, i))) => {
-                found = finding(Some(h), format!("the receipt index points {id} at block {h} index {i}, which holds another receipt"));
+                found = finding(Some(h), format!("the receipt index points {id} at block {h} settlement {i}, which does not hold it"));
                 false
             }
             _ => {

@@ -1,5 +1,6 @@
-//! Blocks: a header (height, previous hash, Merkle root of the receipts,
-//! proposer), the receipts, and the finality evidence: the signed votes
+//! Blocks: a header (height, previous hash, Merkle root of the
+//! settlements, proposer), the settlements (each one invocation's receipts,
+//! signed by its invoker), and the finality evidence: the signed votes
 //! of the deciding Snowball polls and the claims that put their voters on
 //! the committee.
 
@@ -11,6 +12,7 @@ use crate::genesis::Genesis;
 use crate::keys::{self, Digest, Keypair, PublicKey, Signature};
 use crate::koth::Claim;
 use crate::receipt::Receipt;
+use crate::settlement::Settlement;
 use crate::vote::Vote;
 
 const HEADER_TAG: &[u8] = b"orb/header/1\0";
@@ -24,10 +26,10 @@ pub struct Header {
     pub height: u64,
     /// The previous block's hash (the chain id for height 1).
     pub prev: Digest,
-    /// RFC 9162 Merkle root over the receipts' leaves.
-    pub receipts_root: Digest,
-    /// How many receipts.
-    pub receipts: u32,
+    /// RFC 9162 Merkle root over the settlements' leaves.
+    pub settlements_root: Digest,
+    /// How many settlements.
+    pub settlements: u32,
     /// The proposer's committee claim.
     pub proposer: Claim,
 }
@@ -57,8 +59,8 @@ pub struct Block {
     pub header: Header,
     /// The proposer's signature over the block hash.
     pub signature: Signature,
-    /// The receipts, in Merkle leaf order.
-    pub receipts: Vec<Receipt>,
+    /// The settlements, in Merkle leaf order.
+    pub settlements: Vec<Settlement>,
     /// Filled in when the block is decided.
     pub evidence: Evidence,
 }
@@ -70,9 +72,9 @@ impl Header {
     }
 }
 
-/// The Merkle root over receipts.
-pub fn receipts_root(receipts: &[Receipt]) -> Digest {
-    let leaves: Vec<_> = receipts.iter().map(|r| r.leaf().0).collect();
+/// The Merkle root over settlements.
+pub fn settlements_root(settlements: &[Settlement]) -> Digest {
+    let leaves: Vec<_> = settlements.iter().map(|s| s.leaf().0).collect();
     Digest(crate::merkle::root(&leaves))
 }
 
@@ -84,21 +86,21 @@ impl Block {
         height: u64,
         prev: Digest,
         proposer: Claim,
-        receipts: Vec<Receipt>,
+        settlements: Vec<Settlement>,
     ) -> Self {
         let header = Header {
             chain,
             height,
             prev,
-            receipts_root: receipts_root(&receipts),
-            receipts: receipts.len() as u32,
+            settlements_root: settlements_root(&settlements),
+            settlements: settlements.len() as u32,
             proposer,
         };
         let signature = key.sign(HEADER_TAG, &header.hash().0);
         Self {
             header,
             signature,
-            receipts,
+            settlements,
             evidence: Evidence::default(),
         }
     }
@@ -106,6 +108,19 @@ impl Block {
     /// The block hash.
     pub fn hash(&self) -> Digest {
         self.header.hash()
+    }
+
+    /// Receipts in all settlements.
+    pub fn receipt_count(&self) -> usize {
+        self.settlements.iter().map(|s| s.body.receipts.len()).sum()
+    }
+
+    /// Every receipt with where it is: (settlement index, receipt).
+    pub fn receipts(&self) -> impl Iterator<Item = (usize, &Receipt)> {
+        self.settlements
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.body.receipts.iter().map(move |r| (i, r)))
     }
 
     /// Level 1: the body matches the header (receipt count and Merkle
@@ -127,15 +142,15 @@ impl Block {
                 h.prev
             ));
         }
-        if h.receipts as usize != self.receipts.len() {
+        if h.settlements as usize != self.settlements.len() {
             return Err(format!(
-                "header counts {} receipts, body holds {}",
-                h.receipts,
-                self.receipts.len()
+                "header counts {} settlements, body holds {}",
+                h.settlements,
+                self.settlements.len()
             ));
         }
-        if receipts_root(&self.receipts) != h.receipts_root {
-            return Err("receipts do not hash to the header's Merkle root".into());
+        if settlements_root(&self.settlements) != h.settlements_root {
+            return Err("settlements do not hash to the header's Merkle root".into());
         }
         Ok(())
     }
@@ -159,24 +174,36 @@ impl Block {
         if !proposer.key.verify(HEADER_TAG, &hash.0, &self.signature) {
             return Err("bad proposer signature".into());
         }
-        if self.receipts.len() > genesis.max_receipts as usize {
+        let receipts = self.receipt_count();
+        if receipts > genesis.max_receipts as usize {
             return Err(format!(
-                "{} receipts, the chain allows {}",
-                self.receipts.len(),
+                "{receipts} receipts, the chain allows {}",
                 genesis.max_receipts
             ));
         }
-        let batch: Vec<_> = self.receipts.iter().map(Receipt::signed_message).collect();
+        for s in &self.settlements {
+            s.check()?;
+        }
+        let mut batch = Vec::with_capacity(self.settlements.len() + receipts);
+        for s in &self.settlements {
+            batch.push(s.signed_message());
+            batch.extend(s.body.receipts.iter().map(Receipt::signed_message));
+        }
         if !keys::verify_batch(&batch) {
-            let bad = self
-                .receipts
-                .iter()
-                .position(|r| !r.verify())
-                .unwrap_or_default();
-            return Err(format!(
-                "receipt {bad} ({}) has a bad executor signature",
-                self.receipts[bad].id()
-            ));
+            for (i, s) in self.settlements.iter().enumerate() {
+                if let Some(r) = s.body.receipts.iter().find(|r| !r.verify()) {
+                    return Err(format!(
+                        "receipt {} in settlement {i} has a bad executor signature",
+                        r.id()
+                    ));
+                }
+                if !s.verify_invoker() {
+                    return Err(format!(
+                        "settlement {i} ({}) has a bad invoker signature",
+                        s.id()
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -184,7 +184,7 @@ impl<S: LedgerStore> Chain<S> {
         stored_block(&self.store, h)
     }
 
-    /// Where a receipt is: (height, index).
+    /// Where a receipt is: (height, index of its settlement).
     pub fn locate(&self, receipt: &Digest) -> Result<Option<(u64, u32)>, ChainError> {
         Ok(self.store.get(Table::Receipts, &receipt.0)?.and_then(|v| {
             let h = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
@@ -227,7 +227,7 @@ impl<S: LedgerStore> Chain<S> {
             ),
             (Table::Meta, HEAD_KEY.to_vec(), height_key(h).to_vec()),
         ];
-        for (i, r) in block.receipts.iter().enumerate() {
+        for (i, r) in block.receipts() {
             let mut loc = height_key(h).to_vec();
             loc.extend_from_slice(&(i as u32).to_be_bytes());
             writes.push((Table::Receipts, r.id().0.to_vec(), loc));
@@ -271,10 +271,19 @@ impl<S: LedgerStore> Chain<S> {
         let Some(cp) = Checkpoint::new(key, self.id, &hashes) else {
             return Ok(None);
         };
+        let Some(r) = block
+            .settlements
+            .get(i as usize)
+            .and_then(|s| s.body.receipts.iter().position(|r| r.id() == *receipt))
+        else {
+            return Err(ChainError::Corrupt(format!(
+                "the receipt index points {receipt} at block {h} settlement {i}, which does not hold it"
+            )));
+        };
         Ok(InclusionProof::new(
-            &block.receipts,
+            &block.settlements,
             block.header,
-            i,
+            (i, r as u32),
             &hashes,
             cp,
         ))

@@ -1,8 +1,10 @@
 //! `orb-ledger`: Orb's reward ledger.
 //!
 //! - [`Receipt`]: an executor's signed statement that it ran an invocation.
+//! - [`Settlement`]: every receipt of one invocation, signed by the invoker;
+//!   a strict majority of equal results is paid, the rest is disputed.
 //! - [`Block`]: height, previous hash, the RFC 9162 [`merkle`] root of its
-//!   receipts, the proposer's committee claim and signature, and the
+//!   settlements, the proposer's committee claim and signature, and the
 //!   finality evidence (signed [`Vote`]s of the deciding polls).
 //! - [`Genesis`]: Snowball parameters, King-of-the-Hill slots and
 //!   difficulty, price, block reward, initial balances; its hash is the
@@ -39,6 +41,7 @@ mod koth;
 pub mod merkle;
 pub mod proof;
 mod receipt;
+mod settlement;
 pub mod sim;
 mod snowball;
 mod state;
@@ -46,7 +49,7 @@ mod store;
 mod vote;
 
 pub use audit::{AuditOptions, AuditReport, Finding, audit};
-pub use block::{Block, Evidence, Header, Poll, receipts_root};
+pub use block::{Block, Evidence, Header, Poll, settlements_root};
 pub use chain::{
     Chain, ChainError, height_key, stored_block, stored_effects, stored_genesis, stored_head,
 };
@@ -55,6 +58,7 @@ pub use keys::{Digest, Keypair, PublicKey, Signature, verify_batch};
 pub use koth::{Claim, ClaimRefused, Koth};
 pub use proof::{Checkpoint, ConsistencyProof, InclusionProof};
 pub use receipt::{Receipt, ReceiptBody};
+pub use settlement::{Settlement, SettlementBody, Verdict};
 pub use snowball::{Params, ParamsError, Snowball};
 pub use state::{Effects, State};
 pub use store::{LedgerStore, MemStore, SledStore, StoreError, Table, Write};

@@ -2,8 +2,8 @@
 //!
 //! A [`Checkpoint`] is a signed tree head: (chain, height, head hash, the
 //! RFC 9162 root over the hashes of blocks 1..=height). An
-//! [`InclusionProof`] carries a receipt, its block header, the receipt's
-//! Merkle path to the header's root, and the header's path to the
+//! [`InclusionProof`] carries a receipt inside its settlement, the block
+//! header, the settlement's Merkle path to the header's root, and the header's path to the
 //! checkpoint's history root — the header chain to the checkpoint,
 //! compressed to log₂(height) hashes. A [`ConsistencyProof`] shows a newer
 //! checkpoint's history extends an older one (no block rewritten).
@@ -14,6 +14,7 @@ use crate::block::Header;
 use crate::keys::{Digest, Keypair, PublicKey, Signature};
 use crate::merkle;
 use crate::receipt::Receipt;
+use crate::settlement::Settlement;
 
 const TAG: &[u8] = b"orb/checkpoint/1\0";
 
@@ -73,17 +74,20 @@ impl Checkpoint {
     }
 }
 
-/// A receipt's inclusion in a checkpointed chain.
+/// A receipt's inclusion in a checkpointed chain: the settlement holding
+/// it, proven into its block and the block into the checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InclusionProof {
-    /// The receipt.
-    pub receipt: Receipt,
+    /// The settlement holding the receipt.
+    pub settlement: Settlement,
+    /// The receipt's index in the settlement.
+    pub receipt: u32,
     /// Its block's header.
     pub header: Header,
-    /// The receipt's index in the block.
+    /// The settlement's index in the block.
     pub index: u32,
-    /// Path from the receipt's leaf to `header.receipts_root`.
-    pub receipt_path: Vec<Digest>,
+    /// Path from the settlement's leaf to `header.settlements_root`.
+    pub settlement_path: Vec<Digest>,
     /// Path from the header's hash to `checkpoint.history`.
     pub history_path: Vec<Digest>,
     /// The checkpoint.
@@ -99,45 +103,60 @@ fn wrap(v: Vec<merkle::Hash>) -> Vec<Digest> {
 }
 
 impl InclusionProof {
-    /// Builds a proof for receipt `index` of `block_hashes[height-1]`.
+    /// Builds a proof for receipt `receipt` of settlement `index` of the
+    /// block `block_hashes[height-1]`.
     pub fn new(
-        receipts: &[Receipt],
+        settlements: &[Settlement],
         header: Header,
-        index: u32,
+        (index, receipt): (u32, u32),
         block_hashes: &[Digest],
         checkpoint: Checkpoint,
     ) -> Option<Self> {
-        let leaves_r: Vec<_> = receipts.iter().map(|r| r.leaf().0).collect();
-        let receipt_path = wrap(merkle::inclusion_proof(&leaves_r, index as usize)?);
+        let leaves_s: Vec<_> = settlements.iter().map(|s| s.leaf().0).collect();
+        let settlement_path = wrap(merkle::inclusion_proof(&leaves_s, index as usize)?);
+        let settlement = settlements.get(index as usize)?.clone();
+        settlement.body.receipts.get(receipt as usize)?;
         let history_path = wrap(merkle::inclusion_proof(
             &leaves(&block_hashes[..checkpoint.height as usize]),
             header.height.checked_sub(1)? as usize,
         )?);
         Some(Self {
-            receipt: receipts.get(index as usize)?.clone(),
+            settlement,
+            receipt,
             header,
             index,
-            receipt_path,
+            settlement_path,
             history_path,
             checkpoint,
         })
     }
 
-    /// Checks every link: the receipt's signature, its leaf in the
-    /// header's root, the header in the checkpoint's history, the
-    /// checkpoint's signature.
+    /// The proven receipt.
+    pub fn receipt(&self) -> Option<&Receipt> {
+        self.settlement.body.receipts.get(self.receipt as usize)
+    }
+
+    /// Checks every link: the receipt and its executor's signature, the
+    /// settlement's signatures, its leaf in the header's root, the header
+    /// in the checkpoint's history, the checkpoint's signature.
     pub fn verify(&self) -> Result<(), String> {
-        if !self.receipt.verify() {
+        let Some(receipt) = self.receipt() else {
+            return Err("the settlement has no such receipt".into());
+        };
+        if !receipt.verify() {
             return Err("the receipt's executor signature is bad".into());
+        }
+        if !self.settlement.verify() {
+            return Err("the settlement's signatures are bad".into());
         }
         if !merkle::verify_inclusion(
             self.index as usize,
-            self.header.receipts as usize,
-            &self.receipt.leaf().0,
-            &raw(&self.receipt_path),
-            &self.header.receipts_root.0,
+            self.header.settlements as usize,
+            &self.settlement.leaf().0,
+            &raw(&self.settlement_path),
+            &self.header.settlements_root.0,
         ) {
-            return Err("the receipt is not in the block's Merkle root".into());
+            return Err("the settlement is not in the block's Merkle root".into());
         }
         let c = &self.checkpoint;
         if self.header.chain != c.chain {

@@ -8,6 +8,7 @@ use crate::genesis::Genesis;
 use crate::keys::{Digest, Keypair, PublicKey};
 use crate::koth::{Claim, Koth};
 use crate::receipt::{Receipt, ReceiptBody};
+use crate::settlement::{Settlement, SettlementBody};
 use crate::vote::VoteBody;
 
 /// Members holding committee slots on a local genesis.
@@ -65,7 +66,7 @@ impl Committee {
 
     /// A proposal by member `height % members`, finalized: β polls, each
     /// with α_confidence votes from members taken in turn.
-    pub fn block(&self, height: u64, prev: Digest, receipts: Vec<Receipt>) -> Block {
+    pub fn block(&self, height: u64, prev: Digest, settlements: Vec<Settlement>) -> Block {
         let p = height as usize % self.keys.len();
         let mut block = Block::propose(
             &self.keys[p],
@@ -73,7 +74,7 @@ impl Committee {
             height,
             prev,
             self.claims[p],
-            receipts,
+            settlements,
         );
         self.finalize(&mut block);
         block
@@ -117,4 +118,39 @@ pub fn receipt(executor: &Keypair, invoker: PublicKey, invocation: u128, fuel: u
         invoker,
     }
     .sign(executor)
+}
+
+/// A settlement of one receipt per executor, signed by `invoker`: every
+/// executor reports the same result (`fuel`), except those in `liars`,
+/// which report another output.
+pub fn settlement(
+    invoker: &Keypair,
+    invocation: u128,
+    executors: &[&Keypair],
+    liars: &[usize],
+    fuel: u64,
+) -> Settlement {
+    let receipts = executors
+        .iter()
+        .enumerate()
+        .map(|(i, executor)| {
+            let mut r = receipt(executor, invoker.public(), invocation, fuel);
+            if liars.contains(&i) {
+                r.body.output = Digest::of(b"lie", &invocation.to_le_bytes());
+                r = r.body.sign(executor);
+            }
+            r
+        })
+        .collect();
+    SettlementBody {
+        invocation,
+        invoker: invoker.public(),
+        receipts,
+    }
+    .sign(invoker)
+}
+
+/// A settlement of a single receipt by `executor`.
+pub fn single(executor: &Keypair, invoker: &Keypair, invocation: u128, fuel: u64) -> Settlement {
+    settlement(invoker, invocation, &[executor], &[], fuel)
 }

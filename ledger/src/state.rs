@@ -1,9 +1,10 @@
 //! Rewards and balances, derived from the chain alone.
 //!
-//! Each receipt moves fuel × price from the invoker to the executor; the
-//! proposer earns the block reward. A receipt that would overdraw its
-//! invoker, or pays an (invocation, executor) pair a second time, makes
-//! the block invalid. [`State`] is the fold of every block's [`Effects`]
+//! Each settlement moves fuel × price from the invoker to every executor
+//! whose receipt agrees with the majority ([`crate::Settlement::verdict`]);
+//! disputed executors earn nothing; the proposer earns the block reward. A
+//! settlement that would overdraw its invoker, or settles an (invoker,
+//! invocation) a second time, makes the block invalid. [`State`] is the fold of every block's [`Effects`]
 //! over the genesis balances; nothing else writes balances.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -27,7 +28,7 @@ pub struct State {
     /// Hash of the last applied block (the chain id at genesis).
     pub head: Digest,
     balances: HashMap<PublicKey, u128>,
-    paid: HashSet<(u128, PublicKey)>,
+    settled: HashSet<(PublicKey, u128)>,
 }
 
 impl State {
@@ -41,7 +42,7 @@ impl State {
                 .iter()
                 .map(|(k, v)| (*k, u128::from(*v)))
                 .collect(),
-            paid: HashSet::new(),
+            settled: HashSet::new(),
         }
     }
 
@@ -62,35 +63,39 @@ impl State {
         v
     }
 
-    /// Whether `executor` was already paid for `invocation`.
-    pub fn is_paid(&self, invocation: u128, executor: &PublicKey) -> bool {
-        self.paid.contains(&(invocation, *executor))
+    /// Whether `invoker` already settled `invocation`.
+    pub fn is_settled(&self, invoker: &PublicKey, invocation: u128) -> bool {
+        self.settled.contains(&(*invoker, invocation))
     }
 
     /// The block's effects on this state, or why the block cannot apply.
     pub fn effects(&self, genesis: &Genesis, block: &Block) -> Result<Effects, String> {
         let mut delta: BTreeMap<PublicKey, i128> = BTreeMap::new();
         let mut seen = HashSet::new();
-        for (i, r) in block.receipts.iter().enumerate() {
-            let b = &r.body;
-            let pair = (b.invocation, b.executor);
-            if self.paid.contains(&pair) || !seen.insert(pair) {
+        for (i, s) in block.settlements.iter().enumerate() {
+            let b = &s.body;
+            let key = (b.invoker, b.invocation);
+            if self.settled.contains(&key) || !seen.insert(key) {
                 return Err(format!(
-                    "receipt {i} pays executor {} for invocation {:032x} a second time",
-                    b.executor, b.invocation
+                    "settlement {i} settles invocation {:032x} of {} a second time",
+                    b.invocation, b.invoker
                 ));
             }
-            let cost = i128::from(b.fuel) * i128::from(genesis.price);
+            let cost = s.cost(genesis.price) as i128;
             let invoker_now =
                 self.balance(&b.invoker) as i128 + delta.get(&b.invoker).copied().unwrap_or(0);
             if invoker_now < cost {
                 return Err(format!(
-                    "receipt {i}: invoker {} has {invoker_now} credits, the call costs {cost}",
+                    "settlement {i}: invoker {} has {invoker_now} credits, the call costs {cost}",
                     b.invoker
                 ));
             }
             *delta.entry(b.invoker).or_default() -= cost;
-            *delta.entry(b.executor).or_default() += cost;
+            for r in s.verdict().agreed {
+                let r = &b.receipts[r].body;
+                *delta.entry(r.executor).or_default() +=
+                    i128::from(r.fuel) * i128::from(genesis.price);
+            }
         }
         *delta.entry(block.header.proposer.key).or_default() += i128::from(genesis.block_reward);
         delta.retain(|_, d| *d != 0);
@@ -103,8 +108,8 @@ impl State {
             let b = self.balances.entry(*k).or_default();
             *b = (*b as i128 + d).max(0) as u128;
         }
-        for r in &block.receipts {
-            self.paid.insert((r.body.invocation, r.body.executor));
+        for s in &block.settlements {
+            self.settled.insert((s.body.invoker, s.body.invocation));
         }
         self.height = block.header.height;
         self.head = block.hash();

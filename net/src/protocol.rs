@@ -12,7 +12,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
 use orb_functions::FunctionId;
-use orb_ledger::{Block, Claim, Digest, Receipt, Vote};
+use orb_ledger::{Block, Claim, Digest, Receipt, Settlement, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +96,8 @@ pub enum Response {
         fuel: u64,
         /// Instantiation plus execution, in microseconds.
         execution_us: u64,
+        /// The executor's signed receipt (nodes on a ledger).
+        receipt: Option<Receipt>,
     },
     /// The guest failed (trap, exit, out of fuel, limit).
     Failed {
@@ -147,8 +149,9 @@ pub enum Announcement {
     },
     /// A King-of-the-Hill claim on a committee slot.
     Claim(Claim),
-    /// A signed receipt for the mempool.
-    Receipts(Vec<Receipt>),
+    /// Settlements (each one invocation's receipts, signed by its
+    /// invoker) for the mempool.
+    Settlements(Vec<Settlement>),
     /// A block proposed for the next height (no evidence yet).
     Proposal(Box<Block>),
     /// A block the sender committed, with its finality evidence.

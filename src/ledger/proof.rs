@@ -139,7 +139,7 @@ pub(crate) fn prove(args: ProveArgs, data_dir: &Path) -> Result<(), CliError> {
     })?;
     write_json(args.out.as_deref(), &proof)?;
     eprintln!(
-        "receipt {id} is receipt {} of block {}, proven to the checkpoint at height {}",
+        "receipt {id} is in settlement {} of block {}, proven to the checkpoint at height {}",
         proof.index, proof.header.height, proof.checkpoint.height
     );
     Ok(())
@@ -153,7 +153,10 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<(), CliError> {
             args.file.display()
         ))
     })?;
-    let (r, c) = (&proof.receipt, &proof.checkpoint);
+    let c = &proof.checkpoint;
+    let Some(r) = proof.receipt() else {
+        return Err(check_failed(anyhow::anyhow!("the proof names no receipt")));
+    };
     outln!("valid: receipt {} is in the chain", r.id());
     outln!("  invocation   {:032x}", r.body.invocation);
     outln!("  function     {}", r.body.function);
@@ -161,10 +164,12 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<(), CliError> {
     outln!("  executor     {}", peer_id(&r.body.executor));
     outln!("  invoker      {}", peer_id(&r.body.invoker));
     outln!(
-        "  block        {} (receipt {} of {})",
+        "  block        {} (settlement {} of {}, receipt {} of {})",
         proof.header.height,
         proof.index,
-        proof.header.receipts
+        proof.header.settlements,
+        proof.receipt,
+        proof.settlement.body.receipts.len()
     );
     outln!("  checkpoint   height {} of chain {}", c.height, c.chain);
     outln!("  signed by    {} ({})", peer_id(&c.signer), c.signer);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use clap::Args;
-use orb_ledger::{Block, Digest, Effects, Genesis, PublicKey, SledStore};
+use orb_ledger::{Block, Digest, Effects, Genesis, PublicKey, Settlement, SledStore};
 use serde::Serialize;
 
 use super::store::{chain_error, guarded, ledger_dir, open_store};
@@ -91,15 +91,25 @@ impl Account {
 
 #[derive(Serialize)]
 struct ReceiptView {
+    id: Digest,
+    executor: Account,
+    output: Digest,
+    fuel: u64,
+    /// `paid` (agrees with the majority) or `disputed` (earned nothing).
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct SettlementView {
     index: usize,
     id: Digest,
     invocation: String,
+    invoker: Account,
     function: Digest,
     input: Digest,
-    output: Digest,
-    fuel: u64,
-    executor: Account,
-    invoker: Account,
+    /// The majority output, if a strict majority of receipts agree.
+    output: Option<Digest>,
+    receipts: Vec<ReceiptView>,
 }
 
 #[derive(Serialize)]
@@ -117,8 +127,8 @@ struct BlockView {
     hash: Digest,
     prev: Digest,
     proposer: Account,
-    receipts_root: Digest,
-    receipts: Vec<ReceiptView>,
+    settlements_root: Digest,
+    settlements: Vec<SettlementView>,
     evidence: EvidenceView,
     effects: Vec<Change>,
 }
@@ -140,22 +150,12 @@ fn view(block: &Block, effects: Effects, head: u64) -> BlockView {
         hash: block.hash(),
         prev: h.prev,
         proposer: Account::of(h.proposer.key),
-        receipts_root: h.receipts_root,
-        receipts: block
-            .receipts
+        settlements_root: h.settlements_root,
+        settlements: block
+            .settlements
             .iter()
             .enumerate()
-            .map(|(index, r)| ReceiptView {
-                index,
-                id: r.id(),
-                invocation: format!("{:032x}", r.body.invocation),
-                function: r.body.function,
-                input: r.body.input,
-                output: r.body.output,
-                fuel: r.body.fuel,
-                executor: Account::of(r.body.executor),
-                invoker: Account::of(r.body.invoker),
-            })
+            .map(|(index, s)| settlement_view(index, s))
             .collect(),
         evidence: EvidenceView {
             claims: block.evidence.claims.len(),
@@ -169,6 +169,37 @@ fn view(block: &Block, effects: Effects, head: u64) -> BlockView {
                 peer: peer_id(&key),
                 key,
                 change,
+            })
+            .collect(),
+    }
+}
+
+fn settlement_view(index: usize, s: &Settlement) -> SettlementView {
+    let verdict = s.verdict();
+    let b = &s.body;
+    let first = b.receipts.first().map(|r| &r.body);
+    SettlementView {
+        index,
+        id: s.id(),
+        invocation: format!("{:032x}", b.invocation),
+        invoker: Account::of(b.invoker),
+        function: first.map_or(Digest([0; 32]), |r| r.function),
+        input: first.map_or(Digest([0; 32]), |r| r.input),
+        output: verdict.result.map(|(output, _)| output),
+        receipts: b
+            .receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ReceiptView {
+                id: r.id(),
+                executor: Account::of(r.body.executor),
+                output: r.body.output,
+                fuel: r.body.fuel,
+                status: if verdict.agreed.contains(&i) {
+                    "paid"
+                } else {
+                    "disputed"
+                },
             })
             .collect(),
     }
@@ -218,23 +249,31 @@ fn print_block(v: &BlockView) {
     outln!("prev      {}", v.prev);
     outln!("proposer  {} ({})", v.proposer.peer, v.proposer.key);
     outln!(
-        "receipts  {} (Merkle root {})",
-        v.receipts.len(),
-        v.receipts_root
+        "settlements {} (Merkle root {})",
+        v.settlements.len(),
+        v.settlements_root
     );
-    for r in &v.receipts {
-        outln!("  {:<4} id {}", r.index, r.id);
+    for s in &v.settlements {
+        let verdict = match &s.output {
+            Some(_) => "majority",
+            None => "NO MAJORITY, nobody paid",
+        };
         outln!(
-            "       invocation {}  function {}  fuel {}",
-            r.invocation,
-            r.function,
-            r.fuel
+            "  {:<4} invocation {}  function {}  invoker {}  {verdict}",
+            s.index,
+            s.invocation,
+            s.function,
+            s.invoker.peer
         );
-        outln!(
-            "       executor {}  invoker {}",
-            r.executor.peer,
-            r.invoker.peer
-        );
+        for r in &s.receipts {
+            outln!(
+                "       receipt {}  executor {}  fuel {}  {}",
+                r.id,
+                r.executor.peer,
+                r.fuel,
+                r.status
+            );
+        }
     }
     outln!(
         "evidence  {} polls, {} votes, {} committee claims",

@@ -3,9 +3,14 @@
 //!
 //! `POST /fn/{target}`: the body is the input, the response body the output;
 //! headers `x-orb-fuel`, `x-orb-executor`, `x-orb-invocation`,
-//! `x-orb-resolve-us`, `x-orb-network-us`, `x-orb-execution-us`. Errors are
-//! JSON `{"error": …}` with 400 (bad name), 404 (no provider), 422 (the
-//! guest failed; with `kind` and `fuel`), 503 (every provider failed).
+//! `x-orb-resolve-us`, `x-orb-network-us`, `x-orb-execution-us`,
+//! `x-orb-replicas` (executors that answered), `x-orb-disputed` (those
+//! outvoted, comma-separated). `?replicas=R` runs the call on R executors
+//! (default: the node's `--replicas`), `?fuel=N` lowers the fuel limit.
+//! Errors are JSON `{"error": …}` with 400 (bad name or parameter), 402 (this
+//! node has no credits), 404 (no provider), 422 (the guest failed; with
+//! `kind` and `fuel`), 502 (the replicas disagree, no majority), 503 (every
+//! provider failed or is busy).
 
 use std::sync::Arc;
 
@@ -45,6 +50,7 @@ fn error(status: StatusCode, body: serde_json::Value) -> Response {
 #[derive(Deserialize)]
 struct CallParams {
     fuel: Option<u64>,
+    replicas: Option<usize>,
 }
 
 async fn call(
@@ -53,7 +59,15 @@ async fn call(
     Query(params): Query<CallParams>,
     input: Bytes,
 ) -> Response {
-    match invoke(&node, &target, input.to_vec(), params.fuel).await {
+    if let Some(r) = params.replicas
+        && !(1..=16).contains(&r)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": format!("replicas must be between 1 and 16, not {r}") }),
+        );
+    }
+    match invoke(&node, &target, input.to_vec(), params.fuel, params.replicas).await {
         Ok(done) => {
             let mut headers = HeaderMap::new();
             let mut put = |name: &'static str, value: String| {
@@ -69,6 +83,13 @@ async fn call(
             put("x-orb-network-us", done.network_us.to_string());
             put("x-orb-execution-us", done.execution_us.to_string());
             put("x-orb-attempts", done.attempts.to_string());
+            put(
+                "x-orb-replicas",
+                (done.agreed.len() + done.disputed.len()).to_string(),
+            );
+            if !done.disputed.is_empty() {
+                put("x-orb-disputed", done.disputed.join(","));
+            }
             (StatusCode::OK, headers, done.output).into_response()
         }
         Err(e) => invoke_error(e),
@@ -89,6 +110,9 @@ fn invoke_error(e: InvokeError) -> Response {
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({ "error": message, "kind": kind, "fuel": fuel, "executor": executor }),
         ),
+        InvokeError::Disagreement { .. } => {
+            error(StatusCode::BAD_GATEWAY, json!({ "error": message }))
+        }
         InvokeError::Exhausted { .. } => {
             error(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": message }))
         }
@@ -228,6 +252,9 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
             "hosted": node.host.hosted().len(),
             "load": node.host.load(),
             "capacity": node.host.capacity(),
+            "replicas": node.replicas,
+            "verify_fraction": node.verify_fraction,
+            "disputes": node.disputes.list(),
         }))
         .into_response(),
         Err(e) => error(

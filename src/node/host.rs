@@ -14,6 +14,7 @@ use orb_functions::{
     CallOptions, Error as FnError, Executor, Function, FunctionId, Limits, ModuleStore, Outcome,
     Runtime, Seed,
 };
+use orb_ledger::PublicKey;
 use orb_net::{Announcement, Invoke, NameRecord, PeerId, Request, Response};
 use tracing::{debug, info, warn};
 
@@ -21,6 +22,9 @@ use super::{Node, own_row};
 
 /// How often a node re-announces what it hosts (load changes, new peers).
 const REANNOUNCE: Duration = Duration::from_secs(10);
+
+/// What a Byzantine node (`--byzantine`) appends to every output.
+const CORRUPTION: &[u8] = b" [corrupted by a byzantine executor]";
 
 /// The functions a node hosts and the pool that runs them.
 pub(crate) struct Host {
@@ -32,6 +36,8 @@ pub(crate) struct Host {
     names: sled::Tree,
     in_flight: Arc<AtomicU32>,
     capacity: u32,
+    /// Byzantine test mode: every output is corrupted (and signed so).
+    corrupt: bool,
 }
 
 impl Host {
@@ -41,6 +47,7 @@ impl Host {
         store: ModuleStore,
         db: &sled::Db,
         capacity: u32,
+        corrupt: bool,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             runtime,
@@ -51,6 +58,7 @@ impl Host {
             names: db.open_tree("names")?,
             in_flight: Arc::new(AtomicU32::new(0)),
             capacity,
+            corrupt,
         })
     }
 
@@ -184,17 +192,35 @@ impl Host {
             .map_err(|_| FnError::Runtime("executor dropped the call".into()))?
     }
 
-    /// Runs an invocation of a function hosted here.
-    pub(crate) async fn run(&self, invoke: &Invoke) -> Response {
+    /// Runs an invocation of a function hosted here; on a ledger, signs a
+    /// receipt charging `invoker`.
+    pub(crate) async fn run(
+        &self,
+        node: &Node,
+        invoke: &Invoke,
+        invoker: Option<PublicKey>,
+    ) -> Response {
         let Some(function) = self.function(&invoke.function) else {
             return Response::NotHosted;
         };
         match self.call(function, invoke).await {
-            Ok(outcome) => Response::Output {
-                output: outcome.output,
-                fuel: outcome.fuel,
-                execution_us: outcome.duration.as_micros() as u64,
-            },
+            Ok(mut outcome) => {
+                if self.corrupt {
+                    outcome.output.extend_from_slice(CORRUPTION);
+                }
+                let receipt = match (&node.ledger, invoker) {
+                    (Some(ledger), Some(invoker)) => {
+                        Some(ledger.sign_receipt(invoker, invoke, &outcome.output, outcome.fuel))
+                    }
+                    _ => None,
+                };
+                Response::Output {
+                    output: outcome.output,
+                    fuel: outcome.fuel,
+                    execution_us: outcome.duration.as_micros() as u64,
+                    receipt,
+                }
+            }
             Err(FnError::Busy { .. }) => Response::Busy,
             Err(e) => Response::Failed {
                 kind: e.kind().to_owned(),
@@ -208,13 +234,9 @@ impl Host {
     pub(crate) async fn answer(&self, node: &Node, peer: PeerId, request: Request) -> Response {
         match request {
             Request::Invoke(invoke) => match (&node.ledger, super::ledger::key_of(&peer)) {
-                (None, _) => self.run(&invoke).await,
+                (None, _) => self.run(node, &invoke, None).await,
                 (Some(ledger), Some(invoker)) if ledger.can_pay(&invoker) => {
-                    let response = self.run(&invoke).await;
-                    if let Response::Output { output, fuel, .. } = &response {
-                        ledger.receipt(invoker, &invoke, output, *fuel);
-                    }
-                    response
+                    self.run(node, &invoke, Some(invoker)).await
                 }
                 (Some(_), _) => Response::Refused(format!(
                     "the invoking node {peer} has no credits on this ledger"
@@ -309,7 +331,7 @@ pub(crate) async fn announce(node: &Node, id: FunctionId) {
 pub(crate) async fn learn(node: &Node, peer: PeerId, announcement: Announcement) {
     match announcement {
         Announcement::Claim(_)
-        | Announcement::Receipts(_)
+        | Announcement::Settlements(_)
         | Announcement::Proposal(_)
         | Announcement::Committed(_) => {
             if let Some(ledger) = &node.ledger {
@@ -331,6 +353,7 @@ pub(crate) async fn learn(node: &Node, peer: PeerId, announcement: Announcement)
                 load,
                 capacity,
                 cached: true,
+                busy_until_ms: 0,
             });
             if let Err(e) = node.routing.announce(function, peer.to_string(), row).await {
                 warn!("routing: {e}");

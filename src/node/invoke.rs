@@ -2,27 +2,52 @@
 //!
 //! 1. Resolve: an id is used as is; a name is looked up in the node's cache,
 //!    else in the DHT (a signed record, verified).
-//! 2. Route: the routing dataflow answers with the providers it knows, best
-//!    first; when it knows none, the DHT's provider records are fed into it
-//!    and it is asked again.
-//! 3. Call: the call goes to the first provider (run here when that is this
-//!    node); "busy", "not hosted" or a failed connection moves on to the
-//!    next, and a provider that failed is withdrawn from the routing table.
-//!    A guest failure is an answer, not a reason to retry (calls are
-//!    deterministic: another replica would fail the same way).
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::PoisonError;
+//! 2. Schedule: the routing dataflow joins the call with the routing table
+//!    and answers with the providers it knows, least loaded first, those
+//!    holding the compiled module before those that do not, without those
+//!    that answered "busy" in the last [`BUSY_WINDOW_MS`]; when it knows
+//!    none, the DHT's provider records are fed into it and it is asked
+//!    again. The call runs on the first R of them at once.
+//! 3. Reroute: "busy", "not hosted", a bad receipt, a timeout or a failed
+//!    connection moves that replica on to the next provider (the caller
+//!    sees nothing while providers remain); a provider that failed is
+//!    withdrawn from the routing table. Every attempt carries the same
+//!    invocation id, so a retried call is still settled, and paid, once.
+//! 4. Decide: a strict majority of equal results (output hash and fuel, or
+//!    the same guest failure) is the answer. Without one, more providers
+//!    are tried, up to R + [`EXTRA_REPLICAS`]; then the call fails naming
+//!    the disagreement. Executors outvoted are recorded as disputed.
+//! 5. Settle: on a ledger, every receipt goes into one settlement signed by
+//!    this node, which the ledger pays by the same majority rule.
+//!
+//! Single-replica calls are verified by sampling: a fraction of them is
+//! re-executed by a second provider after the caller has its answer; a
+//! mismatch brings in a third, and the settlement then pays the majority.
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use orb_engine::Provider;
 use orb_functions::FunctionId;
+use orb_ledger::{Digest, Receipt};
 use orb_net::{Invoke, PeerId, Request, Response};
 use serde::Serialize;
-use tracing::{Instrument as _, debug, info_span};
+use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::Node;
+use super::ledger::key_of;
+
+/// How long a provider that answered "busy" is left out of scheduling.
+pub(crate) const BUSY_WINDOW_MS: u64 = 1000;
+
+/// Providers tried beyond R when the replicas disagree.
+const EXTRA_REPLICAS: usize = 2;
+
+/// One attempt on one provider gives up after this long (the executor's
+/// own wall-clock limit is 10 s).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long a resolved name is trusted before asking the DHT again.
 const NAME_TTL: Duration = Duration::from_secs(60);
@@ -40,6 +65,10 @@ pub(crate) struct Invoked {
     pub(crate) network_us: u64,
     pub(crate) execution_us: u64,
     pub(crate) attempts: u32,
+    /// Executors whose results agree (the answer's majority).
+    pub(crate) agreed: Vec<String>,
+    /// Executors outvoted by the majority.
+    pub(crate) disputed: Vec<String>,
 }
 
 /// Why a call produced no output.
@@ -58,6 +87,8 @@ pub(crate) enum InvokeError {
     },
     #[error("every provider of {target} failed: {tried}")]
     Exhausted { target: String, tried: String },
+    #[error("the replicas of {target} disagree, no strict majority: {results}")]
+    Disagreement { target: String, results: String },
     #[error("{0}")]
     Internal(String),
     #[error(
@@ -141,6 +172,7 @@ async fn discover(node: &Node, id: FunctionId) -> Result<Vec<Provider>, InvokeEr
             load: 0,
             capacity: 0,
             cached: false,
+            busy_until_ms: 0,
         };
         node.routing
             .announce(id, row.peer.clone(), Some(row))
@@ -150,12 +182,284 @@ async fn discover(node: &Node, id: FunctionId) -> Result<Vec<Provider>, InvokeEr
     providers(node, id).await
 }
 
-/// Calls `target` with `input`.
+/// Executors caught disagreeing with a majority, most recent last.
+#[derive(Default)]
+pub(crate) struct Disputes(Mutex<VecDeque<Dispute>>);
+
+/// One executor outvoted on one invocation.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Dispute {
+    pub(crate) invocation: String,
+    pub(crate) function: String,
+    pub(crate) executor: String,
+    /// How it was caught: `replicas` or `sampled verification`.
+    pub(crate) by: &'static str,
+}
+
+impl Disputes {
+    fn record(&self, dispute: Dispute) {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if all.len() >= 1000 {
+            all.pop_front();
+        }
+        all.push_back(dispute);
+    }
+
+    /// The recorded disputes, oldest first.
+    pub(crate) fn list(&self) -> Vec<Dispute> {
+        let all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        all.iter().cloned().collect()
+    }
+}
+
+/// What a replica's result is compared by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Result_ {
+    Output { hash: Digest, fuel: u64 },
+    Failed { kind: String },
+}
+
+/// One replica's answer.
+struct Answer {
+    peer: String,
+    result: Result_,
+    output: Vec<u8>,
+    /// The guest failure's message and fuel, for a failed call.
+    failure: Option<(String, Option<u64>)>,
+    fuel: u64,
+    receipt: Option<Receipt>,
+    execution_us: u64,
+    network_us: u64,
+}
+
+/// What one attempt on one provider gave.
+enum Attempt {
+    Answer(Box<Answer>),
+    /// Try the next provider; why this one did not answer.
+    Reroute(String),
+}
+
+/// Picks providers for one call: the routing dataflow's ranking, then the
+/// DHT's, each provider at most once.
+struct Schedule {
+    node: Arc<Node>,
+    call: Arc<Invoke>,
+    queue: VecDeque<Provider>,
+    tried: HashSet<String>,
+    asked_dht: bool,
+    failures: Vec<String>,
+}
+
+impl Schedule {
+    async fn new(node: Arc<Node>, call: Invoke) -> Result<Self, InvokeError> {
+        let mut queue: VecDeque<Provider> = providers(&node, call.function).await?.into();
+        let mut asked_dht = false;
+        if queue.is_empty() {
+            queue = discover(&node, call.function).await?.into();
+            asked_dht = true;
+        }
+        Ok(Self {
+            node,
+            call: Arc::new(call),
+            queue,
+            tried: HashSet::new(),
+            asked_dht,
+            failures: Vec::new(),
+        })
+    }
+
+    /// The next provider not tried yet.
+    async fn next(&mut self) -> Result<Option<Provider>, InvokeError> {
+        loop {
+            if let Some(p) = self.queue.pop_front() {
+                if self.tried.insert(p.peer.clone()) {
+                    return Ok(Some(p));
+                }
+                continue;
+            }
+            if self.asked_dht {
+                return Ok(None);
+            }
+            // Everything we knew failed: the DHT may know providers we do not.
+            self.asked_dht = true;
+            self.queue = discover(&self.node, self.call.function).await?.into();
+        }
+    }
+
+    /// Runs the call on `want` more providers at once, moving each replica
+    /// on to the next provider when one does not answer; stops early when
+    /// providers run out.
+    async fn gather(&mut self, want: usize, answers: &mut Vec<Answer>) -> Result<(), InvokeError> {
+        let mut running = FuturesUnordered::new();
+        for _ in 0..want {
+            match self.next().await? {
+                Some(p) => running.push(attempt(self.node.clone(), p, self.call.clone())),
+                None => break,
+            }
+        }
+        while let Some(outcome) = running.next().await {
+            match outcome {
+                Attempt::Answer(a) => answers.push(*a),
+                Attempt::Reroute(why) => {
+                    self.failures.push(why);
+                    if let Some(p) = self.next().await? {
+                        running.push(attempt(self.node.clone(), p, self.call.clone()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gathers until a strict majority agrees or `limit` answers are in
+    /// (or providers run out); returns the majority's result.
+    async fn decide(
+        &mut self,
+        answers: &mut Vec<Answer>,
+        limit: usize,
+    ) -> Result<Option<Result_>, InvokeError> {
+        loop {
+            if let Some(result) = majority(answers) {
+                return Ok(Some(result));
+            }
+            if answers.len() >= limit {
+                return Ok(None);
+            }
+            let before = answers.len();
+            self.gather(1, answers).await?;
+            if answers.len() == before {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// The result a strict majority of `answers` gave, if any.
+fn majority(answers: &[Answer]) -> Option<Result_> {
+    let mut counts: HashMap<&Result_, usize> = HashMap::new();
+    for a in answers {
+        *counts.entry(&a.result).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .find(|(_, n)| 2 * n > answers.len())
+        .map(|(r, _)| r.clone())
+}
+
+/// Runs `call` on `provider` (here when that is this node).
+async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Attempt {
+    let peer = provider.peer.clone();
+    let sent = Instant::now();
+    let local = peer == node.peer_id;
+    let response = if local {
+        let me = node.ledger.as_ref().map(|l| l.me);
+        Ok(node.host.run(&node, &call, me).await)
+    } else {
+        match peer.parse::<PeerId>() {
+            Ok(p) => {
+                let request = node.net.request(p, Request::Invoke((*call).clone()));
+                match tokio::time::timeout(ATTEMPT_TIMEOUT, request).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs())),
+                }
+            }
+            Err(_) => Err("not a peer id".into()),
+        }
+    };
+    let round_trip = sent.elapsed().as_micros() as u64;
+    let reroute = |why: String| Attempt::Reroute(format!("{}: {why}", short(&peer)));
+    match response {
+        Ok(Response::Output {
+            output,
+            fuel,
+            execution_us,
+            receipt,
+        }) => {
+            if let Some(ledger) = &node.ledger {
+                let executor = if local {
+                    Some(ledger.me)
+                } else {
+                    peer.parse::<PeerId>().ok().and_then(|p| key_of(&p))
+                };
+                let valid = receipt.as_ref().is_some_and(|r| {
+                    let b = &r.body;
+                    b.invocation == call.invocation
+                        && b.invoker == ledger.me
+                        && Some(b.executor) == executor
+                        && b.function.0 == *call.function.as_bytes()
+                        && b.input.0 == *blake3::hash(&call.input).as_bytes()
+                        && b.output.0 == *blake3::hash(&output).as_bytes()
+                        && b.fuel == fuel
+                        && r.verify()
+                });
+                if !valid {
+                    withdraw(&node, call.function, &peer).await;
+                    return reroute("no valid receipt for its answer".into());
+                }
+            }
+            Attempt::Answer(Box::new(Answer {
+                result: Result_::Output {
+                    hash: Digest(*blake3::hash(&output).as_bytes()),
+                    fuel,
+                },
+                peer,
+                output,
+                failure: None,
+                fuel,
+                receipt,
+                execution_us,
+                network_us: if local {
+                    0
+                } else {
+                    round_trip.saturating_sub(execution_us)
+                },
+            }))
+        }
+        // A guest failure is an answer: calls are deterministic, so the
+        // replicas vote on it like on an output.
+        Ok(Response::Failed {
+            kind,
+            message,
+            fuel,
+        }) => Attempt::Answer(Box::new(Answer {
+            result: Result_::Failed { kind },
+            peer,
+            output: Vec::new(),
+            failure: Some((message, fuel)),
+            fuel: fuel.unwrap_or(0),
+            receipt: None,
+            execution_us: 0,
+            network_us: 0,
+        })),
+        Ok(Response::Busy) => {
+            let _ = node.routing.busy(peer.clone(), BUSY_WINDOW_MS).await;
+            reroute("busy".into())
+        }
+        Ok(Response::Refused(why)) => {
+            withdraw(&node, call.function, &peer).await;
+            reroute(format!("refused: {why}"))
+        }
+        Ok(other) => {
+            debug!(%peer, ?other, "provider cannot run it");
+            withdraw(&node, call.function, &peer).await;
+            reroute("does not host it".into())
+        }
+        Err(e) => {
+            debug!(%peer, "provider failed: {e}");
+            withdraw(&node, call.function, &peer).await;
+            reroute(e)
+        }
+    }
+}
+
+/// Calls `target` with `input` on `replicas` executors (the node's default
+/// when `None`).
 pub(crate) async fn invoke(
-    node: &Node,
+    node: &Arc<Node>,
     target: &str,
     input: Vec<u8>,
     fuel: Option<u64>,
+    replicas: Option<usize>,
 ) -> Result<Invoked, InvokeError> {
     let invocation: u128 = rand::random();
     let span = info_span!("invoke", invocation = %format!("{invocation:032x}"), target);
@@ -167,116 +471,173 @@ pub(crate) async fn invoke(
             return Err(InvokeError::NoCredits(node.peer_id.clone()));
         }
         let id = resolve_name(node, target).await?;
-        let mut candidates = providers(node, id).await?;
-        let mut asked_dht = false;
-        if candidates.is_empty() {
-            candidates = discover(node, id).await?;
-            asked_dht = true;
-        }
-        if candidates.is_empty() {
-            return Err(InvokeError::NoProvider(target.to_owned()));
-        }
-        let resolve_us = started.elapsed().as_micros() as u64;
         let call = Invoke {
             invocation,
             function: id,
             input,
             fuel,
         };
-        let mut tried: Vec<String> = Vec::new();
-        let mut failures = Vec::new();
-        let mut queue: std::collections::VecDeque<Provider> = candidates.into();
-        loop {
-            let Some(provider) = queue.pop_front() else {
-                if asked_dht {
-                    break;
-                }
-                // Everything we knew failed: the DHT may know providers we do not.
-                asked_dht = true;
-                queue = discover(node, id)
-                    .await?
-                    .into_iter()
-                    .filter(|p| !tried.contains(&p.peer))
-                    .collect();
-                continue;
-            };
-            tried.push(provider.peer.clone());
-            let sent = Instant::now();
-            let local = provider.peer == node.peer_id;
-            let response = if local {
-                let response = node.host.run(&call).await;
-                if let (Some(ledger), Response::Output { output, fuel, .. }) =
-                    (&node.ledger, &response)
-                {
-                    ledger.receipt(ledger.me, &call, output, *fuel);
-                }
-                Ok(response)
-            } else {
-                match provider.peer.parse::<PeerId>() {
-                    Ok(peer) => node.net.request(peer, Request::Invoke(call.clone())).await,
-                    Err(_) => continue,
-                }
-            };
-            let round_trip = sent.elapsed().as_micros() as u64;
-            match response {
-                Ok(Response::Output {
-                    output,
-                    fuel,
-                    execution_us,
-                }) => {
-                    return Ok(Invoked {
-                        invocation: format!("{invocation:032x}"),
-                        function: id,
-                        output,
-                        fuel,
-                        executor: provider.peer.clone(),
-                        resolve_us,
-                        network_us: if local {
-                            0
-                        } else {
-                            round_trip.saturating_sub(execution_us)
-                        },
-                        execution_us,
-                        attempts: tried.len() as u32,
-                    });
-                }
-                Ok(Response::Failed {
-                    kind,
-                    message,
-                    fuel,
-                }) => {
-                    return Err(InvokeError::Guest {
-                        kind,
-                        message,
-                        fuel,
-                        executor: provider.peer.clone(),
-                    });
-                }
-                Ok(Response::Busy) => failures.push(format!("{} busy", short(&provider.peer))),
-                Ok(other) => {
-                    debug!(peer = %provider.peer, ?other, "provider cannot run it");
-                    failures.push(format!("{} does not host it", short(&provider.peer)));
-                    withdraw(node, id, &provider).await;
-                }
-                Err(e) => {
-                    debug!(peer = %provider.peer, "provider failed: {e}");
-                    failures.push(format!("{}: {e}", short(&provider.peer)));
-                    withdraw(node, id, &provider).await;
-                }
-            }
+        let mut schedule = Schedule::new(node.clone(), call).await?;
+        if schedule.queue.is_empty() {
+            return Err(InvokeError::NoProvider(target.to_owned()));
         }
-        Err(InvokeError::Exhausted {
-            target: target.to_owned(),
-            tried: failures.join("; "),
-        })
+        let resolve_us = started.elapsed().as_micros() as u64;
+        let r = replicas.unwrap_or(node.replicas).max(1);
+        let mut answers = Vec::new();
+        schedule.gather(r, &mut answers).await?;
+        if answers.is_empty() {
+            return Err(InvokeError::Exhausted {
+                target: target.to_owned(),
+                tried: schedule.failures.join("; "),
+            });
+        }
+        let decided = schedule.decide(&mut answers, r + EXTRA_REPLICAS).await?;
+        let attempts = schedule.tried.len() as u32;
+        let Some(result) = decided else {
+            settle(node, invocation, &answers, None, "replicas");
+            return Err(InvokeError::Disagreement {
+                target: target.to_owned(),
+                results: describe(&answers),
+            });
+        };
+        let verify = answers.len() == 1
+            && r == 1
+            && matches!(result, Result_::Output { .. })
+            && rand::random::<f64>() < node.verify_fraction;
+        if !verify {
+            settle(node, invocation, &answers, Some(&result), "replicas");
+        }
+        let (agreed, disputed): (Vec<&Answer>, Vec<&Answer>) =
+            answers.iter().partition(|a| a.result == result);
+        let agreed_peers = agreed.iter().map(|a| a.peer.clone()).collect();
+        let disputed_peers = disputed.iter().map(|a| a.peer.clone()).collect();
+        // The answer: the fastest of the majority.
+        let best = agreed
+            .iter()
+            .min_by_key(|a| a.execution_us + a.network_us)
+            .copied()
+            .ok_or_else(|| InvokeError::Internal("a majority of no answers".into()))?;
+        if let Some((message, fuel)) = &best.failure {
+            let Result_::Failed { kind } = &result else {
+                return Err(InvokeError::Internal("a failure without a kind".into()));
+            };
+            return Err(InvokeError::Guest {
+                kind: kind.clone(),
+                message: message.clone(),
+                fuel: *fuel,
+                executor: best.peer.clone(),
+            });
+        }
+        let done = Invoked {
+            invocation: format!("{invocation:032x}"),
+            function: id,
+            output: best.output.clone(),
+            fuel: best.fuel,
+            executor: best.peer.clone(),
+            resolve_us,
+            network_us: best.network_us,
+            execution_us: best.execution_us,
+            attempts,
+            agreed: agreed_peers,
+            disputed: disputed_peers,
+        };
+        if verify {
+            tokio::spawn(verify_later(schedule, answers).in_current_span());
+        }
+        Ok(done)
     }
     .instrument(span)
     .await
 }
 
-async fn withdraw(node: &Node, id: FunctionId, provider: &Provider) {
-    if provider.peer != node.peer_id {
-        let _ = node.routing.announce(id, provider.peer.clone(), None).await;
+/// Sampled verification of a single-replica call: one more provider runs
+/// it; on a mismatch a third decides. The settlement waits for this.
+async fn verify_later(mut schedule: Schedule, mut answers: Vec<Answer>) {
+    let invocation = schedule.call.invocation;
+    if let Err(e) = schedule.gather(1, &mut answers).await {
+        debug!("sampled verification: {e}");
+    }
+    let decided = match schedule.decide(&mut answers, 3).await {
+        Ok(d) => d,
+        Err(e) => {
+            debug!("sampled verification: {e}");
+            None
+        }
+    };
+    if answers.iter().any(|a| a.result != answers[0].result) {
+        warn!(
+            "sampled verification found a mismatch: {}",
+            describe(&answers)
+        );
+    }
+    settle(
+        &schedule.node,
+        invocation,
+        &answers,
+        decided.as_ref(),
+        "sampled verification",
+    );
+}
+
+/// Records the executors outvoted and settles every receipt: nobody is
+/// paid without a majority, and a majority failure settles nothing (a
+/// failed call earns nothing, so a lone receipt must not be paid).
+fn settle(
+    node: &Node,
+    invocation: u128,
+    answers: &[Answer],
+    result: Option<&Result_>,
+    by: &'static str,
+) {
+    if let Some(result) = result {
+        for a in answers.iter().filter(|a| a.result != *result) {
+            let dispute = Dispute {
+                invocation: format!("{invocation:032x}"),
+                function: node_function(answers, a),
+                executor: a.peer.clone(),
+                by,
+            };
+            info!(executor = %a.peer, by, "executor outvoted: paid nothing");
+            node.disputes.record(dispute);
+        }
+    }
+    if matches!(result, Some(Result_::Failed { .. })) {
+        return;
+    }
+    if let Some(ledger) = &node.ledger {
+        let receipts = answers.iter().filter_map(|a| a.receipt.clone()).collect();
+        ledger.settle(invocation, receipts);
+    }
+}
+
+fn node_function(answers: &[Answer], a: &Answer) -> String {
+    a.receipt
+        .as_ref()
+        .or_else(|| answers.iter().find_map(|a| a.receipt.as_ref()))
+        .map_or_else(String::new, |r| r.body.function.to_string())
+}
+
+/// "peer: output hash" for each answer.
+fn describe(answers: &[Answer]) -> String {
+    answers
+        .iter()
+        .map(|a| match &a.result {
+            Result_::Output { hash, fuel } => {
+                format!(
+                    "{} → output {} (fuel {fuel})",
+                    short(&a.peer),
+                    &hash.to_string()[..16]
+                )
+            }
+            Result_::Failed { kind } => format!("{} → failed ({kind})", short(&a.peer)),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn withdraw(node: &Node, id: FunctionId, peer: &str) {
+    if peer != node.peer_id {
+        let _ = node.routing.announce(id, peer.to_owned(), None).await;
     }
 }
 

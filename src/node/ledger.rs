@@ -1,8 +1,9 @@
 //! The node's part in the reward ledger: it opens the chain in
 //! `DATA_DIR/ledger`, runs the consensus dataflow (`orb-engine`), carries
 //! out its actions on the network (polls by request-response, gossip,
-//! block fetches and sync), signs a receipt for every call it executes,
-//! and refuses calls whose invoker has no credits.
+//! block fetches and sync), signs a receipt for every call it executes and
+//! a settlement for every call it makes, and refuses calls whose invoker
+//! has no credits.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,7 +12,9 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use orb_engine::{Action, Consensus, ConsensusConfig, ConsensusInput, start_consensus};
-use orb_ledger::{Chain, Digest, Genesis, Keypair, PublicKey, ReceiptBody};
+use orb_ledger::{
+    Chain, Digest, Genesis, Keypair, PublicKey, Receipt, ReceiptBody, SettlementBody,
+};
 use orb_net::{Announcement, Invoke, Net, PeerId, Request, Response, ResponseChannel};
 use tracing::{debug, info, warn};
 
@@ -170,8 +173,8 @@ impl Ledger {
     pub(crate) async fn learn(&self, peer: PeerId, announcement: Announcement) {
         let input = match announcement {
             Announcement::Claim(c) => ConsensusInput::Claim(c),
-            Announcement::Receipts(receipts) => ConsensusInput::Receipts {
-                receipts,
+            Announcement::Settlements(settlements) => ConsensusInput::Settlements {
+                settlements,
                 local: false,
             },
             Announcement::Proposal(b) => ConsensusInput::Proposal(b),
@@ -189,9 +192,15 @@ impl Ledger {
         self.consensus.balance(invoker) > 0
     }
 
-    /// Signs and queues the receipt of a call this node executed.
-    pub(crate) fn receipt(&self, invoker: PublicKey, invoke: &Invoke, output: &[u8], fuel: u64) {
-        let receipt = ReceiptBody {
+    /// Signs the receipt of a call this node executed for `invoker`.
+    pub(crate) fn sign_receipt(
+        &self,
+        invoker: PublicKey,
+        invoke: &Invoke,
+        output: &[u8],
+        fuel: u64,
+    ) -> Receipt {
+        ReceiptBody {
             invocation: invoke.invocation,
             function: Digest(*invoke.function.as_bytes()),
             input: Digest(*blake3::hash(&invoke.input).as_bytes()),
@@ -200,12 +209,26 @@ impl Ledger {
             executor: self.me,
             invoker,
         }
+        .sign(&self.key)
+    }
+
+    /// Signs the settlement of a call this node made (every receipt its
+    /// replicas returned) and queues it for the next block.
+    pub(crate) fn settle(&self, invocation: u128, receipts: Vec<Receipt>) {
+        if receipts.is_empty() {
+            return;
+        }
+        let settlement = SettlementBody {
+            invocation,
+            invoker: self.me,
+            receipts,
+        }
         .sign(&self.key);
-        if !self.consensus.try_send(ConsensusInput::Receipts {
-            receipts: vec![receipt],
+        if !self.consensus.try_send(ConsensusInput::Settlements {
+            settlements: vec![settlement],
             local: true,
         }) {
-            warn!("consensus queue full: receipt dropped");
+            warn!("consensus queue full: settlement of {invocation:032x} dropped");
         }
     }
 }

@@ -6,8 +6,9 @@
 //!   announcements and DHT answers, on its own timely worker thread;
 //! - hosting ([`host`]): the module store, the executor pool, answering
 //!   peers' requests;
-//! - invoking ([`invoke`]): resolve a name, pick a provider, call it, retry
-//!   the next one on failure;
+//! - invoking ([`invoke`]): resolve a name, schedule R replicas, reroute
+//!   around busy or failed providers, take the majority, settle the
+//!   receipts;
 //! - the HTTP API ([`api`]): the control API of the CLI and the public
 //!   function endpoint `POST /fn/{name-or-id}`.
 //!
@@ -70,6 +71,27 @@ pub(crate) struct NodeArgs {
     /// Least time between a committed block and this node's next proposal.
     #[arg(long, value_name = "MS", default_value_t = 500)]
     block_interval_ms: u64,
+    /// Executors each call entering this node runs on, unless the call
+    /// asks otherwise (`?replicas=N`). A strict majority of equal results
+    /// is the answer; executors that disagree are paid nothing.
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    replicas: u32,
+    /// Fraction of single-replica calls re-executed by a second provider
+    /// after answering (sampled verification); a mismatch brings in a third
+    /// and the executor outvoted is paid nothing.
+    #[arg(long, value_name = "F", default_value_t = 0.05, value_parser = fraction)]
+    verify_fraction: f64,
+    /// Corrupt every output this node computes (and sign it so): a
+    /// Byzantine executor, for tests and the demo.
+    #[arg(long)]
+    byzantine: bool,
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("`{s}` is not a fraction between 0 and 1")),
+    }
 }
 
 fn default_listen() -> Vec<Multiaddr> {
@@ -98,6 +120,12 @@ pub(crate) struct Node {
     pub(crate) names: invoke::NameCache,
     pub(crate) peer_id: String,
     pub(crate) ledger: Option<Arc<ledger::Ledger>>,
+    /// Default executors per call.
+    pub(crate) replicas: usize,
+    /// Fraction of single-replica calls verified by a second executor.
+    pub(crate) verify_fraction: f64,
+    /// Executors this node caught disagreeing with a majority.
+    pub(crate) disputes: invoke::Disputes,
 }
 
 pub(crate) fn run(args: NodeArgs, data_dir: &Path) -> Result<(), CliError> {
@@ -145,7 +173,17 @@ async fn serve(args: NodeArgs, data_dir: PathBuf) -> Result<(), CliError> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let executor = Executor::new(runtime.clone(), threads, args.executor_queue)?;
     let store = ModuleStore::open(data_dir.join("functions"))?;
-    let host = Host::new(runtime, executor, store, &db, threads as u32)?;
+    let host = Host::new(
+        runtime,
+        executor,
+        store,
+        &db,
+        threads as u32,
+        args.byzantine,
+    )?;
+    if args.byzantine {
+        tracing::warn!("--byzantine: this node corrupts every output it computes");
+    }
     let node = Arc::new(Node {
         net: net.clone(),
         routing,
@@ -153,6 +191,9 @@ async fn serve(args: NodeArgs, data_dir: PathBuf) -> Result<(), CliError> {
         names: invoke::NameCache::default(),
         peer_id: peer_id.clone(),
         ledger,
+        replicas: args.replicas as usize,
+        verify_fraction: args.verify_fraction,
+        disputes: invoke::Disputes::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(args.api)
@@ -253,5 +294,6 @@ pub(crate) fn own_row(node: &Node) -> Provider {
         load: node.host.load(),
         capacity: node.host.capacity(),
         cached: true,
+        busy_until_ms: 0,
     }
 }

@@ -1,7 +1,7 @@
 //! The chain on sled: appends, balances, audit levels, tampering,
 //! proofs.
 
-use orb_ledger::sim::{Committee, receipt};
+use orb_ledger::sim::{Committee, settlement, single};
 use orb_ledger::{
     AuditOptions, Block, Chain, ChainError, Genesis, Keypair, LedgerStore, PublicKey, SledStore,
     Table, audit, decode, encode, height_key,
@@ -13,7 +13,8 @@ struct Fixture {
     dir: tempfile::TempDir,
 }
 
-/// A chain of `blocks` blocks, `per_block` receipts each, in a temp dir.
+/// A chain of `blocks` blocks, `per_block` single-receipt settlements
+/// each, in a temp dir.
 fn chain(blocks: u64, per_block: u64) -> Fixture {
     let invoker = Keypair::generate();
     let payer = invoker.public();
@@ -26,7 +27,12 @@ fn chain(blocks: u64, per_block: u64) -> Fixture {
         let receipts = (0..per_block)
             .map(|i| {
                 invocation += 1;
-                receipt(&committee.keys[i as usize % 6], payer, invocation, 100 + i)
+                single(
+                    &committee.keys[i as usize % 6],
+                    &invoker,
+                    invocation,
+                    100 + i,
+                )
             })
             .collect();
         let block = committee.block(h, chain.head(), receipts);
@@ -135,9 +141,9 @@ fn a_forged_receipt_signature_is_found_at_level_2() {
     // executor), re-signs it with her own key and re-proposes the block
     // with a correct Merkle root: links hold, signatures do not.
     rewrite_block(f.dir.path(), 5, |b| {
-        let mut r = b.receipts[0].body.clone();
+        let mut r = b.settlements[0].body.receipts[0].body.clone();
         r.fuel *= 100;
-        b.receipts[0] = r.sign(&mallory);
+        b.settlements[0].body.receipts[0] = r.sign(&mallory);
         let proposer = c
             .keys
             .iter()
@@ -149,7 +155,7 @@ fn a_forged_receipt_signature_is_found_at_level_2() {
             5,
             b.header.prev,
             b.header.proposer,
-            b.receipts.clone(),
+            b.settlements.clone(),
         );
         c.finalize(&mut forged);
         *b = forged;
@@ -162,7 +168,8 @@ fn a_forged_receipt_signature_is_found_at_level_2() {
     let finding = run_audit(f.dir.path(), 2).finding.expect("a finding");
     assert_eq!(finding.height, Some(5));
     assert!(
-        finding.reason.contains("receipt 0") && finding.reason.contains("bad executor signature"),
+        finding.reason.contains("in settlement 0")
+            && finding.reason.contains("bad executor signature"),
         "{}",
         finding.reason
     );
@@ -243,16 +250,19 @@ fn double_payment_overdraft_and_wrong_links_are_refused_on_append() {
     let f = chain(2, 2);
     let mut chain = Chain::open_dir(f.dir.path(), None).unwrap();
     let c = &f.committee;
-    let payer = f.invoker.public();
-    // Invocation 1 by member 0 is already in block 1.
-    let again = c.block(3, chain.head(), vec![receipt(&c.keys[0], payer, 1, 100)]);
+    // Invocation 1 is already settled in block 1.
+    let again = c.block(
+        3,
+        chain.head(),
+        vec![single(&c.keys[0], &f.invoker, 1, 100)],
+    );
     let err = chain.append(again).unwrap_err().to_string();
     assert!(
         err.contains("height 3") && err.contains("a second time"),
         "{err}"
     );
-    let broke = Keypair::generate().public();
-    let overdraft = c.block(3, chain.head(), vec![receipt(&c.keys[0], broke, 99, 10)]);
+    let broke = Keypair::generate();
+    let overdraft = c.block(3, chain.head(), vec![single(&c.keys[0], &broke, 99, 10)]);
     let err = chain.append(overdraft).unwrap_err().to_string();
     assert!(err.contains("has 0 credits, the call costs 10"), "{err}");
     let fork = c.block(3, c.chain(), vec![]);
@@ -264,6 +274,74 @@ fn double_payment_overdraft_and_wrong_links_are_refused_on_append() {
     unfinal.evidence.polls.truncate(2);
     assert!(chain.append(unfinal).is_err());
     assert_eq!(chain.height(), 2, "nothing refused was stored");
+}
+
+#[test]
+fn a_majority_is_paid_and_disputed_executors_earn_nothing() {
+    let f = chain(1, 0);
+    let mut chain = Chain::open_dir(f.dir.path(), None).unwrap();
+    let c = &f.committee;
+    let k = |i: usize| &c.keys[i];
+    let before = |key: &PublicKey, chain: &Chain| chain.balance(key);
+    let (b0, b1, b2, inv) = (
+        before(&k(0).public(), &chain),
+        before(&k(1).public(), &chain),
+        before(&k(2).public(), &chain),
+        before(&f.invoker.public(), &chain),
+    );
+    // Invocation 10: three executors, executor 2 lies. Invocation 11: two
+    // executors disagree, no majority. Invocation 12: three agree.
+    let settlements = vec![
+        settlement(&f.invoker, 10, &[k(0), k(1), k(2)], &[2], 50),
+        settlement(&f.invoker, 11, &[k(0), k(2)], &[1], 50),
+        settlement(&f.invoker, 12, &[k(0), k(1), k(2)], &[], 7),
+    ];
+    let v = settlements[0].verdict();
+    assert_eq!((v.agreed, v.disputed), (vec![0, 1], vec![2]));
+    let v = settlements[1].verdict();
+    assert_eq!(
+        (v.result, v.agreed.len(), v.disputed),
+        (None, 0, vec![0, 1])
+    );
+    let block = c.block(2, chain.head(), settlements);
+    let proposer = block.header.proposer.key;
+    chain.append(block).unwrap();
+    let reward = |key: &PublicKey| {
+        if *key == proposer {
+            u128::from(c.genesis.block_reward)
+        } else {
+            0
+        }
+    };
+    let k0 = k(0).public();
+    let k1 = k(1).public();
+    let k2 = k(2).public();
+    assert_eq!(chain.balance(&k0), b0 + 50 + 7 + reward(&k0));
+    assert_eq!(chain.balance(&k1), b1 + 50 + 7 + reward(&k1));
+    assert_eq!(
+        chain.balance(&k2),
+        b2 + 7 + reward(&k2),
+        "the liar earns only where it agreed"
+    );
+    assert_eq!(chain.balance(&f.invoker.public()), inv - 2 * 50 - 3 * 7);
+    // A second settlement of invocation 10, even with other receipts, is refused.
+    let again = c.block(3, chain.head(), vec![single(k(3), &f.invoker, 10, 50)]);
+    let err = chain.append(again).unwrap_err().to_string();
+    assert!(err.contains("a second time"), "{err}");
+    // A receipt re-assigned to another invoker breaks the invoker's
+    // signature or the settlement's shape.
+    let mut forged = settlement(&f.invoker, 13, &[k(0)], &[], 5);
+    forged
+        .body
+        .receipts
+        .push(single(k(1), &Keypair::generate(), 13, 5).body.receipts[0].clone());
+    let err = c
+        .block(3, chain.head(), vec![forged])
+        .check_proposal(&c.genesis)
+        .unwrap_err();
+    assert!(err.contains("another invocation or invoker"), "{err}");
+    drop(chain);
+    assert_eq!(run_audit(f.dir.path(), 4).finding, None);
 }
 
 #[test]
@@ -282,7 +360,7 @@ fn inclusion_and_consistency_proofs_check_without_the_store() {
     let key = Keypair::generate();
     let chain = Chain::open_dir(f.dir.path(), None).unwrap();
     let b7 = chain.block(7).unwrap().unwrap();
-    let id = b7.receipts[2].id();
+    let id = b7.settlements[2].body.receipts[0].id();
     assert_eq!(chain.locate(&id).unwrap(), Some((7, 2)));
     let proof = chain.prove(&id, &key).unwrap().unwrap();
     // Through JSON, as the CLI writes it.
@@ -290,7 +368,7 @@ fn inclusion_and_consistency_proofs_check_without_the_store() {
     let proof: orb_ledger::InclusionProof = serde_json::from_str(&json).unwrap();
     proof.verify().unwrap();
     let mut bad = proof.clone();
-    bad.receipt.body.fuel += 1;
+    bad.settlement.body.receipts[0].body.fuel += 1;
     assert!(bad.verify().is_err());
     let mut bad = proof.clone();
     bad.history_path[0].0[0] ^= 1;

@@ -93,10 +93,10 @@ fn a_forged_receipt_signature_is_found_at_level_2() {
     // her own key and re-proposes the block with a correct Merkle root.
     rewrite(&node.ledger(), "blocks", 5, |bytes| {
         let b: Block = decode(&bytes).expect("block");
-        let mut receipts = b.receipts.clone();
-        let mut body = receipts[0].body.clone();
+        let mut settlements = b.settlements.clone();
+        let mut body = settlements[0].body.receipts[0].body.clone();
         body.fuel *= 100;
-        receipts[0] = body.sign(&mallory);
+        settlements[0].body.receipts[0] = body.sign(&mallory);
         let proposer = c
             .keys
             .iter()
@@ -107,13 +107,13 @@ fn a_forged_receipt_signature_is_found_at_level_2() {
             5,
             b.header.prev,
             b.header.proposer,
-            receipts,
+            settlements,
         );
         c.finalize(&mut forged);
         Some(encode(&forged))
     });
     ok(&audit(&node, "1"));
-    assert_mismatch(&audit(&node, "2"), 5, 2, "receipt 0");
+    assert_mismatch(&audit(&node, "2"), 5, 2, "in settlement 0");
     assert_mismatch(&audit(&node, "3"), 5, 2, "bad executor signature");
 }
 

@@ -10,7 +10,7 @@ mod store;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use orb_ledger::sim::{Committee, receipt};
+use orb_ledger::sim::{Committee, single};
 use orb_ledger::{Chain, Genesis, Keypair, PublicKey, height_key};
 
 use crate::run_orb;
@@ -51,20 +51,21 @@ impl Node {
         Chain::open_dir(&self.ledger(), Some(self.committee.genesis.clone())).expect("chain")
     }
 
-    /// Appends `blocks` finalized blocks; receipt `i` of a block is run
-    /// by member `i % MEMBERS` for `100 + i` fuel, paid by the invoker.
+    /// Appends `blocks` finalized blocks; settlement `i` of a block is one
+    /// receipt, run by member `i % MEMBERS` for `100 + i` fuel, paid by the
+    /// invoker.
     pub(super) fn grow(&self, blocks: u64) {
         let mut chain = self.chain();
         for _ in 0..blocks {
             let h = chain.height() + 1;
-            let receipts = (0..self.per_block)
+            let settlements = (0..self.per_block)
                 .map(|i| {
                     let executor = &self.committee.keys[i as usize % MEMBERS];
                     let invocation = u128::from(h) << 32 | u128::from(i);
-                    receipt(executor, self.invoker.public(), invocation, 100 + i)
+                    single(executor, &self.invoker, invocation, 100 + i)
                 })
                 .collect();
-            let block = self.committee.block(h, chain.head(), receipts);
+            let block = self.committee.block(h, chain.head(), settlements);
             chain.append(block).expect("append");
         }
     }

@@ -69,7 +69,10 @@ fn a_checkpoint_is_extended_by_growth_and_refuses_a_rewrite() {
 #[test]
 fn a_proof_verifies_with_no_node_and_no_data_dir() {
     let node = Node::new(9, 4);
-    let id = node.chain().block(7).unwrap().unwrap().receipts[2].id();
+    let id = node.chain().block(7).unwrap().unwrap().settlements[2]
+        .body
+        .receipts[0]
+        .id();
     let proof_file = node.dir.path().join("proof.json");
     let out = node.orb(&[
         "ledger",
@@ -100,7 +103,10 @@ fn a_proof_verifies_with_no_node_and_no_data_dir() {
     let signer = orb_net::identity::peer_of(node.node_key().0)
         .unwrap()
         .to_string();
-    assert!(text.contains("block        7 (receipt 2 of 4)"), "{text}");
+    assert!(
+        text.contains("block        7 (settlement 2 of 4, receipt 0 of 1)"),
+        "{text}"
+    );
     assert!(
         text.contains("height 9 of chain") && text.contains(&signer),
         "{text}"
@@ -111,7 +117,7 @@ fn a_proof_verifies_with_no_node_and_no_data_dir() {
         serde_json::from_slice(&std::fs::read(&proof_file).unwrap()).unwrap();
     let bad_file = elsewhere.path().join("bad.json");
     let mut bad = proof.clone();
-    bad.receipt.body.fuel += 1;
+    bad.settlement.body.receipts[0].body.fuel += 1;
     std::fs::write(&bad_file, serde_json::to_vec(&bad).unwrap()).unwrap();
     assert_fails(&verify(&bad_file), 1, "executor signature is bad");
     let mut bad = proof;

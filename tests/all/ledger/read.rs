@@ -83,9 +83,15 @@ fn show_and_export_read_the_blocks() {
     assert_eq!(b["height"], 2);
     assert_eq!(b["hash"], stored.hash().to_hex());
     assert_eq!(b["prev"], stored.header.prev.to_hex());
-    assert_eq!(b["receipts"].as_array().unwrap().len(), 3);
-    assert_eq!(b["receipts"][1]["id"], stored.receipts[1].id().to_hex());
-    assert_eq!(b["receipts"][1]["fuel"], 101);
+    assert_eq!(b["settlements"].as_array().unwrap().len(), 3);
+    let s1 = &b["settlements"][1];
+    assert_eq!(s1["id"], stored.settlements[1].id().to_hex());
+    assert_eq!(
+        s1["receipts"][0]["id"],
+        stored.settlements[1].body.receipts[0].id().to_hex()
+    );
+    assert_eq!(s1["receipts"][0]["fuel"], 101);
+    assert_eq!(s1["receipts"][0]["status"], "paid");
     assert_eq!(
         (
             b["evidence"]["polls"].as_u64(),
@@ -98,7 +104,9 @@ fn show_and_export_read_the_blocks() {
     let text = stdout(&out);
     assert!(text.starts_with("block 6 of 6 on chain "), "{text}");
     assert!(
-        text.contains("receipts  3 ") && text.contains("6 polls, 24 votes"),
+        text.contains("settlements 3 ")
+            && text.contains("paid")
+            && text.contains("6 polls, 24 votes"),
         "{text}"
     );
     assert_fails(
