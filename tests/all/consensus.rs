@@ -17,7 +17,7 @@ const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 const FAUCET: u64 = 1_000_000_000_000;
 
 /// The node's `GET /api/ledger`.
-fn ledger(node: &NodeProc) -> Value {
+pub(crate) fn ledger(node: &NodeProc) -> Value {
     let url = format!("{}/api/ledger", node.api);
     let body = ureq::get(&url)
         .call()
@@ -29,7 +29,7 @@ fn ledger(node: &NodeProc) -> Value {
 }
 
 /// Waits until `check` holds for every node's ledger.
-fn wait_all(
+pub(crate) fn wait_all(
     nodes: &[&NodeProc],
     what: &str,
     secs: u64,
@@ -50,17 +50,17 @@ fn wait_all(
     }
 }
 
-fn key_of(dir: &Path) -> PublicKey {
+pub(crate) fn key_of(dir: &Path) -> PublicKey {
     let key = orb_net::identity::load_or_create(&dir.join("identity.key")).expect("identity");
     let peer = key.public().to_peer_id();
     PublicKey(orb_net::identity::ed25519_public(&peer).expect("ed25519"))
 }
 
-fn height(v: &Value) -> u64 {
+pub(crate) fn height(v: &Value) -> u64 {
     v["height"].as_u64().unwrap_or(0)
 }
 
-fn audit_clean(dir: &Path) -> u64 {
+pub(crate) fn audit_clean(dir: &Path) -> u64 {
     let store = SledStore::open(&dir.join("ledger")).expect("open the ledger");
     let report = orb_ledger::audit(
         &store,

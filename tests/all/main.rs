@@ -6,6 +6,7 @@ mod function;
 mod ledger;
 mod network;
 mod pipeline;
+mod replication;
 mod run;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,325 @@
+//! Replicated execution on real `orb node` processes: calls reroute around
+//! busy and killed providers without failing, a Byzantine executor is
+//! outvoted and paid nothing, and every successful call is settled exactly
+//! once in the finalized chain.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use orb_ledger::{Block, Chain, Effects, Genesis, PublicKey};
+use serde_json::Value;
+
+use crate::consensus::{audit_clean, height, key_of, wait_all};
+use crate::network::NodeProc;
+use crate::{example, json};
+
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+const FAUCET: u64 = 1_000_000_000_000;
+
+/// `orb deploy` through `node`, published by the client key in
+/// `publisher` (one publisher can host one name on several nodes).
+fn deploy_on(node: &NodeProc, function: &str, publisher: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["deploy", example(function).to_str().expect("utf-8 path")])
+        .args(["--name", function, "--json", "--node", &node.api])
+        .env("ORB_DATA_DIR", publisher)
+        .env_remove("ORB_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run orb deploy");
+    assert!(
+        out.status.success(),
+        "deploy {function}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `orb invoke … --json` through `api`, with extra flags.
+fn invoke(api: &str, client: &Path, target: &str, input: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["invoke", target, "--input", input, "--json", "--node", api])
+        .args(extra)
+        .env("ORB_DATA_DIR", client)
+        .env_remove("ORB_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run orb invoke")
+}
+
+/// Waits until every node's routing table lists `function` at `hosts`
+/// providers (they announce on gossip).
+fn wait_providers(nodes: &[&NodeProc], function: &str, hosts: usize) {
+    let module = std::fs::read(example(function)).expect("read the module");
+    let id = orb_functions::FunctionId::of(&module).to_hex();
+    for node in nodes {
+        node.wait_status(&format!("{hosts} providers of {function}"), |_| {
+            let out = node.client(&["ls", "--json"]);
+            let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            list.as_array().into_iter().flatten().any(|f| {
+                f["function"] == id.as_str()
+                    && f["providers"].as_array().map_or(0, Vec::len) >= hosts
+            })
+        });
+    }
+}
+
+#[test]
+fn a_busy_provider_is_skipped_and_the_call_lands_elsewhere() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let publisher = root.path().join("publisher");
+    let s = NodeProc::start(&root.path().join("s"), LOOPBACK, &["--supernode"], None);
+    let boot = s.addrs[0].clone();
+    // `a` runs one call at a time and queues none: a second call is "busy".
+    let a = NodeProc::start(
+        &root.path().join("a"),
+        LOOPBACK,
+        &[
+            "--bootstrap",
+            &boot,
+            "--executor-threads",
+            "1",
+            "--executor-queue",
+            "0",
+        ],
+        None,
+    );
+    let b = NodeProc::start(
+        &root.path().join("b"),
+        LOOPBACK,
+        &["--bootstrap", &boot],
+        None,
+    );
+    deploy_on(&a, "spin", &publisher);
+    deploy_on(&a, "echo", &publisher);
+    deploy_on(&b, "echo", &publisher);
+    wait_providers(&[&s], "echo", 2);
+    wait_providers(&[&s], "spin", 1);
+
+    // Occupy a's only executor thread with a long call (it loops until
+    // its fuel runs out, about a second).
+    let (api, client) = (s.api.clone(), s.dir.join("client"));
+    let long = std::thread::spawn(move || invoke(&api, &client, "spin", "", &[]));
+    a.wait_status("a busy with spin", |st| {
+        st["load"].as_u64().unwrap_or(0) > 0
+    });
+
+    // Two replicas wanted, two providers known: a answers "busy", so the
+    // call takes b's answer alone instead of failing.
+    let out = invoke(
+        &s.api,
+        &s.dir.join("client"),
+        "echo",
+        "hello",
+        &["--replicas", "2"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["output"], "hello");
+    assert_eq!(v["executor"], b.peer_id.as_str());
+    assert_eq!(v["replicas"], 1, "{v}");
+    // Within the busy window a is not even tried.
+    for _ in 0..3 {
+        let out = invoke(&s.api, &s.dir.join("client"), "echo", "again", &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json(&out)["executor"], b.peer_id.as_str());
+    }
+    let out = long.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("out of fuel"), "{stderr}");
+}
+
+/// The finalized chain of a stopped node, block by block, with effects.
+fn blocks(chain: &Chain) -> Vec<(Block, Effects)> {
+    (1..=chain.height())
+        .map(|h| {
+            let block = chain.block(h).expect("readable").expect("a block");
+            let effects = orb_ledger::stored_effects(chain.store(), h)
+                .expect("readable")
+                .expect("effects");
+            (block, effects)
+        })
+        .collect()
+}
+
+#[test]
+fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let publisher = root.path().join("publisher");
+    let dirs: Vec<_> = (0..6).map(|i| root.path().join(format!("n{i}"))).collect();
+    let payer = key_of(&dirs[0]);
+    let mut genesis = Genesis::local("replication-test", vec![(payer, FAUCET)]);
+    genesis.snowball = orb_ledger::Params::new(5, 4, 4, 4).unwrap();
+    let genesis_file = root.path().join("genesis.json");
+    std::fs::write(&genesis_file, serde_json::to_string(&genesis).unwrap()).unwrap();
+    let g = genesis_file.to_str().unwrap();
+    let common = ["--genesis", g, "--block-interval-ms", "200"];
+    let n0 = NodeProc::start(
+        &dirs[0],
+        LOOPBACK,
+        &[&["--supernode"][..], &common].concat(),
+        None,
+    );
+    let boot = n0.addrs[0].clone();
+    let mut nodes = vec![n0];
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        let mut args = vec!["--bootstrap", boot.as_str()];
+        args.extend(common);
+        if i == 5 {
+            args.push("--byzantine");
+        }
+        nodes.push(NodeProc::start(dir, LOOPBACK, &args, None));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_all(&all, "a full committee", 60, |ls| {
+        ls.iter()
+            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == 6)
+    });
+    let byzantine = nodes[5].peer_id.clone();
+    // echo on n1, n2 and the Byzantine n5; reverse on n2, n3, n4.
+    for i in [1, 2, 5] {
+        deploy_on(&nodes[i], "echo", &publisher);
+    }
+    for i in [2, 3, 4] {
+        deploy_on(&nodes[i], "reverse", &publisher);
+    }
+    wait_providers(&[&nodes[0]], "echo", 3);
+    wait_providers(&[&nodes[0]], "reverse", 3);
+    let client = nodes[0].dir.join("client");
+    let mut invocations: Vec<String> = Vec::new();
+
+    // One Byzantine executor of three: every answer is right, and the
+    // Byzantine one is named as outvoted.
+    for i in 0..20 {
+        let input = format!("call {i}");
+        let out = invoke(&nodes[0].api, &client, "echo", &input, &["--replicas", "3"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = json(&out);
+        assert_eq!(v["output"], input.as_str(), "a wrong answer: {v}");
+        assert_eq!(v["replicas"], 3, "{v}");
+        assert_eq!(v["disputed"], serde_json::json!([byzantine]), "{v}");
+        invocations.push(v["invocation"].as_str().unwrap().to_owned());
+    }
+    let disputes = nodes[0].status()["disputes"].clone();
+    assert_eq!(disputes.as_array().map_or(0, Vec::len), 20, "{disputes}");
+
+    // A replica killed during 200 calls: none fails.
+    let api = nodes[0].api.clone();
+    let done = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..4)
+        .map(|t| {
+            let (api, client, done) = (api.clone(), client.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut results = Vec::new();
+                for i in 0..50 {
+                    let input = format!("{t}-{i}");
+                    let out = invoke(&api, &client, "reverse", &input, &[]);
+                    done.fetch_add(1, Ordering::Relaxed);
+                    results.push((input, out));
+                }
+                results
+            })
+        })
+        .collect();
+    while done.load(Ordering::Relaxed) < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let victim = nodes.remove(4);
+    victim.stop();
+    let mut failed = Vec::new();
+    for caller in callers {
+        for (input, out) in caller.join().unwrap() {
+            if !out.status.success() {
+                failed.push(String::from_utf8_lossy(&out.stderr).into_owned());
+                continue;
+            }
+            let v = json(&out);
+            let reversed: String = input.chars().rev().collect();
+            assert_eq!(v["output"], reversed.as_str());
+            invocations.push(v["invocation"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 200 calls failed: {failed:?}",
+        failed.len()
+    );
+
+    // Every settlement finalizes on every live node.
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_all(&all, "every settlement finalized everywhere", 120, |ls| {
+        let h = height(&ls[0]);
+        h >= 1 && ls.iter().all(|l| height(l) == h && l["mempool"] == 0)
+    });
+    let dir0 = nodes.remove(0).stop();
+    for n in nodes.drain(..) {
+        audit_clean(&n.stop());
+    }
+    audit_clean(&dir0);
+
+    // Exactly once: each successful call in one finalized settlement.
+    let chain = Chain::open_dir(&dir0.join("ledger"), None).unwrap();
+    let blocks = blocks(&chain);
+    let mut settled: HashMap<String, usize> = HashMap::new();
+    let bad = orb_net::identity::ed25519_public(&byzantine.parse().unwrap()).unwrap();
+    let bad = PublicKey(bad);
+    let (mut debits, mut credits, mut rewards) = (0i128, 0i128, 0i128);
+    let mut byzantine_rewards = 0i128;
+    for (block, effects) in &blocks {
+        rewards += i128::from(genesis.block_reward);
+        if block.header.proposer.key == bad {
+            byzantine_rewards += i128::from(genesis.block_reward);
+        }
+        for s in &block.settlements {
+            *settled
+                .entry(format!("{:032x}", s.body.invocation))
+                .or_default() += 1;
+            let verdict = s.verdict();
+            for (i, r) in s.body.receipts.iter().enumerate() {
+                if r.body.executor == bad {
+                    assert!(
+                        verdict.disputed.contains(&i),
+                        "a Byzantine receipt was paid"
+                    );
+                }
+            }
+        }
+        for change in effects.0.values() {
+            if *change < 0 {
+                debits -= change;
+            } else {
+                credits += change;
+            }
+        }
+    }
+    for id in &invocations {
+        assert_eq!(settled.get(id), Some(&1), "invocation {id}");
+    }
+    assert_eq!(
+        debits,
+        credits - rewards,
+        "debits = credits − block rewards"
+    );
+    // The Byzantine node earned block rewards at most, never fuel.
+    assert_eq!(chain.balance(&bad) as i128, byzantine_rewards);
+}
