@@ -41,4 +41,4 @@ pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start};
 pub use libp2p::{Multiaddr, PeerId, request_response::ResponseChannel};
 pub use names::{MAX_NAME, NameRecord, check_name};
 pub use peerstore::PeerStore;
-pub use protocol::{Announcement, Invoke, Query, Request, Response};
+pub use protocol::{Announcement, FunctionLoad, Invoke, Load, Query, Request, Response};

@@ -147,6 +147,9 @@ pub enum Announcement {
         /// Addresses the sender can be reached on.
         addrs: Vec<String>,
     },
+    /// The sender's load, every second while it hosts functions: what the
+    /// scheduler ranks by and what auto-scaling reacts to.
+    Load(Load),
     /// A King-of-the-Hill claim on a committee slot.
     Claim(Claim),
     /// Settlements (each one invocation's receipts, signed by its
@@ -168,6 +171,30 @@ impl Announcement {
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         postcard::from_bytes(bytes).ok()
     }
+}
+
+/// A node's load report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Load {
+    /// Calls it runs at once.
+    pub capacity: u32,
+    /// Calls queued or running now.
+    pub in_flight: u32,
+    /// Share of its executor capacity used in the last window, in ‰.
+    pub busy_permille: u32,
+    /// Per hosted function, the last window.
+    pub functions: Vec<FunctionLoad>,
+}
+
+/// One function's share of a node's last load window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionLoad {
+    /// The function.
+    pub function: FunctionId,
+    /// Calls that ended in the window.
+    pub calls: u32,
+    /// Share of the node's executor capacity its calls used, in ‰.
+    pub busy_permille: u32,
 }
 
 /// Length-prefixed postcard frames with size limits.

@@ -177,7 +177,7 @@ async fn deploy(
         Ok(p) => p,
         Err(e) => return bad(e.to_string()),
     };
-    if let Err(e) = node.host.install(&node, &module).await {
+    if let Err(e) = node.host.install(&node, &module, false).await {
         let status = if e.is_module_rejected() {
             StatusCode::BAD_REQUEST
         } else {

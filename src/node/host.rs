@@ -2,20 +2,23 @@
 //!
 //! A hosted function's module is in the module store (verified by hash on
 //! every read), compiled once, and listed in the `hosted` sled tree so a
-//! restart hosts it again. Calls go to the bounded executor pool: a full
+//! restart hosts it again — unless auto-scaling took it on
+//! ([`super::scale`]): such replicas are not kept across restarts and
+//! retire when idle. Every call's execution time is added to its
+//! function's load window, which the node announces every second. Calls go to the bounded executor pool: a full
 //! pool answers "busy" so the caller moves on to another provider.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orb_functions::{
     CallOptions, Error as FnError, Executor, Function, FunctionId, Limits, ModuleStore, Outcome,
     Runtime, Seed,
 };
 use orb_ledger::PublicKey;
-use orb_net::{Announcement, Invoke, NameRecord, PeerId, Request, Response};
+use orb_net::{Announcement, FunctionLoad, Invoke, Load, NameRecord, PeerId, Request, Response};
 use tracing::{debug, info, warn};
 
 use super::{Node, own_row};
@@ -38,6 +41,18 @@ pub(crate) struct Host {
     capacity: u32,
     /// Byzantine test mode: every output is corrupted (and signed so).
     corrupt: bool,
+    /// Per function: calls and execution time since the last window.
+    windows: Mutex<HashMap<FunctionId, Window>>,
+    /// Functions hosted by auto-scaling, not by a deployment.
+    scaled: Mutex<HashSet<FunctionId>>,
+}
+
+/// One function's calls since the last load report.
+#[derive(Clone, Copy)]
+struct Window {
+    calls: u32,
+    busy: Duration,
+    last_call: Instant,
 }
 
 impl Host {
@@ -59,6 +74,8 @@ impl Host {
             in_flight: Arc::new(AtomicU32::new(0)),
             capacity,
             corrupt,
+            windows: Mutex::new(HashMap::new()),
+            scaled: Mutex::new(HashSet::new()),
         })
     }
 
@@ -92,30 +109,151 @@ impl Host {
             .cloned()
     }
 
-    /// Stores, compiles and starts hosting `module`; announces it.
-    pub(crate) async fn install(&self, node: &Node, module: &[u8]) -> Result<FunctionId, FnError> {
+    /// Stores, compiles and starts hosting `module`; announces it. A
+    /// deployment (`scaled` false) is hosted again after a restart; an
+    /// auto-scaled replica is not, and may retire.
+    pub(crate) async fn install(
+        &self,
+        node: &Node,
+        module: &[u8],
+        scaled: bool,
+    ) -> Result<FunctionId, FnError> {
         let runtime = self.runtime.clone();
         let store = self.store.clone();
         let bytes = module.to_vec();
         let function = tokio::task::spawn_blocking(move || store.put_and_load(&runtime, &bytes))
             .await
             .map_err(|e| FnError::Runtime(format!("compile task failed: {e}")))??;
-        Ok(self.serve(node, function).await)
+        Ok(self.serve(node, function, scaled).await)
     }
 
     /// Starts hosting a compiled function: records it and announces it.
-    async fn serve(&self, node: &Node, function: Function) -> FunctionId {
+    async fn serve(&self, node: &Node, function: Function, scaled: bool) -> FunctionId {
         let id = function.id();
         self.functions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, function);
-        if let Err(e) = self.hosted.insert(id.as_bytes(), &[]) {
-            warn!("cannot record hosted function {id}: {e}");
+        {
+            let mut scaled_set = self.scaled.lock().unwrap_or_else(PoisonError::into_inner);
+            if scaled {
+                scaled_set.insert(id);
+            } else {
+                // A deployment pins a function auto-scaling took on.
+                scaled_set.remove(&id);
+                if let Err(e) = self.hosted.insert(id.as_bytes(), &[]) {
+                    warn!("cannot record hosted function {id}: {e}");
+                }
+            }
         }
-        info!(function = %id, "hosting");
+        self.windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id)
+            .or_insert(Window {
+                calls: 0,
+                busy: Duration::ZERO,
+                last_call: Instant::now(),
+            });
+        info!(function = %id, scaled, "hosting");
         announce(node, id).await;
         id
+    }
+
+    /// Whether this node hosts `id`.
+    pub(crate) fn hosts(&self, id: &FunctionId) -> bool {
+        self.function(id).is_some()
+    }
+
+    /// Functions hosted by auto-scaling.
+    pub(crate) fn scaled(&self) -> Vec<FunctionId> {
+        let set = self.scaled.lock().unwrap_or_else(PoisonError::into_inner);
+        set.iter().copied().collect()
+    }
+
+    /// How long since `id` was last called (or hosted).
+    pub(crate) fn idle_for(&self, id: &FunctionId) -> Duration {
+        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        windows
+            .get(id)
+            .map_or(Duration::MAX, |w| w.last_call.elapsed())
+    }
+
+    /// Stops hosting an auto-scaled replica: peers and the DHT are told.
+    pub(crate) async fn retire(&self, node: &Node, id: FunctionId) {
+        let removed = self
+            .functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id)
+            .is_some();
+        self.scaled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        self.windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        if !removed {
+            return;
+        }
+        info!(function = %id, "retired an idle auto-scaled replica");
+        if let Err(e) = node.routing.announce(id, node.peer_id.clone(), None).await {
+            warn!("routing: {e}");
+        }
+        let _ = node
+            .net
+            .announce(Announcement::Provider {
+                function: id,
+                hosting: false,
+                load: self.load(),
+                capacity: self.capacity(),
+                addrs: Vec::new(),
+            })
+            .await;
+    }
+
+    /// This node's load report, closing the current window of `length`.
+    pub(crate) fn take_window(&self, length: Duration) -> Load {
+        let capacity = self.capacity.max(1);
+        let budget = length.as_micros().max(1) as u64 * u64::from(capacity);
+        let permille = |busy: Duration| ((busy.as_micros() as u64 * 1000) / budget) as u32;
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut total = Duration::ZERO;
+        let mut functions: Vec<FunctionLoad> = windows
+            .iter_mut()
+            .map(|(id, w)| {
+                let f = FunctionLoad {
+                    function: *id,
+                    calls: w.calls,
+                    busy_permille: permille(w.busy),
+                };
+                total += w.busy;
+                w.calls = 0;
+                w.busy = Duration::ZERO;
+                f
+            })
+            .collect();
+        functions.sort_by_key(|f| f.function);
+        Load {
+            capacity: self.capacity,
+            in_flight: self.load(),
+            busy_permille: permille(total),
+            functions,
+        }
+    }
+
+    fn record_call(&self, id: FunctionId, busy: Duration) {
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let w = windows.entry(id).or_insert(Window {
+            calls: 0,
+            busy: Duration::ZERO,
+            last_call: Instant::now(),
+        });
+        w.calls += 1;
+        w.busy += busy;
+        w.last_call = Instant::now();
     }
 
     /// Remembers a name this node published, to republish it after a restart.
@@ -152,7 +290,7 @@ impl Host {
             let (runtime, store) = (self.runtime.clone(), self.store.clone());
             match tokio::task::spawn_blocking(move || store.load(&runtime, id)).await {
                 Ok(Ok(function)) => {
-                    self.serve(node, function).await;
+                    self.serve(node, function, false).await;
                 }
                 Ok(Err(e)) => warn!(function = %id, "cannot host again: {e}"),
                 Err(e) => warn!(function = %id, "cannot host again: {e}"),
@@ -203,7 +341,15 @@ impl Host {
         let Some(function) = self.function(&invoke.function) else {
             return Response::NotHosted;
         };
-        match self.call(function, invoke).await {
+        let started = Instant::now();
+        let result = self.call(function, invoke).await;
+        if !matches!(result, Err(FnError::Busy { .. })) {
+            let busy = result
+                .as_ref()
+                .map_or_else(|_| started.elapsed(), |o| o.duration);
+            self.record_call(invoke.function, busy);
+        }
+        match result {
             Ok(mut outcome) => {
                 if self.corrupt {
                     outcome.output.extend_from_slice(CORRUPTION);
@@ -257,7 +403,7 @@ impl Host {
                     };
                 }
                 match fetch_module(node, peer, function).await {
-                    Ok(bytes) => match self.install(node, &bytes).await {
+                    Ok(bytes) => match self.install(node, &bytes, false).await {
                         Ok(_) => Response::Hosting {
                             accepted: true,
                             reason: String::new(),
@@ -278,7 +424,11 @@ impl Host {
 }
 
 /// Fetches a module by hash from `peer` and checks the hash.
-async fn fetch_module(node: &Node, peer: PeerId, function: FunctionId) -> Result<Vec<u8>, String> {
+pub(crate) async fn fetch_module(
+    node: &Node,
+    peer: PeerId,
+    function: FunctionId,
+) -> Result<Vec<u8>, String> {
     match node
         .net
         .request(peer, Request::FetchModule { function })
@@ -338,6 +488,7 @@ pub(crate) async fn learn(node: &Node, peer: PeerId, announcement: Announcement)
                 ledger.learn(peer, announcement).await;
             }
         }
+        Announcement::Load(load) => node.scaler.learn(node, peer, load).await,
         Announcement::Provider {
             function,
             hosting,
@@ -346,6 +497,9 @@ pub(crate) async fn learn(node: &Node, peer: PeerId, announcement: Announcement)
             addrs,
         } => {
             debug!(%peer, %function, hosting, load, "provider announcement");
+            if !hosting {
+                node.scaler.forget(function, &peer);
+            }
             let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
             node.net.add_addresses_nowait(peer, addrs);
             let row = hosting.then(|| orb_engine::Provider {

@@ -5,7 +5,7 @@
 //! 2. Schedule: the routing dataflow joins the call with the routing table
 //!    and answers with the providers it knows, least loaded first, those
 //!    holding the compiled module before those that do not, without those
-//!    that answered "busy" in the last [`BUSY_WINDOW_MS`]; when it knows
+//!    that answered "busy" in the last `--busy-window-ms`; when it knows
 //!    none, the DHT's provider records are fed into it and it is asked
 //!    again. The call runs on the first R of them at once.
 //! 3. Reroute: "busy", "not hosted", a bad receipt, a timeout or a failed
@@ -38,9 +38,6 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::Node;
 use super::ledger::key_of;
-
-/// How long a provider that answered "busy" is left out of scheduling.
-pub(crate) const BUSY_WINDOW_MS: u64 = 1000;
 
 /// Providers tried beyond R when the replicas disagree.
 const EXTRA_REPLICAS: usize = 2;
@@ -432,7 +429,7 @@ async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Atte
             network_us: 0,
         })),
         Ok(Response::Busy) => {
-            let _ = node.routing.busy(peer.clone(), BUSY_WINDOW_MS).await;
+            let _ = node.routing.busy(peer.clone(), node.busy_window_ms).await;
             reroute("busy".into())
         }
         Ok(Response::Refused(why)) => {

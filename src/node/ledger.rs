@@ -182,7 +182,7 @@ impl Ledger {
                 let Some(from) = key_of(&peer) else { return };
                 ConsensusInput::Committed { block, from }
             }
-            Announcement::Provider { .. } => return,
+            Announcement::Provider { .. } | Announcement::Load(_) => return,
         };
         let _ = self.consensus.send(input).await;
     }

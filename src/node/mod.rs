@@ -6,6 +6,8 @@
 //!   announcements and DHT answers, on its own timely worker thread;
 //! - hosting ([`host`]): the module store, the executor pool, answering
 //!   peers' requests;
+//! - load and scaling ([`scale`]): a load report every second on gossip;
+//!   hosting replicas of busy functions, retiring idle ones;
 //! - invoking ([`invoke`]): resolve a name, schedule R replicas, reroute
 //!   around busy or failed providers, take the majority, settle the
 //!   receipts;
@@ -20,6 +22,7 @@ mod api;
 mod host;
 mod invoke;
 mod ledger;
+mod scale;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -85,6 +88,21 @@ pub(crate) struct NodeArgs {
     /// Byzantine executor, for tests and the demo.
     #[arg(long)]
     byzantine: bool,
+    /// Auto-scaling: host a replica of a function whose hosts report
+    /// being this busy on average (a fraction of their executor time),
+    /// when this node has spare capacity.
+    #[arg(long, value_name = "F", default_value_t = 0.7, value_parser = fraction)]
+    scale_up_at: f64,
+    /// Retire a replica auto-scaling took on after this long without calls.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    scale_idle_secs: u64,
+    /// How long a provider that answered "busy" is left out of this
+    /// node's scheduling.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    busy_window_ms: u64,
+    /// Never host functions on this node's own initiative.
+    #[arg(long)]
+    no_autoscale: bool,
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
@@ -124,8 +142,12 @@ pub(crate) struct Node {
     pub(crate) replicas: usize,
     /// Fraction of single-replica calls verified by a second executor.
     pub(crate) verify_fraction: f64,
+    /// How long a busy provider is skipped.
+    pub(crate) busy_window_ms: u64,
     /// Executors this node caught disagreeing with a majority.
     pub(crate) disputes: invoke::Disputes,
+    /// Others' load reports, for auto-scaling.
+    pub(crate) scaler: scale::Scaler,
 }
 
 pub(crate) fn run(args: NodeArgs, data_dir: &Path) -> Result<(), CliError> {
@@ -193,7 +215,9 @@ async fn serve(args: NodeArgs, data_dir: PathBuf) -> Result<(), CliError> {
         ledger,
         replicas: args.replicas as usize,
         verify_fraction: args.verify_fraction,
+        busy_window_ms: args.busy_window_ms,
         disputes: invoke::Disputes::default(),
+        scaler: scale::Scaler::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(args.api)
@@ -247,6 +271,11 @@ async fn serve(args: NodeArgs, data_dir: PathBuf) -> Result<(), CliError> {
     });
     let republish_node = node.clone();
     tokio::spawn(async move { host::republish_forever(republish_node).await });
+    let scale = scale::ScaleConfig {
+        up_at_permille: (!args.no_autoscale).then_some((args.scale_up_at * 1000.0) as u32),
+        idle: Duration::from_secs(args.scale_idle_secs),
+    };
+    tokio::spawn(scale::run_forever(node.clone(), scale));
 
     let app = api::router(node.clone());
     axum::serve(listener, app)

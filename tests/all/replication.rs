@@ -102,44 +102,188 @@ fn a_busy_provider_is_skipped_and_the_call_lands_elsewhere() {
     wait_providers(&[&s], "spin", 1);
 
     // Occupy a's only executor thread with a long call (it loops until
-    // its fuel runs out, about a second).
-    let (api, client) = (s.api.clone(), s.dir.join("client"));
-    let long = std::thread::spawn(move || invoke(&api, &client, "spin", "", &[]));
-    a.wait_status("a busy with spin", |st| {
-        st["load"].as_u64().unwrap_or(0) > 0
-    });
-
-    // Two replicas wanted, two providers known: a answers "busy", so the
-    // call takes b's answer alone instead of failing.
-    let out = invoke(
-        &s.api,
-        &s.dir.join("client"),
-        "echo",
-        "hello",
-        &["--replicas", "2"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
-    assert_eq!(v["output"], "hello");
-    assert_eq!(v["executor"], b.peer_id.as_str());
-    assert_eq!(v["replicas"], 1, "{v}");
-    // Within the busy window a is not even tried.
-    for _ in 0..3 {
-        let out = invoke(&s.api, &s.dir.join("client"), "echo", "again", &[]);
+    // its fuel runs out, a few hundred ms), and while a is seen busy, call
+    // echo on two replicas: a answers "busy", so the call takes b's answer
+    // alone instead of failing. A call can miss a's busy moment (the spin
+    // ended first); it must still succeed, and one of a few must see it.
+    let load_of = |node: &NodeProc| -> u64 {
+        let body = ureq::get(format!("{}/api/status", node.api))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        serde_json::from_str::<Value>(&body).map_or(0, |v| v["load"].as_u64().unwrap_or(0))
+    };
+    let mut rerouted = false;
+    for _ in 0..20 {
+        let (api, client) = (s.api.clone(), s.dir.join("client"));
+        let long = std::thread::spawn(move || invoke(&api, &client, "spin", "", &[]));
+        while load_of(&a) == 0 && !long.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let out = invoke(
+            &s.api,
+            &s.dir.join("client"),
+            "echo",
+            "hello",
+            &["--replicas", "2"],
+        );
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(json(&out)["executor"], b.peer_id.as_str());
+        let v = json(&out);
+        assert_eq!(v["output"], "hello");
+        let stderr = String::from_utf8_lossy(&long.join().unwrap().stderr).into_owned();
+        assert!(stderr.contains("out of fuel"), "{stderr}");
+        if v["replicas"] == 1 {
+            assert_eq!(v["executor"], b.peer_id.as_str(), "{v}");
+            rerouted = true;
+            break;
+        }
+        assert_eq!(v["replicas"], 2, "{v}");
     }
-    let out = long.join().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("out of fuel"), "{stderr}");
+    assert!(rerouted, "a was never found busy in 20 tries");
+    // Within s's busy window (5 s here) a is not even tried, though it
+    // is idle again.
+    for _ in 0..3 {
+        let out = invoke(
+            &s.api,
+            &s.dir.join("client"),
+            "echo",
+            "again",
+            &["--replicas", "2"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = json(&out);
+        assert_eq!(
+            (&v["executor"], &v["replicas"]),
+            (&Value::from(b.peer_id.as_str()), &Value::from(1)),
+            "{v}"
+        );
+    }
+}
+
+/// The providers of `function` in `node`'s routing table.
+fn providers_of(node: &NodeProc, function: &str) -> Vec<String> {
+    let module = std::fs::read(example(function)).expect("read the module");
+    let id = orb_functions::FunctionId::of(&module).to_hex();
+    let out = node.client(&["ls", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["function"] == id.as_str())
+        .flat_map(|f| f["providers"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["peer"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_busy_function_gets_a_replica_and_the_idle_replica_retires() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let publisher = root.path().join("publisher");
+    let s = NodeProc::start(
+        &root.path().join("s"),
+        LOOPBACK,
+        &["--supernode", "--no-autoscale"],
+        None,
+    );
+    let boot = s.addrs[0].clone();
+    // h hosts fib on one executor thread; x is idle and may scale.
+    let h = NodeProc::start(
+        &root.path().join("h"),
+        LOOPBACK,
+        &[
+            "--bootstrap",
+            &boot,
+            "--executor-threads",
+            "1",
+            "--no-autoscale",
+        ],
+        None,
+    );
+    let x = NodeProc::start(
+        &root.path().join("x"),
+        LOOPBACK,
+        &[
+            "--bootstrap",
+            &boot,
+            "--scale-up-at",
+            "0.5",
+            "--scale-idle-secs",
+            "3",
+        ],
+        None,
+    );
+    deploy_on(&h, "fib", &publisher);
+    wait_providers(&[&s], "fib", 1);
+    assert_eq!(x.status()["hosted"], 0);
+
+    // Load: four callers keep h's only thread busy until x takes fib on
+    // and runs some of the calls.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (api, client, stop) = (s.api.clone(), s.dir.join("client"), stop.clone());
+            std::thread::spawn(move || {
+                let mut executors = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let out = invoke(&api, &client, "fib", "32", &[]);
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let v = json(&out);
+                    assert_eq!(v["output"], "2178309");
+                    executors.push(v["executor"].as_str().unwrap().to_owned());
+                }
+                executors
+            })
+        })
+        .collect();
+    x.wait_status("x hosts a replica of fib", |st| st["hosted"] == 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !providers_of(&s, "fib").contains(&x.peer_id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s never learned x hosts fib"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let executors: Vec<String> = callers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(
+        executors.contains(&x.peer_id),
+        "the new replica ran none of {} calls",
+        executors.len()
+    );
+    // Idle for 3 s: x retires its replica and s stops routing to it; h,
+    // which was deployed to, keeps fib.
+    x.wait_status("x retired fib", |st| st["hosted"] == 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while providers_of(&s, "fib") != vec![h.peer_id.clone()] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s still routes fib to {:?}",
+            providers_of(&s, "fib")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(h.status()["hosted"], 1);
 }
 
 /// The finalized chain of a stopped node, block by block, with effects.
@@ -169,7 +313,14 @@ fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
     let genesis_file = root.path().join("genesis.json");
     std::fs::write(&genesis_file, serde_json::to_string(&genesis).unwrap()).unwrap();
     let g = genesis_file.to_str().unwrap();
-    let common = ["--genesis", g, "--block-interval-ms", "200"];
+    // No auto-scaling: the Byzantine node must not take on `reverse`.
+    let common = [
+        "--genesis",
+        g,
+        "--block-interval-ms",
+        "200",
+        "--no-autoscale",
+    ];
     let n0 = NodeProc::start(
         &dirs[0],
         LOOPBACK,
