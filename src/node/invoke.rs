@@ -21,8 +21,10 @@
 //!    this node, which the ledger pays by the same majority rule.
 //!
 //! Single-replica calls are verified by sampling: a fraction of them is
-//! re-executed by a second provider after the caller has its answer; a
-//! mismatch brings in a third, and the settlement then pays the majority.
+//! re-executed by a second provider, picked at random, after the caller has
+//! its answer; a mismatch brings in a third, and the settlement then pays
+//! the majority (the caller already had the unverified answer: sampling
+//! makes cheating unprofitable, replicas make it ineffective).
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -547,10 +549,13 @@ pub(crate) async fn invoke(
     .await
 }
 
-/// Sampled verification of a single-replica call: one more provider runs
-/// it; on a mismatch a third decides. The settlement waits for this.
+/// Sampled verification of a single-replica call: one more provider,
+/// picked at random (an executor cannot predict who checks it), runs it; on
+/// a mismatch a third decides. The settlement waits for this.
 async fn verify_later(mut schedule: Schedule, mut answers: Vec<Answer>) {
+    use rand::seq::SliceRandom as _;
     let invocation = schedule.call.invocation;
+    schedule.queue.make_contiguous().shuffle(&mut rand::rng());
     if let Err(e) = schedule.gather(1, &mut answers).await {
         debug!("sampled verification: {e}");
     }

@@ -321,10 +321,11 @@ fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
         "200",
         "--no-autoscale",
     ];
+    // n0, the caller, verifies every single-replica call.
     let n0 = NodeProc::start(
         &dirs[0],
         LOOPBACK,
-        &[&["--supernode"][..], &common].concat(),
+        &[&["--supernode", "--verify-fraction", "1"][..], &common].concat(),
         None,
     );
     let boot = n0.addrs[0].clone();
@@ -373,6 +374,30 @@ fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
     }
     let disputes = nodes[0].status()["disputes"].clone();
     assert_eq!(disputes.as_array().map_or(0, Vec::len), 20, "{disputes}");
+
+    // Sampled verification of single-replica calls: a random second
+    // executor re-runs each; when the Byzantine one is involved, a third
+    // decides and the Byzantine one is named (each call has a 1/3 chance
+    // it is the first pick, else 1/2 that it verifies).
+    for i in 0..20 {
+        let out = invoke(&nodes[0].api, &client, "echo", &format!("sampled {i}"), &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        invocations.push(json(&out)["invocation"].as_str().unwrap().to_owned());
+    }
+    nodes[0].wait_status(
+        "a sampled verification caught the Byzantine executor",
+        |st| {
+            st["disputes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|d| d["by"] == "sampled verification" && d["executor"] == byzantine.as_str())
+        },
+    );
 
     // A replica killed during 200 calls: none fails.
     let api = nodes[0].api.clone();
