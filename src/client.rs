@@ -122,7 +122,7 @@ fn parse(status: u16, body: &[u8]) -> Result<Value, CliError> {
     let code = match status {
         400 | 413 => USAGE,
         422 => GUEST,
-        404 | 503 => NETWORK,
+        404 | 502 | 503 => NETWORK,
         _ => INTERNAL,
     };
     Err(CliError {

@@ -335,14 +335,23 @@ impl Schedule {
 
 /// The result a strict majority of `answers` gave, if any.
 fn majority(answers: &[Answer]) -> Option<Result_> {
-    let mut counts: HashMap<&Result_, usize> = HashMap::new();
-    for a in answers {
-        *counts.entry(&a.result).or_default() += 1;
+    strict_majority(answers.iter().map(|a| &a.result))
+}
+
+/// The value held by more than half of `votes`.
+fn strict_majority<'a, T: Eq + std::hash::Hash + Clone + 'a>(
+    votes: impl Iterator<Item = &'a T>,
+) -> Option<T> {
+    let mut counts: HashMap<&T, usize> = HashMap::new();
+    let mut total = 0;
+    for v in votes {
+        *counts.entry(v).or_default() += 1;
+        total += 1;
     }
     counts
         .into_iter()
-        .find(|(_, n)| 2 * n > answers.len())
-        .map(|(r, _)| r.clone())
+        .find(|(_, n)| 2 * n > total)
+        .map(|(v, _)| v.clone())
 }
 
 /// Runs `call` on `provider` (here when that is this node).
@@ -645,4 +654,23 @@ async fn withdraw(node: &Node, id: FunctionId, peer: &str) {
 
 fn short(peer: &str) -> &str {
     &peer[peer.len().saturating_sub(8)..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strict_majority;
+
+    #[test]
+    fn a_strict_majority_needs_more_than_half() {
+        fn m(v: &[&'static str]) -> Option<&'static str> {
+            strict_majority(v.iter())
+        }
+        assert_eq!(m(&["a"]), Some("a"));
+        assert_eq!(m(&["a", "a", "b"]), Some("a"));
+        assert_eq!(m(&["a", "b"]), None);
+        assert_eq!(m(&["a", "b", "c"]), None);
+        assert_eq!(m(&["a", "a", "b", "b"]), None);
+        assert_eq!(m(&["b", "a", "a", "c", "a"]), Some("a"));
+        assert_eq!(m(&[]), None);
+    }
 }

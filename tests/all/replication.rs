@@ -169,6 +169,50 @@ fn a_busy_provider_is_skipped_and_the_call_lands_elsewhere() {
     }
 }
 
+#[test]
+fn replicas_without_a_majority_fail_naming_the_disagreement() {
+    let root = tempfile::tempdir().unwrap();
+    let publisher = root.path().join("publisher");
+    let flags = ["--no-autoscale", "--verify-fraction", "0"];
+    let s = NodeProc::start(
+        &root.path().join("s"),
+        LOOPBACK,
+        &[&["--supernode"][..], &flags].concat(),
+        None,
+    );
+    let boot = s.addrs[0].clone();
+    let honest = NodeProc::start(
+        &root.path().join("h"),
+        LOOPBACK,
+        &[&["--bootstrap", &boot][..], &flags].concat(),
+        None,
+    );
+    let liar = NodeProc::start(
+        &root.path().join("l"),
+        LOOPBACK,
+        &[&["--bootstrap", &boot, "--byzantine"][..], &flags].concat(),
+        None,
+    );
+    deploy_on(&honest, "echo", &publisher);
+    deploy_on(&liar, "echo", &publisher);
+    wait_providers(&[&s], "echo", 2);
+    // One against one, and no third provider to break the tie.
+    let out = invoke(
+        &s.api,
+        &s.dir.join("client"),
+        "echo",
+        "hi",
+        &["--replicas", "2"],
+    );
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("disagree, no strict majority"), "{stderr}");
+    for node in [&honest, &liar] {
+        let short = &node.peer_id[node.peer_id.len() - 8..];
+        assert!(stderr.contains(short), "{stderr} does not name {short}");
+    }
+}
+
 /// The providers of `function` in `node`'s routing table.
 fn providers_of(node: &NodeProc, function: &str) -> Vec<String> {
     let module = std::fs::read(example(function)).expect("read the module");
