@@ -22,6 +22,7 @@ mod function;
 mod ledger;
 mod node;
 mod pipeline;
+mod remote;
 mod run;
 
 use std::path::PathBuf;
@@ -53,7 +54,8 @@ struct Cli {
     #[arg(long, global = true, env = "ORB_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
-    /// The node that client commands (deploy, invoke, peers, ls, status) talk to.
+    /// The node that client commands (deploy, invoke, peers, ls, status,
+    /// pipeline run --remote) talk to.
     #[arg(
         long,
         global = true,
@@ -114,7 +116,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args, &data_dir),
         Command::Fn(cmd) => function::run(cmd),
-        Command::Pipeline(cmd) => pipeline::run(cmd),
+        Command::Pipeline(cmd) => pipeline::run(cmd, &cli.node),
         Command::Node(args) => node::run(args, &data_dir),
         Command::Deploy(args) => client::deploy(args, &cli.node, &data_dir),
         Command::Invoke(args) => client::invoke(args, &cli.node),

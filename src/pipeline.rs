@@ -25,7 +25,13 @@ Processes find each other at 127.0.0.1:2101+p unless --hostfile lists one
 host:port per line. A timely cluster is fail-stop with fixed membership:
 every process must start, and one crash ends them all. Each process prints
 the results of its own workers; timely prints connection progress on stdout
-first, so with --json the result is the last line.";
+first, so with --json the result is the last line.
+
+Network mode: `orb pipeline run etl --remote --node http://127.0.0.1:7420` sends each
+line to the `wordcount` function deployed on the network (orb deploy
+wordcount.wasm --name wordcount) through that node: the pipeline's call
+operator keeps --in-flight calls going, and each call is scheduled,
+replicated (--replicas), rerouted and paid like any other.";
 
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
@@ -54,12 +60,23 @@ pub(crate) struct RunArgs {
         value_name = "DIR"
     )]
     functions: PathBuf,
+    /// Call the function deployed on the network through the node at
+    /// --node instead of running it here (only `etl` calls a function:
+    /// `wordcount`, deployed under that name).
+    #[arg(long)]
+    remote: bool,
+    /// With --remote: executors per call (default: the node's --replicas).
+    #[arg(long, value_name = "R", requires = "remote", value_parser = clap::value_parser!(u32).range(1..=16))]
+    replicas: Option<u32>,
+    /// With --remote: calls in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    in_flight: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
-pub(crate) fn run(cmd: PipelineCommand) -> Result<(), CliError> {
+pub(crate) fn run(cmd: PipelineCommand, node: &str) -> Result<(), CliError> {
     match cmd {
         PipelineCommand::List => {
             for p in PIPELINES {
@@ -67,11 +84,11 @@ pub(crate) fn run(cmd: PipelineCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
-        PipelineCommand::Run(args) => run_one(args),
+        PipelineCommand::Run(args) => run_one(args, node),
     }
 }
 
-fn run_one(args: RunArgs) -> Result<(), CliError> {
+fn run_one(args: RunArgs, node: &str) -> Result<(), CliError> {
     if !PIPELINES.iter().any(|p| p.name == args.name) {
         return Err(CliError::usage(orb_pipelines::Error::Unknown(args.name)));
     }
@@ -111,6 +128,20 @@ fn run_one(args: RunArgs) -> Result<(), CliError> {
         },
         input: args.input,
         functions: args.functions,
+        invoker: match (args.remote, args.name.as_str()) {
+            (true, "etl") => Some(crate::remote::NodeInvoker::start(
+                node,
+                "wordcount",
+                args.replicas,
+                args.in_flight.max(1),
+            )),
+            (true, _) => {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "--remote: only the etl pipeline calls a function (wordcount)"
+                )));
+            }
+            (false, _) => None,
+        },
     };
     let failed = |e: orb_pipelines::Error| match e {
         orb_pipelines::Error::Read { .. } | orb_pipelines::Error::Unknown(_) => CliError::usage(e),

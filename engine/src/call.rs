@@ -1,7 +1,10 @@
 //! The `call` operator: runs a WebAssembly function on each record without
 //! blocking the worker.
 //!
-//! Each record becomes a call on the [`orb_functions::Executor`]'s threads.
+//! Each record becomes a call on an [`Invoker`]: the local
+//! [`orb_functions::Executor`]'s threads ([`call`]), or anything that
+//! answers later through a callback, such as a function deployed on the
+//! network and called through a node ([`call_with`]).
 //! The operator keeps a capability for every call in flight and emits the
 //! result at the record's timestamp when it comes back (the executor's
 //! callback rings the operator's activator), so downstream frontiers wait for
@@ -9,7 +12,7 @@
 //! [`CallConfig::max_in_flight`] calls per operator run at once (the seed
 //! framework's "max concurrent async operations"); further records wait in
 //! the operator, and the source's lag gate keeps that queue bounded. An
-//! executor that answers `Busy` is asked again a moment later. A guest
+//! executor that answers `Saturated` is asked again a moment later. A guest
 //! failure becomes an error record, never a failed pipeline.
 
 use std::collections::{HashMap, VecDeque};
@@ -61,7 +64,7 @@ pub struct CallStats {
     pub succeeded: AtomicU64,
     /// Calls whose guest failed.
     pub failed: AtomicU64,
-    /// Times the executor answered `Busy`.
+    /// Times the executor answered `Saturated`.
     pub busy: AtomicU64,
 }
 
@@ -110,11 +113,100 @@ pub struct Called<T> {
 
 type Done = (u64, Result<(Vec<u8>, u64), CallFailure>);
 
-/// Runs `function` on `input(record)` for each record of `stream`.
+/// Output bytes and fuel, or the failure.
+pub type CallResult = Result<(Vec<u8>, u64), CallFailure>;
+
+/// Called exactly once with a call's result.
+pub type OnDone = Box<dyn FnOnce(CallResult) + Send>;
+
+/// The invoker cannot take another call now; the operator asks again a
+/// moment later.
+#[derive(Debug)]
+pub struct Saturated;
+
+/// What runs the calls of a `call` operator.
+pub trait Invoker: Send + Sync + 'static {
+    /// Starts one call of `input`. Returns at once: `done` receives the
+    /// result (a failure too) later, from any thread. On `Err(Saturated)`
+    /// `done` is dropped uncalled and the operator asks again.
+    fn invoke(&self, input: Vec<u8>, done: OnDone) -> Result<(), Saturated>;
+}
+
+/// A function on this process's executor.
+struct Local {
+    executor: Arc<Executor>,
+    function: Function,
+    options: CallOptions,
+}
+
+impl Invoker for Local {
+    fn invoke(&self, input: Vec<u8>, done: OnDone) -> Result<(), Saturated> {
+        let mut opts = self.options.clone();
+        opts.seed = Seed::derive(&[self.function.id().as_bytes().as_slice(), &input].concat());
+        // `done` moves into the executor's callback; keep a way to report
+        // a refusal that is not "busy" as the call's result.
+        let done = Arc::new(std::sync::Mutex::new(Some(done)));
+        let on_result = done.clone();
+        let submitted = self
+            .executor
+            .submit(self.function.clone(), input, opts, move |r| {
+                let done = on_result.lock().ok().and_then(|mut d| d.take());
+                if let Some(done) = done {
+                    done(
+                        r.map(|o| (o.output, o.fuel))
+                            .map_err(|e| CallFailure::from(&e)),
+                    );
+                }
+            });
+        match submitted {
+            Ok(()) => Ok(()),
+            Err(FnError::Busy { .. }) => Err(Saturated),
+            Err(e) => {
+                let done = done.lock().ok().and_then(|mut d| d.take());
+                if let Some(done) = done {
+                    done(Err(CallFailure::from(&e)));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An [`Invoker`] running `function` on `executor` with `options` (the
+/// seed is derived per input).
+pub fn local_invoker(
+    executor: Arc<Executor>,
+    function: Function,
+    options: CallOptions,
+) -> Arc<dyn Invoker> {
+    Arc::new(Local {
+        executor,
+        function,
+        options,
+    })
+}
+
+/// Runs `function` on `input(record)` for each record of `stream`, on
+/// `executor`.
 pub fn call<'scope, T, F>(
     stream: Stream<'scope, u64, Vec<T>>,
     executor: Arc<Executor>,
     function: Function,
+    config: CallConfig,
+    input: F,
+) -> Stream<'scope, u64, Vec<Called<T>>>
+where
+    T: timely::ExchangeData,
+    F: Fn(&T) -> Vec<u8> + 'static,
+{
+    let local = local_invoker(executor, function, config.options.clone());
+    call_with(stream, local, config, input)
+}
+
+/// Runs `input(record)` through `invoker` for each record of `stream`.
+pub fn call_with<'scope, T, F>(
+    stream: Stream<'scope, u64, Vec<T>>,
+    invoker: Arc<dyn Invoker>,
     config: CallConfig,
     input: F,
 ) -> Stream<'scope, u64, Vec<Called<T>>>
@@ -136,7 +228,6 @@ where
             let mut waiting: VecDeque<(Capability<u64>, T)> = VecDeque::new();
             let mut in_flight: HashMap<u64, (Capability<u64>, T)> = HashMap::new();
             let mut next_id = 0u64;
-            let fn_id = function.id();
             move |(records, _frontier), output| {
                 if config.cancel.is_cancelled() {
                     // Release every capability we can; the executor's
@@ -164,39 +255,30 @@ where
                         break;
                     };
                     let bytes = input(&record);
-                    let mut opts = config.options.clone();
-                    opts.seed = Seed::derive(&[fn_id.as_bytes().as_slice(), &bytes].concat());
                     let (tx, bell, stats) =
                         (done_tx.clone(), activator.clone(), config.stats.clone());
                     let id = next_id;
                     stats.started();
-                    let submitted = executor.submit(function.clone(), bytes, opts, move |r| {
-                        stats.finished(r.is_ok());
-                        let r = r
-                            .map(|o| (o.output, o.fuel))
-                            .map_err(|e| CallFailure::from(&e));
-                        // The channel holds max_in_flight results: this never blocks.
-                        let _ = tx.send((id, r));
-                        let _ = bell.activate();
-                    });
+                    let submitted = invoker.invoke(
+                        bytes,
+                        Box::new(move |r: CallResult| {
+                            stats.finished(r.is_ok());
+                            // The channel holds max_in_flight results: this never blocks.
+                            let _ = tx.send((id, r));
+                            let _ = bell.activate();
+                        }),
+                    );
                     match submitted {
                         Ok(()) => {
                             next_id += 1;
                             in_flight.insert(id, (cap, record));
                         }
-                        Err(FnError::Busy { .. }) => {
+                        Err(Saturated) => {
                             config.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
                             config.stats.busy.fetch_add(1, Ordering::Relaxed);
                             waiting.push_front((cap, record));
                             local.activate_after(Duration::from_millis(1));
                             break;
-                        }
-                        Err(e) => {
-                            config.stats.finished(false);
-                            output.session(&cap).give(Called {
-                                record,
-                                result: Err(CallFailure::from(&e)),
-                            });
                         }
                     }
                 }

@@ -61,7 +61,10 @@ mod table;
 pub use boundary::{
     Busy, Cancel, Closed, Flow, Inlet, SourceHandle, TrySendError, channel, iter_source,
 };
-pub use call::{CallConfig, CallFailure, CallStats, Called, call};
+pub use call::{
+    CallConfig, CallFailure, CallResult, CallStats, Called, Invoker, OnDone, Saturated, call,
+    call_with, local_invoker,
+};
 pub use collection::{records, weighted};
 pub use config::EngineConfig;
 pub use consensus::{

@@ -213,6 +213,60 @@ fn replicas_without_a_majority_fail_naming_the_disagreement() {
     }
 }
 
+#[test]
+fn a_pipeline_calls_a_function_deployed_on_the_network() {
+    let root = tempfile::tempdir().unwrap();
+    let publisher = root.path().join("publisher");
+    let flags = ["--no-autoscale", "--verify-fraction", "0"];
+    let s = NodeProc::start(
+        &root.path().join("s"),
+        LOOPBACK,
+        &[&["--supernode"][..], &flags].concat(),
+        None,
+    );
+    let boot = s.addrs[0].clone();
+    let hosts: Vec<NodeProc> = ["h1", "h2"]
+        .iter()
+        .map(|h| {
+            NodeProc::start(
+                &root.path().join(h),
+                LOOPBACK,
+                &[&["--bootstrap", &boot][..], &flags].concat(),
+                None,
+            )
+        })
+        .collect();
+    for h in &hosts {
+        deploy_on(h, "wordcount", &publisher);
+    }
+    wait_providers(&[&s], "wordcount", 2);
+    let fns = crate::functions_dir();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["pipeline", "run", "etl", "--json", "--functions"];
+        args.push(fns.to_str().expect("utf-8 path"));
+        args.extend_from_slice(extra);
+        let out = crate::run_orb(&root.path().join("client"), &args, None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out)
+    };
+    let local = run(&[]);
+    // Every line a call on both hosts (two replicas agreeing), through s.
+    let remote = run(&["--remote", "--node", &s.api, "--replicas", "2"]);
+    assert_eq!(remote["failed_lines"], 0, "{remote}");
+    assert!(!local["totals"].as_object().unwrap().is_empty());
+    assert_eq!(remote["totals"], local["totals"]);
+    let out = crate::run_orb(
+        &root.path().join("client"),
+        &["pipeline", "run", "windows", "--remote", "--node", &s.api],
+        None,
+    );
+    crate::assert_fails(&out, 2, "only the etl pipeline calls a function");
+}
+
 /// The providers of `function` in `node`'s routing table.
 fn providers_of(node: &NodeProc, function: &str) -> Vec<String> {
     let module = std::fs::read(example(function)).expect("read the module");

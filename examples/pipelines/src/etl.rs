@@ -4,7 +4,9 @@
 //! Each worker reads its share of the lines (line `i` goes to worker
 //! `i % peers`, also across cluster processes) through an [`iter_source`],
 //! so the source is paced by the dataflow. The `call` operator runs the
-//! WebAssembly function on the executor pool. Its JSON output becomes a
+//! WebAssembly function on the executor pool, or, with
+//! [`Options::invoker`], calls `wordcount` deployed on the network through
+//! a node (replicated, rerouted and paid like any call). Its JSON output becomes a
 //! differential collection whose multiplicities are the counts, and
 //! `count` keeps the totals: each epoch changes only the words it saw.
 
@@ -13,7 +15,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use orb_engine::{CallConfig, Called, Flow, call, execute, iter_source, weighted};
+use orb_engine::{CallConfig, Called, Flow, Invoker, call_with, execute, iter_source, weighted};
 use orb_functions::{Executor, Runtime, RuntimeConfig};
 use timely::dataflow::operators::vec::Map;
 
@@ -40,10 +42,16 @@ pub fn run(options: &Options) -> Result<Report, Error> {
         None => SAMPLE.to_owned(),
     };
     let lines: Arc<Vec<String>> = Arc::new(text.lines().map(str::to_owned).collect());
-    let wasm = read(&options.functions.join("wordcount.wasm"))?;
-    let runtime = Runtime::new(RuntimeConfig::default())?;
-    let function = runtime.load(&wasm)?;
-    let executor = Arc::new(Executor::for_runtime(runtime)?);
+    let invoker: Arc<dyn Invoker> = match &options.invoker {
+        Some(remote) => remote.clone(),
+        None => {
+            let wasm = read(&options.functions.join("wordcount.wasm"))?;
+            let runtime = Runtime::new(RuntimeConfig::default())?;
+            let function = runtime.load(&wasm)?;
+            let executor = Arc::new(Executor::for_runtime(runtime)?);
+            orb_engine::local_invoker(executor, function, CallConfig::default().options)
+        }
+    };
     let engine = options.engine.clone();
 
     let per_worker = execute(&options.engine, move |worker| {
@@ -53,16 +61,12 @@ pub fn run(options: &Options) -> Result<Report, Error> {
         let flow = Flow::new(engine.max_lag, engine.batch.min(2));
         let report = Rc::new(RefCell::new(Report::default()));
         let (r1, r2) = (report.clone(), report.clone());
-        let (executor, function) = (executor.clone(), function.clone());
+        let invoker = invoker.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let lines = iter_source(scope, "lines", &flow, mine);
-            let counted = call(
-                lines,
-                executor,
-                function,
-                CallConfig::default(),
-                |l: &String| l.clone().into_bytes(),
-            );
+            let counted = call_with(lines, invoker, CallConfig::default(), |l: &String| {
+                l.clone().into_bytes()
+            });
             let words = counted.flat_map(move |c: Called<String>| {
                 let words: Vec<(String, isize)> = match c.result {
                     Ok((out, _fuel)) => serde_json::from_slice::<BTreeMap<String, isize>>(&out)

@@ -14,10 +14,12 @@ pub mod windows;
 
 use std::path::PathBuf;
 
-use orb_engine::EngineConfig;
+use std::sync::Arc;
+
+use orb_engine::{EngineConfig, Invoker};
 
 /// What every pipeline run takes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// Workers, cluster processes and pacing.
     pub engine: EngineConfig,
@@ -25,6 +27,21 @@ pub struct Options {
     pub input: Option<PathBuf>,
     /// Directory holding the example functions (`wordcount.wasm`, ...).
     pub functions: PathBuf,
+    /// Where `call` operators send their calls: `None` runs the functions
+    /// from `functions` on this process's executor; `Some` calls the
+    /// deployed function through a node (see `orb pipeline run --node`).
+    pub invoker: Option<Arc<dyn Invoker>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("engine", &self.engine)
+            .field("input", &self.input)
+            .field("functions", &self.functions)
+            .field("invoker", &self.invoker.as_ref().map(|_| "remote"))
+            .finish()
+    }
 }
 
 /// A pipeline's name and what it shows.
