@@ -24,6 +24,23 @@ pub(crate) struct Node {
     pub(crate) addr: String,
 }
 
+impl Node {
+    /// Stops the node as Ctrl-C would (SIGTERM: it flushes its stores),
+    /// killing it if it has not exited after 10 s.
+    pub(crate) fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
