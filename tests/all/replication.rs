@@ -19,6 +19,17 @@ use crate::{example, json};
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 const FAUCET: u64 = 1_000_000_000_000;
 
+/// Starts node `name` under `root`: a supernode when `boot` is `None`,
+/// else joining through `boot`; `flags` come after.
+fn node(root: &Path, name: &str, boot: Option<&str>, flags: &[&str]) -> NodeProc {
+    let mut args = match boot {
+        None => vec!["--supernode"],
+        Some(b) => vec!["--bootstrap", b],
+    };
+    args.extend_from_slice(flags);
+    NodeProc::start(&root.join(name), LOOPBACK, &args, None)
+}
+
 /// `orb deploy` through `node`, published by the client key in
 /// `publisher` (one publisher can host one name on several nodes).
 fn deploy_on(node: &NodeProc, function: &str, publisher: &Path) {
@@ -73,28 +84,24 @@ fn a_busy_provider_is_skipped_and_the_call_lands_elsewhere() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = tempfile::tempdir().unwrap();
     let publisher = root.path().join("publisher");
-    let s = NodeProc::start(&root.path().join("s"), LOOPBACK, &["--supernode"], None);
+    let r = root.path();
+    let s = node(
+        r,
+        "s",
+        None,
+        &["--no-autoscale", "--busy-window-ms", "5000"],
+    );
     let boot = s.addrs[0].clone();
     // `a` runs one call at a time and queues none: a second call is "busy".
-    let a = NodeProc::start(
-        &root.path().join("a"),
-        LOOPBACK,
-        &[
-            "--bootstrap",
-            &boot,
-            "--executor-threads",
-            "1",
-            "--executor-queue",
-            "0",
-        ],
-        None,
-    );
-    let b = NodeProc::start(
-        &root.path().join("b"),
-        LOOPBACK,
-        &["--bootstrap", &boot],
-        None,
-    );
+    let one = [
+        "--executor-threads",
+        "1",
+        "--executor-queue",
+        "0",
+        "--no-autoscale",
+    ];
+    let a = node(r, "a", Some(&boot), &one);
+    let b = node(r, "b", Some(&boot), &["--no-autoscale"]);
     deploy_on(&a, "spin", &publisher);
     deploy_on(&a, "echo", &publisher);
     deploy_on(&b, "echo", &publisher);
@@ -174,24 +181,15 @@ fn replicas_without_a_majority_fail_naming_the_disagreement() {
     let root = tempfile::tempdir().unwrap();
     let publisher = root.path().join("publisher");
     let flags = ["--no-autoscale", "--verify-fraction", "0"];
-    let s = NodeProc::start(
-        &root.path().join("s"),
-        LOOPBACK,
-        &[&["--supernode"][..], &flags].concat(),
-        None,
-    );
+    let r = root.path();
+    let s = node(r, "s", None, &flags);
     let boot = s.addrs[0].clone();
-    let honest = NodeProc::start(
-        &root.path().join("h"),
-        LOOPBACK,
-        &[&["--bootstrap", &boot][..], &flags].concat(),
-        None,
-    );
-    let liar = NodeProc::start(
-        &root.path().join("l"),
-        LOOPBACK,
-        &[&["--bootstrap", &boot, "--byzantine"][..], &flags].concat(),
-        None,
+    let honest = node(r, "h", Some(&boot), &flags);
+    let liar = node(
+        r,
+        "l",
+        Some(&boot),
+        &[&["--byzantine"][..], &flags].concat(),
     );
     deploy_on(&honest, "echo", &publisher);
     deploy_on(&liar, "echo", &publisher);
@@ -218,23 +216,12 @@ fn a_pipeline_calls_a_function_deployed_on_the_network() {
     let root = tempfile::tempdir().unwrap();
     let publisher = root.path().join("publisher");
     let flags = ["--no-autoscale", "--verify-fraction", "0"];
-    let s = NodeProc::start(
-        &root.path().join("s"),
-        LOOPBACK,
-        &[&["--supernode"][..], &flags].concat(),
-        None,
-    );
+    let r = root.path();
+    let s = node(r, "s", None, &flags);
     let boot = s.addrs[0].clone();
     let hosts: Vec<NodeProc> = ["h1", "h2"]
         .iter()
-        .map(|h| {
-            NodeProc::start(
-                &root.path().join(h),
-                LOOPBACK,
-                &[&["--bootstrap", &boot][..], &flags].concat(),
-                None,
-            )
-        })
+        .map(|h| node(r, h, Some(&boot), &flags))
         .collect();
     for h in &hosts {
         deploy_on(h, "wordcount", &publisher);
@@ -289,39 +276,18 @@ fn a_busy_function_gets_a_replica_and_the_idle_replica_retires() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = tempfile::tempdir().unwrap();
     let publisher = root.path().join("publisher");
-    let s = NodeProc::start(
-        &root.path().join("s"),
-        LOOPBACK,
-        &["--supernode", "--no-autoscale"],
-        None,
-    );
+    let r = root.path();
+    let s = node(r, "s", None, &["--no-autoscale"]);
     let boot = s.addrs[0].clone();
     // h hosts fib on one executor thread; x is idle and may scale.
-    let h = NodeProc::start(
-        &root.path().join("h"),
-        LOOPBACK,
-        &[
-            "--bootstrap",
-            &boot,
-            "--executor-threads",
-            "1",
-            "--no-autoscale",
-        ],
-        None,
+    let h = node(
+        r,
+        "h",
+        Some(&boot),
+        &["--executor-threads", "1", "--no-autoscale"],
     );
-    let x = NodeProc::start(
-        &root.path().join("x"),
-        LOOPBACK,
-        &[
-            "--bootstrap",
-            &boot,
-            "--scale-up-at",
-            "0.5",
-            "--scale-idle-secs",
-            "3",
-        ],
-        None,
-    );
+    let scale = ["--scale-up-at", "0.5", "--scale-idle-secs", "3"];
+    let x = node(r, "x", Some(&boot), &scale);
     deploy_on(&h, "fib", &publisher);
     wait_providers(&[&s], "fib", 1);
     assert_eq!(x.status()["hosted"], 0);
@@ -420,21 +386,19 @@ fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
         "--no-autoscale",
     ];
     // n0, the caller, verifies every single-replica call.
-    let n0 = NodeProc::start(
-        &dirs[0],
-        LOOPBACK,
-        &[&["--supernode", "--verify-fraction", "1"][..], &common].concat(),
+    let r = root.path();
+    let n0 = node(
+        r,
+        "n0",
         None,
+        &[&["--verify-fraction", "1"][..], &common].concat(),
     );
     let boot = n0.addrs[0].clone();
     let mut nodes = vec![n0];
-    for (i, dir) in dirs.iter().enumerate().skip(1) {
-        let mut args = vec!["--bootstrap", boot.as_str()];
-        args.extend(common);
-        if i == 5 {
-            args.push("--byzantine");
-        }
-        nodes.push(NodeProc::start(dir, LOOPBACK, &args, None));
+    for i in 1..6 {
+        let byzantine = if i == 5 { &["--byzantine"][..] } else { &[] };
+        let flags = [&common[..], byzantine].concat();
+        nodes.push(node(r, &format!("n{i}"), Some(&boot), &flags));
     }
     let all: Vec<&NodeProc> = nodes.iter().collect();
     wait_all(&all, "a full committee", 60, |ls| {
