@@ -251,7 +251,7 @@ struct Schedule {
 
 impl Schedule {
     async fn new(node: Arc<Node>, call: Invoke) -> Result<Self, InvokeError> {
-        let mut queue: VecDeque<Provider> = providers(&node, call.function).await?.into();
+        let mut queue: VecDeque<Provider> = spread(providers(&node, call.function).await?);
         let mut asked_dht = false;
         if queue.is_empty() {
             queue = discover(&node, call.function).await?.into();
@@ -331,6 +331,32 @@ impl Schedule {
             }
         }
     }
+}
+
+/// The routing answer's order, with providers that rank equal (same load
+/// per capacity, same module holding) shuffled: ties otherwise go by peer
+/// id, and every entry node would send its calls to the same provider
+/// between two load reports.
+fn spread(mut ranked: Vec<Provider>) -> VecDeque<Provider> {
+    use rand::seq::SliceRandom as _;
+    let key = |p: &Provider| {
+        (
+            u64::from(p.load) * 1000 / u64::from(p.capacity.max(1)),
+            !p.cached,
+        )
+    };
+    let mut rng = rand::rng();
+    let mut start = 0;
+    while start < ranked.len() {
+        let k = key(&ranked[start]);
+        let end = ranked[start..]
+            .iter()
+            .position(|p| key(p) != k)
+            .map_or(ranked.len(), |n| start + n);
+        ranked[start..end].shuffle(&mut rng);
+        start = end;
+    }
+    ranked.into()
 }
 
 /// The result a strict majority of `answers` gave, if any.
@@ -502,7 +528,7 @@ pub(crate) async fn invoke(
         let decided = schedule.decide(&mut answers, r + EXTRA_REPLICAS).await?;
         let attempts = schedule.tried.len() as u32;
         let Some(result) = decided else {
-            settle(node, invocation, &answers, None, "replicas");
+            settle(node, invocation, &answers, None, "replicas").await;
             return Err(InvokeError::Disagreement {
                 target: target.to_owned(),
                 results: describe(&answers),
@@ -513,7 +539,7 @@ pub(crate) async fn invoke(
             && matches!(result, Result_::Output { .. })
             && rand::random::<f64>() < node.verify_fraction;
         if !verify {
-            settle(node, invocation, &answers, Some(&result), "replicas");
+            settle(node, invocation, &answers, Some(&result), "replicas").await;
         }
         let (agreed, disputed): (Vec<&Answer>, Vec<&Answer>) =
             answers.iter().partition(|a| a.result == result);
@@ -587,13 +613,14 @@ async fn verify_later(mut schedule: Schedule, mut answers: Vec<Answer>) {
         &answers,
         decided.as_ref(),
         "sampled verification",
-    );
+    )
+    .await;
 }
 
 /// Records the executors outvoted and settles every receipt: nobody is
 /// paid without a majority, and a majority failure settles nothing (a
 /// failed call earns nothing, so a lone receipt must not be paid).
-fn settle(
+async fn settle(
     node: &Node,
     invocation: u128,
     answers: &[Answer],
@@ -617,7 +644,7 @@ fn settle(
     }
     if let Some(ledger) = &node.ledger {
         let receipts = answers.iter().filter_map(|a| a.receipt.clone()).collect();
-        ledger.settle(invocation, receipts);
+        ledger.settle(invocation, receipts).await;
     }
 }
 

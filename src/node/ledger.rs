@@ -213,8 +213,10 @@ impl Ledger {
     }
 
     /// Signs the settlement of a call this node made (every receipt its
-    /// replicas returned) and queues it for the next block.
-    pub(crate) fn settle(&self, invocation: u128, receipts: Vec<Receipt>) {
+    /// replicas returned) and queues it for the next block, waiting while
+    /// consensus's queue is full (backpressure on the calls, never a lost
+    /// settlement).
+    pub(crate) async fn settle(&self, invocation: u128, receipts: Vec<Receipt>) {
         if receipts.is_empty() {
             return;
         }
@@ -224,11 +226,15 @@ impl Ledger {
             receipts,
         }
         .sign(&self.key);
-        if !self.consensus.try_send(ConsensusInput::Settlements {
-            settlements: vec![settlement],
-            local: true,
-        }) {
-            warn!("consensus queue full: settlement of {invocation:032x} dropped");
+        let sent = self
+            .consensus
+            .send(ConsensusInput::Settlements {
+                settlements: vec![settlement],
+                local: true,
+            })
+            .await;
+        if sent.is_err() {
+            warn!("consensus stopped: settlement of {invocation:032x} not queued");
         }
     }
 }
