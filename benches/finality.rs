@@ -18,7 +18,7 @@ use orb_ledger::{Genesis, PublicKey};
 use serde_json::Value;
 
 mod support;
-use support::{Node, agent, deploy_echo, start, summary};
+use support::{Node, agent, deploy_echo, start_network, summary};
 
 const NODES: usize = 10;
 const LOAD: Duration = Duration::from_secs(20);
@@ -43,26 +43,11 @@ fn main() {
     let payer =
         PublicKey(orb_net::identity::ed25519_public(&key.public().to_peer_id()).expect("ed25519"));
     let genesis = Genesis::local("finality-bench", vec![(payer, u64::MAX / 4)]);
-    let file = root.path().join("genesis.json");
-    std::fs::write(&file, serde_json::to_string(&genesis).expect("json")).expect("write");
-    let g = file.to_str().expect("utf-8");
-    let common = [
-        "--genesis",
-        g,
-        "--block-interval-ms",
-        "200",
-        "--executor-threads",
-        "1",
-    ];
-
-    let first = start(&dirs[0], &common);
-    let boot = first.addr.clone();
-    let mut nodes = vec![first];
-    for dir in &dirs[1..] {
-        let mut args = vec!["--bootstrap", boot.as_str()];
-        args.extend(common);
-        nodes.push(start(dir, &args));
-    }
+    let nodes = start_network(
+        &dirs,
+        &genesis,
+        &["--block-interval-ms", "200", "--executor-threads", "1"],
+    );
     let http = agent();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !nodes.iter().all(|n| {

@@ -33,7 +33,7 @@ use orb_ledger::{Chain, Genesis, PublicKey};
 use serde_json::Value;
 
 mod support;
-use support::{Node, agent, deploy_echo, functions_dir, start, summary};
+use support::{Node, agent, deploy_echo, functions_dir, start_network, summary};
 
 const NODES: usize = 6;
 const CLIENTS: usize = 8;
@@ -279,24 +279,11 @@ fn main() {
         })
         .collect();
     let genesis = Genesis::local("network-bench", balances);
-    let file = root.path().join("genesis.json");
-    std::fs::write(&file, serde_json::to_string(&genesis).expect("json")).expect("write");
-    let common = [
-        "--genesis",
-        file.to_str().expect("utf-8"),
-        "--block-interval-ms",
-        "200",
-        "--verify-fraction",
-        "0",
-    ];
-    let first = start(&dirs[0], &common);
-    let boot = first.addr.clone();
-    let mut nodes = vec![first];
-    for dir in &dirs[1..] {
-        let mut args = vec!["--bootstrap", boot.as_str()];
-        args.extend(common);
-        nodes.push(start(dir, &args));
-    }
+    let nodes = start_network(
+        &dirs,
+        &genesis,
+        &["--block-interval-ms", "200", "--verify-fraction", "0"],
+    );
     let http = agent();
     let members = NODES.min(genesis.slots as usize);
     wait_ledgers(&http, &nodes, "a full committee", 60, |ls| {

@@ -78,6 +78,31 @@ pub(crate) fn start(dir: &std::path::Path, extra: &[&str]) -> Node {
     Node { child, api, addr }
 }
 
+/// Starts one node per dir sharing `genesis` (node 0 first, the others
+/// joining through it), each with `extra` flags.
+#[allow(dead_code)] // not every bench runs a ledger network
+pub(crate) fn start_network(
+    dirs: &[std::path::PathBuf],
+    genesis: &orb_ledger::Genesis,
+    extra: &[&str],
+) -> Vec<Node> {
+    let root = dirs[0].parent().expect("dirs under a root");
+    std::fs::create_dir_all(root).expect("root dir");
+    let file = root.join("genesis.json");
+    std::fs::write(&file, serde_json::to_string(genesis).expect("json")).expect("write");
+    let mut common = vec!["--genesis", file.to_str().expect("utf-8")];
+    common.extend_from_slice(extra);
+    let first = start(&dirs[0], &common);
+    let boot = first.addr.clone();
+    let mut nodes = vec![first];
+    for dir in &dirs[1..] {
+        let mut args = vec!["--bootstrap", boot.as_str()];
+        args.extend_from_slice(&common);
+        nodes.push(start(dir, &args));
+    }
+    nodes
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }

@@ -60,6 +60,17 @@ fn invoke(api: &str, client: &Path, target: &str, input: &str, extra: &[&str]) -
         .expect("run orb invoke")
 }
 
+/// [`invoke`] that must succeed; its JSON.
+fn invoke_ok(api: &str, client: &Path, target: &str, input: &str, extra: &[&str]) -> Value {
+    let out = invoke(api, client, target, input, extra);
+    assert!(
+        out.status.success(),
+        "{target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&out)
+}
+
 /// Waits until every node's routing table lists `function` at `hosts`
 /// providers (they announce on gossip).
 fn wait_providers(nodes: &[&NodeProc], function: &str, hosts: usize) {
@@ -128,19 +139,13 @@ fn a_busy_provider_is_skipped_and_the_call_lands_elsewhere() {
         while load_of(&a) == 0 && !long.is_finished() {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let out = invoke(
+        let v = invoke_ok(
             &s.api,
             &s.dir.join("client"),
             "echo",
             "hello",
             &["--replicas", "2"],
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v = json(&out);
         assert_eq!(v["output"], "hello");
         let stderr = String::from_utf8_lossy(&long.join().unwrap().stderr).into_owned();
         assert!(stderr.contains("out of fuel"), "{stderr}");
@@ -155,19 +160,13 @@ fn a_busy_provider_is_skipped_and_the_call_lands_elsewhere() {
     // Within s's busy window (5 s here) a is not even tried, though it
     // is idle again.
     for _ in 0..3 {
-        let out = invoke(
+        let v = invoke_ok(
             &s.api,
             &s.dir.join("client"),
             "echo",
             "again",
             &["--replicas", "2"],
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v = json(&out);
         assert_eq!(
             (&v["executor"], &v["replicas"]),
             (&Value::from(b.peer_id.as_str()), &Value::from(1)),
@@ -301,13 +300,7 @@ fn a_busy_function_gets_a_replica_and_the_idle_replica_retires() {
             std::thread::spawn(move || {
                 let mut executors = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let out = invoke(&api, &client, "fib", "32", &[]);
-                    assert!(
-                        out.status.success(),
-                        "{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    let v = json(&out);
+                    let v = invoke_ok(&api, &client, "fib", "32", &[]);
                     assert_eq!(v["output"], "2178309");
                     executors.push(v["executor"].as_str().unwrap().to_owned());
                 }
@@ -422,13 +415,7 @@ fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
     // Byzantine one is named as outvoted.
     for i in 0..20 {
         let input = format!("call {i}");
-        let out = invoke(&nodes[0].api, &client, "echo", &input, &["--replicas", "3"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v = json(&out);
+        let v = invoke_ok(&nodes[0].api, &client, "echo", &input, &["--replicas", "3"]);
         assert_eq!(v["output"], input.as_str(), "a wrong answer: {v}");
         assert_eq!(v["replicas"], 3, "{v}");
         assert_eq!(v["disputed"], serde_json::json!([byzantine]), "{v}");
@@ -442,13 +429,8 @@ fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
     // decides and the Byzantine one is named (each call has a 1/3 chance
     // it is the first pick, else 1/2 that it verifies).
     for i in 0..20 {
-        let out = invoke(&nodes[0].api, &client, "echo", &format!("sampled {i}"), &[]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        invocations.push(json(&out)["invocation"].as_str().unwrap().to_owned());
+        let v = invoke_ok(&nodes[0].api, &client, "echo", &format!("sampled {i}"), &[]);
+        invocations.push(v["invocation"].as_str().unwrap().to_owned());
     }
     nodes[0].wait_status(
         "a sampled verification caught the Byzantine executor",
