@@ -74,16 +74,9 @@ fn invoke_ok(api: &str, client: &Path, target: &str, input: &str, extra: &[&str]
 /// Waits until every node's routing table lists `function` at `hosts`
 /// providers (they announce on gossip).
 fn wait_providers(nodes: &[&NodeProc], function: &str, hosts: usize) {
-    let module = std::fs::read(example(function)).expect("read the module");
-    let id = orb_functions::FunctionId::of(&module).to_hex();
     for node in nodes {
         node.wait_status(&format!("{hosts} providers of {function}"), |_| {
-            let out = node.client(&["ls", "--json"]);
-            let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-            list.as_array().into_iter().flatten().any(|f| {
-                f["function"] == id.as_str()
-                    && f["providers"].as_array().map_or(0, Vec::len) >= hosts
-            })
+            providers_of(node, function).len() >= hosts
         });
     }
 }
