@@ -213,7 +213,7 @@ impl Disputes {
 
 /// What a replica's result is compared by.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Result_ {
+enum Reply {
     Output { hash: Digest, fuel: u64 },
     Failed { kind: String },
 }
@@ -221,7 +221,7 @@ enum Result_ {
 /// One replica's answer.
 struct Answer {
     peer: String,
-    result: Result_,
+    result: Reply,
     output: Vec<u8>,
     /// The guest failure's message and fuel, for a failed call.
     failure: Option<(String, Option<u64>)>,
@@ -316,7 +316,7 @@ impl Schedule {
         &mut self,
         answers: &mut Vec<Answer>,
         limit: usize,
-    ) -> Result<Option<Result_>, InvokeError> {
+    ) -> Result<Option<Reply>, InvokeError> {
         loop {
             if let Some(result) = majority(answers) {
                 return Ok(Some(result));
@@ -360,7 +360,7 @@ fn spread(mut ranked: Vec<Provider>) -> VecDeque<Provider> {
 }
 
 /// The result a strict majority of `answers` gave, if any.
-fn majority(answers: &[Answer]) -> Option<Result_> {
+fn majority(answers: &[Answer]) -> Option<Reply> {
     strict_majority(answers.iter().map(|a| &a.result))
 }
 
@@ -409,6 +409,7 @@ async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Atte
             execution_us,
             receipt,
         }) => {
+            let hash = Digest(*blake3::hash(&output).as_bytes());
             if let Some(ledger) = &node.ledger {
                 let executor = if local {
                     Some(ledger.me)
@@ -422,7 +423,7 @@ async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Atte
                         && Some(b.executor) == executor
                         && b.function.0 == *call.function.as_bytes()
                         && b.input.0 == *blake3::hash(&call.input).as_bytes()
-                        && b.output.0 == *blake3::hash(&output).as_bytes()
+                        && b.output == hash
                         && b.fuel == fuel
                         && r.verify()
                 });
@@ -432,10 +433,7 @@ async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Atte
                 }
             }
             Attempt::Answer(Box::new(Answer {
-                result: Result_::Output {
-                    hash: Digest(*blake3::hash(&output).as_bytes()),
-                    fuel,
-                },
+                result: Reply::Output { hash, fuel },
                 peer,
                 output,
                 failure: None,
@@ -456,7 +454,7 @@ async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Atte
             message,
             fuel,
         }) => Attempt::Answer(Box::new(Answer {
-            result: Result_::Failed { kind },
+            result: Reply::Failed { kind },
             peer,
             output: Vec::new(),
             failure: Some((message, fuel)),
@@ -536,7 +534,7 @@ pub(crate) async fn invoke(
         };
         let verify = answers.len() == 1
             && r == 1
-            && matches!(result, Result_::Output { .. })
+            && matches!(result, Reply::Output { .. })
             && rand::random::<f64>() < node.verify_fraction;
         if !verify {
             settle(node, invocation, &answers, Some(&result), "replicas").await;
@@ -552,7 +550,7 @@ pub(crate) async fn invoke(
             .copied()
             .ok_or_else(|| InvokeError::Internal("a majority of no answers".into()))?;
         if let Some((message, fuel)) = &best.failure {
-            let Result_::Failed { kind } = &result else {
+            let Reply::Failed { kind } = &result else {
                 return Err(InvokeError::Internal("a failure without a kind".into()));
             };
             return Err(InvokeError::Guest {
@@ -624,7 +622,7 @@ async fn settle(
     node: &Node,
     invocation: u128,
     answers: &[Answer],
-    result: Option<&Result_>,
+    result: Option<&Reply>,
     by: &'static str,
 ) {
     if let Some(result) = result {
@@ -639,7 +637,7 @@ async fn settle(
             node.disputes.record(dispute);
         }
     }
-    if matches!(result, Some(Result_::Failed { .. })) {
+    if matches!(result, Some(Reply::Failed { .. })) {
         return;
     }
     if let Some(ledger) = &node.ledger {
@@ -660,14 +658,14 @@ fn describe(answers: &[Answer]) -> String {
     answers
         .iter()
         .map(|a| match &a.result {
-            Result_::Output { hash, fuel } => {
+            Reply::Output { hash, fuel } => {
                 format!(
                     "{} → output {} (fuel {fuel})",
                     short(&a.peer),
                     &hash.to_string()[..16]
                 )
             }
-            Result_::Failed { kind } => format!("{} → failed ({kind})", short(&a.peer)),
+            Reply::Failed { kind } => format!("{} → failed ({kind})", short(&a.peer)),
         })
         .collect::<Vec<_>>()
         .join("; ")
