@@ -162,7 +162,10 @@ impl Host {
 
     /// Whether this node hosts `id`.
     pub(crate) fn hosts(&self, id: &FunctionId) -> bool {
-        self.function(id).is_some()
+        self.functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(id)
     }
 
     /// Functions hosted by auto-scaling.
@@ -244,16 +247,16 @@ impl Host {
         }
     }
 
+    /// Adds a finished call to its function's window. A call that ends
+    /// after its function retired is not counted: the window's keys are
+    /// the hosted functions, and the load report lists them as hosted.
     fn record_call(&self, id: FunctionId, busy: Duration) {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        let w = windows.entry(id).or_insert(Window {
-            calls: 0,
-            busy: Duration::ZERO,
-            last_call: Instant::now(),
-        });
-        w.calls += 1;
-        w.busy += busy;
-        w.last_call = Instant::now();
+        if let Some(w) = windows.get_mut(&id) {
+            w.calls += 1;
+            w.busy += busy;
+            w.last_call = Instant::now();
+        }
     }
 
     /// Remembers a name this node published, to republish it after a restart.
