@@ -67,10 +67,7 @@ pub use call::{
 };
 pub use collection::{records, weighted};
 pub use config::EngineConfig;
-pub use consensus::{
-    Action, Balances, Consensus, ConsensusConfig, ConsensusInput, LedgerStatus, Replica,
-    start_consensus,
-};
+pub use consensus::{Balances, Consensus, LedgerStatus, start_consensus};
 pub use error::{Error, Result};
 pub use inspect::InspectRecords;
 pub use persist::{Log, persist};

@@ -9,13 +9,15 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::genesis::Genesis;
-use crate::keys::{self, Digest, Keypair, PublicKey, Signature};
+use crate::keys::{Digest, Keypair, PublicKey, Signature, Verifier};
 use crate::koth::Claim;
 use crate::receipt::Receipt;
 use crate::settlement::Settlement;
 use crate::vote::Vote;
 
 const HEADER_TAG: &[u8] = b"orb/header/1\0";
+
+static UNCACHED: Verifier = Verifier::uncached();
 
 /// What the block hash covers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,13 +160,31 @@ impl Block {
     /// Level 2: the proposer's signature and claim, every receipt's
     /// signature (batch verified), and the finality evidence.
     pub fn check_signatures(&self, genesis: &Genesis) -> Result<(), String> {
-        self.check_proposal(genesis)?;
-        self.check_evidence(genesis)
+        self.check_signatures_with(genesis, &UNCACHED)
+    }
+
+    /// [`Block::check_signatures`] through `verifier`.
+    pub fn check_signatures_with(
+        &self,
+        genesis: &Genesis,
+        verifier: &Verifier,
+    ) -> Result<(), String> {
+        self.check_proposal_with(genesis, verifier)?;
+        self.check_evidence_with(genesis, verifier)
     }
 
     /// The proposer's signature and claim and every receipt's signature:
     /// what a proposal carries before it is decided.
     pub fn check_proposal(&self, genesis: &Genesis) -> Result<(), String> {
+        self.check_proposal_with(genesis, &UNCACHED)
+    }
+
+    /// [`Block::check_proposal`] through `verifier`.
+    pub fn check_proposal_with(
+        &self,
+        genesis: &Genesis,
+        verifier: &Verifier,
+    ) -> Result<(), String> {
         let chain = genesis.id();
         let hash = self.hash();
         let proposer = self.header.proposer;
@@ -189,7 +209,7 @@ impl Block {
             batch.push(s.signed_message());
             batch.extend(s.body.receipts.iter().map(Receipt::signed_message));
         }
-        if !keys::verify_batch(&batch) {
+        if !verifier.verify_batch(&batch) {
             for (i, s) in self.settlements.iter().enumerate() {
                 if let Some(r) = s.body.receipts.iter().find(|r| !r.verify()) {
                     return Err(format!(
@@ -212,6 +232,15 @@ impl Block {
     /// distinct rounds, each with α_confidence distinct committee voters
     /// whose signed votes are for this block at this height.
     pub fn check_evidence(&self, genesis: &Genesis) -> Result<(), String> {
+        self.check_evidence_with(genesis, &UNCACHED)
+    }
+
+    /// [`Block::check_evidence`] through `verifier`.
+    pub fn check_evidence_with(
+        &self,
+        genesis: &Genesis,
+        verifier: &Verifier,
+    ) -> Result<(), String> {
         let chain = genesis.id();
         let hash = &self.hash();
         let params = genesis.snowball;
@@ -239,6 +268,12 @@ impl Block {
         }
         let mut rounds = BTreeSet::new();
         let mut batch = Vec::new();
+        // Rounds are the asker's: the deciding node asked every poll.
+        let asker = ev
+            .polls
+            .first()
+            .and_then(|p| p.votes.first())
+            .map(|v| v.body.asker);
         for poll in &ev.polls {
             if !rounds.insert(poll.round) {
                 return Err(format!(
@@ -253,9 +288,10 @@ impl Block {
                     || b.height != self.header.height
                     || b.block != *hash
                     || b.round != poll.round
+                    || Some(b.asker) != asker
                 {
                     return Err(format!(
-                        "a vote of round {} is for another block, height or round",
+                        "a vote of round {} is for another block, height, round or asker",
                         poll.round
                     ));
                 }
@@ -279,7 +315,7 @@ impl Block {
                 ));
             }
         }
-        if !keys::verify_batch(&batch) {
+        if !verifier.verify_batch(&batch) {
             return Err("a finality vote has a bad signature".into());
         }
         Ok(())

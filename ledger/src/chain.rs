@@ -216,6 +216,20 @@ impl<S: LedgerStore> Chain<S> {
         Ok(effects)
     }
 
+    /// Appends a block the caller already checked in full (the consensus
+    /// replica checks every block it commits, and computed `effects`
+    /// against this same state): only its link to the head is checked
+    /// again, then it is written durably.
+    pub fn commit_checked(&mut self, block: &Block, effects: &Effects) -> Result<(), ChainError> {
+        let height = self.state.height + 1;
+        block
+            .check_links(&self.id, height, &self.state.head)
+            .map_err(|reason| ChainError::Invalid { height, reason })?;
+        self.commit(block, effects)?;
+        self.state.apply(block, effects);
+        Ok(())
+    }
+
     fn commit(&self, block: &Block, effects: &Effects) -> Result<(), ChainError> {
         let h = block.header.height;
         let mut writes = vec![

@@ -26,6 +26,11 @@ pub struct Genesis {
     pub block_reward: u64,
     /// Most receipts one block may hold.
     pub max_receipts: u32,
+    /// A committee claim expires when its holder has not voted in a
+    /// block's finality evidence (nor proposed) for this many heights; its
+    /// votes are then refused and its slot is free to mine (0: never).
+    #[serde(default)]
+    pub claim_expiry: u64,
     /// Initial balances (a faucet).
     pub balances: Vec<(PublicKey, u64)>,
 }
@@ -61,8 +66,24 @@ impl Genesis {
             price: 1,
             block_reward: 1000,
             max_receipts: 4096,
+            claim_expiry: 20,
             balances,
         }
+    }
+
+    /// The smallest claim expiry under which an honest member that
+    /// answers every poll still lapses by chance less than once in a
+    /// million: a decider's β polls sample k of the slots each, so a member
+    /// is missing from one block's evidence with probability about
+    /// (1 − k/slots)^β.
+    pub fn safe_claim_expiry(&self) -> u64 {
+        let p = self.snowball;
+        let miss = (1.0 - p.k() as f64 / f64::from(self.slots.max(1))).max(0.0);
+        let per_block = miss.powi(p.beta() as i32);
+        if per_block <= 0.0 {
+            return 1;
+        }
+        (1e-6f64.ln() / per_block.ln()).ceil().max(1.0) as u64
     }
 
     /// The chain id.
@@ -87,6 +108,13 @@ impl Genesis {
             return Err(GenesisError::Other(
                 "difficulty above 64 bits cannot be mined".into(),
             ));
+        }
+        if self.claim_expiry != 0 && self.claim_expiry < self.safe_claim_expiry() {
+            return Err(GenesisError::Other(format!(
+                "claim_expiry {} is below {} heights: honest members would lapse by chance",
+                self.claim_expiry,
+                self.safe_claim_expiry()
+            )));
         }
         let mut keys: Vec<_> = self.balances.iter().map(|(k, _)| k).collect();
         keys.sort();

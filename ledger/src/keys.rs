@@ -144,6 +144,99 @@ pub fn verify_batch(items: &[(PublicKey, Vec<u8>, Signature)]) -> bool {
     ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok()
 }
 
+/// Signature checks that remember what they already accepted.
+///
+/// Verifying an ed25519 signature is a pure function of (key, message,
+/// signature), so a triple that passed once passes again: a node that
+/// verified a vote when it answered a poll need not verify it again in a
+/// block's evidence, and a simulator running many nodes in one process
+/// verifies each signature once. [`Verifier::uncached`] remembers nothing
+/// (the audit, which recomputes everything, uses it).
+pub struct Verifier {
+    seen: Option<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
+    capacity: usize,
+}
+
+impl Verifier {
+    /// Remembers nothing.
+    pub const fn uncached() -> Self {
+        Self {
+            seen: None,
+            capacity: 0,
+        }
+    }
+
+    /// Remembers up to `capacity` accepted triples (then starts over).
+    pub fn cached(capacity: usize) -> Self {
+        Self {
+            seen: Some(std::sync::Mutex::new(std::collections::HashSet::new())),
+            capacity,
+        }
+    }
+
+    fn fingerprint(key: &PublicKey, message: &[u8], signature: &Signature) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&key.0);
+        h.update(&signature.0);
+        h.update(message);
+        *h.finalize().as_bytes()
+    }
+
+    /// [`verify_batch`], skipping triples accepted before.
+    pub fn verify_batch(&self, items: &[(PublicKey, Vec<u8>, Signature)]) -> bool {
+        let Some(seen) = &self.seen else {
+            return verify_batch(items);
+        };
+        let prints: Vec<[u8; 32]> = items
+            .iter()
+            .map(|(k, m, s)| Self::fingerprint(k, m, s))
+            .collect();
+        let fresh: Vec<(PublicKey, Vec<u8>, Signature)> = {
+            let seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            items
+                .iter()
+                .zip(&prints)
+                .filter(|(_, p)| !seen.contains(*p))
+                .map(|(i, _)| i.clone())
+                .collect()
+        };
+        let ok = match fresh.as_slice() {
+            [(k, m, s)] => k.verify(b"", m, s),
+            many => verify_batch(many),
+        };
+        if !ok {
+            return false;
+        }
+        let mut seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() + prints.len() > self.capacity {
+            seen.clear();
+        }
+        seen.extend(prints);
+        true
+    }
+
+    /// One signature over `tag ‖ message`.
+    pub fn verify(
+        &self,
+        key: &PublicKey,
+        tag: &[u8],
+        message: &[u8],
+        signature: &Signature,
+    ) -> bool {
+        self.verify_batch(&[(*key, tagged(tag, message), *signature)])
+    }
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Verifier(cached: {})", self.seen.is_some())
+    }
+}
+
 /// A signing key.
 #[derive(Clone)]
 pub struct Keypair(SigningKey);

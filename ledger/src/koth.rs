@@ -14,7 +14,7 @@ use crate::keys::{Digest, PublicKey};
 const TAG: &[u8] = b"orb/koth/1\0";
 
 /// A mined claim on a committee slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Claim {
     /// The claimant.
     pub key: PublicKey,
@@ -144,6 +144,27 @@ impl Koth {
             .flatten()
             .find(|(c, _)| c.key == *key)
             .map(|(c, _)| *c)
+    }
+
+    /// Frees the slot `key` holds (an expired or excluded member); the
+    /// claim it held, if any.
+    pub fn remove(&mut self, key: &PublicKey) -> Option<Claim> {
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|(c, _)| c.key == *key))?;
+        slot.take().map(|(c, _)| c)
+    }
+
+    /// The number of slots.
+    pub fn slots(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
+    /// Whether `claim`'s slot is empty.
+    pub fn is_free(&self, claim: &Claim) -> bool {
+        let slot = slot_of(&claim.work(&self.chain), self.slots.len() as u32);
+        self.slots[slot as usize].is_none()
     }
 
     /// Filled slots.

@@ -11,7 +11,10 @@
 //!   chain id.
 //! - [`Koth`]: the committee, mined claims on slots.
 //! - [`Snowball`]: the pure state machine (no I/O, no clock) every height
-//!   is decided by; the node feeds it polls.
+//!   is decided by.
+//! - [`consensus`]: the [`consensus::Replica`], one node's consensus as a
+//!   pure state machine (step / ready / advance): committee, proposer
+//!   lottery, mempool, polls, decisions; drivers carry out its I/O.
 //! - [`Chain`] on a [`LedgerStore`] ([`SledStore`]): validated appends,
 //!   one atomic, fsync'd commit per block; [`State`]: balances folded from
 //!   the chain.
@@ -35,6 +38,7 @@
 pub mod audit;
 mod block;
 mod chain;
+pub mod consensus;
 mod genesis;
 mod keys;
 mod koth;
@@ -54,7 +58,7 @@ pub use chain::{
     Chain, ChainError, height_key, stored_block, stored_effects, stored_genesis, stored_head,
 };
 pub use genesis::{Genesis, GenesisError};
-pub use keys::{Digest, Keypair, PublicKey, Signature, verify_batch};
+pub use keys::{Digest, Keypair, PublicKey, Signature, Verifier, verify_batch};
 pub use koth::{Claim, ClaimRefused, Koth};
 pub use proof::{Checkpoint, ConsistencyProof, InclusionProof};
 pub use receipt::{Receipt, ReceiptBody};

@@ -82,6 +82,7 @@ impl Committee {
 
     /// Adds the evidence of β polls.
     pub fn finalize(&self, block: &mut Block) {
+        let p = block.header.height as usize % self.keys.len();
         let params = self.genesis.snowball;
         let hash = block.hash();
         block.evidence.claims = self.claims.clone();
@@ -95,6 +96,7 @@ impl Committee {
                             chain: self.chain(),
                             height: block.header.height,
                             round,
+                            asker: self.keys[p].public(),
                             block: hash,
                             voter: voter.public(),
                         }

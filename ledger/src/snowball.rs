@@ -152,6 +152,12 @@ impl<V: Ord + Clone> Snowball<V> {
         self.decided.then_some(&self.preference)
     }
 
+    /// The current run of consecutive confident polls: its value and
+    /// length (the decision comes at length β).
+    pub fn run(&self) -> Option<(&V, usize)> {
+        self.run.as_ref().map(|(v, n)| (v, *n))
+    }
+
     /// Polls recorded so far.
     pub fn polls(&self) -> usize {
         self.polls

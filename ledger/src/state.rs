@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::block::Block;
 use crate::genesis::Genesis;
 use crate::keys::{Digest, PublicKey};
+use crate::koth::Claim;
 
 /// One block's balance changes, by key (sorted, so the encoding is
 /// canonical).
@@ -29,6 +30,9 @@ pub struct State {
     pub head: Digest,
     balances: HashMap<PublicKey, u128>,
     settled: HashSet<(PublicKey, u128)>,
+    /// Each committee key's last claim seen on the chain (as proposer or
+    /// as a voter in finality evidence) and the height it was last seen.
+    active: HashMap<PublicKey, (Claim, u64)>,
 }
 
 impl State {
@@ -43,7 +47,23 @@ impl State {
                 .map(|(k, v)| (*k, u128::from(*v)))
                 .collect(),
             settled: HashSet::new(),
+            active: HashMap::new(),
         }
+    }
+
+    /// Whether `claim` has expired by height `height`: it was last seen on
+    /// the chain more than the genesis' claim expiry before. A claim the
+    /// chain has not seen (a new member, or a key's new claim) has not.
+    pub fn claim_expired(&self, genesis: &Genesis, claim: &Claim, height: u64) -> bool {
+        genesis.claim_expiry != 0
+            && self.active.get(&claim.key).is_some_and(|(c, last)| {
+                c == claim && height.saturating_sub(*last) > genesis.claim_expiry
+            })
+    }
+
+    /// The height `key`'s claim was last seen on the chain, if it was.
+    pub fn last_active(&self, key: &PublicKey) -> Option<(Claim, u64)> {
+        self.active.get(key).copied()
     }
 
     /// A key's balance.
@@ -70,6 +90,22 @@ impl State {
 
     /// The block's effects on this state, or why the block cannot apply.
     pub fn effects(&self, genesis: &Genesis, block: &Block) -> Result<Effects, String> {
+        let height = block.header.height;
+        let proposer = &block.header.proposer;
+        if self.claim_expired(genesis, proposer, height) {
+            return Err(format!(
+                "the proposer's claim ({}) has expired",
+                proposer.key
+            ));
+        }
+        if let Some(c) = block
+            .evidence
+            .claims
+            .iter()
+            .find(|c| self.claim_expired(genesis, c, height))
+        {
+            return Err(format!("voter {}'s committee claim has expired", c.key));
+        }
         let mut delta: BTreeMap<PublicKey, i128> = BTreeMap::new();
         let mut seen = HashSet::new();
         for (i, s) in block.settlements.iter().enumerate() {
@@ -110,6 +146,20 @@ impl State {
         }
         for s in &block.settlements {
             self.settled.insert((s.body.invoker, s.body.invocation));
+        }
+        let h = block.header.height;
+        let proposer = block.header.proposer;
+        self.active.insert(proposer.key, (proposer, h));
+        let voters: HashSet<PublicKey> = block
+            .evidence
+            .polls
+            .iter()
+            .flat_map(|p| p.votes.iter().map(|v| v.body.voter))
+            .collect();
+        for c in &block.evidence.claims {
+            if voters.contains(&c.key) {
+                self.active.insert(c.key, (*c, h));
+            }
         }
         self.height = block.header.height;
         self.head = block.hash();

@@ -15,6 +15,10 @@ pub struct VoteBody {
     pub height: u64,
     /// The asking node's poll number (one query, one round).
     pub round: u64,
+    /// The asking node: a round is the asker's, so two votes of one voter
+    /// for one (height, round, asker) naming different blocks are an
+    /// equivocation.
+    pub asker: PublicKey,
     /// The block the voter prefers at this height.
     pub block: Digest,
     /// The voter.
@@ -47,6 +51,30 @@ impl Vote {
         self.body
             .voter
             .verify(TAG, &crate::encode(&self.body), &self.signature)
+    }
+
+    /// Checks the signature through `verifier` (which may remember it).
+    pub fn verify_with(&self, verifier: &crate::Verifier) -> bool {
+        verifier.verify(
+            &self.body.voter,
+            TAG,
+            &crate::encode(&self.body),
+            &self.signature,
+        )
+    }
+
+    /// Whether `other` is a conflicting vote of the same voter: same
+    /// chain, height, round and asker, another block, both signed.
+    pub fn equivocates(&self, other: &Vote, verifier: &crate::Verifier) -> bool {
+        let (a, b) = (&self.body, &other.body);
+        a.voter == b.voter
+            && a.chain == b.chain
+            && a.height == b.height
+            && a.round == b.round
+            && a.asker == b.asker
+            && a.block != b.block
+            && self.verify_with(verifier)
+            && other.verify_with(verifier)
     }
 
     /// The triple batch verification takes.

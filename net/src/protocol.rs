@@ -60,17 +60,7 @@ impl Request {
 }
 
 /// A Snowball query (one poll's question to one committee member).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Query {
-    /// The chain id.
-    pub chain: Digest,
-    /// The height being decided.
-    pub height: u64,
-    /// The asker's poll number.
-    pub round: u64,
-    /// The asker's preference (a responder without one adopts it).
-    pub block: Digest,
-}
+pub use orb_ledger::consensus::Query;
 
 /// One call of a function.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +149,8 @@ pub enum Announcement {
     Proposal(Box<Block>),
     /// A block the sender committed, with its finality evidence.
     Committed(Box<Block>),
+    /// Two conflicting signed votes of one voter (it is excluded).
+    Equivocation(Box<(Vote, Vote)>),
 }
 
 impl Announcement {

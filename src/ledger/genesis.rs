@@ -64,6 +64,10 @@ pub(crate) struct GenesisArgs {
     /// Most receipts one block may hold.
     #[arg(long, value_name = "N", default_value_t = defaults().max_receipts)]
     max_receipts: u32,
+    /// Heights without a vote in finality evidence after which a committee
+    /// claim expires (0: never).
+    #[arg(long, value_name = "HEIGHTS", default_value_t = defaults().claim_expiry)]
+    claim_expiry: u64,
     /// Write the genesis to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -91,6 +95,7 @@ pub(crate) fn run(args: GenesisArgs) -> Result<(), CliError> {
         price: args.price,
         block_reward: args.block_reward,
         max_receipts: args.max_receipts,
+        claim_expiry: args.claim_expiry,
         balances,
     };
     genesis

@@ -486,7 +486,8 @@ pub(crate) async fn learn(node: &Node, peer: PeerId, announcement: Announcement)
         Announcement::Claim(_)
         | Announcement::Settlements(_)
         | Announcement::Proposal(_)
-        | Announcement::Committed(_) => {
+        | Announcement::Committed(_)
+        | Announcement::Equivocation(_) => {
             if let Some(ledger) = &node.ledger {
                 ledger.learn(peer, announcement).await;
             }

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use orb_engine::{Action, Consensus, ConsensusConfig, ConsensusInput, start_consensus};
+use orb_engine::{Consensus, start_consensus};
+use orb_ledger::consensus::{Config as ConsensusConfig, Gossip, Input as ConsensusInput, Message};
 use orb_ledger::{
     Chain, Digest, Genesis, Keypair, PublicKey, Receipt, ReceiptBody, SettlementBody,
 };
@@ -88,12 +89,12 @@ impl Ledger {
             net,
             slot: slot.clone(),
             pending: pending.clone(),
-            chain: chain.id(),
         };
-        let (consensus, _thread) = start_consensus(chain, key.clone(), config, move |action| {
-            let actor = actor.clone();
-            runtime.spawn(async move { actor.act(action).await });
-        })?;
+        let (consensus, _thread) =
+            start_consensus(chain, key.clone(), config, move |action: Message| {
+                let actor = actor.clone();
+                runtime.spawn(async move { actor.act(action).await });
+            })?;
         let _ = slot.set(consensus.clone());
         let ticker = consensus.clone();
         tokio::spawn(async move {
@@ -177,11 +178,15 @@ impl Ledger {
                 settlements,
                 local: false,
             },
-            Announcement::Proposal(b) => ConsensusInput::Proposal(b),
+            Announcement::Proposal(b) => ConsensusInput::Proposal(Arc::from(b)),
             Announcement::Committed(block) => {
                 let Some(from) = key_of(&peer) else { return };
-                ConsensusInput::Committed { block, from }
+                ConsensusInput::Committed {
+                    block: Arc::from(block),
+                    from,
+                }
             }
+            Announcement::Equivocation(pair) => ConsensusInput::Equivocation(pair),
             Announcement::Provider { .. } | Announcement::Load(_) => return,
         };
         let _ = self.consensus.send(input).await;
@@ -245,7 +250,6 @@ struct Actor {
     net: Net,
     slot: Arc<OnceLock<Consensus>>,
     pending: Arc<Mutex<HashMap<u64, ResponseChannel<Response>>>>,
-    chain: Digest,
 }
 
 impl Actor {
@@ -274,78 +278,76 @@ impl Actor {
         }
     }
 
-    async fn act(&self, action: Action) {
+    async fn act(&self, action: Message) {
         match action {
-            Action::Poll { query, peers, own } => {
-                let (height, round) = (query.height, query.round);
-                let asks = peers
-                    .iter()
-                    .map(|p| self.ask(p, Request::Query(query.clone())));
-                let mut votes: Vec<_> = futures::future::join_all(asks)
-                    .await
-                    .into_iter()
-                    .filter_map(|r| match r {
-                        Some(Response::Vote(Some(v))) => Some(v),
-                        _ => None,
-                    })
-                    .collect();
-                votes.extend(own);
-                self.feed(ConsensusInput::Votes {
-                    height,
-                    round,
-                    votes,
-                })
-                .await;
+            Message::Query { query, peers } => {
+                // Each answer goes back as it arrives: the replica closes
+                // the poll as soon as its outcome is settled. A peer that
+                // fails or times out sends nothing (the poll's timeout
+                // counts it as silent).
+                let round = query.round;
+                let asks = peers.into_iter().map(|p| {
+                    let query = query.clone();
+                    async move {
+                        let votes = match self.ask(&p, Request::Query(query)).await {
+                            Some(Response::Vote(vote)) => vote.into_iter().collect(),
+                            Some(_) => Vec::new(),
+                            None => return,
+                        };
+                        self.feed(ConsensusInput::Votes {
+                            from: p,
+                            round,
+                            votes,
+                        })
+                        .await;
+                    }
+                });
+                futures::future::join_all(asks).await;
             }
-            Action::Answer { id, vote } => {
+            Message::Answer { id, vote } => {
                 if let Some(ch) = self.take(id) {
                     let _ = self.net.respond(ch, Response::Vote(vote)).await;
                 }
             }
-            Action::AnswerBlock { id, block } => {
+            Message::AnswerBlock { id, block } => {
                 if let Some(ch) = self.take(id) {
+                    let block = block.map(|b| Box::new((*b).clone()));
                     let _ = self.net.respond(ch, Response::Block(block)).await;
                 }
             }
-            Action::Announce(a) => {
+            Message::Gossip(g) => {
+                let a = match g {
+                    Gossip::Claim(c) => Announcement::Claim(c),
+                    Gossip::Settlements(s) => Announcement::Settlements(s),
+                    Gossip::Proposal(b) => Announcement::Proposal(Box::new((*b).clone())),
+                    Gossip::Committed(b) => Announcement::Committed(Box::new((*b).clone())),
+                    Gossip::Equivocation(pair) => Announcement::Equivocation(pair),
+                };
                 if let Err(e) = self.net.announce(a).await {
                     debug!("announce: {e}");
                 }
             }
-            Action::Fetch { hash, peer } => {
+            Message::Fetch { hash, peer } => {
                 if let Some(Response::Block(Some(b))) =
                     self.ask(&peer, Request::FetchBlock { hash }).await
                     && b.hash() == hash
                 {
-                    self.feed(ConsensusInput::Proposal(b)).await;
+                    self.feed(ConsensusInput::Proposal(Arc::from(b))).await;
                 }
             }
-            Action::Sync { from, peer } => {
+            Message::Sync { from, peer } => {
                 if let Some(Response::Blocks(blocks)) =
                     self.ask(&peer, Request::Sync { from }).await
                 {
                     debug!(from, n = blocks.len(), "sync");
                     for b in blocks {
                         self.feed(ConsensusInput::Committed {
-                            block: Box::new(b),
+                            block: Arc::new(b),
                             from: peer,
                         })
                         .await;
                     }
                 }
-            }
-            Action::Committed {
-                height,
-                hash,
-                receipts,
-                finality,
-                decided_here,
-            } => {
-                info!(
-                    chain = %self.chain, height, %hash, receipts,
-                    finality_ms = finality.map(|f| f.as_secs_f64() * 1e3),
-                    decided_here, "block committed"
-                );
             }
         }
     }

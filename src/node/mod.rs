@@ -176,7 +176,7 @@ async fn serve(args: NodeArgs, data_dir: PathBuf) -> Result<(), CliError> {
     let secret = orb_net::identity::ed25519_secret(&key);
     let (net, mut events) = orb_net::start(key, &config, peers).map_err(CliError::usage)?;
     let peer_id = net.peer_id().to_string();
-    let consensus = orb_engine::ConsensusConfig {
+    let consensus = orb_ledger::consensus::Config {
         block_interval: Duration::from_millis(args.block_interval_ms),
         ..Default::default()
     };

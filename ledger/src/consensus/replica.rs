@@ -1,0 +1,759 @@
+//! The replica: one node's consensus state and its rules (see the module
+//! above for the step / ready / advance contract).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::seq::IndexedRandom;
+
+use super::committee::{Committee, Standing};
+use super::lottery::{rank, ticket};
+use super::mempool::Mempool;
+use super::round::{Added, OpenPoll, Round};
+use super::{Commit, Config, Event, Gossip, Input, Liveness, Message, Query, Ready};
+use crate::block::{Block, Evidence, Poll};
+use crate::genesis::Genesis;
+use crate::keys::{Digest, Keypair, PublicKey, Verifier};
+use crate::koth::Claim;
+use crate::settlement::Settlement;
+use crate::snowball::{Params, Snowball};
+use crate::state::State;
+use crate::vote::{Vote, VoteBody};
+
+/// Committed blocks kept in memory to answer fetches.
+const RECENT: usize = 16;
+/// Committed block hashes kept to answer queries for past heights.
+const HASHES: usize = 1024;
+/// Proposals for the next height kept until it is reached.
+const FUTURE: usize = 64;
+/// Finality samples kept.
+const FINALITY: usize = 1000;
+
+/// One node's consensus.
+pub struct Replica {
+    key: Keypair,
+    me: PublicKey,
+    genesis: Genesis,
+    id: Digest,
+    params: Params,
+    config: Config,
+    verifier: Arc<Verifier>,
+    /// The state after the last committed block.
+    state: State,
+    hashes: BTreeMap<u64, Digest>,
+    recent: VecDeque<Arc<Block>>,
+    committee: Committee,
+    mempool: Mempool,
+    outbox: Vec<Settlement>,
+    round: Round,
+    future: Vec<Arc<Block>>,
+    next_poll: u64,
+    rng: rand::rngs::StdRng,
+    last_commit: Duration,
+    last_claim: Option<Duration>,
+    nonce: u64,
+    behind: Option<PublicKey>,
+    last_sync: Option<Duration>,
+    finality: VecDeque<u64>,
+    durable: u64,
+    out: Ready,
+}
+
+impl Replica {
+    /// A replica on `genesis` whose chain is at `state`; `recent` are the
+    /// last committed blocks (any number, oldest first: they answer
+    /// fetches and queries for past heights). `verifier` may be shared
+    /// with anything else that checks signatures in this process.
+    pub fn new(
+        genesis: Genesis,
+        state: State,
+        recent: Vec<Arc<Block>>,
+        key: Keypair,
+        config: Config,
+        verifier: Arc<Verifier>,
+        now: Duration,
+    ) -> Self {
+        let me = key.public();
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&Digest::of(b"orb/sample", &me.0).0);
+        let id = genesis.id();
+        let hashes = recent.iter().map(|b| (b.header.height, b.hash())).collect();
+        let mut recent: VecDeque<Arc<Block>> = recent.into();
+        while recent.len() > RECENT {
+            recent.pop_front();
+        }
+        Self {
+            me,
+            key,
+            id,
+            params: genesis.snowball,
+            committee: Committee::new(&genesis, config.bench_for),
+            mempool: Mempool::new(config.max_mempool),
+            round: Round::new(state.height + 1),
+            durable: state.height,
+            state,
+            genesis,
+            verifier,
+            hashes,
+            recent,
+            outbox: Vec::new(),
+            future: Vec::new(),
+            next_poll: 1,
+            rng: rand::rngs::StdRng::from_seed(seed),
+            last_commit: now,
+            last_claim: None,
+            nonce: 0,
+            behind: None,
+            last_sync: None,
+            finality: VecDeque::new(),
+            out: Ready::default(),
+            config,
+        }
+    }
+
+    // ---- reading ---------------------------------------------------------
+
+    /// This replica's key.
+    pub fn key(&self) -> PublicKey {
+        self.me
+    }
+
+    /// The committed height (what [`Replica::ready`] handed out, durable or
+    /// not yet).
+    pub fn height(&self) -> u64 {
+        self.state.height
+    }
+
+    /// The height the driver said is durable.
+    pub fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// The committed head's hash (the chain id before block 1).
+    pub fn head(&self) -> Digest {
+        self.state.head
+    }
+
+    /// The state after the last committed block.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The committee members this replica knows, sorted.
+    pub fn committee(&self) -> Vec<PublicKey> {
+        self.committee.members()
+    }
+
+    /// Whether this replica holds a slot.
+    pub fn is_member(&self) -> bool {
+        self.committee.holds(&self.me).is_some()
+    }
+
+    /// Settlements waiting.
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+
+    /// Finality of recent blocks seen here, in microseconds.
+    pub fn finality_us(&self) -> Vec<u64> {
+        self.finality.iter().copied().collect()
+    }
+
+    /// Voters this replica excluded for equivocating.
+    pub fn equivocators(&self) -> Vec<PublicKey> {
+        self.committee.excluded().copied().collect()
+    }
+
+    /// The candidates for the height being decided.
+    pub fn candidates(&self) -> Vec<Digest> {
+        self.round.candidates.keys().copied().collect()
+    }
+
+    /// A candidate (or recently committed block) by hash.
+    pub fn candidate(&self, hash: &Digest) -> Option<Arc<Block>> {
+        self.round.candidates.get(hash).cloned().or_else(|| {
+            self.recent
+                .iter()
+                .rev()
+                .find(|b| b.hash() == *hash)
+                .cloned()
+        })
+    }
+
+    /// This replica's current preference, if it has one.
+    pub fn preference(&self) -> Option<Digest> {
+        self.round.snowball.as_ref().map(|s| *s.preference())
+    }
+
+    /// The hash of the block committed at `height`, if still known.
+    pub fn hash_at(&self, height: u64) -> Option<Digest> {
+        self.hashes.get(&height).copied()
+    }
+
+    // ---- the contract ----------------------------------------------------
+
+    /// Handles one input at `now`.
+    pub fn step(&mut self, input: Input, now: Duration) {
+        match input {
+            Input::Claim(c) => {
+                self.committee.offer(c, self.round.height);
+            }
+            Input::Settlements { settlements, local } => self.on_settlements(settlements, local),
+            Input::Proposal(block) => self.on_proposal(block, now),
+            Input::Committed { block, from } => {
+                let height = block.header.height;
+                if height == self.round.height {
+                    self.commit(block, now, false);
+                } else if height > self.round.height {
+                    self.behind = Some(from);
+                }
+            }
+            Input::Votes { from, round, votes } => self.on_votes(from, round, votes, now),
+            Input::Query { id, from, query } => {
+                let vote = self.answer(&query, from, now);
+                self.out.messages.push(Message::Answer { id, vote });
+            }
+            Input::FetchBlock { id, hash } => {
+                let block = self.candidate(&hash);
+                self.out.messages.push(Message::AnswerBlock { id, block });
+            }
+            Input::Equivocation(pair) => {
+                if pair.0.equivocates(&pair.1, &self.verifier) && pair.0.body.chain == self.id {
+                    self.excluded(pair, false);
+                }
+            }
+            Input::Tick => self.tick(now),
+        }
+    }
+
+    /// What to do now: persist `persist`, then send `messages`.
+    pub fn ready(&mut self) -> Ready {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The driver made every block up to `height` durable.
+    pub fn advance(&mut self, height: u64) {
+        self.durable = self.durable.max(height.min(self.state.height));
+    }
+
+    // ---- inputs ----------------------------------------------------------
+
+    fn on_settlements(&mut self, settlements: Vec<Settlement>, local: bool) {
+        // Only proposers need a mempool; a node outside the committee
+        // still passes its own settlements on.
+        let member = self.is_member();
+        for s in settlements {
+            if self.mempool.is_full() {
+                break;
+            }
+            if !local && !member {
+                continue;
+            }
+            if self.state.is_settled(&s.body.invoker, s.body.invocation) || s.check().is_err() {
+                continue;
+            }
+            let (key, message, sig) = s.signed_message();
+            let mut batch = vec![(key, message, sig)];
+            batch.extend(s.body.receipts.iter().map(|r| r.signed_message()));
+            if !self.verifier.verify_batch(&batch) {
+                continue;
+            }
+            if local {
+                self.outbox.push(s.clone());
+            }
+            self.mempool.insert(s);
+        }
+    }
+
+    fn on_proposal(&mut self, block: Arc<Block>, now: Duration) {
+        let h = block.header.height;
+        if h > self.round.height {
+            if h == self.round.height + 1 && self.future.len() < FUTURE {
+                self.future.push(block);
+            }
+            return;
+        }
+        let hash = block.hash();
+        if h < self.round.height || self.round.candidates.contains_key(&hash) {
+            return;
+        }
+        let checked = block
+            .check_links(&self.id, h, &self.state.head)
+            .and_then(|()| block.check_proposal_with(&self.genesis, &self.verifier))
+            .and_then(|()| self.state.effects(&self.genesis, &block).map(drop));
+        match checked {
+            Ok(()) => {
+                self.round.first_seen.get_or_insert(now);
+                self.round.fetching.remove(&hash);
+                self.round.candidates.insert(hash, block);
+                // A decision that waited for this block's body.
+                self.try_decide(now);
+            }
+            Err(reason) => self.out.events.push(Event::Refused { height: h, reason }),
+        }
+    }
+
+    fn vote(&self, height: u64, round: u64, asker: PublicKey, block: Digest) -> Vote {
+        VoteBody {
+            chain: self.id,
+            height,
+            round,
+            asker,
+            block,
+            voter: self.me,
+        }
+        .sign(&self.key)
+    }
+
+    fn answer(&mut self, q: &Query, from: PublicKey, now: Duration) -> Option<Vote> {
+        if q.chain != self.id || !self.is_member() {
+            return None;
+        }
+        if q.height < self.round.height {
+            let hash = self.hashes.get(&q.height).copied()?;
+            return Some(self.vote(q.height, q.round, from, hash));
+        }
+        if q.height > self.round.height {
+            self.behind = Some(from);
+            return None;
+        }
+        if self.round.snowball.is_none() {
+            if self.round.candidates.contains_key(&q.block) {
+                // Adopt the first value queried with.
+                self.round.snowball = Some(Snowball::new(self.params, q.block));
+            } else {
+                if self.round.may_fetch(q.block, now, self.config.retry) {
+                    self.out.messages.push(Message::Fetch {
+                        hash: q.block,
+                        peer: from,
+                    });
+                }
+                return None;
+            }
+        }
+        let pref = *self.round.snowball.as_ref()?.preference();
+        Some(self.vote(q.height, q.round, from, pref))
+    }
+
+    fn on_votes(&mut self, from: PublicKey, round: u64, votes: Vec<Vote>, now: Duration) {
+        let Some(poll) = self.round.poll.as_mut().filter(|p| p.round == round) else {
+            return;
+        };
+        if !poll.asked(&from) {
+            return;
+        }
+        let height = self.round.height;
+        let mut caught = Vec::new();
+        let mut any = false;
+        for v in votes {
+            let b = &v.body;
+            let valid = b.chain == self.id
+                && b.height == height
+                && b.round == round
+                && b.asker == self.me
+                && b.voter == from
+                && v.verify_with(&self.verifier);
+            if !valid {
+                continue;
+            }
+            any = true;
+            if let Added::Equivocation(pair) = poll.add(from, v) {
+                caught.push(pair);
+            }
+        }
+        if any {
+            self.committee.answered(&from);
+        } else {
+            // Refused or no preference yet: the poll need not wait for
+            // it, and it is not held against the member (silence is).
+            poll.no_vote(from);
+        }
+        for pair in caught {
+            self.excluded(pair, true);
+        }
+        if self
+            .round
+            .poll
+            .as_ref()
+            .is_some_and(|p| p.done(&self.params))
+        {
+            self.close_poll(now);
+        }
+    }
+
+    /// Records an equivocation: the voter is excluded here and, when this
+    /// replica caught it, everyone is told.
+    fn excluded(&mut self, pair: Box<(Vote, Vote)>, caught_here: bool) {
+        let voter = pair.0.body.voter;
+        if self.committee.exclude(voter) {
+            self.out.events.push(Event::Equivocation { voter });
+            if caught_here {
+                self.out
+                    .messages
+                    .push(Message::Gossip(Gossip::Equivocation(pair)));
+            }
+        }
+    }
+
+    // ---- polls and decisions ----------------------------------------------
+
+    fn close_poll(&mut self, now: Duration) {
+        let Some(poll) = self.round.poll.take() else {
+            return;
+        };
+        let round = poll.round;
+        for k in poll.silent() {
+            self.committee.missed(k, now);
+        }
+        let (answers, votes) = poll.close();
+        // Votes of members excluded meanwhile do not count.
+        let (answers, votes): (Vec<Digest>, Vec<Vote>) = answers
+            .into_iter()
+            .zip(votes)
+            .filter(|(_, v)| self.committee.standing(&v.body.voter, now) != Standing::Excluded)
+            .unzip();
+        self.round.record(round, &answers, votes);
+        if self.config.liveness == Liveness::TieBreak {
+            self.break_tie(&answers);
+        }
+        self.try_decide(now);
+        // Event-driven: the next poll goes out as soon as this one closed.
+        self.poll(now);
+    }
+
+    /// A split no sample can break (no block reached α_preference): lean
+    /// every replica the same way, toward the candidate with the smallest
+    /// lottery ticket among the answers and this replica's preference.
+    /// Deciding still takes β consecutive polls of α_confidence votes.
+    fn break_tie(&mut self, answers: &[Digest]) {
+        let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
+        for a in answers {
+            *counts.entry(*a).or_default() += 1;
+        }
+        let Some(sb) = self.round.snowball.as_mut() else {
+            return;
+        };
+        let top = counts.values().max().copied().unwrap_or(0);
+        if top >= self.params.alpha_preference() || sb.decided().is_some() {
+            return;
+        }
+        let prev = self.state.head;
+        let best = counts
+            .keys()
+            .chain(std::iter::once(sb.preference()))
+            .filter_map(|h| self.round.candidates.get(h))
+            .min_by_key(|b| ticket(&prev, &b.header.proposer.key))
+            .map(|b| b.hash());
+        if let Some(best) = best
+            && best != *sb.preference()
+        {
+            *sb = Snowball::new(self.params, best);
+            self.round.streak.clear();
+        }
+    }
+
+    fn try_decide(&mut self, now: Duration) {
+        let Some(decided) = self
+            .round
+            .snowball
+            .as_ref()
+            .and_then(|s| s.decided().copied())
+        else {
+            return;
+        };
+        let beta = self.params.beta();
+        let streak = &self.round.streak;
+        if streak.len() < beta
+            || streak
+                .iter()
+                .any(|p| p.votes.first().map(|v| v.body.block) != Some(decided))
+        {
+            return;
+        }
+        let Some(block) = self.round.candidates.get(&decided).cloned() else {
+            let voter = streak
+                .last()
+                .and_then(|p| p.votes.first())
+                .map(|v| v.body.voter);
+            if let Some(peer) = voter
+                && self.round.may_fetch(decided, now, self.config.retry)
+            {
+                self.out.messages.push(Message::Fetch {
+                    hash: decided,
+                    peer,
+                });
+            }
+            return;
+        };
+        let polls: Vec<Poll> = streak[streak.len() - beta..].to_vec();
+        let mut claims: Vec<Claim> = Vec::new();
+        for p in &polls {
+            for v in &p.votes {
+                if let Some(c) = self.committee.holds(&v.body.voter)
+                    && !claims.contains(&c)
+                {
+                    claims.push(c);
+                }
+            }
+        }
+        let mut block = (*block).clone();
+        block.evidence = Evidence { claims, polls };
+        self.commit(Arc::new(block), now, true);
+    }
+
+    fn commit(&mut self, block: Arc<Block>, now: Duration, decided_here: bool) {
+        let height = block.header.height;
+        let checked = block
+            .check_links(&self.id, height, &self.state.head)
+            .and_then(|()| {
+                if decided_here {
+                    // The body was checked as a proposal, the votes as
+                    // they came in.
+                    block.check_evidence_with(&self.genesis, &self.verifier)
+                } else {
+                    block.check_signatures_with(&self.genesis, &self.verifier)
+                }
+            })
+            .and_then(|()| self.state.effects(&self.genesis, &block));
+        let effects = match checked {
+            Ok(effects) => effects,
+            Err(reason) => {
+                self.out.events.push(Event::Refused { height, reason });
+                if decided_here {
+                    self.round.streak.clear();
+                }
+                return;
+            }
+        };
+        let hash = block.hash();
+        self.state.apply(&block, &effects);
+        self.mempool.prune(&self.state);
+        let finality = self.round.first_seen.map(|t| now.saturating_sub(t));
+        if let Some(f) = finality {
+            self.finality.push_back(f.as_micros() as u64);
+            if self.finality.len() > FINALITY {
+                self.finality.pop_front();
+            }
+        }
+        self.out.events.push(Event::Committed {
+            height,
+            hash,
+            receipts: block.receipt_count(),
+            finality,
+            polls: self.round.snowball.as_ref().map_or(0, Snowball::polls),
+            decided_here,
+        });
+        if decided_here {
+            self.out
+                .messages
+                .push(Message::Gossip(Gossip::Committed(block.clone())));
+        }
+        self.out.persist.push(Commit {
+            block: block.clone(),
+            effects,
+        });
+        self.hashes.insert(height, hash);
+        while self.hashes.len() > HASHES {
+            self.hashes.pop_first();
+        }
+        self.recent.push_back(block);
+        if self.recent.len() > RECENT {
+            self.recent.pop_front();
+        }
+        self.round = Round::new(height + 1);
+        self.last_commit = now;
+        let lapsed = self
+            .committee
+            .expire(&self.genesis, &self.state, self.round.height);
+        if lapsed.iter().any(|c| c.key == self.me) {
+            // Our own claim lapsed: mine a new one.
+            self.last_claim = None;
+        }
+        for b in std::mem::take(&mut self.future) {
+            self.on_proposal(b, now);
+        }
+    }
+
+    // ---- time --------------------------------------------------------------
+
+    fn tick(&mut self, now: Duration) {
+        self.mine(now);
+        if !self.outbox.is_empty() {
+            self.out
+                .messages
+                .push(Message::Gossip(Gossip::Settlements(std::mem::take(
+                    &mut self.outbox,
+                ))));
+        }
+        if let Some(peer) = self.behind.take()
+            && self
+                .last_sync
+                .is_none_or(|t| now.saturating_sub(t) > self.config.retry / 2)
+        {
+            self.last_sync = Some(now);
+            self.out.messages.push(Message::Sync {
+                from: self.round.height,
+                peer,
+            });
+        }
+        if !self.is_member() {
+            return;
+        }
+        self.propose(now);
+        let r = &mut self.round;
+        if r.snowball.is_none()
+            && r.first_seen
+                .is_some_and(|t| now.saturating_sub(t) >= self.config.gather)
+        {
+            let prev = self.state.head;
+            let pick = r
+                .candidates
+                .values()
+                .min_by_key(|b| ticket(&prev, &b.header.proposer.key))
+                .map(|b| b.hash());
+            if let Some(pick) = pick {
+                r.snowball = Some(Snowball::new(self.params, pick));
+            }
+        }
+        if r.poll
+            .as_ref()
+            .is_some_and(|p| now.saturating_sub(p.sent) > self.config.poll_timeout)
+        {
+            self.close_poll(now);
+            return;
+        }
+        self.try_decide(now);
+        self.poll(now);
+    }
+
+    fn mine(&mut self, now: Duration) {
+        if let Some(mine) = self.committee.holds(&self.me) {
+            if self
+                .last_claim
+                .is_none_or(|t| now.saturating_sub(t) > self.config.claim_every)
+            {
+                self.last_claim = Some(now);
+                self.out.messages.push(Message::Gossip(Gossip::Claim(mine)));
+            }
+            return;
+        }
+        // Only empty slots: a full committee is not attacked by honest
+        // nodes; slots free up as claims lapse.
+        if self.committee.filled() >= self.committee.slots() as usize || self.config.mine_tries == 0
+        {
+            return;
+        }
+        match self
+            .committee
+            .mine(self.me, self.nonce, self.config.mine_tries)
+        {
+            Ok(c) => {
+                self.nonce = c.nonce + 1;
+                if self.committee.offer(c, self.round.height) {
+                    self.last_claim = Some(now);
+                    self.out.messages.push(Message::Gossip(Gossip::Claim(c)));
+                }
+            }
+            Err(next) => self.nonce = next,
+        }
+    }
+
+    fn propose(&mut self, now: Duration) {
+        let Some(claim) = self.committee.holds(&self.me) else {
+            return;
+        };
+        if self.round.proposed || self.mempool.is_empty() {
+            return;
+        }
+        // Members propose in lottery order: the first at once, the next
+        // only when nothing was proposed one step later, and so on, so a
+        // height normally has one candidate. Ranks count from when this
+        // node had something to propose, so that settlements arriving
+        // everywhere at once do not make every member propose at once.
+        let prev = self.state.head;
+        let rank = rank(&prev, &self.committee.members(), &self.me);
+        let ready = *self.round.ready.get_or_insert(now);
+        let due = (self.last_commit + self.config.block_interval).max(ready)
+            + self.config.proposer_step * rank;
+        if now < due || (rank > 0 && !self.round.candidates.is_empty()) {
+            return;
+        }
+        let settlements = self.mempool.take(&self.genesis, &self.state);
+        if settlements.is_empty() {
+            return;
+        }
+        let block = Arc::new(Block::propose(
+            &self.key,
+            self.id,
+            self.round.height,
+            prev,
+            claim,
+            settlements,
+        ));
+        self.round.proposed = true;
+        self.out
+            .messages
+            .push(Message::Gossip(Gossip::Proposal(block.clone())));
+        self.on_proposal(block, now);
+    }
+
+    fn poll(&mut self, now: Duration) {
+        if self.round.poll.is_some() || !self.is_member() {
+            return;
+        }
+        let Some(sb) = &self.round.snowball else {
+            return;
+        };
+        let value = *sb.decided().unwrap_or(sb.preference());
+        let members = self.committee.eligible(now);
+        if members.len() < self.params.alpha_confidence() {
+            return;
+        }
+        let peers: Vec<PublicKey> = members
+            .sample(&mut self.rng, self.params.k().min(members.len()))
+            .copied()
+            .collect();
+        let round = self.next_poll;
+        self.next_poll += 1;
+        let height = self.round.height;
+        let mut poll = OpenPoll::new(round, now, peers.iter().copied());
+        if peers.contains(&self.me) {
+            poll.add(self.me, self.vote(height, round, self.me, value));
+        }
+        self.round.poll = Some(poll);
+        self.out.messages.push(Message::Query {
+            query: Query {
+                chain: self.id,
+                height,
+                round,
+                block: value,
+            },
+            peers: peers.into_iter().filter(|p| *p != self.me).collect(),
+        });
+        if self
+            .round
+            .poll
+            .as_ref()
+            .is_some_and(|p| p.done(&self.params))
+        {
+            self.close_poll(now);
+        }
+    }
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("me", &self.me)
+            .field("height", &self.state.height)
+            .field("member", &self.is_member())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,290 @@
+//! One height being decided, and the poll this replica has open for it.
+//!
+//! A poll asks k sampled members at once; their signed votes arrive one by
+//! one ([`OpenPoll::add`]). It closes as soon as its outcome cannot change
+//! (avalanchego's early termination): one block has α_confidence votes, or
+//! no block can still reach α_preference, or every member answered, or its
+//! timeout passed. Closing on the outcome rather than on the slowest
+//! answer is what keeps a silent member from costing every poll a timeout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::block::{Block, Poll};
+use crate::keys::{Digest, PublicKey};
+use crate::snowball::{Params, Snowball};
+use crate::vote::Vote;
+
+/// What one vote did to a poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Added {
+    /// Counted.
+    Counted,
+    /// Not for this poll, or not from an asked member: ignored.
+    Ignored,
+    /// The voter had already voted for another block in this poll: the
+    /// two votes are the evidence; the voter's vote no longer counts.
+    Equivocation(Box<(Vote, Vote)>),
+}
+
+/// A poll in flight.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenPoll {
+    pub(crate) round: u64,
+    pub(crate) sent: Duration,
+    asked: BTreeSet<PublicKey>,
+    answered: BTreeSet<PublicKey>,
+    votes: BTreeMap<PublicKey, Vote>,
+    /// Voters caught equivocating in this poll (their votes do not count).
+    void: BTreeSet<PublicKey>,
+}
+
+impl OpenPoll {
+    pub(crate) fn new(
+        round: u64,
+        sent: Duration,
+        asked: impl IntoIterator<Item = PublicKey>,
+    ) -> Self {
+        Self {
+            round,
+            sent,
+            asked: asked.into_iter().collect(),
+            answered: BTreeSet::new(),
+            votes: BTreeMap::new(),
+            void: BTreeSet::new(),
+        }
+    }
+
+    /// Whether `from` was asked.
+    pub(crate) fn asked(&self, from: &PublicKey) -> bool {
+        self.asked.contains(from)
+    }
+
+    /// An answer from `from` without a vote (refused, no preference, lost).
+    pub(crate) fn no_vote(&mut self, from: PublicKey) {
+        if self.asked.contains(&from) {
+            self.answered.insert(from);
+        }
+    }
+
+    /// A vote already checked (chain, height, round, asker, signature)
+    /// by the caller, from `from`.
+    pub(crate) fn add(&mut self, from: PublicKey, vote: Vote) -> Added {
+        if vote.body.voter != from || !self.asked.contains(&from) || self.void.contains(&from) {
+            return Added::Ignored;
+        }
+        self.answered.insert(from);
+        match self.votes.get(&from) {
+            None => {
+                self.votes.insert(from, vote);
+                Added::Counted
+            }
+            Some(first) if first.body.block == vote.body.block => Added::Ignored,
+            Some(_) => {
+                let first = self.votes.remove(&from).expect("checked above");
+                self.void.insert(from);
+                Added::Equivocation(Box::new((first, vote)))
+            }
+        }
+    }
+
+    fn counts(&self) -> BTreeMap<Digest, usize> {
+        let mut counts = BTreeMap::new();
+        for v in self.votes.values() {
+            *counts.entry(v.body.block).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Whether the outcome is settled (or nothing more can come).
+    pub(crate) fn done(&self, params: &Params) -> bool {
+        let outstanding = self.asked.len() - self.answered.len();
+        if outstanding == 0 {
+            return true;
+        }
+        let top = self.counts().into_values().max().unwrap_or(0);
+        top >= params.alpha_confidence()
+            || top + outstanding < params.alpha_preference()
+            // A win for the preference is settled, confidence out of reach.
+            || (top >= params.alpha_preference() && top + outstanding < params.alpha_confidence())
+    }
+
+    /// Members asked that have not answered.
+    pub(crate) fn silent(&self) -> impl Iterator<Item = &PublicKey> {
+        self.asked.difference(&self.answered)
+    }
+
+    /// The blocks voted for, one per voter, and the votes.
+    pub(crate) fn close(self) -> (Vec<Digest>, Vec<Vote>) {
+        let votes: Vec<Vote> = self.votes.into_values().collect();
+        (votes.iter().map(|v| v.body.block).collect(), votes)
+    }
+}
+
+/// One height being decided.
+#[derive(Debug)]
+pub(crate) struct Round {
+    pub(crate) height: u64,
+    pub(crate) candidates: BTreeMap<Digest, Arc<Block>>,
+    /// When this replica saw the first candidate.
+    pub(crate) first_seen: Option<Duration>,
+    pub(crate) proposed: bool,
+    pub(crate) snowball: Option<Snowball<Digest>>,
+    pub(crate) poll: Option<OpenPoll>,
+    /// The current run of confident polls (Snowball's), with their votes:
+    /// the last β of them are the finality evidence.
+    pub(crate) streak: Vec<Poll>,
+    pub(crate) fetching: BTreeMap<Digest, Duration>,
+    /// When this replica first had settlements to propose at this height.
+    pub(crate) ready: Option<Duration>,
+}
+
+impl Round {
+    pub(crate) fn new(height: u64) -> Self {
+        Self {
+            height,
+            candidates: BTreeMap::new(),
+            first_seen: None,
+            proposed: false,
+            snowball: None,
+            poll: None,
+            streak: Vec::new(),
+            fetching: BTreeMap::new(),
+            ready: None,
+        }
+    }
+
+    /// Whether to ask for `hash` now: not asked yet, or asked `retry` ago
+    /// (the answer may have been lost or refused).
+    pub(crate) fn may_fetch(&mut self, hash: Digest, now: Duration, retry: Duration) -> bool {
+        match self.fetching.get(&hash) {
+            Some(t) if now.saturating_sub(*t) < retry => false,
+            _ => {
+                self.fetching.insert(hash, now);
+                true
+            }
+        }
+    }
+
+    /// Records a closed poll's answers in Snowball and keeps the votes of
+    /// the confident run Snowball is on (its length is Snowball's count:
+    /// it is not counted twice).
+    pub(crate) fn record(&mut self, round: u64, answers: &[Digest], votes: Vec<Vote>) {
+        let Some(sb) = self.snowball.as_mut() else {
+            return;
+        };
+        sb.record_poll(answers);
+        match sb.run() {
+            Some((value, length)) => {
+                let value = *value;
+                if length == 1 || self.streak.len() + 1 != length {
+                    self.streak.clear();
+                }
+                if self.streak.len() + 1 == length {
+                    self.streak.push(Poll {
+                        round,
+                        votes: votes
+                            .into_iter()
+                            .filter(|v| v.body.block == value)
+                            .collect(),
+                    });
+                }
+                let beta = sb.params().beta();
+                if self.streak.len() > beta {
+                    let extra = self.streak.len() - beta;
+                    self.streak.drain(..extra);
+                }
+            }
+            None => self.streak.clear(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keypair;
+    use crate::vote::VoteBody;
+
+    fn vote(key: &Keypair, block: u8) -> Vote {
+        VoteBody {
+            chain: Digest([0; 32]),
+            height: 1,
+            round: 7,
+            asker: PublicKey([9; 32]),
+            block: Digest([block; 32]),
+            voter: key.public(),
+        }
+        .sign(key)
+    }
+
+    #[test]
+    fn a_poll_closes_as_soon_as_its_outcome_is_settled() {
+        // (answers in arrival order: Some(block) a vote, None no vote) →
+        // after how many answers the poll is done; k 7, α 4/6.
+        let params = Params::new(7, 4, 6, 2).unwrap();
+        let table: &[(&[Option<u8>], usize)] = &[
+            // α_confidence reached.
+            (&[Some(1); 6], 6),
+            // α_preference out of reach for every block.
+            (&[None, None, None, None], 4),
+            (&[Some(1), Some(2), Some(3), Some(4), Some(5)], 5),
+            // A win for 1, confidence out of reach: 4 + 1 < 6.
+            (&[Some(1), None, None, Some(1), Some(1), Some(1)], 6),
+            // 5 + 1 could still reach 6: needs every answer.
+            (
+                &[
+                    Some(1),
+                    Some(1),
+                    Some(1),
+                    Some(1),
+                    Some(1),
+                    Some(2),
+                    Some(1),
+                ],
+                7,
+            ),
+        ];
+        for (answers, done_after) in table {
+            let keys: Vec<Keypair> = (0..7).map(|_| Keypair::generate()).collect();
+            let mut poll = OpenPoll::new(7, Duration::ZERO, keys.iter().map(Keypair::public));
+            let mut at = None;
+            for (i, (a, k)) in answers.iter().zip(&keys).enumerate() {
+                match a {
+                    Some(b) => assert_eq!(poll.add(k.public(), vote(k, *b)), Added::Counted),
+                    None => poll.no_vote(k.public()),
+                }
+                if at.is_none() && poll.done(&params) {
+                    at = Some(i + 1);
+                }
+            }
+            assert_eq!(at, Some(*done_after), "answers {answers:?}");
+        }
+    }
+
+    #[test]
+    fn two_votes_of_one_voter_for_different_blocks_are_evidence_and_void() {
+        let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate()).collect();
+        let mut poll = OpenPoll::new(7, Duration::ZERO, keys.iter().map(Keypair::public));
+        let k = &keys[0];
+        assert_eq!(poll.add(k.public(), vote(k, 1)), Added::Counted);
+        assert_eq!(poll.add(k.public(), vote(k, 1)), Added::Ignored, "a repeat");
+        let Added::Equivocation(pair) = poll.add(k.public(), vote(k, 2)) else {
+            panic!("a conflicting vote is evidence");
+        };
+        assert!(pair.0.equivocates(&pair.1, &crate::Verifier::uncached()));
+        assert_eq!(
+            poll.add(k.public(), vote(k, 1)),
+            Added::Ignored,
+            "void from now on"
+        );
+        assert_eq!(
+            poll.add(keys[1].public(), vote(&keys[2], 1)),
+            Added::Ignored,
+            "another's vote"
+        );
+        let (answers, _) = poll.close();
+        assert!(answers.is_empty());
+    }
+}

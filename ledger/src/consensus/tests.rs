@@ -1,0 +1,523 @@
+//! The replica on its own: fed inputs by hand, or a handful of replicas
+//! wired together in memory with a seeded delivery order.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use rand::SeedableRng;
+
+use super::*;
+use crate::block::Block;
+use crate::genesis::Genesis;
+use crate::keys::{Keypair, PublicKey, Verifier};
+use crate::sim::{Committee, single};
+use crate::state::State;
+use crate::vote::{Vote, VoteBody};
+
+const TICK: Duration = Duration::from_millis(25);
+
+fn config() -> Config {
+    Config {
+        block_interval: Duration::ZERO,
+        gather: Duration::from_millis(50),
+        mine_tries: 0,
+        ..Config::default()
+    }
+}
+
+/// `n` members holding slots on a local genesis (k 5, α 4/4, β 6, 8
+/// slots) that funds an invoker; the invoker's key is the last.
+fn committee(n: usize) -> (Committee, Keypair) {
+    let invoker = Keypair::generate();
+    let public = invoker.public();
+    let c = Committee::new(
+        |_| Genesis::local("consensus-test", vec![(public, 1_000_000)]),
+        n,
+    );
+    (c, invoker)
+}
+
+fn replica(c: &Committee, i: usize, config: Config) -> Replica {
+    let mut r = Replica::new(
+        c.genesis.clone(),
+        State::genesis(&c.genesis),
+        Vec::new(),
+        c.keys[i].clone(),
+        config,
+        Arc::new(Verifier::cached(1 << 16)),
+        Duration::ZERO,
+    );
+    for claim in &c.claims {
+        r.step(Input::Claim(*claim), Duration::ZERO);
+    }
+    r
+}
+
+fn vote(key: &Keypair, q: &Query, asker: PublicKey, block: Digest) -> Vote {
+    VoteBody {
+        chain: q.chain,
+        height: q.height,
+        round: q.round,
+        asker,
+        block,
+        voter: key.public(),
+    }
+    .sign(key)
+}
+
+/// One replica, member 0 of `c`, holding a proposal of its own.
+fn proposing(c: &Committee, invoker: &Keypair) -> (Replica, Arc<Block>) {
+    let mut r = replica(c, 0, config());
+    let s = single(&c.keys[1], invoker, 1, 10);
+    r.step(
+        Input::Settlements {
+            settlements: vec![s.clone()],
+            local: false,
+        },
+        Duration::ZERO,
+    );
+    let block = Arc::new(Block::propose(
+        &c.keys[0],
+        c.chain(),
+        1,
+        c.chain(),
+        c.claims[0],
+        vec![s],
+    ));
+    r.step(Input::Proposal(block.clone()), Duration::ZERO);
+    (r, block)
+}
+
+fn queries(ready: &Ready) -> Vec<(Query, Vec<PublicKey>)> {
+    ready
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Query { query, peers } => Some((query.clone(), peers.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Ticks `r` and answers each peer of each of its queries with what
+/// `answer(query, peer, index among the peers)` says, until it commits or
+/// `steps` steps passed; every ready seen.
+fn drive(
+    r: &mut Replica,
+    steps: usize,
+    mut answer: impl FnMut(&Query, PublicKey, usize) -> Vec<Vote>,
+) -> Vec<Ready> {
+    let mut now = Duration::ZERO;
+    let mut seen = Vec::new();
+    for _ in 0..steps {
+        let ready = r.ready();
+        let asked = queries(&ready);
+        let done = !ready.persist.is_empty();
+        seen.push(ready);
+        if done {
+            break;
+        }
+        if asked.is_empty() {
+            now += TICK;
+            r.step(Input::Tick, now);
+            continue;
+        }
+        for (q, peers) in asked {
+            for (i, p) in peers.iter().enumerate() {
+                let votes = answer(&q, *p, i);
+                r.step(
+                    Input::Votes {
+                        from: *p,
+                        round: q.round,
+                        votes,
+                    },
+                    now,
+                );
+            }
+        }
+    }
+    seen
+}
+
+fn key_of<'a>(c: &'a Committee, p: &PublicKey) -> &'a Keypair {
+    c.keys.iter().find(|k| k.public() == *p).expect("a member")
+}
+
+#[test]
+fn alpha_confident_polls_beta_times_in_a_row_decide_with_them_as_evidence() {
+    // (votes for the block in each poll, of the 4 peers asked besides
+    // itself; α_confidence 4 counts its own vote) → decided?
+    let table: &[(&[usize], bool)] = &[
+        (&[3, 3, 3, 3, 3, 3], true),
+        (&[4, 4, 4, 4, 4, 4], true),
+        (&[3, 3, 3, 3, 3], false),
+        // A poll short of α_confidence restarts the run.
+        (&[3, 3, 2, 3, 3, 3, 3, 3], false),
+        (&[3, 3, 2, 3, 3, 3, 3, 3, 3], true),
+    ];
+    for (polls, decides) in table {
+        let (c, invoker) = committee(5);
+        let (mut r, block) = proposing(&c, &invoker);
+        let me = c.keys[0].public();
+        let mut asked = 0;
+        let mut last = None;
+        let seen = drive(&mut r, 2000, |q, p, i| {
+            if last != Some(q.round) {
+                last = Some(q.round);
+                asked += 1;
+            }
+            match polls.get(asked - 1) {
+                Some(yes) if i < *yes => vec![vote(key_of(&c, &p), q, me, block.hash())],
+                _ => Vec::new(),
+            }
+        });
+        let committed = seen
+            .iter()
+            .find_map(|r| r.persist.first())
+            .map(|c| c.block.clone());
+        assert_eq!(committed.is_some(), *decides, "polls {polls:?}");
+        if let Some(b) = committed {
+            assert_eq!(b.hash(), block.hash());
+            assert_eq!(b.evidence.polls.len(), 6, "β polls of evidence");
+            b.check_signatures(&c.genesis).expect("the evidence checks");
+            assert_eq!(r.height(), 1);
+            assert_eq!(asked, polls.len(), "decided at the last poll");
+        }
+    }
+}
+
+#[test]
+fn a_proposer_that_is_not_first_in_the_lottery_waits_its_turn() {
+    let (c, invoker) = committee(5);
+    let prev = c.chain();
+    let members: Vec<PublicKey> = c.keys.iter().map(Keypair::public).collect();
+    let step = config().proposer_step;
+    for (i, key) in c.keys.iter().enumerate() {
+        let rank = lottery::rank(&prev, &members, &key.public());
+        let mut r = replica(&c, i, config());
+        r.step(
+            Input::Settlements {
+                settlements: vec![single(&c.keys[0], &invoker, 7, 10)],
+                local: false,
+            },
+            Duration::ZERO,
+        );
+        let proposed_at = (0..200u32)
+            .map(|t| TICK * t)
+            .find(|now| {
+                r.step(Input::Tick, *now);
+                r.ready()
+                    .messages
+                    .iter()
+                    .any(|m| matches!(m, Message::Gossip(Gossip::Proposal(_))))
+            })
+            .expect("alone, every member proposes in the end");
+        assert!(
+            proposed_at >= step * rank && proposed_at < step * rank + TICK * 2,
+            "rank {rank} proposed at {proposed_at:?}"
+        );
+    }
+}
+
+#[test]
+fn a_proposer_ranked_later_stays_silent_once_a_candidate_exists() {
+    let (c, invoker) = committee(5);
+    let prev = c.chain();
+    let members: Vec<PublicKey> = c.keys.iter().map(Keypair::public).collect();
+    let second = (0..5)
+        .find(|i| lottery::rank(&prev, &members, &c.keys[*i].public()) == 1)
+        .expect("someone is second");
+    let first = (0..5)
+        .find(|i| lottery::rank(&prev, &members, &c.keys[*i].public()) == 0)
+        .expect("someone is first");
+    let mut r = replica(&c, second, config());
+    let s = single(&c.keys[0], &invoker, 7, 10);
+    r.step(
+        Input::Settlements {
+            settlements: vec![s.clone()],
+            local: false,
+        },
+        Duration::ZERO,
+    );
+    let theirs = Block::propose(&c.keys[first], c.chain(), 1, prev, c.claims[first], vec![s]);
+    r.step(Input::Proposal(Arc::new(theirs)), Duration::ZERO);
+    for t in 0..100 {
+        r.step(Input::Tick, TICK * t);
+        let ready = r.ready();
+        assert!(
+            !ready
+                .messages
+                .iter()
+                .any(|m| matches!(m, Message::Gossip(Gossip::Proposal(_)))),
+            "a second candidate was proposed"
+        );
+    }
+}
+
+#[test]
+fn equivocating_votes_are_rejected_kept_as_evidence_and_the_voter_is_not_asked_again() {
+    let (c, invoker) = committee(5);
+    let (mut r, block) = proposing(&c, &invoker);
+    let me = c.keys[0].public();
+    let mut liar: Option<PublicKey> = None;
+    let seen = drive(&mut r, 400, |q, p, _| {
+        assert_ne!(Some(p), liar, "an equivocator was asked again");
+        let key = key_of(&c, &p);
+        let mut votes = vec![vote(key, q, me, block.hash())];
+        if liar.is_none() {
+            liar = Some(p);
+            votes.push(vote(key, q, me, Digest([7; 32])));
+        }
+        votes
+    });
+    let caught = seen.iter().flat_map(|r| &r.messages).find_map(|m| match m {
+        Message::Gossip(Gossip::Equivocation(pair)) => Some(pair.clone()),
+        _ => None,
+    });
+    let now = Duration::from_secs(1);
+    let liar = liar.expect("someone was asked");
+    let pair = caught.expect("the equivocation was gossiped");
+    assert_eq!(pair.0.body.voter, liar);
+    assert!(pair.0.equivocates(&pair.1, &Verifier::uncached()));
+    assert_eq!(r.equivocators(), vec![liar]);
+    assert!(!r.committee().contains(&liar), "its slot is free");
+    // Another replica told of it excludes the voter too; a forged pair
+    // (the same vote twice) is ignored.
+    let mut other = replica(&c, 2, config());
+    other.step(
+        Input::Equivocation(Box::new((pair.0.clone(), pair.0.clone()))),
+        now,
+    );
+    assert!(other.equivocators().is_empty());
+    other.step(Input::Equivocation(pair), now);
+    assert_eq!(other.equivocators(), vec![liar]);
+}
+
+#[test]
+fn a_node_outside_the_committee_does_not_poll_and_takes_committed_blocks_checked() {
+    let (c, invoker) = committee(5);
+    let outsider = Keypair::generate();
+    let mut r = Replica::new(
+        c.genesis.clone(),
+        State::genesis(&c.genesis),
+        Vec::new(),
+        outsider,
+        config(),
+        Arc::new(Verifier::uncached()),
+        Duration::ZERO,
+    );
+    for claim in &c.claims {
+        r.step(Input::Claim(*claim), Duration::ZERO);
+    }
+    let good = c.block(1, c.chain(), vec![single(&c.keys[1], &invoker, 1, 10)]);
+    r.step(Input::Proposal(Arc::new(good.clone())), Duration::ZERO);
+    for t in 1..40 {
+        r.step(Input::Tick, TICK * t);
+        assert!(queries(&r.ready()).is_empty(), "an outsider polled");
+    }
+    let mut forged = good.clone();
+    forged.evidence.polls.pop();
+    let from = c.keys[1].public();
+    r.step(
+        Input::Committed {
+            block: Arc::new(forged),
+            from,
+        },
+        Duration::ZERO,
+    );
+    let ready = r.ready();
+    assert!(
+        ready.persist.is_empty(),
+        "a block short of evidence was taken"
+    );
+    assert!(matches!(
+        ready.events[..],
+        [Event::Refused { height: 1, .. }]
+    ));
+    r.step(
+        Input::Committed {
+            block: Arc::new(good.clone()),
+            from,
+        },
+        Duration::ZERO,
+    );
+    let ready = r.ready();
+    assert_eq!(ready.persist.len(), 1);
+    assert_eq!(ready.persist[0].block.hash(), good.hash());
+    assert_eq!(r.height(), 1);
+    assert_eq!(r.durable(), 0, "not durable until the driver says so");
+    r.advance(1);
+    assert_eq!(r.durable(), 1);
+    // A block above the next height means this node is behind: it syncs.
+    let later = c.block(3, Digest([1; 32]), Vec::new());
+    r.step(
+        Input::Committed {
+            block: Arc::new(later),
+            from,
+        },
+        Duration::ZERO,
+    );
+    r.step(Input::Tick, Duration::from_secs(5));
+    assert!(
+        r.ready()
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::Sync { from: 2, peer } if *peer == from))
+    );
+}
+
+/// Replicas wired in memory: every message is delivered, in an order a
+/// seeded RNG picks, one tick apart at most.
+struct Wired {
+    replicas: Vec<Replica>,
+    index: BTreeMap<PublicKey, usize>,
+    queue: Vec<(usize, Input)>,
+    asks: BTreeMap<u64, (usize, u64)>,
+    next_id: u64,
+    committed: Vec<BTreeMap<u64, Digest>>,
+}
+
+impl Wired {
+    fn new(c: &Committee) -> Self {
+        let replicas: Vec<Replica> = (0..c.keys.len()).map(|i| replica(c, i, config())).collect();
+        let index = c
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.public(), i))
+            .collect();
+        Self {
+            committed: vec![BTreeMap::new(); replicas.len()],
+            replicas,
+            index,
+            queue: Vec::new(),
+            asks: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        let ready = self.replicas[i].ready();
+        for c in &ready.persist {
+            self.committed[i].insert(c.block.header.height, c.block.hash());
+        }
+        let h = self.replicas[i].height();
+        self.replicas[i].advance(h);
+        let me = self.replicas[i].key();
+        for m in ready.messages {
+            match m {
+                Message::Query { query, peers } => {
+                    for p in peers {
+                        self.next_id += 1;
+                        self.asks.insert(self.next_id, (i, query.round));
+                        let to = self.index[&p];
+                        self.queue.push((
+                            to,
+                            Input::Query {
+                                id: self.next_id,
+                                from: me,
+                                query: query.clone(),
+                            },
+                        ));
+                    }
+                }
+                Message::Answer { id, vote } => {
+                    if let Some((asker, round)) = self.asks.remove(&id) {
+                        let votes = vote.into_iter().collect();
+                        self.queue.push((
+                            asker,
+                            Input::Votes {
+                                from: me,
+                                round,
+                                votes,
+                            },
+                        ));
+                    }
+                }
+                Message::Gossip(g) => {
+                    for to in 0..self.replicas.len() {
+                        if to == i {
+                            continue;
+                        }
+                        let input = match &g {
+                            Gossip::Claim(c) => Input::Claim(*c),
+                            Gossip::Settlements(s) => Input::Settlements {
+                                settlements: s.clone(),
+                                local: false,
+                            },
+                            Gossip::Proposal(b) => Input::Proposal(b.clone()),
+                            Gossip::Committed(b) => Input::Committed {
+                                block: b.clone(),
+                                from: me,
+                            },
+                            Gossip::Equivocation(p) => Input::Equivocation(p.clone()),
+                        };
+                        self.queue.push((to, input));
+                    }
+                }
+                Message::Fetch { hash, peer } => {
+                    let owner = self.index[&peer];
+                    let block = self.replicas[owner].candidate(&hash);
+                    if let Some(b) = block {
+                        self.queue.push((i, Input::Proposal(b)));
+                    }
+                }
+                Message::AnswerBlock { .. } | Message::Sync { .. } => {}
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// However messages interleave, replicas that receive settlements at
+    /// different members commit the same block at every height.
+    #[test]
+    fn replicas_agree_at_every_height_whatever_the_delivery_order(seed in any::<u64>()) {
+        let (c, invoker) = committee(5);
+        let mut w = Wired::new(&c);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut now = Duration::ZERO;
+        for inv in 0..4u128 {
+            let at = rng.random_range(0..5);
+            let s = single(&c.keys[(inv as usize) % 5], &invoker, inv, 10);
+            w.replicas[at].step(Input::Settlements { settlements: vec![s], local: true }, now);
+        }
+        for _ in 0..4000 {
+            if w.committed.iter().all(|m| m.values().count() >= 1)
+                && w.replicas.iter().all(|r| r.mempool_len() == 0)
+            {
+                break;
+            }
+            now += TICK;
+            for i in 0..5 {
+                w.replicas[i].step(Input::Tick, now);
+                w.drain(i);
+            }
+            // Deliver everything queued, in a random order.
+            let mut queue = VecDeque::from(std::mem::take(&mut w.queue));
+            while let Some(first) = queue.pop_front() {
+                let (to, input) = if !queue.is_empty() && rng.random_bool(0.5) {
+                    queue.push_back(first);
+                    let j = rng.random_range(0..queue.len());
+                    queue.remove(j).expect("in range")
+                } else {
+                    first
+                };
+                w.replicas[to].step(input, now);
+                w.drain(to);
+                queue.extend(std::mem::take(&mut w.queue));
+            }
+        }
+        let top = w.committed.iter().map(|m| m.len()).max().unwrap_or(0);
+        prop_assert!(top >= 1, "nothing was committed");
+        for h in 1..=top as u64 {
+            let hashes: Vec<_> = w.committed.iter().filter_map(|m| m.get(&h)).collect();
+            prop_assert!(hashes.windows(2).all(|p| p[0] == p[1]), "height {} forked", h);
+        }
+        prop_assert!(w.replicas.iter().all(|r| r.mempool_len() == 0), "settlements left behind");
+    }
+}
