@@ -13,14 +13,23 @@
 //!   (`provide_nowait`, retried on the next activation when the net's queue
 //!   is full);
 //! - a provider that answered "busy" ([`RoutingInput::Busy`]) has its rows
-//!   re-emitted with a busy-until time, which later announcements keep;
+//!   re-emitted with the busy-until time the input carries, which later
+//!   announcements keep;
 //! - the updates are arranged by function id;
 //! - each lookup becomes a one-epoch collection `(function, query)` (inserted
 //!   at its epoch, retracted at the next) and is joined with the arrangement;
 //! - a `gather` operator waits until the frontier passes the lookup's epoch
 //!   and answers it with every provider present then (none is an answer
 //!   too), ranked: least loaded first, then those holding the module;
-//!   rows still busy are left out.
+//!   rows still busy at the time the lookup carries are left out.
+//!
+//! No operator reads a clock: time enters only on the records, a deadline
+//! on each `Busy` and the time of asking on each `Resolve`, so the
+//! dataflow's answers depend on its inputs alone. The [`Routing`] handle is
+//! the driver that stamps them with the wall clock ([`Routing::busy`],
+//! [`Routing::resolve`]); [`Routing::busy_until`] and
+//! [`Routing::resolve_at`] take the time from the caller (tests drive time
+//! with them, without sleeping).
 //!
 //! The answers go back to the asking task through a bounded rendezvous
 //! channel per lookup. The dataflow runs on its own thread and ends when the
@@ -73,19 +82,23 @@ pub enum RoutingInput {
         /// Its row, or `None` to withdraw it.
         provider: Option<Provider>,
     },
-    /// `peer` answered "busy": skip it in lookups for `for_ms`.
+    /// `peer` answered "busy": skip it in lookups asked before `until_ms`.
     Busy {
         /// The provider's peer id.
         peer: String,
-        /// How long to skip it.
-        for_ms: u64,
+        /// Until when to skip it (milliseconds since the Unix epoch); a
+        /// busy window is only ever extended.
+        until_ms: u64,
     },
-    /// Who provides `function`?
+    /// Who provides `function`, as of `now_ms`?
     Resolve {
         /// Answers carry this id.
         query: u64,
         /// The function.
         function: FunctionId,
+        /// The time of asking (milliseconds since the Unix epoch): providers
+        /// busy until later are left out.
+        now_ms: u64,
     },
     /// The whole table.
     List {
@@ -200,14 +213,15 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                                         Answer::Table(table),
                                                     );
                                                 }
-                                                RoutingInput::Busy { peer, for_ms } => {
-                                                    let until = now_ms() + for_ms;
+                                                RoutingInput::Busy { peer, until_ms } => {
                                                     for ((function, p), row) in rows.iter_mut() {
-                                                        if *p != peer {
+                                                        if *p != peer
+                                                            || row.busy_until_ms >= until_ms
+                                                        {
                                                             continue;
                                                         }
                                                         let old = row.clone();
-                                                        row.busy_until_ms = until;
+                                                        row.busy_until_ms = until_ms;
                                                         session.give((
                                                             (*function, old),
                                                             time,
@@ -241,7 +255,11 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
 
                     // Each lookup lives for exactly one epoch.
                     let lookups = inputs.clone().flat_map(|item| match item {
-                        RoutingInput::Resolve { query, function } => Some((query, function)),
+                        RoutingInput::Resolve {
+                            query,
+                            function,
+                            now_ms,
+                        } => Some((query, function, now_ms)),
                         _ => None,
                     });
                     let queries = lookups
@@ -254,7 +272,7 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                     input.for_each(|cap, data| {
                                         let Some(&time) = cap.least() else { return };
                                         let mut session = output.session(&cap);
-                                        for (query, function) in data.drain(..) {
+                                        for (query, function, _) in data.drain(..) {
                                             session.give(((function, query), time, 1isize));
                                             session.give(((function, query), time + 1, -1isize));
                                         }
@@ -272,12 +290,13 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                     lookups
                         .binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
                             matches,
-                            Exchange::new(|_: &(u64, FunctionId)| 0),
+                            Exchange::new(|_: &(u64, FunctionId, u64)| 0),
                             Exchange::new(|_: &((u64, Provider), u64, isize)| 0),
                             "gather",
                             move |cap, _| {
                                 drop(cap);
-                                let mut asked: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+                                // Per epoch: each lookup's query id and time of asking.
+                                let mut asked: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
                                 let mut found: BTreeMap<u64, HashMap<(u64, Provider), isize>> =
                                     BTreeMap::new();
                                 move |(lookups, lookups_frontier),
@@ -288,7 +307,7 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                         asked
                                             .entry(time)
                                             .or_default()
-                                            .extend(data.drain(..).map(|(q, _)| q));
+                                            .extend(data.drain(..).map(|(q, _, now)| (q, now)));
                                     });
                                     matches.for_each(|_, data| {
                                         for (row, time, diff) in data.drain(..) {
@@ -310,15 +329,15 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                         let at_time = found.remove(&time).unwrap_or_default();
                                         let mut per_query: HashMap<u64, Vec<Provider>> =
                                             HashMap::new();
-                                        let now = now_ms();
                                         for ((q, provider), diff) in at_time {
-                                            if diff > 0 && provider.busy_until_ms <= now {
+                                            if diff > 0 {
                                                 per_query.entry(q).or_default().push(provider);
                                             }
                                         }
-                                        for q in queries {
+                                        for (q, now) in queries {
                                             let mut providers =
                                                 per_query.remove(&q).unwrap_or_default();
+                                            providers.retain(|p| p.busy_until_ms <= now);
                                             rank(&mut providers);
                                             reply(&answers, q, Answer::Providers(providers));
                                         }
@@ -352,7 +371,8 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
     ))
 }
 
-/// Wall-clock milliseconds since the Unix epoch.
+/// Wall-clock milliseconds since the Unix epoch: the handle stamps inputs
+/// with it; the dataflow never calls it.
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -417,10 +437,16 @@ impl Routing {
         rx.recv_async().await.map_err(|_| Error::Stopped)
     }
 
-    /// Skips `peer` in lookups for `for_ms` (it answered "busy").
+    /// Skips `peer` in lookups for `for_ms` from now (it answered "busy").
     pub async fn busy(&self, peer: String, for_ms: u64) -> Result<()> {
+        self.busy_until(peer, now_ms().saturating_add(for_ms)).await
+    }
+
+    /// Skips `peer` in lookups asked before `until_ms` (milliseconds since
+    /// the Unix epoch).
+    pub async fn busy_until(&self, peer: String, until_ms: u64) -> Result<()> {
         self.input
-            .send_async(RoutingInput::Busy { peer, for_ms })
+            .send_async(RoutingInput::Busy { peer, until_ms })
             .await
             .map_err(|_| Error::Stopped)
     }
@@ -428,8 +454,18 @@ impl Routing {
     /// The providers of `function` known now, best first, without those
     /// that answered "busy" recently.
     pub async fn resolve(&self, function: FunctionId) -> Result<Vec<Provider>> {
+        self.resolve_at(function, now_ms()).await
+    }
+
+    /// The providers of `function` known now, best first, without those
+    /// busy until after `now_ms` (milliseconds since the Unix epoch).
+    pub async fn resolve_at(&self, function: FunctionId, now_ms: u64) -> Result<Vec<Provider>> {
         match self
-            .ask(|query| RoutingInput::Resolve { query, function })
+            .ask(|query| RoutingInput::Resolve {
+                query,
+                function,
+                now_ms,
+            })
             .await?
         {
             Answer::Providers(p) => Ok(p),
@@ -493,23 +529,35 @@ mod tests {
             assert_eq!(routing.resolve(f).await.unwrap(), vec![provider("a", 0)]);
             assert_eq!(routing.table().await.unwrap().len(), 2);
             // A busy provider is skipped until its window passes, even
-            // when it announces itself again meanwhile.
+            // when it announces itself again meanwhile; time is the one
+            // the inputs carry.
             routing
                 .announce(f, "c".into(), Some(provider("c", 9)))
                 .await
                 .unwrap();
-            routing.busy("a".into(), 300).await.unwrap();
+            routing.busy_until("a".into(), 1_300).await.unwrap();
             routing
                 .announce(f, "a".into(), Some(provider("a", 0)))
                 .await
                 .unwrap();
-            let found = routing.resolve(f).await.unwrap();
-            assert_eq!(found.len(), 1);
-            assert_eq!(found[0].peer, "c");
-            std::thread::sleep(std::time::Duration::from_millis(350));
-            let found = routing.resolve(f).await.unwrap();
-            assert_eq!(found.len(), 2);
-            assert_eq!(found[0].peer, "a");
+            let peers = |found: Vec<Provider>| -> Vec<String> {
+                found.into_iter().map(|p| p.peer).collect()
+            };
+            assert_eq!(peers(routing.resolve_at(f, 1_000).await.unwrap()), ["c"]);
+            assert_eq!(peers(routing.resolve_at(f, 1_299).await.unwrap()), ["c"]);
+            // An earlier deadline does not shorten the window.
+            routing.busy_until("a".into(), 1_100).await.unwrap();
+            assert_eq!(peers(routing.resolve_at(f, 1_299).await.unwrap()), ["c"]);
+            assert_eq!(
+                peers(routing.resolve_at(f, 1_300).await.unwrap()),
+                ["a", "c"]
+            );
+            // A lookup asked earlier still sees the window, whatever came after.
+            assert_eq!(peers(routing.resolve_at(f, 1_200).await.unwrap()), ["c"]);
+            // The handle stamps with the wall clock: a window from now hides
+            // the provider from a lookup asked now.
+            routing.busy("c".into(), 60_000).await.unwrap();
+            assert_eq!(peers(routing.resolve(f).await.unwrap()), ["a"]);
         });
         drop(routing);
         thread.join().unwrap();

@@ -3,6 +3,10 @@
 //! - [`Receipt`]: an executor's signed statement that it ran an invocation.
 //! - [`Settlement`]: every receipt of one invocation, signed by the invoker;
 //!   a strict majority of equal results is paid, the rest is disputed.
+//! - [`Agreement`]: the pure state machine (no I/O, no clock) an invoking
+//!   node decides one call's replicas by: wait, ask another provider, a
+//!   majority and who it outvoted, or none; [`check_receipt`] is the rule
+//!   a receipt returned with an answer must pass.
 //! - [`Block`]: height, previous hash, the RFC 9162 [`merkle`] root of its
 //!   settlements, the proposer's committee claim and signature, and the
 //!   finality evidence (signed [`Vote`]s of the deciding polls).
@@ -35,6 +39,7 @@
 //! assert_eq!(sb.decided(), Some(&"b"));
 //! ```
 
+mod agreement;
 pub mod audit;
 mod block;
 mod chain;
@@ -52,6 +57,7 @@ mod state;
 mod store;
 mod vote;
 
+pub use agreement::{Agreement, Decision, Outcome, ReceiptError, check_receipt};
 pub use audit::{AuditOptions, AuditReport, Finding, audit};
 pub use block::{Block, Evidence, Header, Poll, settlements_root};
 pub use chain::{

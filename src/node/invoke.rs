@@ -16,7 +16,10 @@
 //! 4. Decide: a strict majority of equal results (output hash and fuel, or
 //!    the same guest failure) is the answer. Without one, more providers
 //!    are tried, up to R + [`EXTRA_REPLICAS`]; then the call fails naming
-//!    the disagreement. Executors outvoted are recorded as disputed.
+//!    the disagreement. Executors outvoted are recorded as disputed. The
+//!    rule is `orb_ledger`'s pure [`Agreement`] (and [`check_receipt`] for
+//!    the receipts in step 3): this module only asks providers, feeds it
+//!    their answers and does what it decides.
 //! 5. Settle: on a ledger, every receipt goes into one settlement signed by
 //!    this node, which the ledger pays by the same majority rule.
 //!
@@ -33,7 +36,7 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use orb_engine::Provider;
 use orb_functions::FunctionId;
-use orb_ledger::{Digest, Receipt};
+use orb_ledger::{Agreement, Decision, Digest, Outcome, Receipt, ReceiptBody, check_receipt};
 use orb_net::{Invoke, PeerId, Request, Response};
 use serde::Serialize;
 use tracing::{Instrument as _, debug, info, info_span, warn};
@@ -211,17 +214,10 @@ impl Disputes {
     }
 }
 
-/// What a replica's result is compared by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Reply {
-    Output { hash: Digest, fuel: u64 },
-    Failed { kind: String },
-}
-
 /// One replica's answer.
 struct Answer {
-    peer: String,
-    result: Reply,
+    peer: PeerId,
+    result: Outcome,
     output: Vec<u8>,
     /// The guest failure's message and fuel, for a failed call.
     failure: Option<(String, Option<u64>)>,
@@ -244,7 +240,7 @@ struct Schedule {
     node: Arc<Node>,
     call: Arc<Invoke>,
     queue: VecDeque<Provider>,
-    tried: HashSet<String>,
+    tried: HashSet<PeerId>,
     asked_dht: bool,
     failures: Vec<String>,
 }
@@ -268,11 +264,22 @@ impl Schedule {
     }
 
     /// The next provider not tried yet.
-    async fn next(&mut self) -> Result<Option<Provider>, InvokeError> {
+    async fn next(&mut self) -> Result<Option<PeerId>, InvokeError> {
         loop {
             if let Some(p) = self.queue.pop_front() {
-                if self.tried.insert(p.peer.clone()) {
-                    return Ok(Some(p));
+                let Ok(peer) = p.peer.parse::<PeerId>() else {
+                    // Rows come from peer ids; a malformed one is dropped.
+                    self.failures
+                        .push(format!("{}: not a peer id", short(&p.peer)));
+                    let _ = self
+                        .node
+                        .routing
+                        .announce(self.call.function, p.peer, None)
+                        .await;
+                    continue;
+                };
+                if self.tried.insert(peer) {
+                    return Ok(Some(peer));
                 }
                 continue;
             }
@@ -285,49 +292,50 @@ impl Schedule {
         }
     }
 
-    /// Runs the call on `want` more providers at once, moving each replica
-    /// on to the next provider when one does not answer; stops early when
-    /// providers run out.
-    async fn gather(&mut self, want: usize, answers: &mut Vec<Answer>) -> Result<(), InvokeError> {
+    /// Runs the call on providers until `agreement` decides: asks as many
+    /// as it wants at once, feeds it every answer and reroute, and keeps
+    /// each answer in `answers` (in the order they came, as the agreement
+    /// counts them). Returns the decision, a majority or none.
+    async fn agree(
+        &mut self,
+        agreement: &mut Agreement<PeerId>,
+        answers: &mut Vec<Answer>,
+    ) -> Result<Decision<PeerId>, InvokeError> {
         let mut running = FuturesUnordered::new();
-        for _ in 0..want {
-            match self.next().await? {
-                Some(p) => running.push(attempt(self.node.clone(), p, self.call.clone())),
-                None => break,
-            }
-        }
-        while let Some(outcome) = running.next().await {
-            match outcome {
-                Attempt::Answer(a) => answers.push(*a),
-                Attempt::Reroute(why) => {
-                    self.failures.push(why);
-                    if let Some(p) = self.next().await? {
-                        running.push(attempt(self.node.clone(), p, self.call.clone()));
+        loop {
+            match agreement.decision() {
+                Decision::AskAnother(n) => {
+                    for _ in 0..n {
+                        let Some(peer) = self.next().await? else {
+                            agreement.exhausted();
+                            break;
+                        };
+                        agreement.asked();
+                        running.push(attempt(self.node.clone(), peer, self.call.clone()));
                     }
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// Gathers until a strict majority agrees or `limit` answers are in
-    /// (or providers run out); returns the majority's result.
-    async fn decide(
-        &mut self,
-        answers: &mut Vec<Answer>,
-        limit: usize,
-    ) -> Result<Option<Reply>, InvokeError> {
-        loop {
-            if let Some(result) = majority(answers) {
-                return Ok(Some(result));
-            }
-            if answers.len() >= limit {
-                return Ok(None);
-            }
-            let before = answers.len();
-            self.gather(1, answers).await?;
-            if answers.len() == before {
-                return Ok(None);
+                Decision::Wait => {
+                    let Some(outcome) = running.next().await else {
+                        return Err(InvokeError::Internal(
+                            "waiting for answers no provider was asked for".into(),
+                        ));
+                    };
+                    match outcome {
+                        Attempt::Answer(a) => {
+                            if agreement.answered(a.peer, a.result.clone()) {
+                                answers.push(*a);
+                            } else {
+                                self.failures
+                                    .push(format!("{}: answered twice", short_peer(&a.peer)));
+                            }
+                        }
+                        Attempt::Reroute(why) => {
+                            self.failures.push(why);
+                            agreement.rerouted();
+                        }
+                    }
+                }
+                decided => return Ok(decided),
             }
         }
     }
@@ -359,49 +367,22 @@ fn spread(mut ranked: Vec<Provider>) -> VecDeque<Provider> {
     ranked.into()
 }
 
-/// The result a strict majority of `answers` gave, if any.
-fn majority(answers: &[Answer]) -> Option<Reply> {
-    strict_majority(answers.iter().map(|a| &a.result))
-}
-
-/// The value held by more than half of `votes`.
-fn strict_majority<'a, T: Eq + std::hash::Hash + Clone + 'a>(
-    votes: impl Iterator<Item = &'a T>,
-) -> Option<T> {
-    let mut counts: HashMap<&T, usize> = HashMap::new();
-    let mut total = 0;
-    for v in votes {
-        *counts.entry(v).or_default() += 1;
-        total += 1;
-    }
-    counts
-        .into_iter()
-        .find(|(_, n)| 2 * n > total)
-        .map(|(v, _)| v.clone())
-}
-
-/// Runs `call` on `provider` (here when that is this node).
-async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Attempt {
-    let peer = provider.peer.clone();
+/// Runs `call` on `peer` (here when that is this node).
+async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
     let sent = Instant::now();
-    let local = peer == node.peer_id;
+    let local = peer == node.net.peer_id();
     let response = if local {
         let me = node.ledger.as_ref().map(|l| l.me);
         Ok(node.host.run(&node, &call, me).await)
     } else {
-        match peer.parse::<PeerId>() {
-            Ok(p) => {
-                let request = node.net.request(p, Request::Invoke((*call).clone()));
-                match tokio::time::timeout(ATTEMPT_TIMEOUT, request).await {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs())),
-                }
-            }
-            Err(_) => Err("not a peer id".into()),
+        let request = node.net.request(peer, Request::Invoke((*call).clone()));
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, request).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs())),
         }
     };
     let round_trip = sent.elapsed().as_micros() as u64;
-    let reroute = |why: String| Attempt::Reroute(format!("{}: {why}", short(&peer)));
+    let reroute = |why: String| Attempt::Reroute(format!("{}: {why}", short_peer(&peer)));
     match response {
         Ok(Response::Output {
             output,
@@ -414,26 +395,31 @@ async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Atte
                 let executor = if local {
                     Some(ledger.me)
                 } else {
-                    peer.parse::<PeerId>().ok().and_then(|p| key_of(&p))
+                    key_of(&peer)
                 };
-                let valid = receipt.as_ref().is_some_and(|r| {
-                    let b = &r.body;
-                    b.invocation == call.invocation
-                        && b.invoker == ledger.me
-                        && Some(b.executor) == executor
-                        && b.function.0 == *call.function.as_bytes()
-                        && b.input.0 == *blake3::hash(&call.input).as_bytes()
-                        && b.output == hash
-                        && b.fuel == fuel
-                        && r.verify()
-                });
-                if !valid {
+                let checked = match executor {
+                    Some(executor) => {
+                        let expected = ReceiptBody {
+                            invocation: call.invocation,
+                            function: Digest(*call.function.as_bytes()),
+                            input: Digest(*blake3::hash(&call.input).as_bytes()),
+                            output: hash,
+                            fuel,
+                            executor,
+                            invoker: ledger.me,
+                        };
+                        check_receipt(receipt.as_ref(), &expected).map_err(|e| e.to_string())
+                    }
+                    None => Err("its peer id holds no ed25519 key".to_owned()),
+                };
+                if let Err(why) = checked {
+                    debug!(%peer, "bad receipt: {why}");
                     withdraw(&node, call.function, &peer).await;
                     return reroute("no valid receipt for its answer".into());
                 }
             }
             Attempt::Answer(Box::new(Answer {
-                result: Reply::Output { hash, fuel },
+                result: Outcome::Output { hash, fuel },
                 peer,
                 output,
                 failure: None,
@@ -454,7 +440,7 @@ async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Atte
             message,
             fuel,
         }) => Attempt::Answer(Box::new(Answer {
-            result: Reply::Failed { kind },
+            result: Outcome::Failed { kind },
             peer,
             output: Vec::new(),
             failure: Some((message, fuel)),
@@ -464,7 +450,10 @@ async fn attempt(node: Arc<Node>, provider: Provider, call: Arc<Invoke>) -> Atte
             network_us: 0,
         })),
         Ok(Response::Busy) => {
-            let _ = node.routing.busy(peer.clone(), node.busy_window_ms).await;
+            let _ = node
+                .routing
+                .busy(peer.to_string(), node.busy_window_ms)
+                .await;
             reroute("busy".into())
         }
         Ok(Response::Refused(why)) => {
@@ -515,18 +504,23 @@ pub(crate) async fn invoke(
         }
         let resolve_us = started.elapsed().as_micros() as u64;
         let r = replicas.unwrap_or(node.replicas).max(1);
+        let mut agreement = Agreement::new(r, r + EXTRA_REPLICAS);
         let mut answers = Vec::new();
-        schedule.gather(r, &mut answers).await?;
-        if answers.is_empty() {
-            return Err(InvokeError::Exhausted {
-                target: target.to_owned(),
-                tried: schedule.failures.join("; "),
-            });
-        }
-        let decided = schedule.decide(&mut answers, r + EXTRA_REPLICAS).await?;
+        let decided = schedule.agree(&mut agreement, &mut answers).await?;
         let attempts = schedule.tried.len() as u32;
-        let Some(result) = decided else {
-            settle(node, invocation, &answers, None, "replicas").await;
+        let Decision::Majority {
+            result,
+            agreed,
+            outvoted,
+        } = &decided
+        else {
+            if answers.is_empty() {
+                return Err(InvokeError::Exhausted {
+                    target: target.to_owned(),
+                    tried: schedule.failures.join("; "),
+                });
+            }
+            settle(node, invocation, &answers, &decided, "replicas").await;
             return Err(InvokeError::Disagreement {
                 target: target.to_owned(),
                 results: describe(&answers),
@@ -534,30 +528,26 @@ pub(crate) async fn invoke(
         };
         let verify = answers.len() == 1
             && r == 1
-            && matches!(result, Reply::Output { .. })
+            && matches!(result, Outcome::Output { .. })
             && rand::random::<f64>() < node.verify_fraction;
         if !verify {
-            settle(node, invocation, &answers, Some(&result), "replicas").await;
+            settle(node, invocation, &answers, &decided, "replicas").await;
         }
-        let (agreed, disputed): (Vec<&Answer>, Vec<&Answer>) =
-            answers.iter().partition(|a| a.result == result);
-        let agreed_peers = agreed.iter().map(|a| a.peer.clone()).collect();
-        let disputed_peers = disputed.iter().map(|a| a.peer.clone()).collect();
         // The answer: the fastest of the majority.
-        let best = agreed
+        let best = answers
             .iter()
+            .filter(|a| agreed.contains(&a.peer))
             .min_by_key(|a| a.execution_us + a.network_us)
-            .copied()
             .ok_or_else(|| InvokeError::Internal("a majority of no answers".into()))?;
         if let Some((message, fuel)) = &best.failure {
-            let Reply::Failed { kind } = &result else {
+            let Outcome::Failed { kind } = result else {
                 return Err(InvokeError::Internal("a failure without a kind".into()));
             };
             return Err(InvokeError::Guest {
                 kind: kind.clone(),
                 message: message.clone(),
                 fuel: *fuel,
-                executor: best.peer.clone(),
+                executor: best.peer.to_string(),
             });
         }
         let done = Invoked {
@@ -565,13 +555,13 @@ pub(crate) async fn invoke(
             function: id,
             output: best.output.clone(),
             fuel: best.fuel,
-            executor: best.peer.clone(),
+            executor: best.peer.to_string(),
             resolve_us,
             network_us: best.network_us,
             execution_us: best.execution_us,
             attempts,
-            agreed: agreed_peers,
-            disputed: disputed_peers,
+            agreed: agreed.iter().map(PeerId::to_string).collect(),
+            disputed: outvoted.iter().map(PeerId::to_string).collect(),
         };
         if verify {
             tokio::spawn(verify_later(schedule, answers).in_current_span());
@@ -589,14 +579,17 @@ async fn verify_later(mut schedule: Schedule, mut answers: Vec<Answer>) {
     use rand::seq::SliceRandom as _;
     let invocation = schedule.call.invocation;
     schedule.queue.make_contiguous().shuffle(&mut rand::rng());
-    if let Err(e) = schedule.gather(1, &mut answers).await {
-        debug!("sampled verification: {e}");
+    // The answer in counts as the first of two wanted, three at most.
+    let mut agreement = Agreement::new(2, 3);
+    for a in &answers {
+        agreement.asked();
+        agreement.answered(a.peer, a.result.clone());
     }
-    let decided = match schedule.decide(&mut answers, 3).await {
+    let decided = match schedule.agree(&mut agreement, &mut answers).await {
         Ok(d) => d,
         Err(e) => {
             debug!("sampled verification: {e}");
-            None
+            Decision::NoMajority
         }
     };
     if answers.iter().any(|a| a.result != answers[0].result) {
@@ -609,7 +602,7 @@ async fn verify_later(mut schedule: Schedule, mut answers: Vec<Answer>) {
         &schedule.node,
         invocation,
         &answers,
-        decided.as_ref(),
+        &decided,
         "sampled verification",
     )
     .await;
@@ -622,23 +615,26 @@ async fn settle(
     node: &Node,
     invocation: u128,
     answers: &[Answer],
-    result: Option<&Reply>,
+    decided: &Decision<PeerId>,
     by: &'static str,
 ) {
-    if let Some(result) = result {
-        for a in answers.iter().filter(|a| a.result != *result) {
+    if let Decision::Majority {
+        result, outvoted, ..
+    } = decided
+    {
+        for a in answers.iter().filter(|a| outvoted.contains(&a.peer)) {
             let dispute = Dispute {
                 invocation: format!("{invocation:032x}"),
                 function: node_function(answers, a),
-                executor: a.peer.clone(),
+                executor: a.peer.to_string(),
                 by,
             };
             info!(executor = %a.peer, by, "executor outvoted: paid nothing");
             node.disputes.record(dispute);
         }
-    }
-    if matches!(result, Some(Reply::Failed { .. })) {
-        return;
+        if matches!(result, Outcome::Failed { .. }) {
+            return;
+        }
     }
     if let Some(ledger) = &node.ledger {
         let receipts = answers.iter().filter_map(|a| a.receipt.clone()).collect();
@@ -658,44 +654,32 @@ fn describe(answers: &[Answer]) -> String {
     answers
         .iter()
         .map(|a| match &a.result {
-            Reply::Output { hash, fuel } => {
+            Outcome::Output { hash, fuel } => {
                 format!(
                     "{} → output {} (fuel {fuel})",
-                    short(&a.peer),
+                    short_peer(&a.peer),
                     &hash.to_string()[..16]
                 )
             }
-            Reply::Failed { kind } => format!("{} → failed ({kind})", short(&a.peer)),
+            Outcome::Failed { kind } => format!("{} → failed ({kind})", short_peer(&a.peer)),
         })
         .collect::<Vec<_>>()
         .join("; ")
 }
 
-async fn withdraw(node: &Node, id: FunctionId, peer: &str) {
-    if peer != node.peer_id {
-        let _ = node.routing.announce(id, peer.to_owned(), None).await;
+/// Takes `peer` out of the routing table for `id` (never this node: it
+/// knows what it hosts).
+async fn withdraw(node: &Node, id: FunctionId, peer: &PeerId) {
+    if *peer != node.net.peer_id() {
+        let _ = node.routing.announce(id, peer.to_string(), None).await;
     }
 }
 
+/// The last characters of a peer id, for messages.
 fn short(peer: &str) -> &str {
     &peer[peer.len().saturating_sub(8)..]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::strict_majority;
-
-    #[test]
-    fn a_strict_majority_needs_more_than_half() {
-        fn m(v: &[&'static str]) -> Option<&'static str> {
-            strict_majority(v.iter())
-        }
-        assert_eq!(m(&["a"]), Some("a"));
-        assert_eq!(m(&["a", "a", "b"]), Some("a"));
-        assert_eq!(m(&["a", "b"]), None);
-        assert_eq!(m(&["a", "b", "c"]), None);
-        assert_eq!(m(&["a", "a", "b", "b"]), None);
-        assert_eq!(m(&["b", "a", "a", "c", "a"]), Some("a"));
-        assert_eq!(m(&[]), None);
-    }
+fn short_peer(peer: &PeerId) -> String {
+    short(&peer.to_string()).to_owned()
 }
