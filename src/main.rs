@@ -24,6 +24,7 @@ mod node;
 mod pipeline;
 mod remote;
 mod run;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,10 @@ enum Command {
     /// Read, audit and prove a node's reward chain, offline from its data dir.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Simulate a whole network in one process (the real consensus and
+    /// call agreement, simulated time, faults) and check it.
+    #[command(after_help = sim::AFTER_HELP)]
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
         Command::Ls(args) => client::ls(args, &cli.node),
         Command::Status(args) => client::status(args, &cli.node),
         Command::Ledger(cmd) => ledger::run(cmd, &data_dir, &cli.node),
+        Command::Sim(args) => sim::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

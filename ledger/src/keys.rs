@@ -219,6 +219,35 @@ impl Verifier {
         true
     }
 
+    /// Runs `check` unless a check with the same `fingerprint` passed
+    /// before (the fingerprint must cover everything `check` reads).
+    pub fn check_once<E>(
+        &self,
+        fingerprint: impl FnOnce() -> [u8; 32],
+        check: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Some(seen) = &self.seen else {
+            return check();
+        };
+        let print = fingerprint();
+        if seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&print)
+        {
+            return Ok(());
+        }
+        check()?;
+        let mut seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= self.capacity {
+            seen.clear();
+        }
+        seen.insert(print);
+        Ok(())
+    }
+
     /// One signature over `tag ‖ message`.
     pub fn verify(
         &self,

@@ -8,6 +8,7 @@ mod network;
 mod pipeline;
 mod replication;
 mod run;
+mod sim;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

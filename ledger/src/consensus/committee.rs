@@ -9,8 +9,9 @@
 //!   is freed and the same claim is refused from then on;
 //! - it **equivocated** (two signed votes for one height, round and asker
 //!   naming different blocks): excluded for good;
-//! - it is **benched**: it left several polls in a row unanswered, so it is
-//!   not asked for a while (avalanchego's benchlist), then tried again.
+//! - it is **benched**: it left several polls in a row unanswered, so for a
+//!   while it is not asked (avalanchego's benchlist) but still sampled,
+//!   counting as a member that did not answer; then it is tried again.
 //!
 //! Pure: times and heights come in as arguments.
 
@@ -172,12 +173,16 @@ impl Committee {
         }
     }
 
-    /// The members polls sample from at `now`, sorted.
-    pub(crate) fn eligible(&self, now: Duration) -> Vec<PublicKey> {
+    /// The members polls sample from, sorted: every member but the
+    /// excluded. Benched members stay in the sample (they count as not
+    /// answering, without being asked): dropping them would let a node cut
+    /// off from most of the committee reach α among the few it still hears
+    /// from, and decide alone.
+    pub(crate) fn sampled(&self, now: Duration) -> Vec<PublicKey> {
         self.koth
             .members()
             .into_iter()
-            .filter(|k| self.standing(k, now) == Standing::Eligible)
+            .filter(|k| self.standing(k, now) != Standing::Excluded)
             .collect()
     }
 
@@ -246,7 +251,7 @@ mod tests {
         );
         c.missed(&k, t);
         assert_eq!(c.standing(&k, t), Standing::Benched);
-        assert!(c.eligible(t).is_empty());
+        assert_eq!(c.sampled(t), vec![k], "benched, still in the sample");
         assert_eq!(
             c.standing(&k, t + Duration::from_secs(11)),
             Standing::Eligible

@@ -343,6 +343,9 @@ impl Replica {
     }
 
     fn on_votes(&mut self, from: PublicKey, round: u64, votes: Vec<Vote>, now: Duration) {
+        // Any answer, even to a poll closed without waiting for it, shows
+        // the member is there.
+        self.committee.answered(&from);
         let Some(poll) = self.round.poll.as_mut().filter(|p| p.round == round) else {
             return;
         };
@@ -368,9 +371,7 @@ impl Replica {
                 caught.push(pair);
             }
         }
-        if any {
-            self.committee.answered(&from);
-        } else {
+        if !any {
             // Refused or no preference yet: the poll need not wait for
             // it, and it is not held against the member (silence is).
             poll.no_vote(from);
@@ -384,7 +385,7 @@ impl Replica {
             .as_ref()
             .is_some_and(|p| p.done(&self.params))
         {
-            self.close_poll(now);
+            self.close_poll(now, false);
         }
     }
 
@@ -404,13 +405,18 @@ impl Replica {
 
     // ---- polls and decisions ----------------------------------------------
 
-    fn close_poll(&mut self, now: Duration) {
+    /// Closes the open poll; only a poll that ran out of time holds its
+    /// silence against the members that did not answer (one closed early
+    /// simply did not wait for them).
+    fn close_poll(&mut self, now: Duration, timed_out: bool) {
         let Some(poll) = self.round.poll.take() else {
             return;
         };
         let round = poll.round;
-        for k in poll.silent() {
-            self.committee.missed(k, now);
+        if timed_out {
+            for k in poll.silent() {
+                self.committee.missed(k, now);
+            }
         }
         let (answers, votes) = poll.close();
         // Votes of members excluded meanwhile do not count.
@@ -622,12 +628,14 @@ impl Replica {
                 r.snowball = Some(Snowball::new(self.params, pick));
             }
         }
-        if r.poll
-            .as_ref()
-            .is_some_and(|p| now.saturating_sub(p.sent) > self.config.poll_timeout)
-        {
-            self.close_poll(now);
-            return;
+        let params = self.params;
+        let timeout = self.config.poll_timeout;
+        if let Some(p) = &r.poll {
+            let timed_out = now.saturating_sub(p.sent) > timeout;
+            if timed_out || p.done(&params) {
+                self.close_poll(now, timed_out);
+                return;
+            }
         }
         self.try_decide(now);
         self.poll(now);
@@ -712,7 +720,7 @@ impl Replica {
             return;
         };
         let value = *sb.decided().unwrap_or(sb.preference());
-        let members = self.committee.eligible(now);
+        let members = self.committee.sampled(now);
         if members.len() < self.params.alpha_confidence() {
             return;
         }
@@ -727,6 +735,13 @@ impl Replica {
         if peers.contains(&self.me) {
             poll.add(self.me, self.vote(height, round, self.me, value));
         }
+        let (benched, asked): (Vec<PublicKey>, Vec<PublicKey>) = peers
+            .into_iter()
+            .filter(|p| *p != self.me)
+            .partition(|p| self.committee.standing(p, now) == Standing::Benched);
+        for p in benched {
+            poll.no_vote(p);
+        }
         self.round.poll = Some(poll);
         self.out.messages.push(Message::Query {
             query: Query {
@@ -735,16 +750,11 @@ impl Replica {
                 round,
                 block: value,
             },
-            peers: peers.into_iter().filter(|p| *p != self.me).collect(),
+            peers: asked,
         });
-        if self
-            .round
-            .poll
-            .as_ref()
-            .is_some_and(|p| p.done(&self.params))
-        {
-            self.close_poll(now);
-        }
+        // A poll settled already (every member sampled is benched, or it
+        // sampled only itself) is closed by the next tick, not here: the
+        // next poll would start at once, and so on without end.
     }
 }
 

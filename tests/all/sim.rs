@@ -1,0 +1,131 @@
+//! `orb sim`: seeded 100-node runs of the real consensus and call
+//! agreement in simulated time, one per fault kind, each checked for
+//! safety, liveness and a clean ledger.
+
+use std::process::Output;
+
+use serde_json::Value;
+
+/// A small committee so a run takes seconds: k 10, α 8/8, β 8, 32 slots.
+const SMALL: &str =
+    "--nodes 100 --slots 32 --k 10 --alpha-preference 8 --alpha-confidence 8 --beta 8";
+
+fn sim(extra: &str) -> (Output, Option<Value>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args: Vec<&str> = ["sim", "--json"]
+        .into_iter()
+        .chain(SMALL.split_whitespace())
+        .chain(extra.split_whitespace())
+        .chain(
+            (!extra.contains("--heights"))
+                .then_some(["--heights", "3"])
+                .into_iter()
+                .flatten(),
+        )
+        .collect();
+    let out = crate::orb(dir.path())
+        .args(&args)
+        .output()
+        .expect("orb sim runs");
+    let report = serde_json::from_slice(&out.stdout).ok();
+    (out, report)
+}
+
+/// Runs and insists every check passed; the report.
+fn passing(extra: &str) -> Value {
+    let (out, report) = sim(extra);
+    let report = report.unwrap_or_else(|| {
+        panic!(
+            "orb sim {extra}: no report; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        out.status.success() && report["passed"] == true,
+        "orb sim {extra} failed: {}\n{}",
+        report["failed"],
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["safety"]["violations"], 0);
+    assert!(report["liveness"]["lowest_height"].as_u64() >= Some(3));
+    assert_eq!(report["ledger"]["audited"], report["ledger"]["clean"]);
+    assert_eq!(report["ledger"]["conserved"], true);
+    assert_eq!(report["ledger"]["lying_receipts_paid"], 0);
+    report
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
+    let a = passing("--seed 5 --loss 0.01");
+    let b = passing("--seed 5 --loss 0.01");
+    let c = passing("--seed 6 --loss 0.01");
+    assert_eq!(a["trace"], b["trace"]);
+    assert_ne!(a["trace"], c["trace"]);
+    assert!(a["calls"]["ok"].as_u64() > Some(0), "calls were settled");
+}
+
+#[test]
+fn each_byzantine_voter_behaviour_is_survived() {
+    for behaviour in ["against", "split", "equivocate", "silent"] {
+        let r = passing(&format!("--byzantine 0.2 --behaviour {behaviour} --seed 3"));
+        assert_eq!(r["byzantine"][behaviour], 20, "{behaviour}");
+        if behaviour == "equivocate" {
+            assert!(
+                r["equivocators_excluded"].as_u64() > Some(0),
+                "equivocators were caught and excluded"
+            );
+        }
+    }
+}
+
+#[test]
+fn byzantine_executors_are_outvoted_and_never_paid() {
+    let r = passing("--byzantine 0.2 --seed 4 --hosts 20 --calls 40");
+    assert!(r["ledger"]["lying_executors"].as_u64() > Some(0));
+    assert_eq!(
+        r["calls"]["wrong"], 0,
+        "no liar majority (liars do not collude)"
+    );
+}
+
+#[test]
+fn a_partition_heals_and_every_node_catches_up() {
+    let r = passing("--partition 0.3@3s+20s --seed 2 --heights 6");
+    let catch_up = r["partition"]["catch_up_secs"].as_f64().expect("healed");
+    assert!(catch_up <= 30.0, "caught up in {catch_up} simulated s");
+}
+
+#[test]
+fn crashed_nodes_restart_from_what_they_persisted() {
+    let r = passing("--churn 0.1/3s,down=2s --seed 8 --heights 5");
+    assert!(r["churn"]["crashes"].as_u64() > Some(0));
+    assert_eq!(r["churn"]["lost_blocks"], 0);
+}
+
+#[test]
+fn a_failing_run_names_its_seed_and_the_command_that_reproduces_it() {
+    let (out, report) = sim("--seed 11 --max-time 1s");
+    assert_eq!(out.status.code(), Some(1));
+    let report = report.expect("a report");
+    assert_eq!(report["passed"], false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("liveness"), "{stderr}");
+    assert!(
+        stderr.contains("orb sim --seed 11") && stderr.contains("--max-time 1s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_specs_are_usage_errors() {
+    for bad in [
+        "--byzantine 1",
+        "--partition 0.001@1s+1s",
+        "--nodes 10",
+        "--churn nonsense",
+    ] {
+        let (out, _) = sim(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(!out.stderr.is_empty(), "{bad}: says why");
+    }
+}
