@@ -174,7 +174,9 @@ async fn serve(args: NodeArgs, data_dir: PathBuf) -> Result<(), CliError> {
         ..NetConfig::default()
     };
     let secret = orb_net::identity::ed25519_secret(&key);
-    let (net, mut events) = orb_net::start(key, &config, peers).map_err(CliError::usage)?;
+    let (net, mut events, event_loop) =
+        orb_net::start(key, &config, peers).map_err(CliError::usage)?;
+    tokio::spawn(event_loop.run());
     let peer_id = net.peer_id().to_string();
     let consensus = orb_ledger::consensus::Config {
         block_interval: Duration::from_millis(args.block_interval_ms),
