@@ -114,10 +114,13 @@ fn transport_round_trip() -> Vec<f64> {
         };
         let db = sled::open(dir.path().join("b")).expect("sled");
         let key = orb_net::identity::load_or_create(&dir.path().join("b.key")).expect("key");
-        let (b, mut events) =
+        let (b, mut events, b_loop) =
             orb_net::start(key, &config, PeerStore::open(&db).expect("peers")).expect("b");
+        // The event loops and the responder end with this block (the set aborts them).
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(b_loop.run());
         let responder = b.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while let Some(event) = events.recv().await {
                 if let NetEvent::Request {
                     request: Request::Invoke(call),
@@ -144,12 +147,13 @@ fn transport_round_trip() -> Vec<f64> {
             .expect("addr");
         let db = sled::open(dir.path().join("a")).expect("sled");
         let key = orb_net::identity::load_or_create(&dir.path().join("a.key")).expect("key");
-        let (a, _events) = orb_net::start(
+        let (a, _events, a_loop) = orb_net::start(
             key,
             &NetConfig::default(),
             PeerStore::open(&db).expect("peers"),
         )
         .expect("a");
+        tasks.spawn(a_loop.run());
         let peer = a.dial(b_addr).await.expect("dial");
         let call = Invoke {
             invocation: 1,

@@ -91,3 +91,17 @@ impl From<orb_engine::Error> for CliError {
         }
     }
 }
+
+impl From<orb::Error> for CliError {
+    fn from(error: orb::Error) -> Self {
+        let code = match &error {
+            e if e.is_usage() => USAGE,
+            orb::Error::Functions(e) => code_of(e),
+            _ => INTERNAL,
+        };
+        Self {
+            code,
+            error: error.into(),
+        }
+    }
+}

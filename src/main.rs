@@ -1,7 +1,8 @@
 //! `orb`: the command line of the Orb network.
 //!
 //! Reading order for a newcomer: this file (commands and exit codes), then
-//! `run.rs` and `function.rs` (the commands), `ledger/` (the reward chain,
+//! `run.rs` and `function.rs` (the commands), `serve.rs` (`orb node`, over
+//! the node library: `lib.rs` and `node/`), `ledger/` (the reward chain,
 //! offline), then the crates below: `orb-functions` (the WebAssembly
 //! runtime), `orb-ledger`, `orb-net` and `orb-engine`.
 
@@ -20,10 +21,10 @@ mod client;
 mod exit;
 mod function;
 mod ledger;
-mod node;
 mod pipeline;
 mod remote;
 mod run;
+mod serve;
 mod sim;
 
 use std::path::PathBuf;
@@ -82,8 +83,8 @@ enum Command {
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
     /// Run a node: host functions, serve the DHT, answer calls.
-    #[command(after_help = node::AFTER_HELP)]
-    Node(node::NodeArgs),
+    #[command(after_help = serve::AFTER_HELP)]
+    Node(serve::NodeArgs),
     /// Deploy a function to the network through a node.
     Deploy(client::DeployArgs),
     /// Call a function anywhere on the network, by name or id.
@@ -122,7 +123,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args, &data_dir),
         Command::Fn(cmd) => function::run(cmd),
         Command::Pipeline(cmd) => pipeline::run(cmd, &cli.node),
-        Command::Node(args) => node::run(args, &data_dir),
+        Command::Node(args) => serve::run(args, &data_dir),
         Command::Deploy(args) => client::deploy(args, &cli.node, &data_dir),
         Command::Invoke(args) => client::invoke(args, &cli.node),
         Command::Peers(args) => client::peers(args, &cli.node),

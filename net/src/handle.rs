@@ -1,5 +1,6 @@
 //! `Net`: the cloneable handle the rest of a node uses to talk to the
-//! network, and [`start`], which builds the swarm and spawns its event loop.
+//! network, and [`start`], which builds the swarm and hands back its event
+//! loop for the caller to run on a task it owns.
 //!
 //! Every async method sends a command to the event loop over a bounded
 //! channel and awaits a oneshot reply. The `*_nowait` methods never wait
@@ -99,19 +100,21 @@ pub struct Net {
     peer_id: PeerId,
 }
 
-/// Builds the swarm, listens, spawns the event loop on the current tokio
-/// runtime and dials the bootstrap and known peers.
+/// Builds the swarm, listens and dials the bootstrap and known peers (call
+/// it inside a tokio runtime). Nothing happens on the network until the
+/// returned [`EventLoop`] runs: spawn [`EventLoop::run`] on a task you own
+/// (as rust-libp2p's `file-sharing` example does); it ends when the last
+/// [`Net`] is dropped.
 pub fn start(
     key: Keypair,
     config: &NetConfig,
     peers: PeerStore,
-) -> Result<(Net, mpsc::Receiver<NetEvent>)> {
+) -> Result<(Net, mpsc::Receiver<NetEvent>, EventLoop)> {
     let peer_id = key.public().to_peer_id();
     let (tx, rx) = mpsc::channel(256);
     let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
     let event_loop = EventLoop::new(key, config, peers, rx, events_tx)?;
-    tokio::spawn(event_loop.run());
-    Ok((Net { tx, peer_id }, events_rx))
+    Ok((Net { tx, peer_id }, events_rx, event_loop))
 }
 
 impl Net {

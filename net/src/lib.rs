@@ -37,6 +37,7 @@ mod protocol;
 
 pub use config::NetConfig;
 pub use error::{Error, Result};
+pub use event_loop::EventLoop;
 pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start};
 pub use libp2p::{Multiaddr, PeerId, request_response::ResponseChannel};
 pub use names::{MAX_NAME, NameRecord, check_name};

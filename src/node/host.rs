@@ -63,7 +63,7 @@ impl Host {
         db: &sled::Db,
         capacity: u32,
         corrupt: bool,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, sled::Error> {
         Ok(Self {
             runtime,
             executor: Arc::new(executor),
@@ -520,9 +520,10 @@ pub(crate) async fn learn(node: &Node, peer: PeerId, announcement: Announcement)
     }
 }
 
-/// Re-announces hosted functions and republishes names, forever: new peers
-/// learn them, records outlive the nodes that stored them, and a node that
-/// restarted alone publishes once it has peers again.
+/// Re-announces hosted functions and republishes names, forever (the node
+/// drops it at shutdown): new peers learn them, records outlive the nodes
+/// that stored them, and a node that restarted alone publishes once it has
+/// peers again.
 pub(crate) async fn republish_forever(node: Arc<Node>) {
     let mut published_with_peers = false;
     loop {

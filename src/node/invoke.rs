@@ -56,43 +56,75 @@ const NAME_TTL: Duration = Duration::from_secs(60);
 
 /// A successful call, with where and how long.
 #[derive(Debug, Serialize)]
-pub(crate) struct Invoked {
-    pub(crate) invocation: String,
-    pub(crate) function: FunctionId,
+#[non_exhaustive]
+pub struct Invoked {
+    /// The invocation id (hex), the same on every attempt and receipt.
+    pub invocation: String,
+    /// The function called.
+    pub function: FunctionId,
+    /// The output (the response body of `POST /fn/…`).
     #[serde(skip)]
-    pub(crate) output: Vec<u8>,
-    pub(crate) fuel: u64,
-    pub(crate) executor: String,
-    pub(crate) resolve_us: u64,
-    pub(crate) network_us: u64,
-    pub(crate) execution_us: u64,
-    pub(crate) attempts: u32,
+    pub output: Vec<u8>,
+    /// Fuel the call used.
+    pub fuel: u64,
+    /// The peer id of the executor whose answer this is.
+    pub executor: String,
+    /// Time to resolve the name and schedule the call, in microseconds.
+    pub resolve_us: u64,
+    /// Time on the network for the answer, in microseconds.
+    pub network_us: u64,
+    /// Time the executor ran the call, in microseconds.
+    pub execution_us: u64,
+    /// Providers asked.
+    pub attempts: u32,
     /// Executors whose results agree (the answer's majority).
-    pub(crate) agreed: Vec<String>,
+    pub agreed: Vec<String>,
     /// Executors outvoted by the majority.
-    pub(crate) disputed: Vec<String>,
+    pub disputed: Vec<String>,
 }
 
 /// Why a call produced no output.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum InvokeError {
+#[non_exhaustive]
+pub enum InvokeError {
+    /// Nobody on the network provides the function, or the name is unknown.
     #[error("no provider for {0}")]
     NoProvider(String),
+    /// The target is neither a valid name nor a function id.
     #[error("{0}")]
     BadTarget(String),
+    /// The function itself failed (a majority of replicas agree on it).
     #[error("the function failed ({kind}): {message}")]
     Guest {
+        /// The kind of failure (`trap`, `fuel`, `timeout`, …).
         kind: String,
+        /// What the runtime said.
         message: String,
+        /// Fuel used, when known.
         fuel: Option<u64>,
+        /// The executor that reported it.
         executor: String,
     },
+    /// Every provider tried failed, was busy or did not answer.
     #[error("every provider of {target} failed: {tried}")]
-    Exhausted { target: String, tried: String },
+    Exhausted {
+        /// The name or id called.
+        target: String,
+        /// What each provider tried did.
+        tried: String,
+    },
+    /// The replicas' results differ and no strict majority agrees.
     #[error("the replicas of {target} disagree, no strict majority: {results}")]
-    Disagreement { target: String, results: String },
+    Disagreement {
+        /// The name or id called.
+        target: String,
+        /// Each replica's result.
+        results: String,
+    },
+    /// This node failed (a dataflow or the network stopped).
     #[error("{0}")]
     Internal(String),
+    /// This node's account cannot pay for the call.
     #[error(
         "this node's account {0} has no credits on the ledger: calls are paid by the node they enter"
     )]
@@ -564,7 +596,9 @@ pub(crate) async fn invoke(
             disputed: outvoted.iter().map(PeerId::to_string).collect(),
         };
         if verify {
-            tokio::spawn(verify_later(schedule, answers).in_current_span());
+            // A task of the node: the shutdown's drain waits for it.
+            node.tasks
+                .spawn(verify_later(schedule, answers).in_current_span());
         }
         Ok(done)
     }

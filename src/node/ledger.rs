@@ -4,11 +4,25 @@
 //! block fetches and sync), signs a receipt for every call it executes and
 //! a settlement for every call it makes, and refuses calls whose invoker
 //! has no credits.
+//!
+//! Lifecycle: the dataflow runs on its own thread, whose handle
+//! [`LedgerStart::start`] gives to the node to join. Two tasks in the
+//! node's set feed and serve it: a ticker (every [`TICK`]) and the actor,
+//! which takes the dataflow's actions from a bounded channel and runs at
+//! most [`ACTIONS_IN_FLIGHT`] at once in a `JoinSet` of its own (a poll
+//! waits for slow peers; answers must not wait behind it for long). The
+//! dataflow never blocks on the actor: when the channel is full an action
+//! is dropped, as a lost message would be (polls time out, peers ask
+//! again), and an answer's parked channel is released. Both tasks stop at
+//! the node's cancellation; the dataflow ends when the node drops its last
+//! [`Consensus`] handle, after it has applied what was queued, and every
+//! block it committed is already durable (the chain flushes each commit).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use orb_engine::{Consensus, start_consensus};
@@ -17,19 +31,35 @@ use orb_ledger::{
     Chain, Digest, Genesis, Keypair, PublicKey, Receipt, ReceiptBody, SettlementBody,
 };
 use orb_net::{Announcement, Invoke, Net, PeerId, Request, Response, ResponseChannel};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::exit::CliError;
+use super::Error;
+use super::tasks::Tasks;
 
 /// Most blocks one sync answer carries.
 const SYNC_BATCH: u64 = 64;
+
+/// How often consensus is ticked (its timeouts and proposals run on ticks).
+const TICK: Duration = Duration::from_millis(25);
+
+/// Consensus actions waiting for the actor.
+const ACTIONS_QUEUED: usize = 4096;
+
+/// Consensus actions carried out at once.
+const ACTIONS_IN_FLIGHT: usize = 512;
+
+/// Parked response channels of peers' ledger requests, by answer id.
+type Pending = Arc<Mutex<HashMap<u64, ResponseChannel<Response>>>>;
 
 /// A running node's ledger.
 pub(crate) struct Ledger {
     pub(crate) consensus: Consensus,
     pub(crate) key: Keypair,
     pub(crate) me: PublicKey,
-    pending: Arc<Mutex<HashMap<u64, ResponseChannel<Response>>>>,
+    pending: Pending,
     next: AtomicU64,
 }
 
@@ -42,63 +72,75 @@ fn peer_of(key: &PublicKey) -> Option<PeerId> {
     orb_net::identity::peer_of(key.0)
 }
 
-impl Ledger {
-    /// Opens the chain and starts consensus; `None` when the node has no
-    /// genesis (neither `--genesis` nor a chain from an earlier start).
-    pub(crate) fn start(
+/// A chain opened, its consensus not started yet: everything that can
+/// fail because of the caller's files fails before the node starts
+/// anything.
+pub(crate) struct LedgerStart {
+    chain: Chain,
+    key: Keypair,
+}
+
+impl LedgerStart {
+    /// Opens the chain; `None` when the node has no genesis (neither
+    /// `genesis` nor a chain from an earlier start).
+    pub(crate) fn open(
         data_dir: &Path,
         genesis: Option<&Path>,
         secret: Option<[u8; 32]>,
-        net: Net,
-        config: ConsensusConfig,
-    ) -> Result<Option<Arc<Self>>, CliError> {
+    ) -> Result<Option<Self>, Error> {
         let dir = data_dir.join("ledger");
         let genesis = match genesis {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    CliError::usage(anyhow::anyhow!(
-                        "cannot read genesis {}: {e}",
-                        path.display()
-                    ))
+                    Error::Ledger(format!("cannot read genesis {}: {e}", path.display()))
                 })?;
                 let g: Genesis = serde_json::from_str(&text).map_err(|e| {
-                    CliError::usage(anyhow::anyhow!(
-                        "genesis {} is not valid: {e}",
-                        path.display()
-                    ))
+                    Error::Ledger(format!("genesis {} is not valid: {e}", path.display()))
                 })?;
-                g.validate().map_err(|e| {
-                    CliError::usage(anyhow::anyhow!("genesis {}: {e}", path.display()))
-                })?;
+                g.validate()
+                    .map_err(|e| Error::Ledger(format!("genesis {}: {e}", path.display())))?;
                 Some(g)
             }
             None if dir.join("db").exists() => None,
             None => return Ok(None),
         };
-        let chain =
-            Chain::open_dir(&dir, genesis).map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;
+        let chain = Chain::open_dir(&dir, genesis).map_err(|e| Error::Ledger(e.to_string()))?;
         info!(chain = %chain.id(), height = chain.height(), "ledger opened");
-        let secret = secret
-            .ok_or_else(|| CliError::usage(anyhow::anyhow!("the node key is not Ed25519")))?;
-        let key = Keypair::from_secret(secret);
+        let secret = secret.ok_or_else(|| Error::Ledger("the node key is not Ed25519".into()))?;
+        Ok(Some(Self {
+            chain,
+            key: Keypair::from_secret(secret),
+        }))
+    }
+
+    /// Starts consensus on its thread, and its ticker and actor in
+    /// `tasks`; the thread's handle is the caller's to join.
+    pub(crate) fn start(
+        self,
+        net: Net,
+        config: ConsensusConfig,
+        tasks: &Tasks,
+    ) -> Result<(Arc<Ledger>, JoinHandle<()>), Error> {
+        let Self { chain, key } = self;
         let me = key.public();
-        let slot: Arc<OnceLock<Consensus>> = Arc::default();
-        let pending: Arc<Mutex<HashMap<u64, ResponseChannel<Response>>>> = Arc::default();
-        let runtime = tokio::runtime::Handle::current();
-        let actor = Actor {
-            net,
-            slot: slot.clone(),
-            pending: pending.clone(),
-        };
-        let (consensus, _thread) =
+        let pending: Pending = Arc::default();
+        let (actions, queued) = mpsc::channel(ACTIONS_QUEUED);
+        let parked = pending.clone();
+        let (consensus, thread) =
             start_consensus(chain, key.clone(), config, move |action: Message| {
-                let actor = actor.clone();
-                runtime.spawn(async move { actor.act(action).await });
+                if let Err(e) = actions.try_send(action) {
+                    let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                    let action = e.into_inner();
+                    debug!(full, "consensus action dropped: {}", kind(&action));
+                    if let Message::Answer { id, .. } | Message::AnswerBlock { id, .. } = action {
+                        // The peer's request fails now rather than never.
+                        take(&parked, id);
+                    }
+                }
             })?;
-        let _ = slot.set(consensus.clone());
         let ticker = consensus.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(25));
+        tasks.spawn_until_cancelled(async move {
+            let mut every = tokio::time::interval(TICK);
             loop {
                 every.tick().await;
                 if ticker.send(ConsensusInput::Tick).await.is_err() {
@@ -106,15 +148,24 @@ impl Ledger {
                 }
             }
         });
-        Ok(Some(Arc::new(Self {
+        let actor = Actor {
+            net,
+            consensus: consensus.clone(),
+            pending: pending.clone(),
+        };
+        tasks.spawn(act_until_cancelled(actor, queued, tasks.token().clone()));
+        let ledger = Arc::new(Ledger {
             consensus,
             key,
             me,
             pending,
             next: AtomicU64::new(1),
-        })))
+        });
+        Ok((ledger, thread))
     }
+}
 
+impl Ledger {
     fn park(&self, channel: ResponseChannel<Response>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.pending
@@ -244,26 +295,70 @@ impl Ledger {
     }
 }
 
+/// Carries out the dataflow's actions until `cancel`: at most
+/// [`ACTIONS_IN_FLIGHT`] at once, each a task in a set this task owns and
+/// joins (aborting those still running) before it returns.
+async fn act_until_cancelled(
+    actor: Actor,
+    mut queued: mpsc::Receiver<Message>,
+    cancel: CancellationToken,
+) {
+    let mut running = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!("a consensus action panicked: {e}");
+                }
+            }
+            action = queued.recv(), if running.len() < ACTIONS_IN_FLIGHT => {
+                let Some(action) = action else { break };
+                let actor = actor.clone();
+                running.spawn(async move { actor.act(action).await });
+            }
+        }
+    }
+    running.shutdown().await;
+}
+
+/// What an action is, for logs.
+fn kind(action: &Message) -> &'static str {
+    match action {
+        Message::Query { .. } => "query",
+        Message::Answer { .. } => "answer",
+        Message::AnswerBlock { .. } => "block answer",
+        Message::Gossip(_) => "gossip",
+        Message::Fetch { .. } => "fetch",
+        Message::Sync { .. } => "sync",
+    }
+}
+
+fn take(pending: &Pending, id: u64) -> Option<ResponseChannel<Response>> {
+    pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&id)
+}
+
 /// Carries out consensus actions.
 #[derive(Clone)]
 struct Actor {
     net: Net,
-    slot: Arc<OnceLock<Consensus>>,
-    pending: Arc<Mutex<HashMap<u64, ResponseChannel<Response>>>>,
+    consensus: Consensus,
+    pending: Pending,
 }
 
 impl Actor {
     fn take(&self, id: u64) -> Option<ResponseChannel<Response>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id)
+        take(&self.pending, id)
     }
 
     async fn feed(&self, input: ConsensusInput) {
-        if let Some(c) = self.slot.get() {
-            let _ = c.send(input).await;
-        }
+        let _ = self.consensus.send(input).await;
     }
 
     async fn ask(&self, key: &PublicKey, request: Request) -> Option<Response> {

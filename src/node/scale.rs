@@ -171,13 +171,15 @@ impl Scaler {
     }
 }
 
-/// Reports load and scales, forever.
-pub(crate) async fn run_forever(node: Arc<Node>, config: ScaleConfig) {
+/// Reports load and scales every [`WINDOW`] until the node is cancelled. A
+/// round that started finishes (a scale-up may be compiling a module), so
+/// the cancellation is only watched between rounds.
+pub(crate) async fn run_until_cancelled(node: Arc<Node>, config: ScaleConfig) {
     let mut every = tokio::time::interval(WINDOW);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
-    loop {
-        every.tick().await;
+    let cancel = node.tasks.token().clone();
+    while cancel.run_until_cancelled(every.tick()).await.is_some() {
         let load = node.host.take_window(last.elapsed());
         last = Instant::now();
         if !load.functions.is_empty() {

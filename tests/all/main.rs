@@ -4,6 +4,7 @@
 mod consensus;
 mod function;
 mod ledger;
+mod lifecycle;
 mod network;
 mod pipeline;
 mod replication;

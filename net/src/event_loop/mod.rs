@@ -96,7 +96,10 @@ struct Known {
     agent: String,
 }
 
-pub(crate) struct EventLoop {
+/// The task that owns the swarm. [`start`](crate::start) builds it; the
+/// caller spawns [`EventLoop::run`] on a task it owns and awaits it after
+/// dropping its [`Net`](crate::Net) handles.
+pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetEvent>,
@@ -208,8 +211,9 @@ impl EventLoop {
         })
     }
 
-    /// Runs until every handle is dropped.
-    pub(crate) async fn run(mut self) {
+    /// Drives the swarm; returns when every [`Net`](crate::Net) handle is
+    /// dropped (the swarm, its connections and the peer store go with it).
+    pub async fn run(mut self) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {

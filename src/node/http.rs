@@ -1,0 +1,86 @@
+//! The HTTP server of the node's API: an accept loop and one task per
+//! connection, all in the node's [`Tasks`](super::tasks::Tasks), serving
+//! the [`api`](super::api) router over hyper's HTTP/1.
+//!
+//! It is axum's `serve` with the tasks owned by the node: at most
+//! [`MAX_CONNECTIONS`] connections are open at once (more wait in the
+//! listen backlog); on cancellation the loop stops accepting and each
+//! connection finishes the request it is answering, then closes (an idle
+//! keep-alive connection closes at once). The shutdown's drain waits for
+//! them, and aborts them past its deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use super::{Node, api};
+
+/// Most API connections open at once.
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
+
+/// How long the loop waits after a failed accept (out of file descriptors,
+/// say) before trying again, so it does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves the API on `listener` until the node is cancelled.
+pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener) {
+    let router = api::router(node.clone());
+    let cancel = node.tasks.token().clone();
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Some(Ok(permit)) = cancel
+            .run_until_cancelled(open.clone().acquire_owned())
+            .await
+        else {
+            break;
+        };
+        let Some(accepted) = cancel.run_until_cancelled(listener.accept()).await else {
+            break;
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!("API: cannot accept a connection: {e}");
+                if cancel
+                    .run_until_cancelled(tokio::time::sleep(ACCEPT_BACKOFF))
+                    .await
+                    .is_none()
+                {
+                    break;
+                }
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let cancel = cancel.clone();
+        node.tasks.spawn(async move {
+            let mut builder = http1::Builder::new();
+            // The timer makes hyper's header read timeout apply: a client
+            // that never finishes its headers does not hold a slot.
+            builder.timer(TokioTimer::new());
+            let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            debug!(%peer, "API connection: {e}");
+                        }
+                        break;
+                    }
+                    () = cancel.cancelled(), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,72 @@
+//! What peers send the node: requests and announcements, from `orb-net`'s
+//! bounded event channel.
+//!
+//! One task reads the channel until the node is cancelled. Announcements
+//! are fed in order, on that task, to the routing dataflow, the scaler or
+//! the ledger ([`host::learn`]). Each request runs on its own task in the
+//! node's set, at most [`NodeConfig::max_inbound_requests`] at once: past
+//! that a peer is answered "busy" at once, as `orb-net` answers when the
+//! channel itself is full, and its scheduler moves on to another provider
+//! instead of queueing here without bound. Requests in flight when the node
+//! is cancelled finish (the shutdown's drain waits for them); those still
+//! in the channel are dropped, and their peers see the request fail.
+//!
+//! [`NodeConfig::max_inbound_requests`]: super::NodeConfig::max_inbound_requests
+
+use std::sync::Arc;
+
+use orb_net::{NetEvent, PeerId, Request, Response, ResponseChannel};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::debug;
+
+use super::{Node, host};
+
+/// Reads peers' requests and announcements until the node is cancelled;
+/// `limit` requests run at once.
+pub(crate) async fn serve(node: Arc<Node>, mut events: mpsc::Receiver<NetEvent>, limit: usize) {
+    let permits = Arc::new(Semaphore::new(limit));
+    let cancel = node.tasks.token().clone();
+    while let Some(Some(event)) = cancel.run_until_cancelled(events.recv()).await {
+        match event {
+            NetEvent::Request {
+                peer,
+                request,
+                channel,
+            } => match permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let task_node = node.clone();
+                    node.tasks.spawn(async move {
+                        answer(&task_node, peer, request, channel).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    debug!(%peer, limit, "requests in flight at the limit: busy");
+                    let _ = node.net.respond(channel, Response::Busy).await;
+                }
+            },
+            NetEvent::Announcement { peer, announcement } => {
+                let learnt = host::learn(&node, peer, announcement);
+                if cancel.run_until_cancelled(learnt).await.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Answers one request: the ledger's go to consensus, the rest to hosting.
+async fn answer(node: &Node, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+    if request.is_ledger() {
+        match &node.ledger {
+            Some(l) => l.request(&node.net, peer, request, channel).await,
+            None => {
+                let no = Response::Refused("this node keeps no ledger".into());
+                let _ = node.net.respond(channel, no).await;
+            }
+        }
+        return;
+    }
+    let response = node.host.answer(node, peer, request).await;
+    let _ = node.net.respond(channel, response).await;
+}

@@ -1,0 +1,189 @@
+//! [`Node::start`]: from a [`NodeConfig`] to a running node.
+//!
+//! The order is chosen so that whatever can fail because of the caller
+//! (settings, files, addresses) fails before anything runs: the data dir,
+//! the identity, the database, the API's listener, the runtime, the
+//! executor pool, the module store and the chain are opened first; then the
+//! network, the routing and consensus dataflows and the node's tasks start.
+//! A failure after that stops what started (the same path as
+//! [`NodeHandle::shutdown`]) before it is returned.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orb_engine::start_routing;
+use orb_functions::{Executor, ModuleStore, Runtime, RuntimeConfig};
+use orb_net::{Multiaddr, NetConfig, PeerStore};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::handle::{NodeHandle, Stop};
+use super::host::{self, Host};
+use super::ledger::LedgerStart;
+use super::tasks::Tasks;
+use super::{Error, Node, NodeConfig, http, inbound, invoke, scale};
+
+/// How long the network may take to report its listen addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Node {
+    /// Starts a node: opens `config.data_dir`, joins the network, starts
+    /// the routing and consensus dataflows, hosts again what it hosted
+    /// before a restart, and serves the HTTP API and peers' requests. Call
+    /// it inside a tokio runtime (multi-threaded: calls wait on the
+    /// executor threads); the node's tasks run on that runtime until
+    /// [`NodeHandle::shutdown`].
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle, Error> {
+        config.check()?;
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| Error::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let key = orb_net::identity::load_or_create(&data_dir.join("identity.key"))?;
+        let db_path = data_dir.join("node.db");
+        let db = open_db(&db_path).await?;
+        let peers = PeerStore::open(&db)?;
+        let listener = tokio::net::TcpListener::bind(config.api)
+            .await
+            .map_err(|source| Error::Api {
+                addr: config.api,
+                source,
+            })?;
+        let api_addr = listener.local_addr().map_err(|source| Error::Api {
+            addr: config.api,
+            source,
+        })?;
+
+        let threads = config
+            .executor_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let runtime = Runtime::new(RuntimeConfig::default())?;
+        let executor = Executor::new(runtime.clone(), threads, config.executor_queue)?;
+        let store = ModuleStore::open(data_dir.join("functions"))?;
+        let host = Host::new(
+            runtime,
+            executor,
+            store,
+            &db,
+            threads as u32,
+            config.byzantine,
+        )
+        .map_err(|source| Error::Database {
+            path: db_path.clone(),
+            source,
+        })?;
+        let secret = orb_net::identity::ed25519_secret(&key);
+        let ledger = LedgerStart::open(&data_dir, config.genesis.as_deref(), secret)?;
+
+        // From here on things run: a failure stops them before returning.
+        let net_config = NetConfig {
+            listen: config.listen.clone(),
+            bootstrap: config.bootstrap.clone(),
+            supernode: config.supernode,
+            mdns: config.mdns,
+            ..NetConfig::default()
+        };
+        let (net, events, event_loop) =
+            orb_net::start(key, &net_config, peers).map_err(Error::Listen)?;
+        let peer_id = net.peer_id();
+        let tasks = Arc::new(Tasks::new(CancellationToken::new()));
+        let mut stop = Stop {
+            tasks: tasks.clone(),
+            grace: config.shutdown_grace,
+            net_task: tokio::spawn(event_loop.run()),
+            threads: Vec::new(),
+            db,
+            db_path,
+        };
+        let routing = match start_routing(Some(net.clone()), peer_id.to_string()) {
+            Ok((routing, thread)) => {
+                stop.threads.push(("routing", thread));
+                routing
+            }
+            Err(e) => return Err(stop.failed(e.into(), (net, host, ledger)).await),
+        };
+        let consensus = orb_ledger::consensus::Config {
+            block_interval: config.block_interval,
+            ..Default::default()
+        };
+        let ledger = match ledger.map(|l| l.start(net.clone(), consensus, &tasks)) {
+            None => None,
+            Some(Ok((ledger, thread))) => {
+                stop.threads.push(("consensus", thread));
+                Some(ledger)
+            }
+            Some(Err(e)) => return Err(stop.failed(e, (net, host, routing)).await),
+        };
+        if config.byzantine {
+            warn!("--byzantine: this node corrupts every output it computes");
+        }
+        let node = Arc::new(Node {
+            net: net.clone(),
+            routing,
+            host,
+            names: invoke::NameCache::default(),
+            peer_id: peer_id.to_string(),
+            ledger,
+            tasks: tasks.clone(),
+            replicas: config.replicas as usize,
+            verify_fraction: config.verify_fraction,
+            busy_window_ms: config.busy_window.as_millis() as u64,
+            disputes: invoke::Disputes::default(),
+            scaler: scale::Scaler::default(),
+        });
+        let status = match net.wait_for(LISTEN_TIMEOUT, |s| !s.listen.is_empty()).await {
+            Ok(status) => status,
+            Err(e) => return Err(stop.failed(e.into(), node).await),
+        };
+        let listen: Vec<Multiaddr> = status
+            .listen
+            .iter()
+            .filter_map(|a| format!("{a}/p2p/{peer_id}").parse().ok())
+            .collect();
+
+        // Functions hosted before a restart are hosted again.
+        node.host.restore(&node).await;
+
+        tasks.spawn(inbound::serve(
+            node.clone(),
+            events,
+            config.max_inbound_requests,
+        ));
+        tasks.spawn_until_cancelled(host::republish_forever(node.clone()));
+        let scale = scale::ScaleConfig {
+            up_at_permille: config
+                .autoscale
+                .then_some((config.scale_up_at * 1000.0) as u32),
+            idle: config.scale_idle,
+        };
+        tasks.spawn(scale::run_until_cancelled(node.clone(), scale));
+        tasks.spawn(http::serve(node.clone(), listener));
+        Ok(NodeHandle::new(node, stop, api_addr, listen))
+    }
+}
+
+/// Opens the node's database. A database this process closed a moment ago
+/// (a node stopped and started again in one process) may still be locked by
+/// sled's background threads: the lock is retried briefly, as the chain's
+/// store does.
+async fn open_db(path: &Path) -> Result<sled::Db, Error> {
+    let mut tries = 0;
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && tries < 20 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => {
+                return other.map_err(|source| Error::Database {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `orb node`: the command line of the node library ([`orb::Node`]). Its
+//! flags map onto [`NodeConfig`]; it starts the node, prints where it
+//! listens, serves until Ctrl-C or SIGTERM, then shuts the node down (calls
+//! in flight finish, the ledger and the database are flushed) and exits.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use orb::{Multiaddr, Node, NodeConfig};
+
+use crate::exit::CliError;
+
+/// `orb node` flags.
+#[derive(Args, Debug)]
+pub(crate) struct NodeArgs {
+    /// Multiaddr to listen on (repeatable).
+    #[arg(long, value_name = "MULTIADDR", default_values_t = default_listen())]
+    listen: Vec<Multiaddr>,
+    /// Peer to join through, `/ip4/…/tcp/…/p2p/<peer id>` (repeatable).
+    /// Not needed after the first start: known peers are kept in the data dir.
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<Multiaddr>,
+    /// Address of the HTTP API (control API and `POST /fn/{name}`).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:7420")]
+    api: SocketAddr,
+    /// Treat the listen addresses as publicly reachable at once: serve the
+    /// DHT and relay others without waiting for AutoNAT.
+    #[arg(long)]
+    supernode: bool,
+    /// Find peers on the local network by mDNS.
+    #[arg(long)]
+    mdns: bool,
+    /// Threads that run function calls (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    executor_threads: Option<usize>,
+    /// Calls that may wait for an executor thread before peers get "busy".
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    executor_queue: usize,
+    /// Join the reward ledger described by this genesis file (JSON, from
+    /// `orb ledger genesis`). Not needed after the first start: the chain
+    /// in DATA_DIR/ledger remembers it. Without a ledger, calls are free
+    /// and earn nothing.
+    #[arg(long, value_name = "FILE")]
+    genesis: Option<PathBuf>,
+    /// Least time between a committed block and this node's next proposal.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    block_interval_ms: u64,
+    /// Executors each call entering this node runs on, unless the call
+    /// asks otherwise (`?replicas=N`). A strict majority of equal results
+    /// is the answer; executors that disagree are paid nothing.
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    replicas: u32,
+    /// Fraction of single-replica calls re-executed by a second provider
+    /// after answering (sampled verification); a mismatch brings in a third
+    /// and the executor outvoted is paid nothing.
+    #[arg(long, value_name = "F", default_value_t = 0.05, value_parser = fraction)]
+    verify_fraction: f64,
+    /// Corrupt every output this node computes (and sign it so): a
+    /// Byzantine executor, for tests and the demo.
+    #[arg(long)]
+    byzantine: bool,
+    /// Auto-scaling: host a replica of a function whose hosts report
+    /// being this busy on average (a fraction of their executor time),
+    /// when this node has spare capacity.
+    #[arg(long, value_name = "F", default_value_t = 0.7, value_parser = fraction)]
+    scale_up_at: f64,
+    /// Retire a replica auto-scaling took on after this long without calls.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    scale_idle_secs: u64,
+    /// How long a provider that answered "busy" is left out of this
+    /// node's scheduling.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    busy_window_ms: u64,
+    /// Never host functions on this node's own initiative.
+    #[arg(long)]
+    no_autoscale: bool,
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("`{s}` is not a fraction between 0 and 1")),
+    }
+}
+
+fn default_listen() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+pub(crate) const AFTER_HELP: &str = "\
+The node prints its peer id, its listen addresses and the API address on
+start, then serves until Ctrl-C. Its identity (identity.key), known peers,
+hosted functions and names live in --data-dir, so a restart keeps the same
+peer id and rejoins without --bootstrap.
+
+Example: a supernode and a second node joining through it
+  orb node --data-dir /tmp/a --supernode --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:7420
+  orb node --data-dir /tmp/b --api 127.0.0.1:7421 \\
+      --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/<peer id printed by the first>";
+
+impl NodeArgs {
+    /// The node's configuration, its state in `data_dir`.
+    fn config(self, data_dir: &Path) -> NodeConfig {
+        NodeConfig {
+            data_dir: data_dir.to_path_buf(),
+            listen: self.listen,
+            bootstrap: self.bootstrap,
+            api: self.api,
+            supernode: self.supernode,
+            mdns: self.mdns,
+            executor_threads: self.executor_threads,
+            executor_queue: self.executor_queue,
+            genesis: self.genesis,
+            block_interval: Duration::from_millis(self.block_interval_ms),
+            replicas: self.replicas,
+            verify_fraction: self.verify_fraction,
+            byzantine: self.byzantine,
+            autoscale: !self.no_autoscale,
+            scale_up_at: self.scale_up_at,
+            scale_idle: Duration::from_secs(self.scale_idle_secs),
+            busy_window: Duration::from_millis(self.busy_window_ms),
+            ..NodeConfig::new(data_dir)
+        }
+    }
+}
+
+pub(crate) fn run(args: NodeArgs, data_dir: &Path) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args.config(data_dir)))
+}
+
+async fn serve(config: NodeConfig) -> Result<(), CliError> {
+    let node = Node::start(config).await?;
+    let peer_id = node.peer_id();
+    outln!("peer id: {peer_id}");
+    for addr in node.listen_addrs() {
+        outln!("listening: {addr}");
+    }
+    outln!("api: http://{}", node.api_addr());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await?;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    #[test]
+    fn no_flags_give_the_library_defaults() {
+        let dir = Path::new("/tmp/orb-node");
+        let args = Cli::try_parse_from(["orb"]).expect("no flags").node;
+        assert_eq!(args.config(dir), NodeConfig::new(dir));
+    }
+
+    #[test]
+    fn flags_map_onto_the_config() {
+        let cli = Cli::try_parse_from([
+            "orb",
+            "--api",
+            "127.0.0.1:0",
+            "--replicas",
+            "3",
+            "--no-autoscale",
+            "--block-interval-ms",
+            "40",
+            "--busy-window-ms",
+            "7",
+        ])
+        .expect("flags");
+        let config = cli.node.config(Path::new("/d"));
+        assert_eq!(config.api, "127.0.0.1:0".parse::<SocketAddr>().unwrap());
+        assert_eq!(config.replicas, 3);
+        assert!(!config.autoscale);
+        assert_eq!(config.block_interval, Duration::from_millis(40));
+        assert_eq!(config.busy_window, Duration::from_millis(7));
+    }
+}
