@@ -410,7 +410,14 @@ pub(crate) fn ledger_status(args: ListArgs, node: &str) -> Result<(), CliError> 
             ""
         }
     );
-    outln!("mempool:    {} receipts waiting", value["mempool"]);
+    outln!("mempool:    {} settlements waiting", value["mempool"]);
+    if let Some(e) = value["equivocators"].as_array().filter(|e| !e.is_empty()) {
+        let keys: Vec<&str> = e.iter().filter_map(|k| k.as_str()).collect();
+        outln!("excluded:   {} equivocating voters: {}", keys.len(), keys.join(", "));
+    }
+    if let Some(why) = value["poisoned"].as_str() {
+        outln!("STOPPED:    the ledger stopped writing after a failed write ({why}); restart the node");
+    }
     if let Some(p50) = finality.get(finality.len() / 2) {
         outln!(
             "finality:   p50 {:.1} ms over the last {} blocks",

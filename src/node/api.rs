@@ -306,6 +306,8 @@ async fn ledger(State(node): State<Arc<Node>>) -> Response {
         "member": status.member,
         "mempool": status.mempool,
         "finality_us": status.finality_us,
+        "equivocators": status.equivocators,
+        "poisoned": status.poisoned,
         "balances": balances,
     }))
     .into_response()
