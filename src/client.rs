@@ -413,10 +413,16 @@ pub(crate) fn ledger_status(args: ListArgs, node: &str) -> Result<(), CliError> 
     outln!("mempool:    {} settlements waiting", value["mempool"]);
     if let Some(e) = value["equivocators"].as_array().filter(|e| !e.is_empty()) {
         let keys: Vec<&str> = e.iter().filter_map(|k| k.as_str()).collect();
-        outln!("excluded:   {} equivocating voters: {}", keys.len(), keys.join(", "));
+        outln!(
+            "excluded:   {} equivocating voters: {}",
+            keys.len(),
+            keys.join(", ")
+        );
     }
     if let Some(why) = value["poisoned"].as_str() {
-        outln!("STOPPED:    the ledger stopped writing after a failed write ({why}); restart the node");
+        outln!(
+            "STOPPED:    the ledger stopped writing after a failed write ({why}); restart the node"
+        );
     }
     if let Some(p50) = finality.get(finality.len() / 2) {
         outln!(
