@@ -179,8 +179,53 @@ impl Block {
         self.check_proposal_with(genesis, &UNCACHED)
     }
 
+    /// Level 1 ([`Block::check_links`]) and then the proposal's checks
+    /// through `verifier`, remembered by header and signature alone: once
+    /// the links hold, the header's Merkle root binds every settlement, so
+    /// nothing needs encoding again to recognise a block checked before.
+    pub fn check_linked_proposal_with(
+        &self,
+        chain: &Digest,
+        height: u64,
+        prev: &Digest,
+        genesis: &Genesis,
+        verifier: &Verifier,
+    ) -> Result<(), String> {
+        self.check_links(chain, height, prev)?;
+        let fingerprint = || {
+            let mut h = blake3::Hasher::new();
+            h.update(b"orb/linked-proposal-checked/1\0");
+            h.update(&chain.0);
+            h.update(&self.hash().0);
+            h.update(&self.signature.0);
+            *h.finalize().as_bytes()
+        };
+        verifier.check_once(fingerprint, || {
+            self.check_proposal_uncached(genesis, verifier)
+        })
+    }
+
     /// [`Block::check_proposal`] through `verifier`.
     pub fn check_proposal_with(
+        &self,
+        genesis: &Genesis,
+        verifier: &Verifier,
+    ) -> Result<(), String> {
+        let fingerprint = || {
+            let mut h = blake3::Hasher::new();
+            h.update(b"orb/proposal-checked/1\0");
+            h.update(&genesis.id().0);
+            h.update(&crate::encode(&self.header));
+            h.update(&self.signature.0);
+            h.update(&crate::encode(&self.settlements));
+            *h.finalize().as_bytes()
+        };
+        verifier.check_once(fingerprint, || {
+            self.check_proposal_uncached(genesis, verifier)
+        })
+    }
+
+    fn check_proposal_uncached(
         &self,
         genesis: &Genesis,
         verifier: &Verifier,
@@ -237,6 +282,26 @@ impl Block {
 
     /// [`Block::check_evidence`] through `verifier`.
     pub fn check_evidence_with(
+        &self,
+        genesis: &Genesis,
+        verifier: &Verifier,
+    ) -> Result<(), String> {
+        // The same evidence arrives from many peers (and, in a simulator,
+        // at many nodes of one process): check it once.
+        let fingerprint = || {
+            let mut h = blake3::Hasher::new();
+            h.update(b"orb/evidence-checked/1\0");
+            h.update(&genesis.id().0);
+            h.update(&self.hash().0);
+            h.update(&crate::encode(&self.evidence));
+            *h.finalize().as_bytes()
+        };
+        verifier.check_once(fingerprint, || {
+            self.check_evidence_uncached(genesis, verifier)
+        })
+    }
+
+    fn check_evidence_uncached(
         &self,
         genesis: &Genesis,
         verifier: &Verifier,

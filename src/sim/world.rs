@@ -406,8 +406,23 @@ impl World {
 
     fn gossip(&mut self, from: u32, g: Gossip) {
         let size = gossip_size(&g);
+        // Settlements matter only to proposers: they go to the committee
+        // the sender knows (a topic only members subscribe to), not to all.
+        let to: Vec<u32> = match &g {
+            Gossip::Settlements(_) => self.nodes[from as usize]
+                .replica
+                .as_ref()
+                .map(|r| {
+                    r.committee()
+                        .iter()
+                        .filter_map(|k| self.index.get(k).copied())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => (0..self.nodes.len() as u32).collect(),
+        };
         let g = Arc::new(g);
-        for to in 0..self.nodes.len() as u32 {
+        for to in to {
             if to != from {
                 self.send(from, to, Wire::Gossip(g.clone()), size);
             }

@@ -47,6 +47,10 @@ struct Record {
 #[derive(Clone, Debug)]
 pub(crate) struct Committee {
     koth: Koth,
+    /// The table's holders by key, and sorted (rebuilt on every change:
+    /// changes are rare, lookups are on every message).
+    held: BTreeMap<PublicKey, Claim>,
+    sorted: Vec<PublicKey>,
     records: BTreeMap<PublicKey, Record>,
     /// Claims that expired here: refused if gossiped again.
     expired: BTreeSet<Claim>,
@@ -59,6 +63,8 @@ impl Committee {
     pub(crate) fn new(genesis: &Genesis, bench_for: Duration) -> Self {
         Self {
             koth: Koth::new(genesis.id(), genesis.slots, genesis.difficulty),
+            held: BTreeMap::new(),
+            sorted: Vec::new(),
             records: BTreeMap::new(),
             expired: BTreeSet::new(),
             excluded: BTreeSet::new(),
@@ -72,7 +78,7 @@ impl Committee {
         if self.expired.contains(&claim) || self.excluded.contains(&claim.key) {
             return false;
         }
-        if self.koth.holds(&claim.key) == Some(claim) {
+        if self.held.get(&claim.key) == Some(&claim) {
             return false;
         }
         // One slot per key: a key's new claim replaces its old one only if
@@ -94,15 +100,23 @@ impl Committee {
                 if let Some(old) = old {
                     let _ = self.koth.try_insert(old);
                 }
+                self.reindex();
                 false
             }
         }
     }
 
-    /// Drops records of keys that lost their slot to a harder claim.
+    /// Rebuilds the index and drops records of keys that lost their slot
+    /// to a harder claim.
     fn forget_displaced(&mut self) {
-        let members: BTreeSet<PublicKey> = self.koth.members().into_iter().collect();
-        self.records.retain(|k, _| members.contains(k));
+        self.reindex();
+        let held = &self.held;
+        self.records.retain(|k, _| held.contains_key(k));
+    }
+
+    fn reindex(&mut self) {
+        self.held = self.koth.claims().into_iter().map(|c| (c.key, c)).collect();
+        self.sorted = self.held.keys().copied().collect();
     }
 
     /// Frees the slots of claims expired at `height`; returns them.
@@ -130,6 +144,9 @@ impl Committee {
             self.records.remove(&c.key);
             self.expired.insert(*c);
         }
+        if !lapsed.is_empty() {
+            self.reindex();
+        }
         lapsed
     }
 
@@ -137,6 +154,7 @@ impl Committee {
     pub(crate) fn exclude(&mut self, key: PublicKey) -> bool {
         self.koth.remove(&key);
         self.records.remove(&key);
+        self.reindex();
         self.excluded.insert(key)
     }
 
@@ -179,20 +197,20 @@ impl Committee {
     /// off from most of the committee reach α among the few it still hears
     /// from, and decide alone.
     pub(crate) fn sampled(&self, now: Duration) -> Vec<PublicKey> {
-        self.koth
-            .members()
-            .into_iter()
+        self.sorted
+            .iter()
             .filter(|k| self.standing(k, now) != Standing::Excluded)
+            .copied()
             .collect()
     }
 
     /// Every member holding a slot, sorted.
-    pub(crate) fn members(&self) -> Vec<PublicKey> {
-        self.koth.members()
+    pub(crate) fn members(&self) -> &[PublicKey] {
+        &self.sorted
     }
 
     pub(crate) fn holds(&self, key: &PublicKey) -> Option<Claim> {
-        self.koth.holds(key)
+        self.held.get(key).copied()
     }
 
     pub(crate) fn filled(&self) -> usize {

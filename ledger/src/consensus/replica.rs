@@ -147,7 +147,7 @@ impl Replica {
     }
 
     /// The committee members this replica knows, sorted.
-    pub fn committee(&self) -> Vec<PublicKey> {
+    pub fn committee(&self) -> &[PublicKey] {
         self.committee.members()
     }
 
@@ -280,13 +280,23 @@ impl Replica {
             }
             return;
         }
+        // Only members vote on candidates; the others wait for the
+        // committed block.
+        if !self.is_member() {
+            return;
+        }
         let hash = block.hash();
         if h < self.round.height || self.round.candidates.contains_key(&hash) {
             return;
         }
         let checked = block
-            .check_links(&self.id, h, &self.state.head)
-            .and_then(|()| block.check_proposal_with(&self.genesis, &self.verifier))
+            .check_linked_proposal_with(
+                &self.id,
+                h,
+                &self.state.head,
+                &self.genesis,
+                &self.verifier,
+            )
             .and_then(|()| self.state.effects(&self.genesis, &block).map(drop));
         match checked {
             Ok(()) => {
@@ -516,17 +526,17 @@ impl Replica {
 
     fn commit(&mut self, block: Arc<Block>, now: Duration, decided_here: bool) {
         let height = block.header.height;
+        // A block decided here was checked as a proposal, its votes as they
+        // came in; checking it again hits the verifier's memory.
         let checked = block
-            .check_links(&self.id, height, &self.state.head)
-            .and_then(|()| {
-                if decided_here {
-                    // The body was checked as a proposal, the votes as
-                    // they came in.
-                    block.check_evidence_with(&self.genesis, &self.verifier)
-                } else {
-                    block.check_signatures_with(&self.genesis, &self.verifier)
-                }
-            })
+            .check_linked_proposal_with(
+                &self.id,
+                height,
+                &self.state.head,
+                &self.genesis,
+                &self.verifier,
+            )
+            .and_then(|()| block.check_evidence_with(&self.genesis, &self.verifier))
             .and_then(|()| self.state.effects(&self.genesis, &block));
         let effects = match checked {
             Ok(effects) => effects,
