@@ -74,6 +74,17 @@ impl Header {
     }
 }
 
+/// What a [`Verifier`] remembers a passed check by: blake3 of the tag and
+/// every part the check reads.
+fn fingerprint(tag: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(tag);
+    for p in parts {
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
 /// The Merkle root over settlements.
 pub fn settlements_root(settlements: &[Settlement]) -> Digest {
     let leaves: Vec<_> = settlements.iter().map(|s| s.leaf().0).collect();
@@ -193,12 +204,10 @@ impl Block {
     ) -> Result<(), String> {
         self.check_links(chain, height, prev)?;
         let fingerprint = || {
-            let mut h = blake3::Hasher::new();
-            h.update(b"orb/linked-proposal-checked/1\0");
-            h.update(&chain.0);
-            h.update(&self.hash().0);
-            h.update(&self.signature.0);
-            *h.finalize().as_bytes()
+            fingerprint(
+                b"orb/linked-proposal-checked/1\0",
+                &[&chain.0, &self.hash().0, &self.signature.0],
+            )
         };
         verifier.check_once(fingerprint, || {
             self.check_proposal_uncached(genesis, verifier)
@@ -212,13 +221,15 @@ impl Block {
         verifier: &Verifier,
     ) -> Result<(), String> {
         let fingerprint = || {
-            let mut h = blake3::Hasher::new();
-            h.update(b"orb/proposal-checked/1\0");
-            h.update(&genesis.id().0);
-            h.update(&crate::encode(&self.header));
-            h.update(&self.signature.0);
-            h.update(&crate::encode(&self.settlements));
-            *h.finalize().as_bytes()
+            fingerprint(
+                b"orb/proposal-checked/1\0",
+                &[
+                    &genesis.id().0,
+                    &crate::encode(&self.header),
+                    &self.signature.0,
+                    &crate::encode(&self.settlements),
+                ],
+            )
         };
         verifier.check_once(fingerprint, || {
             self.check_proposal_uncached(genesis, verifier)
@@ -289,12 +300,14 @@ impl Block {
         // The same evidence arrives from many peers (and, in a simulator,
         // at many nodes of one process): check it once.
         let fingerprint = || {
-            let mut h = blake3::Hasher::new();
-            h.update(b"orb/evidence-checked/1\0");
-            h.update(&genesis.id().0);
-            h.update(&self.hash().0);
-            h.update(&crate::encode(&self.evidence));
-            *h.finalize().as_bytes()
+            fingerprint(
+                b"orb/evidence-checked/1\0",
+                &[
+                    &genesis.id().0,
+                    &self.hash().0,
+                    &crate::encode(&self.evidence),
+                ],
+            )
         };
         verifier.check_once(fingerprint, || {
             self.check_evidence_uncached(genesis, verifier)

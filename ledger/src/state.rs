@@ -29,10 +29,24 @@ pub struct State {
     /// Hash of the last applied block (the chain id at genesis).
     pub head: Digest,
     balances: HashMap<PublicKey, u128>,
-    settled: HashSet<(PublicKey, u128)>,
+    /// Settled (invoker, invocation) pairs, each kept as 16 bytes of its
+    /// blake3 hash: every node holds one per call ever settled, and a
+    /// 128-bit collision (a call wrongly refused as settled) is out of
+    /// reach.
+    settled: HashSet<u128>,
     /// Each committee key's last claim seen on the chain (as proposer or
     /// as a voter in finality evidence) and the height it was last seen.
     active: HashMap<PublicKey, (Claim, u64)>,
+}
+
+fn settled_key(invoker: &PublicKey, invocation: u128) -> u128 {
+    let mut m = [0u8; 48];
+    m[..32].copy_from_slice(&invoker.0);
+    m[32..].copy_from_slice(&invocation.to_le_bytes());
+    let d = Digest::of(b"orb/settled/1\0", &m);
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d.0[..16]);
+    u128::from_le_bytes(k)
 }
 
 impl State {
@@ -85,7 +99,7 @@ impl State {
 
     /// Whether `invoker` already settled `invocation`.
     pub fn is_settled(&self, invoker: &PublicKey, invocation: u128) -> bool {
-        self.settled.contains(&(*invoker, invocation))
+        self.settled.contains(&settled_key(invoker, invocation))
     }
 
     /// The block's effects on this state, or why the block cannot apply.
@@ -111,7 +125,7 @@ impl State {
         for (i, s) in block.settlements.iter().enumerate() {
             let b = &s.body;
             let key = (b.invoker, b.invocation);
-            if self.settled.contains(&key) || !seen.insert(key) {
+            if self.settled.contains(&settled_key(&key.0, key.1)) || !seen.insert(key) {
                 return Err(format!(
                     "settlement {i} settles invocation {:032x} of {} a second time",
                     b.invocation, b.invoker
@@ -145,7 +159,8 @@ impl State {
             *b = (*b as i128 + d).max(0) as u128;
         }
         for s in &block.settlements {
-            self.settled.insert((s.body.invoker, s.body.invocation));
+            self.settled
+                .insert(settled_key(&s.body.invoker, s.body.invocation));
         }
         let h = block.header.height;
         let proposer = block.header.proposer;

@@ -266,7 +266,7 @@ impl World {
         let lies: Vec<bool> = (0..n)
             .map(|i| behaviour[i].is_some() && hosts.contains(&(i as u32)))
             .collect();
-        let verifier = Arc::new(Verifier::cached(1 << 24));
+        let verifier = Arc::new(Verifier::cached(1 << 22));
         let mut cut = vec![false; n];
         if let Some(p) = &setup.partition {
             let k = (p.fraction * n as f64).round() as usize;
@@ -755,19 +755,7 @@ impl World {
         let now = Duration::from_micros(self.now);
         let from_key = self.nodes[from as usize].key.public();
         let input = match wire {
-            Wire::Gossip(g) => match &*g {
-                Gossip::Claim(c) => Input::Claim(*c),
-                Gossip::Settlements(s) => Input::Settlements {
-                    settlements: s.clone(),
-                    local: false,
-                },
-                Gossip::Proposal(b) => Input::Proposal(b.clone()),
-                Gossip::Committed(b) => Input::Committed {
-                    block: b.clone(),
-                    from: from_key,
-                },
-                Gossip::Equivocation(p) => Input::Equivocation(p.clone()),
-            },
+            Wire::Gossip(g) => g.to_input(from_key),
             Wire::Query { id, query } => Input::Query {
                 id,
                 from: from_key,

@@ -173,6 +173,25 @@ pub enum Gossip {
     Equivocation(Box<(Vote, Vote)>),
 }
 
+impl Gossip {
+    /// What a node that received this gossip from `from` feeds its replica.
+    pub fn to_input(&self, from: PublicKey) -> Input {
+        match self {
+            Gossip::Claim(c) => Input::Claim(*c),
+            Gossip::Settlements(s) => Input::Settlements {
+                settlements: s.clone(),
+                local: false,
+            },
+            Gossip::Proposal(b) => Input::Proposal(b.clone()),
+            Gossip::Committed(b) => Input::Committed {
+                block: b.clone(),
+                from,
+            },
+            Gossip::Equivocation(p) => Input::Equivocation(p.clone()),
+        }
+    }
+}
+
 /// A decided block to make durable, with its balance effects.
 #[derive(Clone, Debug)]
 pub struct Commit {

@@ -696,7 +696,7 @@ impl Replica {
         // node had something to propose, so that settlements arriving
         // everywhere at once do not make every member propose at once.
         let prev = self.state.head;
-        let rank = rank(&prev, &self.committee.members(), &self.me);
+        let rank = rank(&prev, self.committee.members(), &self.me);
         let ready = *self.round.ready.get_or_insert(now);
         let due = (self.last_commit + self.config.block_interval).max(ready)
             + self.config.proposer_step * rank;

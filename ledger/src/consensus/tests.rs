@@ -441,19 +441,7 @@ impl Wired {
                         if to == i {
                             continue;
                         }
-                        let input = match &g {
-                            Gossip::Claim(c) => Input::Claim(*c),
-                            Gossip::Settlements(s) => Input::Settlements {
-                                settlements: s.clone(),
-                                local: false,
-                            },
-                            Gossip::Proposal(b) => Input::Proposal(b.clone()),
-                            Gossip::Committed(b) => Input::Committed {
-                                block: b.clone(),
-                                from: me,
-                            },
-                            Gossip::Equivocation(p) => Input::Equivocation(p.clone()),
-                        };
+                        let input = g.to_input(me);
                         self.queue.push((to, input));
                     }
                 }
