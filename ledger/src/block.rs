@@ -171,23 +171,14 @@ impl Block {
     /// Level 2: the proposer's signature and claim, every receipt's
     /// signature (batch verified), and the finality evidence.
     pub fn check_signatures(&self, genesis: &Genesis) -> Result<(), String> {
-        self.check_signatures_with(genesis, &UNCACHED)
-    }
-
-    /// [`Block::check_signatures`] through `verifier`.
-    pub fn check_signatures_with(
-        &self,
-        genesis: &Genesis,
-        verifier: &Verifier,
-    ) -> Result<(), String> {
-        self.check_proposal_with(genesis, verifier)?;
-        self.check_evidence_with(genesis, verifier)
+        self.check_proposal(genesis)?;
+        self.check_evidence(genesis)
     }
 
     /// The proposer's signature and claim and every receipt's signature:
     /// what a proposal carries before it is decided.
     pub fn check_proposal(&self, genesis: &Genesis) -> Result<(), String> {
-        self.check_proposal_with(genesis, &UNCACHED)
+        self.check_proposal_uncached(genesis, &UNCACHED)
     }
 
     /// Level 1 ([`Block::check_links`]) and then the proposal's checks
@@ -207,28 +198,6 @@ impl Block {
             fingerprint(
                 b"orb/linked-proposal-checked/1\0",
                 &[&chain.0, &self.hash().0, &self.signature.0],
-            )
-        };
-        verifier.check_once(fingerprint, || {
-            self.check_proposal_uncached(genesis, verifier)
-        })
-    }
-
-    /// [`Block::check_proposal`] through `verifier`.
-    pub fn check_proposal_with(
-        &self,
-        genesis: &Genesis,
-        verifier: &Verifier,
-    ) -> Result<(), String> {
-        let fingerprint = || {
-            fingerprint(
-                b"orb/proposal-checked/1\0",
-                &[
-                    &genesis.id().0,
-                    &crate::encode(&self.header),
-                    &self.signature.0,
-                    &crate::encode(&self.settlements),
-                ],
             )
         };
         verifier.check_once(fingerprint, || {
@@ -288,7 +257,7 @@ impl Block {
     /// distinct rounds, each with α_confidence distinct committee voters
     /// whose signed votes are for this block at this height.
     pub fn check_evidence(&self, genesis: &Genesis) -> Result<(), String> {
-        self.check_evidence_with(genesis, &UNCACHED)
+        self.check_evidence_uncached(genesis, &UNCACHED)
     }
 
     /// [`Block::check_evidence`] through `verifier`.
