@@ -316,9 +316,10 @@ fn log(event: &Event) {
             receipts,
             finality,
             polls,
+            candidates,
             decided_here,
         } => tracing::info!(
-            height, %hash, receipts, polls, decided_here,
+            height, %hash, receipts, polls, candidates, decided_here,
             finality_ms = finality.map(|f| f.as_secs_f64() * 1e3),
             "block committed"
         ),

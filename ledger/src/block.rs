@@ -1,8 +1,10 @@
 //! Blocks: a header (height, previous hash, Merkle root of the
-//! settlements, proposer), the settlements (each one invocation's receipts,
-//! signed by its invoker), and the finality evidence: the signed votes
-//! of the deciding Snowball polls and the claims that put their voters on
-//! the committee.
+//! settlements, proposer, hash of the equivocations), the settlements (each
+//! one invocation's receipts, signed by its invoker), the equivocations the
+//! proposer knew of (pairs of conflicting signed votes: each excludes its
+//! voter from the committee for good), and the finality evidence: the
+//! signed votes of the deciding Snowball polls and the claims that put
+//! their voters on the committee.
 
 use std::collections::BTreeSet;
 
@@ -15,7 +17,11 @@ use crate::receipt::Receipt;
 use crate::settlement::Settlement;
 use crate::vote::Vote;
 
-const HEADER_TAG: &[u8] = b"orb/header/1\0";
+const HEADER_TAG: &[u8] = b"orb/header/2\0";
+const EQUIVOCATIONS_TAG: &[u8] = b"orb/equivocations/1\0";
+
+/// Most equivocations one block records.
+pub const MAX_EQUIVOCATIONS: usize = 64;
 
 static UNCACHED: Verifier = Verifier::uncached();
 
@@ -32,6 +38,8 @@ pub struct Header {
     pub settlements_root: Digest,
     /// How many settlements.
     pub settlements: u32,
+    /// Hash of the block's equivocations ([`equivocations_hash`]).
+    pub equivocations: Digest,
     /// The proposer's committee claim.
     pub proposer: Claim,
 }
@@ -63,6 +71,8 @@ pub struct Block {
     pub signature: Signature,
     /// The settlements, in Merkle leaf order.
     pub settlements: Vec<Settlement>,
+    /// Conflicting vote pairs, one per newly excluded voter.
+    pub equivocations: Vec<(Vote, Vote)>,
     /// Filled in when the block is decided.
     pub evidence: Evidence,
 }
@@ -85,6 +95,11 @@ fn fingerprint(tag: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// What the header holds of a block's equivocations.
+pub fn equivocations_hash(equivocations: &[(Vote, Vote)]) -> Digest {
+    Digest::of(EQUIVOCATIONS_TAG, &crate::encode(&equivocations))
+}
+
 /// The Merkle root over settlements.
 pub fn settlements_root(settlements: &[Settlement]) -> Digest {
     let leaves: Vec<_> = settlements.iter().map(|s| s.leaf().0).collect();
@@ -92,7 +107,7 @@ pub fn settlements_root(settlements: &[Settlement]) -> Digest {
 }
 
 impl Block {
-    /// A signed proposal (no evidence yet).
+    /// A signed proposal (no evidence yet) recording no equivocation.
     pub fn propose(
         key: &Keypair,
         chain: Digest,
@@ -101,12 +116,26 @@ impl Block {
         proposer: Claim,
         settlements: Vec<Settlement>,
     ) -> Self {
+        Self::propose_with(key, chain, height, prev, proposer, settlements, Vec::new())
+    }
+
+    /// A signed proposal that also records `equivocations`.
+    pub fn propose_with(
+        key: &Keypair,
+        chain: Digest,
+        height: u64,
+        prev: Digest,
+        proposer: Claim,
+        settlements: Vec<Settlement>,
+        equivocations: Vec<(Vote, Vote)>,
+    ) -> Self {
         let header = Header {
             chain,
             height,
             prev,
             settlements_root: settlements_root(&settlements),
             settlements: settlements.len() as u32,
+            equivocations: equivocations_hash(&equivocations),
             proposer,
         };
         let signature = key.sign(HEADER_TAG, &header.hash().0);
@@ -114,6 +143,7 @@ impl Block {
             header,
             signature,
             settlements,
+            equivocations,
             evidence: Evidence::default(),
         }
     }
@@ -165,18 +195,24 @@ impl Block {
         if settlements_root(&self.settlements) != h.settlements_root {
             return Err("settlements do not hash to the header's Merkle root".into());
         }
+        if equivocations_hash(&self.equivocations) != h.equivocations {
+            return Err("equivocations do not hash to the header's hash of them".into());
+        }
         Ok(())
     }
 
     /// Level 2: the proposer's signature and claim, every receipt's
-    /// signature (batch verified), and the finality evidence.
+    /// signature (batch verified), every equivocation, and the finality
+    /// evidence.
     pub fn check_signatures(&self, genesis: &Genesis) -> Result<(), String> {
         self.check_proposal(genesis)?;
         self.check_evidence(genesis)
     }
 
-    /// The proposer's signature and claim and every receipt's signature:
-    /// what a proposal carries before it is decided.
+    /// The proposer's signature and claim, every receipt's signature and
+    /// every equivocation (two signed votes of one voter on this chain for
+    /// one height, round and asker, naming different blocks; one per
+    /// voter): what a proposal carries before it is decided.
     pub fn check_proposal(&self, genesis: &Genesis) -> Result<(), String> {
         self.check_proposal_uncached(genesis, &UNCACHED)
     }
@@ -228,6 +264,27 @@ impl Block {
         }
         for s in &self.settlements {
             s.check()?;
+        }
+        if self.equivocations.len() > MAX_EQUIVOCATIONS {
+            return Err(format!(
+                "{} equivocations, a block records at most {MAX_EQUIVOCATIONS}",
+                self.equivocations.len()
+            ));
+        }
+        let mut voters = BTreeSet::new();
+        for (i, (a, b)) in self.equivocations.iter().enumerate() {
+            if a.body.chain != chain || !a.equivocates(b, verifier) {
+                return Err(format!(
+                    "equivocation {i} is not two signed votes of one voter on this chain \
+                     for one height, round and asker naming different blocks"
+                ));
+            }
+            if !voters.insert(a.body.voter) {
+                return Err(format!(
+                    "equivocation {i}: voter {} is recorded twice",
+                    a.body.voter
+                ));
+            }
         }
         let mut batch = Vec::with_capacity(self.settlements.len() + receipts);
         for s in &self.settlements {

@@ -59,7 +59,9 @@ mod vote;
 
 pub use agreement::{Agreement, Decision, Outcome, ReceiptError, check_receipt};
 pub use audit::{AuditOptions, AuditReport, Finding, audit};
-pub use block::{Block, Evidence, Header, Poll, settlements_root};
+pub use block::{
+    Block, Evidence, Header, MAX_EQUIVOCATIONS, Poll, equivocations_hash, settlements_root,
+};
 pub use chain::{
     Chain, ChainError, height_key, stored_block, stored_effects, stored_genesis, stored_head,
 };

@@ -4,7 +4,8 @@
 //! whose receipt agrees with the majority ([`crate::Settlement::verdict`]);
 //! disputed executors earn nothing; the proposer earns the block reward. A
 //! settlement that would overdraw its invoker, or settles an (invoker,
-//! invocation) a second time, makes the block invalid. [`State`] is the fold of every block's [`Effects`]
+//! invocation) a second time, makes the block invalid; so does a proposer
+//! or voter the chain recorded equivocating, or recording one twice. [`State`] is the fold of every block's [`Effects`]
 //! over the genesis balances; nothing else writes balances.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -37,6 +38,9 @@ pub struct State {
     /// Each committee key's last claim seen on the chain (as proposer or
     /// as a voter in finality evidence) and the height it was last seen.
     active: HashMap<PublicKey, (Claim, u64)>,
+    /// Voters the chain recorded equivocating: excluded for good, as
+    /// voters and as proposers.
+    excluded: HashSet<PublicKey>,
 }
 
 fn settled_key(invoker: &PublicKey, invocation: u128) -> u128 {
@@ -62,6 +66,7 @@ impl State {
                 .collect(),
             settled: HashSet::new(),
             active: HashMap::new(),
+            excluded: HashSet::new(),
         }
     }
 
@@ -78,6 +83,18 @@ impl State {
     /// The height `key`'s claim was last seen on the chain, if it was.
     pub fn last_active(&self, key: &PublicKey) -> Option<(Claim, u64)> {
         self.active.get(key).copied()
+    }
+
+    /// Whether the chain recorded `key` equivocating.
+    pub fn is_excluded(&self, key: &PublicKey) -> bool {
+        self.excluded.contains(key)
+    }
+
+    /// The voters the chain recorded equivocating, sorted.
+    pub fn excluded(&self) -> Vec<PublicKey> {
+        let mut v: Vec<PublicKey> = self.excluded.iter().copied().collect();
+        v.sort();
+        v
     }
 
     /// A key's balance.
@@ -119,6 +136,30 @@ impl State {
             .find(|c| self.claim_expired(genesis, c, height))
         {
             return Err(format!("voter {}'s committee claim has expired", c.key));
+        }
+        if self.is_excluded(&proposer.key) {
+            return Err(format!(
+                "the proposer ({}) was recorded equivocating",
+                proposer.key
+            ));
+        }
+        if let Some(c) = block
+            .evidence
+            .claims
+            .iter()
+            .find(|c| self.is_excluded(&c.key))
+        {
+            return Err(format!("voter {} was recorded equivocating", c.key));
+        }
+        if let Some((a, _)) = block
+            .equivocations
+            .iter()
+            .find(|(a, _)| self.is_excluded(&a.body.voter))
+        {
+            return Err(format!(
+                "voter {}'s equivocation is recorded a second time",
+                a.body.voter
+            ));
         }
         let mut delta: BTreeMap<PublicKey, i128> = BTreeMap::new();
         let mut seen = HashSet::new();
@@ -175,6 +216,10 @@ impl State {
             if voters.contains(&c.key) {
                 self.active.insert(c.key, (*c, h));
             }
+        }
+        for (a, _) in &block.equivocations {
+            self.excluded.insert(a.body.voter);
+            self.active.remove(&a.body.voter);
         }
         self.height = block.header.height;
         self.head = block.hash();

@@ -39,7 +39,7 @@ pub(crate) enum LedgerCommand {
     /// Write the genesis of a new chain (its hash is the chain id).
     #[command(after_help = genesis::AFTER_HELP)]
     Genesis(genesis::GenesisArgs),
-    /// Show a block: header, proposer, receipts, finality evidence.
+    /// Show a block: header, proposer, receipts, equivocations recorded, finality evidence.
     #[command(after_help = show::SHOW_HELP)]
     Show(show::ShowArgs),
     /// Print one account's balance at the head.

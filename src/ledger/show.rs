@@ -112,6 +112,17 @@ struct SettlementView {
     receipts: Vec<ReceiptView>,
 }
 
+/// A voter the block excludes for good: two signed votes of it for one
+/// height, round and asker, naming different blocks.
+#[derive(Serialize)]
+struct EquivocationView {
+    voter: Account,
+    height: u64,
+    round: u64,
+    asker: Account,
+    blocks: [Digest; 2],
+}
+
 #[derive(Serialize)]
 struct EvidenceView {
     claims: usize,
@@ -129,6 +140,7 @@ struct BlockView {
     proposer: Account,
     settlements_root: Digest,
     settlements: Vec<SettlementView>,
+    equivocations: Vec<EquivocationView>,
     evidence: EvidenceView,
     effects: Vec<Change>,
 }
@@ -156,6 +168,17 @@ fn view(block: &Block, effects: Effects, head: u64) -> BlockView {
             .iter()
             .enumerate()
             .map(|(index, s)| settlement_view(index, s))
+            .collect(),
+        equivocations: block
+            .equivocations
+            .iter()
+            .map(|(a, b)| EquivocationView {
+                voter: Account::of(a.body.voter),
+                height: a.body.height,
+                round: a.body.round,
+                asker: Account::of(a.body.asker),
+                blocks: [a.body.block, b.body.block],
+            })
             .collect(),
         evidence: EvidenceView {
             claims: block.evidence.claims.len(),
@@ -272,6 +295,23 @@ fn print_block(v: &BlockView) {
                 r.executor.peer,
                 r.fuel,
                 r.status
+            );
+        }
+    }
+    if !v.equivocations.is_empty() {
+        outln!(
+            "equivocations {} (each voter excluded for good)",
+            v.equivocations.len()
+        );
+        for e in &v.equivocations {
+            outln!(
+                "  voter {}  height {} round {} asked by {}: voted {} and {}",
+                e.voter.peer,
+                e.height,
+                e.round,
+                e.asker.peer,
+                e.blocks[0],
+                e.blocks[1]
             );
         }
     }

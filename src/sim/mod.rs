@@ -103,10 +103,22 @@ pub(crate) struct SimArgs {
     /// Funded nodes that make the calls.
     #[arg(long, default_value_t = 100)]
     callers: usize,
-    /// Split-vote rule: tie-break (lean to the smallest lottery ticket) or
-    /// snowball (none).
+    /// Split-vote rule: tie-break (a poll without a majority leans to the
+    /// smallest lottery ticket), timeout (an undecided round re-proposes
+    /// the smallest ticket after --round-timeout) or snowball (none).
     #[arg(long, value_name = "RULE", default_value = "tie-break")]
     liveness: String,
+    /// Round length under --liveness timeout.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    round_timeout: String,
+    /// How long each proposer waits for those ranked before it (0s: every
+    /// member with settlements proposes at once, so heights have many
+    /// candidates).
+    #[arg(long, value_name = "DURATION", default_value = "400ms")]
+    proposer_step: String,
+    /// How long a member gathers candidates before taking a preference.
+    #[arg(long, value_name = "DURATION", default_value = "100ms")]
+    gather: String,
     /// Give up after this much simulated time (default: 30 s a height).
     #[arg(long, value_name = "DURATION")]
     max_time: Option<String>,
@@ -165,14 +177,27 @@ fn setup(a: &SimArgs) -> Result<Setup, CliError> {
     let liveness = match a.liveness.as_str() {
         "tie-break" => Liveness::TieBreak,
         "snowball" => Liveness::Snowball,
-        other => return Err(usage(format!("--liveness {other}: tie-break or snowball"))),
+        "timeout" => Liveness::Timeout,
+        other => {
+            return Err(usage(format!(
+                "--liveness {other}: tie-break, timeout or snowball"
+            )));
+        }
     };
+    let round_timeout = spec::parse_duration(&a.round_timeout)
+        .map_err(|e| usage(format!("--round-timeout: {e}")))?;
+    let proposer_step = spec::parse_duration(&a.proposer_step)
+        .map_err(|e| usage(format!("--proposer-step: {e}")))?;
+    let gather = spec::parse_duration(&a.gather).map_err(|e| usage(format!("--gather: {e}")))?;
     let tick = Duration::from_millis(25);
     let outsider_ticks = 10;
     let config = Config {
         mine_tries: 32,
         claim_every: Duration::from_secs(10),
         liveness,
+        round_timeout,
+        proposer_step,
+        gather,
         ..Config::default()
     };
     // Difficulty so that the whole network finds about one claim per slot
@@ -334,6 +359,9 @@ fn reproduce(a: &SimArgs) -> String {
         hosts: 50,
         callers: 100,
         liveness: "tie-break".into(),
+        round_timeout: "1s".into(),
+        proposer_step: "400ms".into(),
+        gather: "100ms".into(),
         max_time: None,
         audit: 4,
         json: false,
@@ -361,6 +389,9 @@ fn reproduce(a: &SimArgs) -> String {
     flag!(hosts, "hosts");
     flag!(callers, "callers");
     flag!(liveness, "liveness");
+    flag!(round_timeout, "round-timeout");
+    flag!(proposer_step, "proposer-step");
+    flag!(gather, "gather");
     if let Some(b) = a.behaviour {
         cmd.push_str(&format!(" --behaviour {}", format!("{b:?}").to_lowercase()));
     }
@@ -436,6 +467,8 @@ pub(crate) fn run(args: SimArgs) -> Result<(), CliError> {
             "finality_secs_p50": percentile(&o.finality_secs, 0.5),
             "finality_secs_p99": percentile(&o.finality_secs, 0.99),
             "decisions": o.finality_polls.len(),
+            "candidates_p50": percentile(&o.candidates, 0.5),
+            "candidates_max": o.candidates.iter().max(),
         },
         "ledger": {
             "audited": ledger.audited,
@@ -447,6 +480,7 @@ pub(crate) fn run(args: SimArgs) -> Result<(), CliError> {
         "calls": { "made": o.calls, "ok": o.calls_ok, "wrong": o.calls_wrong, "failed": o.calls_failed },
         "byzantine": o.byzantine_by_kind,
         "equivocators_excluded": o.equivocators_caught,
+        "equivocators_on_chain": o.equivocators_on_chain,
         "churn": { "crashes": o.crashes, "lost_blocks": o.lost_blocks },
         "partition": { "heights_during": o.partition_heights, "catch_up_secs": o.catch_up_secs },
         "traffic": {
@@ -507,7 +541,7 @@ fn print_report(r: &serde_json::Value) {
     );
     outln!("safety     violations {}", r["safety"]["violations"]);
     outln!(
-        "liveness   heights {}..{}  finality p50 {} polls / {} s, p99 {} polls / {} s ({} decisions)",
+        "liveness   heights {}..{}  finality p50 {} polls / {} s, p99 {} polls / {} s ({} decisions; candidates a height p50 {}, max {})",
         f(&l["lowest_height"]),
         f(&l["heights"]),
         f(&l["finality_polls_p50"]),
@@ -515,6 +549,8 @@ fn print_report(r: &serde_json::Value) {
         f(&l["finality_polls_p99"]),
         f(&l["finality_secs_p99"]),
         f(&l["decisions"]),
+        f(&l["candidates_p50"]),
+        f(&l["candidates_max"]),
     );
     outln!(
         "ledger     {} of {} sampled chains audit clean at level 4, credits conserved {}, lying executors {} paid {} receipts",
@@ -532,9 +568,10 @@ fn print_report(r: &serde_json::Value) {
         c["failed"]
     );
     outln!(
-        "faults     byzantine {}  equivocators excluded {}  crashes {}  lost blocks {}  partition {}",
+        "faults     byzantine {}  equivocators excluded {} ({} on chain)  crashes {}  lost blocks {}  partition {}",
         r["byzantine"],
         r["equivocators_excluded"],
+        r["equivocators_on_chain"],
         r["churn"]["crashes"],
         r["churn"]["lost_blocks"],
         r["partition"]

@@ -173,6 +173,8 @@ pub(crate) struct Outcomes {
     pub(crate) lowest_height: u64,
     pub(crate) finality_polls: Vec<usize>,
     pub(crate) finality_secs: Vec<f64>,
+    /// Candidates held per decision (by the deciding honest node).
+    pub(crate) candidates: Vec<usize>,
     pub(crate) events: u64,
     pub(crate) messages: u64,
     pub(crate) bytes: u64,
@@ -183,6 +185,8 @@ pub(crate) struct Outcomes {
     pub(crate) calls_wrong: u64,
     pub(crate) calls_failed: u64,
     pub(crate) equivocators_caught: usize,
+    /// Equivocators the chain recorded (the highest live honest chain).
+    pub(crate) equivocators_on_chain: usize,
     pub(crate) crashes: u64,
     pub(crate) lost_blocks: u64,
     pub(crate) byzantine_by_kind: BTreeMap<String, usize>,
@@ -477,6 +481,11 @@ impl World {
             .map(|r| r.equivocators().len())
             .max()
             .unwrap_or(0);
+        self.out.equivocators_on_chain = live
+            .iter()
+            .filter_map(|i| self.nodes[*i as usize].replica.as_ref())
+            .max_by_key(|r| r.height())
+            .map_or(0, |r| r.state().excluded().len());
     }
 
     fn trace_event(&mut self, item: &Item) {
@@ -638,6 +647,7 @@ impl World {
             if let Event::Committed {
                 finality: Some(f),
                 polls,
+                candidates,
                 decided_here: true,
                 ..
             } = e
@@ -645,6 +655,7 @@ impl World {
             {
                 self.out.finality_polls.push(polls);
                 self.out.finality_secs.push(f.as_secs_f64());
+                self.out.candidates.push(candidates);
             }
         }
         for m in ready.messages {

@@ -74,7 +74,26 @@ fn each_byzantine_voter_behaviour_is_survived() {
                 r["equivocators_excluded"].as_u64() > Some(0),
                 "equivocators were caught and excluded"
             );
+            assert!(
+                r["equivocators_on_chain"].as_u64() > Some(0),
+                "the chain recorded them (and the audit of the sampled chains passed)"
+            );
         }
+    }
+}
+
+#[test]
+fn many_candidates_a_height_are_decided_by_the_tie_break_and_by_a_round_timeout() {
+    // Every member with settlements proposes at once and takes the first
+    // candidate it sees: heights start split.
+    for rule in ["tie-break", "timeout"] {
+        let r = passing(&format!(
+            "--proposer-step 0s --gather 0s --liveness {rule} --seed 8 --byzantine 0.1"
+        ));
+        assert!(
+            r["liveness"]["candidates_max"].as_u64() > Some(1),
+            "{rule}: heights had competing candidates"
+        );
     }
 }
 

@@ -216,6 +216,8 @@ pub enum Event {
         finality: Option<Duration>,
         /// Polls this replica recorded at this height.
         polls: usize,
+        /// Candidates this replica held for the height.
+        candidates: usize,
         /// Decided here (false: taken from a peer with its evidence).
         decided_here: bool,
     },
@@ -262,6 +264,12 @@ pub enum Liveness {
     /// replica's Snowball on the smallest-ticket candidate among the
     /// answers and its own preference (accumulated wins are dropped).
     TieBreak,
+    /// A round timeout: a height undecided `round_timeout` after this
+    /// replica took a preference (or last moved on) starts a new round,
+    /// unless its last poll was a success: the replica re-proposes the
+    /// smallest-ticket candidate it knows (gossips it again, so every member
+    /// holds it) and restarts its Snowball on it.
+    Timeout,
 }
 
 /// Timing and limits of consensus.
@@ -287,6 +295,8 @@ pub struct Config {
     pub retry: Duration,
     /// The split-vote rule.
     pub liveness: Liveness,
+    /// How long a round lasts under [`Liveness::Timeout`].
+    pub round_timeout: Duration,
 }
 
 impl Default for Config {
@@ -302,6 +312,7 @@ impl Default for Config {
             bench_for: Duration::from_secs(10),
             retry: Duration::from_secs(1),
             liveness: Liveness::TieBreak,
+            round_timeout: Duration::from_secs(1),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::lottery::{rank, ticket};
 use super::mempool::Mempool;
 use super::round::{Added, OpenPoll, Round};
 use super::{Commit, Config, Event, Gossip, Input, Liveness, Message, Query, Ready};
-use crate::block::{Block, Evidence, Poll};
+use crate::block::{Block, Evidence, MAX_EQUIVOCATIONS, Poll};
 use crate::genesis::Genesis;
 use crate::keys::{Digest, Keypair, PublicKey, Verifier};
 use crate::koth::Claim;
@@ -47,6 +47,9 @@ pub struct Replica {
     committee: Committee,
     mempool: Mempool,
     outbox: Vec<Settlement>,
+    /// Equivocations known here and not yet on the chain: the next
+    /// proposal records them.
+    unrecorded: BTreeMap<PublicKey, Box<(Vote, Vote)>>,
     round: Round,
     future: Vec<Arc<Block>>,
     next_poll: u64,
@@ -84,12 +87,16 @@ impl Replica {
         while recent.len() > RECENT {
             recent.pop_front();
         }
+        let mut committee = Committee::new(&genesis, config.bench_for);
+        for voter in state.excluded() {
+            committee.exclude(voter);
+        }
         Self {
             me,
             key,
             id,
             params: genesis.snowball,
-            committee: Committee::new(&genesis, config.bench_for),
+            committee,
             mempool: Mempool::new(config.max_mempool),
             round: Round::new(state.height + 1),
             durable: state.height,
@@ -99,6 +106,7 @@ impl Replica {
             hashes,
             recent,
             outbox: Vec::new(),
+            unrecorded: BTreeMap::new(),
             future: Vec::new(),
             next_poll: 1,
             rng: rand::rngs::StdRng::from_seed(seed),
@@ -166,9 +174,15 @@ impl Replica {
         self.finality.iter().copied().collect()
     }
 
-    /// Voters this replica excluded for equivocating.
+    /// Voters this replica excluded for equivocating (caught here, told
+    /// by gossip, or recorded on the chain).
     pub fn equivocators(&self) -> Vec<PublicKey> {
         self.committee.excluded().copied().collect()
+    }
+
+    /// Equivocations known here that the chain has not recorded yet.
+    pub fn unrecorded_equivocations(&self) -> usize {
+        self.unrecorded.len()
     }
 
     /// The candidates for the height being decided.
@@ -338,6 +352,7 @@ impl Replica {
             if self.round.candidates.contains_key(&q.block) {
                 // Adopt the first value queried with.
                 self.round.snowball = Some(Snowball::new(self.params, q.block));
+                self.round.round_started = Some(now);
             } else {
                 if self.round.may_fetch(q.block, now, self.config.retry) {
                     self.out.messages.push(Message::Fetch {
@@ -399,12 +414,16 @@ impl Replica {
         }
     }
 
-    /// Records an equivocation: the voter is excluded here and, when this
-    /// replica caught it, everyone is told.
+    /// Records an equivocation: the voter is excluded here, kept for the
+    /// next proposal (which puts it on the chain) and, when this replica
+    /// caught it, everyone is told.
     fn excluded(&mut self, pair: Box<(Vote, Vote)>, caught_here: bool) {
         let voter = pair.0.body.voter;
         if self.committee.exclude(voter) {
             self.out.events.push(Event::Equivocation { voter });
+            if !self.state.is_excluded(&voter) {
+                self.unrecorded.insert(voter, pair.clone());
+            }
             if caught_here {
                 self.out
                     .messages
@@ -473,6 +492,41 @@ impl Replica {
             *sb = Snowball::new(self.params, best);
             self.round.streak.clear();
         }
+    }
+
+    /// [`Liveness::Timeout`]: a round that ran out without a decision moves
+    /// on to the lottery's first candidate, re-proposed.
+    fn round_timeout(&mut self, now: Duration) {
+        let r = &mut self.round;
+        let (Some(sb), Some(started)) = (r.snowball.as_mut(), r.round_started) else {
+            return;
+        };
+        if sb.decided().is_some() || now.saturating_sub(started) < self.config.round_timeout {
+            return;
+        }
+        r.round_started = Some(now);
+        // A replica on a confident run is not moved: the network may be
+        // about to decide its preference.
+        if sb.run().is_some() {
+            return;
+        }
+        let prev = self.state.head;
+        let Some(best) = r
+            .candidates
+            .values()
+            .min_by_key(|b| ticket(&prev, &b.header.proposer.key))
+            .cloned()
+        else {
+            return;
+        };
+        let hash = best.hash();
+        if hash != *sb.preference() {
+            *sb = Snowball::new(self.params, hash);
+            r.streak.clear();
+        }
+        self.out
+            .messages
+            .push(Message::Gossip(Gossip::Proposal(best)));
     }
 
     fn try_decide(&mut self, now: Duration) {
@@ -551,6 +605,13 @@ impl Replica {
         let hash = block.hash();
         self.state.apply(&block, &effects);
         self.mempool.prune(&self.state);
+        for (a, _) in &block.equivocations {
+            let voter = a.body.voter;
+            self.unrecorded.remove(&voter);
+            if self.committee.exclude(voter) {
+                self.out.events.push(Event::Equivocation { voter });
+            }
+        }
         let finality = self.round.first_seen.map(|t| now.saturating_sub(t));
         if let Some(f) = finality {
             self.finality.push_back(f.as_micros() as u64);
@@ -564,6 +625,7 @@ impl Replica {
             receipts: block.receipt_count(),
             finality,
             polls: self.round.snowball.as_ref().map_or(0, Snowball::polls),
+            candidates: self.round.candidates.len(),
             decided_here,
         });
         if decided_here {
@@ -636,8 +698,13 @@ impl Replica {
                 .map(|b| b.hash());
             if let Some(pick) = pick {
                 r.snowball = Some(Snowball::new(self.params, pick));
+                r.round_started = Some(now);
             }
         }
+        if self.config.liveness == Liveness::Timeout {
+            self.round_timeout(now);
+        }
+        let r = &mut self.round;
         let params = self.params;
         let timeout = self.config.poll_timeout;
         if let Some(p) = &r.poll {
@@ -687,7 +754,7 @@ impl Replica {
         let Some(claim) = self.committee.holds(&self.me) else {
             return;
         };
-        if self.round.proposed || self.mempool.is_empty() {
+        if self.round.proposed || (self.mempool.is_empty() && self.unrecorded.is_empty()) {
             return;
         }
         // Members propose in lottery order: the first at once, the next
@@ -704,16 +771,23 @@ impl Replica {
             return;
         }
         let settlements = self.mempool.take(&self.genesis, &self.state);
-        if settlements.is_empty() {
+        let equivocations: Vec<(Vote, Vote)> = self
+            .unrecorded
+            .values()
+            .take(MAX_EQUIVOCATIONS)
+            .map(|p| (**p).clone())
+            .collect();
+        if settlements.is_empty() && equivocations.is_empty() {
             return;
         }
-        let block = Arc::new(Block::propose(
+        let block = Arc::new(Block::propose_with(
             &self.key,
             self.id,
             self.round.height,
             prev,
             claim,
             settlements,
+            equivocations,
         ));
         self.round.proposed = true;
         self.out

@@ -131,6 +131,8 @@ pub(crate) struct Round {
     pub(crate) first_seen: Option<Duration>,
     pub(crate) proposed: bool,
     pub(crate) snowball: Option<Snowball<Digest>>,
+    /// When the preference was taken, or the last round timeout moved on.
+    pub(crate) round_started: Option<Duration>,
     pub(crate) poll: Option<OpenPoll>,
     /// The current run of confident polls (Snowball's), with their votes:
     /// the last β of them are the finality evidence.
@@ -148,6 +150,7 @@ impl Round {
             first_seen: None,
             proposed: false,
             snowball: None,
+            round_started: None,
             poll: None,
             streak: Vec::new(),
             fetching: BTreeMap::new(),

@@ -291,8 +291,79 @@ fn equivocating_votes_are_rejected_kept_as_evidence_and_the_voter_is_not_asked_a
         now,
     );
     assert!(other.equivocators().is_empty());
-    other.step(Input::Equivocation(pair), now);
+    other.step(Input::Equivocation(pair.clone()), now);
     assert_eq!(other.equivocators(), vec![liar]);
+
+    // The next proposal records it on the chain (with no settlement to
+    // carry); a state that applied it refuses the voter from then on.
+    let mut t = now;
+    let proposal = loop {
+        t += TICK;
+        assert!(
+            t < Duration::from_secs(10),
+            "nothing recorded the equivocation"
+        );
+        r.step(Input::Tick, t);
+        let found = r.ready().messages.iter().find_map(|m| match m {
+            Message::Gossip(Gossip::Proposal(b)) => Some(b.clone()),
+            _ => None,
+        });
+        if let Some(b) = found {
+            break b;
+        }
+    };
+    assert_eq!(proposal.header.height, 2);
+    assert!(proposal.settlements.is_empty());
+    assert_eq!(
+        proposal.equivocations,
+        vec![(pair.0.clone(), pair.1.clone())]
+    );
+    proposal.check_proposal(&c.genesis).unwrap();
+    let mut state = r.state().clone();
+    let effects = state.effects(&c.genesis, &proposal).unwrap();
+    state.apply(&proposal, &effects);
+    assert_eq!(state.excluded(), vec![liar]);
+    let later = c.block(
+        3,
+        proposal.hash(),
+        vec![single(&c.keys[1], &invoker, 2, 10)],
+    );
+    let refused = state.effects(&c.genesis, &later).unwrap_err();
+    assert!(refused.contains("recorded equivocating"), "{refused}");
+    let twice = Block::propose_with(
+        &c.keys[0],
+        c.chain(),
+        3,
+        proposal.hash(),
+        c.claims[0],
+        Vec::new(),
+        proposal.equivocations.clone(),
+    );
+    let refused = state.effects(&c.genesis, &twice).unwrap_err();
+    assert!(refused.contains("a second time"), "{refused}");
+    // A forged pair (one vote twice) does not pass the proposal's checks.
+    let forged = Block::propose_with(
+        &c.keys[0],
+        c.chain(),
+        2,
+        proposal.header.prev,
+        c.claims[0],
+        Vec::new(),
+        vec![(pair.0.clone(), pair.0.clone())],
+    );
+    let refused = forged.check_proposal(&c.genesis).unwrap_err();
+    assert!(refused.contains("equivocation 0"), "{refused}");
+    // A replica restarted from that state still excludes the voter.
+    let restarted = Replica::new(
+        c.genesis.clone(),
+        state,
+        Vec::new(),
+        c.keys[3].clone(),
+        config(),
+        Arc::new(Verifier::uncached()),
+        t,
+    );
+    assert_eq!(restarted.equivocators(), vec![liar]);
 }
 
 #[test]
