@@ -259,3 +259,63 @@ fn genesis_takes_faucets_by_data_dir_peer_id_and_key() {
     );
     assert_fails(&genesis_with(&["--faucet", &k]), 2, "KEY=AMOUNT");
 }
+
+#[test]
+fn an_equivocation_on_the_chain_is_shown_audited_and_excludes_its_voter() {
+    let node = Node::new(3, 1);
+    let c = &node.committee;
+    let liar = &c.keys[5];
+    let vote = |block: u8| {
+        orb_ledger::VoteBody {
+            chain: c.chain(),
+            height: 3,
+            round: 9,
+            asker: c.keys[0].public(),
+            block: orb_ledger::Digest([block; 32]),
+            voter: liar.public(),
+        }
+        .sign(liar)
+    };
+    let mut chain = node.chain();
+    let h = chain.height() + 1;
+    let mut block = orb_ledger::Block::propose_with(
+        &c.keys[h as usize % c.keys.len()],
+        c.chain(),
+        h,
+        chain.head(),
+        c.claims[h as usize % c.keys.len()],
+        Vec::new(),
+        vec![(vote(1), vote(2))],
+    );
+    c.finalize(&mut block);
+    chain
+        .append(block)
+        .expect("an equivocation is a valid block body");
+    // The voter is out: a block it votes in is refused.
+    let next = c.block(h + 1, chain.head(), Vec::new());
+    let refused = chain.append(next).unwrap_err().to_string();
+    assert!(refused.contains("recorded equivocating"), "{refused}");
+    drop(chain);
+
+    let out = node.orb(&["ledger", "show", "4", "--json"]);
+    ok(&out);
+    let b = json(&out);
+    let e = &b["equivocations"];
+    assert_eq!(e.as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(e[0]["voter"]["key"], liar.public().to_hex());
+    assert_eq!(
+        (e[0]["height"].as_u64(), e[0]["round"].as_u64()),
+        (Some(3), Some(9))
+    );
+    let out = node.orb(&["ledger", "show", "4"]);
+    ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("equivocations 1 (each voter excluded for good)")
+            && text.contains("height 3 round 9"),
+        "{text}"
+    );
+    let out = node.orb(&["ledger", "audit", "--level", "4", "--json"]);
+    ok(&out);
+    assert_eq!(json(&out)["clean"], true);
+}
