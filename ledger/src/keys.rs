@@ -126,13 +126,20 @@ fn tagged(tag: &[u8], message: &[u8]) -> Vec<u8> {
 /// Verifies many `(key, tag ‖ message, signature)` triples at once with
 /// ed25519 batch verification; false when any one is bad.
 pub fn verify_batch(items: &[(PublicKey, Vec<u8>, Signature)]) -> bool {
+    batch_with(items, |k| VerifyingKey::from_bytes(&k.0).ok())
+}
+
+fn batch_with(
+    items: &[(PublicKey, Vec<u8>, Signature)],
+    mut key_of: impl FnMut(&PublicKey) -> Option<VerifyingKey>,
+) -> bool {
     if items.is_empty() {
         return true;
     }
     let mut keys = Vec::with_capacity(items.len());
     for (k, _, _) in items {
-        match VerifyingKey::from_bytes(&k.0) {
-            Ok(k) if !k.is_weak() => keys.push(k),
+        match key_of(k) {
+            Some(k) if !k.is_weak() => keys.push(k),
             _ => return false,
         }
     }
@@ -150,18 +157,25 @@ pub fn verify_batch(items: &[(PublicKey, Vec<u8>, Signature)]) -> bool {
 /// signature), so a triple that passed once passes again: a node that
 /// verified a vote when it answered a poll need not verify it again in a
 /// block's evidence, and a simulator running many nodes in one process
-/// verifies each signature once. [`Verifier::uncached`] remembers nothing
-/// (the audit, which recomputes everything, uses it).
+/// verifies each signature once. It also keeps the keys it has seen
+/// decompressed (a committee signs everything; decompressing a key is a
+/// third of a verification). [`Verifier::uncached`] remembers nothing (the
+/// audit, which recomputes everything, uses it).
 pub struct Verifier {
     seen: Option<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
+    keys: Option<std::sync::Mutex<std::collections::HashMap<PublicKey, VerifyingKey>>>,
     capacity: usize,
 }
+
+/// Decompressed keys a cached [`Verifier`] keeps (then starts over).
+const KEYS: usize = 1 << 16;
 
 impl Verifier {
     /// Remembers nothing.
     pub const fn uncached() -> Self {
         Self {
             seen: None,
+            keys: None,
             capacity: 0,
         }
     }
@@ -170,53 +184,96 @@ impl Verifier {
     pub fn cached(capacity: usize) -> Self {
         Self {
             seen: Some(std::sync::Mutex::new(std::collections::HashSet::new())),
+            keys: Some(std::sync::Mutex::new(std::collections::HashMap::new())),
             capacity,
         }
     }
 
-    fn fingerprint(key: &PublicKey, message: &[u8], signature: &Signature) -> [u8; 32] {
+    /// The hash a passed triple is remembered by; `message` is `tag ‖
+    /// rest` given in parts (blake3 streams, so the parts' split does not
+    /// matter).
+    fn fingerprint(key: &PublicKey, message: &[&[u8]], signature: &Signature) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(&key.0);
         h.update(&signature.0);
-        h.update(message);
+        for part in message {
+            h.update(part);
+        }
         *h.finalize().as_bytes()
+    }
+
+    fn key(&self, key: &PublicKey) -> Option<VerifyingKey> {
+        let Some(keys) = &self.keys else {
+            return VerifyingKey::from_bytes(&key.0).ok();
+        };
+        let lock = || {
+            keys.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(k) = lock().get(key) {
+            return Some(*k);
+        }
+        let k = VerifyingKey::from_bytes(&key.0).ok()?;
+        let mut keys = lock();
+        if keys.len() >= KEYS {
+            keys.clear();
+        }
+        keys.insert(*key, k);
+        Some(k)
+    }
+
+    fn seen(&self, print: &[u8; 32]) -> bool {
+        self.seen.as_ref().is_some_and(|s| {
+            s.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(print)
+        })
+    }
+
+    fn remember(&self, prints: impl IntoIterator<Item = [u8; 32]>, count: usize) {
+        let Some(seen) = &self.seen else {
+            return;
+        };
+        let mut seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() + count > self.capacity {
+            seen.clear();
+        }
+        seen.extend(prints);
     }
 
     /// [`verify_batch`], skipping triples accepted before.
     pub fn verify_batch(&self, items: &[(PublicKey, Vec<u8>, Signature)]) -> bool {
-        let Some(seen) = &self.seen else {
+        if self.seen.is_none() {
             return verify_batch(items);
-        };
+        }
         let prints: Vec<[u8; 32]> = items
             .iter()
-            .map(|(k, m, s)| Self::fingerprint(k, m, s))
+            .map(|(k, m, s)| Self::fingerprint(k, &[m], s))
             .collect();
-        let fresh: Vec<(PublicKey, Vec<u8>, Signature)> = {
-            let seen = seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            items
-                .iter()
-                .zip(&prints)
-                .filter(|(_, p)| !seen.contains(*p))
-                .map(|(i, _)| i.clone())
-                .collect()
-        };
+        let fresh: Vec<(PublicKey, Vec<u8>, Signature)> = items
+            .iter()
+            .zip(&prints)
+            .filter(|(_, p)| !self.seen(p))
+            .map(|(i, _)| i.clone())
+            .collect();
         let ok = match fresh.as_slice() {
-            [(k, m, s)] => k.verify(b"", m, s),
-            many => verify_batch(many),
+            [(k, m, s)] => self.strict(k, m, s),
+            many => batch_with(many, |k| self.key(k)),
         };
-        if !ok {
+        if ok {
+            self.remember(prints, items.len());
+        }
+        ok
+    }
+
+    fn strict(&self, key: &PublicKey, message: &[u8], signature: &Signature) -> bool {
+        let Some(key) = self.key(key) else {
             return false;
-        }
-        let mut seen = seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.len() + prints.len() > self.capacity {
-            seen.clear();
-        }
-        seen.extend(prints);
-        true
+        };
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(message, &sig).is_ok()
     }
 
     /// Runs `check` unless a check with the same `fingerprint` passed
@@ -226,25 +283,15 @@ impl Verifier {
         fingerprint: impl FnOnce() -> [u8; 32],
         check: impl FnOnce() -> Result<(), E>,
     ) -> Result<(), E> {
-        let Some(seen) = &self.seen else {
+        if self.seen.is_none() {
             return check();
-        };
+        }
         let print = fingerprint();
-        if seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&print)
-        {
+        if self.seen(&print) {
             return Ok(());
         }
         check()?;
-        let mut seen = seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.len() >= self.capacity {
-            seen.clear();
-        }
-        seen.insert(print);
+        self.remember([print], 1);
         Ok(())
     }
 
@@ -256,7 +303,18 @@ impl Verifier {
         message: &[u8],
         signature: &Signature,
     ) -> bool {
-        self.verify_batch(&[(*key, tagged(tag, message), *signature)])
+        if self.seen.is_none() {
+            return key.verify(tag, message, signature);
+        }
+        let print = Self::fingerprint(key, &[tag, message], signature);
+        if self.seen(&print) {
+            return true;
+        }
+        let ok = self.strict(key, &tagged(tag, message), signature);
+        if ok {
+            self.remember([print], 1);
+        }
+        ok
     }
 }
 

@@ -75,14 +75,30 @@ pub(crate) struct Setup {
 #[derive(Clone, Debug)]
 enum Wire {
     Gossip(Arc<Gossip>),
-    Query { id: u64, query: Query },
-    Votes { round: u64, votes: Vec<Vote> },
-    Fetch { hash: Digest },
+    /// One query shared by the k members asked.
+    Query {
+        id: u64,
+        query: Arc<Query>,
+    },
+    Votes {
+        round: u64,
+        votes: Vec<Vote>,
+    },
+    Fetch {
+        hash: Digest,
+    },
     Block(Arc<Block>),
-    Sync { from: u64 },
+    Sync {
+        from: u64,
+    },
     Blocks(Vec<Arc<Block>>),
-    Invoke { call: u64 },
-    Result { call: u64, receipt: Box<Receipt> },
+    Invoke {
+        call: u64,
+    },
+    Result {
+        call: u64,
+        receipt: Box<Receipt>,
+    },
 }
 
 impl Wire {
@@ -151,6 +167,8 @@ struct Node {
     /// Highest height it announced or reported durable.
     announced: u64,
     left: bool,
+    /// Held a committee slot when last stepped (outsiders tick less often).
+    member: bool,
     msgs: u64,
     bytes: u64,
 }
@@ -297,6 +315,7 @@ impl World {
                 lies: lies[i],
                 announced: 0,
                 left: false,
+                member: false,
                 msgs: 0,
                 bytes: 0,
             })
@@ -567,12 +586,13 @@ impl World {
         let every = u64::from(self.setup.outsider_ticks.max(1));
         let now = Duration::from_micros(self.now);
         for i in 0..self.nodes.len() as u32 {
-            let Some(r) = self.nodes[i as usize].replica.as_mut() else {
-                continue;
-            };
-            if !r.is_member() && !(u64::from(i) + self.ticks).is_multiple_of(every) {
+            let n = &mut self.nodes[i as usize];
+            if !n.member && !(u64::from(i) + self.ticks).is_multiple_of(every) {
                 continue;
             }
+            let Some(r) = n.replica.as_mut() else {
+                continue;
+            };
             r.step(Input::Tick, now);
             self.drain(i);
         }
@@ -609,7 +629,9 @@ impl World {
         };
         let ready = r.ready();
         let me = r.key();
+        let member = r.is_member();
         let node = &mut self.nodes[i as usize];
+        node.member = member;
         let honest = node.behaviour.is_none();
         for c in ready.persist {
             let h = c.block.header.height;
@@ -667,6 +689,7 @@ impl World {
         match m {
             Message::Query { query, peers } => {
                 let size = orb_ledger::encode(&query).len() + 8;
+                let query = Arc::new(query);
                 for p in peers {
                     let Some(&to) = self.index.get(&p) else {
                         continue;
@@ -770,7 +793,7 @@ impl World {
             Wire::Query { id, query } => Input::Query {
                 id,
                 from: from_key,
-                query,
+                query: Arc::unwrap_or_clone(query),
             },
             Wire::Votes { round, votes } => Input::Votes {
                 from: from_key,

@@ -83,7 +83,11 @@ impl Committee {
         }
         // One slot per key: a key's new claim replaces its old one only if
         // it takes a slot.
-        let old = self.koth.remove(&claim.key);
+        let old = if self.held.contains_key(&claim.key) {
+            self.koth.remove(&claim.key)
+        } else {
+            None
+        };
         match self.koth.try_insert(claim) {
             Ok(_) => {
                 self.records.insert(
@@ -97,10 +101,12 @@ impl Committee {
                 true
             }
             Err(_) => {
+                // Most offers that fail come from keys holding nothing:
+                // the table did not change.
                 if let Some(old) = old {
                     let _ = self.koth.try_insert(old);
+                    self.reindex();
                 }
-                self.reindex();
                 false
             }
         }

@@ -380,6 +380,10 @@ impl Replica {
         let height = self.round.height;
         let mut caught = Vec::new();
         let mut any = false;
+        // One vote is counted now; its signature is checked with the
+        // poll's others, in one batch, before the count may close the poll.
+        // More than one may be an equivocation: each is checked now.
+        let several = votes.len() > 1;
         for v in votes {
             let b = &v.body;
             let valid = b.chain == self.id
@@ -387,12 +391,14 @@ impl Replica {
                 && b.round == round
                 && b.asker == self.me
                 && b.voter == from
-                && v.verify_with(&self.verifier);
+                && (!several || v.verify_with(&self.verifier));
             if !valid {
                 continue;
             }
             any = true;
-            if let Added::Equivocation(pair) = poll.add(from, v) {
+            if let Added::Equivocation(pair) = poll.add(from, v)
+                && pair.0.equivocates(&pair.1, &self.verifier)
+            {
                 caught.push(pair);
             }
         }
@@ -404,14 +410,23 @@ impl Replica {
         for pair in caught {
             self.excluded(pair, true);
         }
-        if self
-            .round
-            .poll
-            .as_ref()
-            .is_some_and(|p| p.done(&self.params))
-        {
+        if self.poll_settled() {
             self.close_poll(now, false);
         }
+    }
+
+    /// Whether the open poll's outcome is settled, counting only votes
+    /// whose signatures hold (checked now, in one batch, if the unchecked
+    /// count says it is).
+    fn poll_settled(&mut self) -> bool {
+        let Some(poll) = self.round.poll.as_mut() else {
+            return false;
+        };
+        if !poll.done(&self.params) {
+            return false;
+        }
+        poll.check_signatures(&self.verifier);
+        poll.done(&self.params)
     }
 
     /// Records an equivocation: the voter is excluded here, kept for the
@@ -447,13 +462,13 @@ impl Replica {
                 self.committee.missed(k, now);
             }
         }
-        let (answers, votes) = poll.close();
         // Votes of members excluded meanwhile do not count.
-        let (answers, votes): (Vec<Digest>, Vec<Vote>) = answers
+        let votes: Vec<Vote> = poll
+            .close(&self.verifier)
             .into_iter()
-            .zip(votes)
-            .filter(|(_, v)| self.committee.standing(&v.body.voter, now) != Standing::Excluded)
-            .unzip();
+            .filter(|v| self.committee.standing(&v.body.voter, now) != Standing::Excluded)
+            .collect();
+        let answers: Vec<Digest> = votes.iter().map(|v| v.body.block).collect();
         self.round.record(round, &answers, votes);
         if self.config.liveness == Liveness::TieBreak {
             self.break_tie(&answers);
@@ -705,11 +720,10 @@ impl Replica {
             self.round_timeout(now);
         }
         let r = &mut self.round;
-        let params = self.params;
         let timeout = self.config.poll_timeout;
         if let Some(p) = &r.poll {
             let timed_out = now.saturating_sub(p.sent) > timeout;
-            if timed_out || p.done(&params) {
+            if timed_out || self.poll_settled() {
                 self.close_poll(now, timed_out);
                 return;
             }

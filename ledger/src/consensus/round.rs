@@ -36,6 +36,8 @@ pub(crate) struct OpenPoll {
     asked: BTreeSet<PublicKey>,
     answered: BTreeSet<PublicKey>,
     votes: BTreeMap<PublicKey, Vote>,
+    /// Votes whose signatures [`OpenPoll::check_signatures`] checked.
+    checked: BTreeSet<PublicKey>,
     /// Voters caught equivocating in this poll (their votes do not count).
     void: BTreeSet<PublicKey>,
 }
@@ -52,6 +54,7 @@ impl OpenPoll {
             asked: asked.into_iter().collect(),
             answered: BTreeSet::new(),
             votes: BTreeMap::new(),
+            checked: BTreeSet::new(),
             void: BTreeSet::new(),
         }
     }
@@ -68,8 +71,9 @@ impl OpenPoll {
         }
     }
 
-    /// A vote already checked (chain, height, round, asker, signature)
-    /// by the caller, from `from`.
+    /// A vote from `from` whose chain, height, round and asker the caller
+    /// checked (its signature is checked when the poll closes; an
+    /// [`Added::Equivocation`] is evidence only once both are).
     pub(crate) fn add(&mut self, from: PublicKey, vote: Vote) -> Added {
         if vote.body.voter != from || !self.asked.contains(&from) || self.void.contains(&from) {
             return Added::Ignored;
@@ -85,6 +89,32 @@ impl OpenPoll {
                 let first = self.votes.remove(&from).expect("checked above");
                 self.void.insert(from);
                 Added::Equivocation(Box::new((first, vote)))
+            }
+        }
+    }
+
+    /// Checks the signatures of the votes not checked yet, in one batch;
+    /// a bad one is dropped and voids its voter in this poll (only the
+    /// voter can send a vote as itself). Call before trusting
+    /// [`OpenPoll::done`]: a poll must not close on an unchecked count.
+    pub(crate) fn check_signatures(&mut self, verifier: &crate::Verifier) {
+        let fresh: Vec<PublicKey> = self
+            .votes
+            .keys()
+            .filter(|k| !self.checked.contains(*k))
+            .copied()
+            .collect();
+        let batch: Vec<_> = fresh
+            .iter()
+            .map(|k| self.votes[k].signed_message())
+            .collect();
+        let all_good = verifier.verify_batch(&batch);
+        for k in fresh {
+            if all_good || self.votes[&k].verify_with(verifier) {
+                self.checked.insert(k);
+            } else {
+                self.votes.remove(&k);
+                self.void.insert(k);
             }
         }
     }
@@ -115,10 +145,10 @@ impl OpenPoll {
         self.asked.difference(&self.answered)
     }
 
-    /// The blocks voted for, one per voter, and the votes.
-    pub(crate) fn close(self) -> (Vec<Digest>, Vec<Vote>) {
-        let votes: Vec<Vote> = self.votes.into_values().collect();
-        (votes.iter().map(|v| v.body.block).collect(), votes)
+    /// The votes, one per voter, their signatures checked.
+    pub(crate) fn close(mut self, verifier: &crate::Verifier) -> Vec<Vote> {
+        self.check_signatures(verifier);
+        self.votes.into_values().collect()
     }
 }
 
@@ -287,7 +317,6 @@ mod tests {
             Added::Ignored,
             "another's vote"
         );
-        let (answers, _) = poll.close();
-        assert!(answers.is_empty());
+        assert!(poll.close(&crate::Verifier::uncached()).is_empty());
     }
 }

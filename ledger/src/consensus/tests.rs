@@ -257,6 +257,32 @@ fn a_proposer_ranked_later_stays_silent_once_a_candidate_exists() {
 }
 
 #[test]
+fn votes_with_bad_signatures_are_not_counted() {
+    // (peers of the 4 asked that sign with a key not theirs) → decided?
+    // α_confidence 4 counts this replica's own vote.
+    for (forged, decides) in [(0, true), (1, true), (2, false), (4, false)] {
+        let (c, invoker) = committee(5);
+        let (mut r, block) = proposing(&c, &invoker);
+        let me = c.keys[0].public();
+        let forger = Keypair::generate();
+        let seen = drive(&mut r, 600, |q, p, i| {
+            if i < forged {
+                let mut v = vote(&forger, q, me, block.hash());
+                v.body.voter = p;
+                vec![v]
+            } else {
+                vec![vote(key_of(&c, &p), q, me, block.hash())]
+            }
+        });
+        let committed = seen.iter().find_map(|r| r.persist.first());
+        assert_eq!(committed.is_some(), decides, "{forged} forged");
+        if let Some(c) = committed {
+            assert!(c.block.check_evidence(&r.genesis().clone()).is_ok());
+        }
+    }
+}
+
+#[test]
 fn equivocating_votes_are_rejected_kept_as_evidence_and_the_voter_is_not_asked_again() {
     let (c, invoker) = committee(5);
     let (mut r, block) = proposing(&c, &invoker);
