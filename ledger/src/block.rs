@@ -80,7 +80,7 @@ pub struct Block {
 impl Header {
     /// The block hash.
     pub fn hash(&self) -> Digest {
-        Digest::of(HEADER_TAG, &crate::encode(self))
+        crate::digest_of(HEADER_TAG, self)
     }
 }
 
@@ -97,7 +97,7 @@ fn fingerprint(tag: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 /// What the header holds of a block's equivocations.
 pub fn equivocations_hash(equivocations: &[(Vote, Vote)]) -> Digest {
-    Digest::of(EQUIVOCATIONS_TAG, &crate::encode(&equivocations))
+    crate::digest_of(EQUIVOCATIONS_TAG, &equivocations)
 }
 
 /// The Merkle root over settlements.
@@ -326,14 +326,12 @@ impl Block {
         // The same evidence arrives from many peers (and, in a simulator,
         // at many nodes of one process): check it once.
         let fingerprint = || {
-            fingerprint(
-                b"orb/evidence-checked/1\0",
-                &[
-                    &genesis.id().0,
-                    &self.hash().0,
-                    &crate::encode(&self.evidence),
-                ],
-            )
+            crate::with_encoded(&self.evidence, |evidence| {
+                fingerprint(
+                    b"orb/evidence-checked/1\0",
+                    &[&genesis.id().0, &self.hash().0, evidence],
+                )
+            })
         };
         verifier.check_once(fingerprint, || {
             self.check_evidence_uncached(genesis, verifier)

@@ -88,7 +88,7 @@ impl Genesis {
 
     /// The chain id.
     pub fn id(&self) -> Digest {
-        Digest::of(TAG, &crate::encode(self))
+        crate::digest_of(TAG, self)
     }
 
     /// Checks the parameters (deserializing does not).

@@ -162,8 +162,8 @@ fn batch_with(
 /// third of a verification). [`Verifier::uncached`] remembers nothing (the
 /// audit, which recomputes everything, uses it).
 pub struct Verifier {
-    seen: Option<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
-    keys: Option<std::sync::Mutex<std::collections::HashMap<PublicKey, VerifyingKey>>>,
+    seen: Option<std::sync::Mutex<foldhash::HashSet<[u8; 32]>>>,
+    keys: Option<std::sync::Mutex<foldhash::HashMap<PublicKey, VerifyingKey>>>,
     capacity: usize,
 }
 
@@ -183,8 +183,8 @@ impl Verifier {
     /// Remembers up to `capacity` accepted triples (then starts over).
     pub fn cached(capacity: usize) -> Self {
         Self {
-            seen: Some(std::sync::Mutex::new(std::collections::HashSet::new())),
-            keys: Some(std::sync::Mutex::new(std::collections::HashMap::new())),
+            seen: Some(std::sync::Mutex::new(foldhash::HashSet::default())),
+            keys: Some(std::sync::Mutex::new(foldhash::HashMap::default())),
             capacity,
         }
     }

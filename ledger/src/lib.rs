@@ -81,6 +81,27 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("ledger types always serialize")
 }
 
+/// Runs `f` on the canonical encoding of `value`, encoded into a buffer
+/// this thread reuses: what hashes and signatures read, without an
+/// allocation each time.
+pub fn with_encoded<T: serde::Serialize, R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // Taken out while in use, so a nested call gets a buffer of its own.
+    let mut buf = SCRATCH.with(|s| s.take());
+    buf.clear();
+    let buf = postcard::to_extend(value, buf).expect("ledger types always serialize");
+    let out = f(&buf);
+    SCRATCH.with(|s| s.replace(buf));
+    out
+}
+
+/// blake3 of `tag ‖ canonical encoding of value`.
+pub(crate) fn digest_of<T: serde::Serialize>(tag: &[u8], value: &T) -> keys::Digest {
+    with_encoded(value, |bytes| keys::Digest::of(tag, bytes))
+}
+
 /// Decodes the canonical encoding.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
     postcard::from_bytes(bytes)

@@ -43,7 +43,7 @@ impl ReceiptBody {
 
     /// Signs as the executor (`key` must be the executor's).
     pub fn sign(self, key: &Keypair) -> Receipt {
-        let signature = key.sign(TAG, &self.canonical());
+        let signature = crate::with_encoded(&self, |body| key.sign(TAG, body));
         Receipt {
             body: self,
             signature,
@@ -55,25 +55,25 @@ impl Receipt {
     /// The receipt's id: blake3 over the tagged canonical body. One
     /// executor's receipt for one invocation always has the same id.
     pub fn id(&self) -> Digest {
-        Digest::of(TAG, &self.body.canonical())
+        crate::digest_of(TAG, &self.body)
     }
 
     /// The Merkle leaf: the whole receipt, signature included.
     pub fn leaf(&self) -> Digest {
-        Digest(crate::merkle::leaf_hash(&crate::encode(self)))
+        Digest(crate::with_encoded(self, crate::merkle::leaf_hash))
     }
 
     /// Checks the executor's signature.
     pub fn verify(&self) -> bool {
-        self.body
-            .executor
-            .verify(TAG, &self.body.canonical(), &self.signature)
+        crate::with_encoded(&self.body, |body| {
+            self.body.executor.verify(TAG, body, &self.signature)
+        })
     }
 
     /// The triple batch verification takes.
     pub fn signed_message(&self) -> (PublicKey, Vec<u8>, Signature) {
         let mut m = TAG.to_vec();
-        m.extend_from_slice(&self.body.canonical());
+        crate::with_encoded(&self.body, |body| m.extend_from_slice(body));
         (self.body.executor, m, self.signature)
     }
 }

@@ -63,7 +63,7 @@ pub struct Verdict {
 impl SettlementBody {
     /// Signs as the invoker (`key` must be the invoker's).
     pub fn sign(self, key: &Keypair) -> Settlement {
-        let signature = key.sign(TAG, &crate::encode(&self));
+        let signature = crate::with_encoded(&self, |body| key.sign(TAG, body));
         Settlement {
             body: self,
             signature,
@@ -74,19 +74,19 @@ impl SettlementBody {
 impl Settlement {
     /// The settlement's id: blake3 over the tagged canonical body.
     pub fn id(&self) -> Digest {
-        Digest::of(TAG, &crate::encode(&self.body))
+        crate::digest_of(TAG, &self.body)
     }
 
     /// The Merkle leaf: the whole settlement, signatures included.
     pub fn leaf(&self) -> Digest {
-        Digest(crate::merkle::leaf_hash(&crate::encode(self)))
+        Digest(crate::with_encoded(self, crate::merkle::leaf_hash))
     }
 
     /// Checks the invoker's signature (not the receipts').
     pub fn verify_invoker(&self) -> bool {
-        self.body
-            .invoker
-            .verify(TAG, &crate::encode(&self.body), &self.signature)
+        crate::with_encoded(&self.body, |body| {
+            self.body.invoker.verify(TAG, body, &self.signature)
+        })
     }
 
     /// Checks the invoker's and every executor's signature.
@@ -97,7 +97,7 @@ impl Settlement {
     /// The invoker's triple for batch verification.
     pub fn signed_message(&self) -> (PublicKey, Vec<u8>, Signature) {
         let mut m = TAG.to_vec();
-        m.extend_from_slice(&crate::encode(&self.body));
+        crate::with_encoded(&self.body, |body| m.extend_from_slice(body));
         (self.body.invoker, m, self.signature)
     }
 

@@ -8,7 +8,9 @@
 //! or voter the chain recorded equivocating, or recording one twice. [`State`] is the fold of every block's [`Effects`]
 //! over the genesis balances; nothing else writes balances.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde::{Deserialize, Serialize};
 

@@ -37,7 +37,7 @@ pub struct Vote {
 impl VoteBody {
     /// Signs as the voter.
     pub fn sign(self, key: &Keypair) -> Vote {
-        let signature = key.sign(TAG, &crate::encode(&self));
+        let signature = crate::with_encoded(&self, |body| key.sign(TAG, body));
         Vote {
             body: self,
             signature,
@@ -48,19 +48,16 @@ impl VoteBody {
 impl Vote {
     /// Checks the voter's signature.
     pub fn verify(&self) -> bool {
-        self.body
-            .voter
-            .verify(TAG, &crate::encode(&self.body), &self.signature)
+        crate::with_encoded(&self.body, |body| {
+            self.body.voter.verify(TAG, body, &self.signature)
+        })
     }
 
     /// Checks the signature through `verifier` (which may remember it).
     pub fn verify_with(&self, verifier: &crate::Verifier) -> bool {
-        verifier.verify(
-            &self.body.voter,
-            TAG,
-            &crate::encode(&self.body),
-            &self.signature,
-        )
+        crate::with_encoded(&self.body, |body| {
+            verifier.verify(&self.body.voter, TAG, body, &self.signature)
+        })
     }
 
     /// Whether `other` is a conflicting vote of the same voter: same
@@ -80,7 +77,7 @@ impl Vote {
     /// The triple batch verification takes.
     pub fn signed_message(&self) -> (PublicKey, Vec<u8>, Signature) {
         let mut m = TAG.to_vec();
-        m.extend_from_slice(&crate::encode(&self.body));
+        crate::with_encoded(&self.body, |body| m.extend_from_slice(body));
         (self.body.voter, m, self.signature)
     }
 }

@@ -75,10 +75,11 @@ impl Committee {
     /// Offers a gossiped or mined claim at `height`; true when it took a
     /// slot.
     pub(crate) fn offer(&mut self, claim: Claim, height: u64) -> bool {
-        if self.expired.contains(&claim) || self.excluded.contains(&claim.key) {
-            return false;
-        }
-        if self.held.get(&claim.key) == Some(&claim) {
+        // Most offers are members' claims gossiped again.
+        if self.held.get(&claim.key) == Some(&claim)
+            || self.expired.contains(&claim)
+            || self.excluded.contains(&claim.key)
+        {
             return false;
         }
         // One slot per key: a key's new claim replaces its old one only if
