@@ -415,18 +415,20 @@ impl World {
         !self.partitioned || self.cut[from as usize] == self.cut[to as usize]
     }
 
-    fn send(&mut self, from: u32, to: u32, wire: Wire, size: usize) {
+    /// Sends `wire`; false when it is lost on the way.
+    fn send(&mut self, from: u32, to: u32, wire: Wire, size: usize) -> bool {
         let n = &mut self.nodes[from as usize];
         n.msgs += 1;
         n.bytes += size as u64;
         self.out.messages += 1;
         self.out.bytes += size as u64;
         if !self.link_open(from, to) || chance(&mut self.rng, self.setup.loss) {
-            return;
+            return false;
         }
         let link = u64::from(from).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(to);
         let delay = us(self.setup.latency.sample(link, &mut self.rng));
         self.schedule(self.now + delay.max(1), Kind::Deliver { from, to, wire });
+        true
     }
 
     fn gossip(&mut self, from: u32, g: Gossip) {
@@ -702,7 +704,10 @@ impl World {
                         id: self.next_id,
                         query: query.clone(),
                     };
-                    self.send(i, to, wire, size);
+                    if !self.send(i, to, wire, size) {
+                        // Lost: nobody will answer it.
+                        self.asks.remove(&self.next_id);
+                    }
                 }
             }
             Message::Answer { id, vote } => {
@@ -786,6 +791,9 @@ impl World {
 
     fn deliver(&mut self, from: u32, to: u32, wire: Wire) {
         if self.nodes[to as usize].replica.is_none() {
+            if let Wire::Query { id, .. } = wire {
+                self.asks.remove(&id);
+            }
             return;
         }
         let now = Duration::from_micros(self.now);
