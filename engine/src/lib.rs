@@ -71,7 +71,7 @@ pub use consensus::{Balances, Consensus, LedgerStatus, start_consensus};
 pub use error::{Error, Result};
 pub use inspect::InspectRecords;
 pub use persist::{Log, persist};
-pub use routing::{Provider, Routing, RoutingInput, start_routing};
+pub use routing::{Provider, Routing, RoutingInput, choose_providers, start_routing};
 pub use table::{Change, Entry, Key, LiveTable, TableStreams, TableTrace, table};
 
 /// Runs `pipeline` on every worker and returns each worker's result (this

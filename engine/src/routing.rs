@@ -335,10 +335,9 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                             }
                                         }
                                         for (q, now) in queries {
-                                            let mut providers =
+                                            let providers =
                                                 per_query.remove(&q).unwrap_or_default();
-                                            providers.retain(|p| p.busy_until_ms <= now);
-                                            rank(&mut providers);
+                                            let providers = choose_providers(providers, now, q);
                                             reply(&answers, q, Answer::Providers(providers));
                                         }
                                     }
@@ -379,15 +378,38 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Least loaded (relative to capacity) first, then those holding the module.
-fn rank(providers: &mut [Provider]) {
-    providers.sort_by(|a, b| {
+/// The routing rule, as a pure function (the dataflow answers every lookup
+/// with it; the simulator routes with it): the providers a lookup asked at
+/// `now_ms` may use, best first. Rows busy until later are left out; the
+/// rest are ranked least loaded (relative to capacity) first, then those
+/// holding the module first; equals are ordered by a hash of `salt` (the
+/// lookup's id) and the peer, so that lookups made between two load reports
+/// spread over equally loaded providers instead of all taking the same one.
+pub fn choose_providers(providers: Vec<Provider>, now_ms: u64, salt: u64) -> Vec<Provider> {
+    let mut keyed: Vec<(u64, Provider)> = providers
+        .into_iter()
+        .filter(|p| p.busy_until_ms <= now_ms)
+        .map(|p| (spread(salt, &p.peer), p))
+        .collect();
+    keyed.sort_by(|(ha, a), (hb, b)| {
         let la = a.load as u64 * (b.capacity.max(1) as u64);
         let lb = b.load as u64 * (a.capacity.max(1) as u64);
         la.cmp(&lb)
             .then(b.cached.cmp(&a.cached))
+            .then(ha.cmp(hb))
             .then(a.peer.cmp(&b.peer))
     });
+    keyed.into_iter().map(|(_, p)| p).collect()
+}
+
+/// A per-lookup order among equals (not a security boundary: a provider
+/// gains nothing by choosing its peer id, every lookup has another salt).
+fn spread(salt: u64, peer: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    salt.hash(&mut h);
+    peer.hash(&mut h);
+    h.finish()
 }
 
 fn reply(pending: &Pending, query: u64, answer: Answer) {
@@ -561,5 +583,58 @@ mod tests {
         });
         drop(routing);
         thread.join().unwrap();
+    }
+
+    #[test]
+    fn the_rule_ranks_by_load_then_module_and_spreads_equals_over_lookups() {
+        let row = |peer: &str, load, capacity, cached, busy_until_ms| Provider {
+            peer: peer.into(),
+            load,
+            capacity,
+            cached,
+            busy_until_ms,
+        };
+        let peers =
+            |found: Vec<Provider>| -> Vec<String> { found.into_iter().map(|p| p.peer).collect() };
+        // (rows) → order, for any salt.
+        let table: &[(Vec<Provider>, &[&str])] = &[
+            (
+                vec![row("a", 3, 4, true, 0), row("b", 1, 4, true, 0)],
+                &["b", "a"],
+            ),
+            // Relative to capacity: 2 of 8 beats 1 of 2.
+            (
+                vec![row("a", 1, 2, true, 0), row("b", 2, 8, true, 0)],
+                &["b", "a"],
+            ),
+            // Equal load: the one holding the module first.
+            (
+                vec![row("a", 0, 4, false, 0), row("b", 0, 4, true, 0)],
+                &["b", "a"],
+            ),
+            // Busy until after the lookup: left out.
+            (
+                vec![row("a", 0, 4, true, 2_000), row("b", 5, 4, true, 0)],
+                &["b"],
+            ),
+        ];
+        for (rows, want) in table {
+            for salt in 0..8 {
+                assert_eq!(peers(choose_providers(rows.clone(), 1_000, salt)), *want);
+            }
+        }
+        // Equals: each lookup has its own order, and over many lookups each
+        // provider comes first about as often.
+        let rows: Vec<Provider> = (0..4)
+            .map(|i| row(&format!("p{i}"), 0, 4, true, 0))
+            .collect();
+        let mut first = BTreeMap::<String, u32>::new();
+        for salt in 0..4000 {
+            let order = peers(choose_providers(rows.clone(), 0, salt));
+            assert_eq!(order, peers(choose_providers(rows.clone(), 0, salt)));
+            *first.entry(order[0].clone()).or_default() += 1;
+        }
+        assert_eq!(first.len(), 4);
+        assert!(first.values().all(|n| (800..1200).contains(n)), "{first:?}");
     }
 }

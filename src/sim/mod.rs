@@ -274,6 +274,9 @@ struct LedgerCheck {
     clean: usize,
     findings: Vec<String>,
     conserved: bool,
+    /// Receipts of lying executors on the sampled chains, and how many of
+    /// them were paid.
+    liars_receipts: u64,
     liars_paid: u64,
 }
 
@@ -285,6 +288,7 @@ fn check_ledger(world: &World, n: usize) -> LedgerCheck {
         clean: 0,
         findings: Vec::new(),
         conserved: true,
+        liars_receipts: 0,
         liars_paid: 0,
     };
     for (node, commits) in world.sample_chains(n) {
@@ -325,6 +329,12 @@ fn check_ledger(world: &World, n: usize) -> LedgerCheck {
         }
         for c in &commits {
             for s in &c.block.settlements {
+                check.liars_receipts += s
+                    .body
+                    .receipts
+                    .iter()
+                    .filter(|r| liars.contains(&r.body.executor))
+                    .count() as u64;
                 for i in s.verdict().agreed {
                     if liars.contains(&s.body.receipts[i].body.executor) {
                         check.liars_paid += 1;
@@ -475,6 +485,7 @@ pub(crate) fn run(args: SimArgs) -> Result<(), CliError> {
             "clean": ledger.clean,
             "conserved": ledger.conserved,
             "lying_executors": o.lying_executors,
+            "lying_receipts": ledger.liars_receipts,
             "lying_receipts_paid": ledger.liars_paid,
         },
         "calls": { "made": o.calls, "ok": o.calls_ok, "wrong": o.calls_wrong, "failed": o.calls_failed },
@@ -553,11 +564,12 @@ fn print_report(r: &serde_json::Value) {
         f(&l["candidates_max"]),
     );
     outln!(
-        "ledger     {} of {} sampled chains audit clean at level 4, credits conserved {}, lying executors {} paid {} receipts",
+        "ledger     {} of {} sampled chains audit clean at level 4, credits conserved {}, lying executors {}: {} receipts settled, {} paid",
         g["clean"],
         g["audited"],
         g["conserved"],
         g["lying_executors"],
+        g["lying_receipts"],
         g["lying_receipts_paid"]
     );
     outln!(

@@ -1,6 +1,8 @@
 //! The simulated world: N nodes, each the real consensus
 //! [`Replica`](orb_ledger::consensus::Replica) and the real call
-//! [`Agreement`](orb_ledger::Agreement) behind a thin driver, a
+//! [`Agreement`](orb_ledger::Agreement) behind a thin driver, calls routed
+//! by the node's routing rule ([`orb_engine::choose_providers`]) over the
+//! load rows hosts report every second, a
 //! discrete-event queue in simulated time, and a network that delays,
 //! drops and partitions messages. Byzantine nodes run the same replica;
 //! the world (the adversary) rewrites what they answer.
@@ -12,11 +14,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-
-use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt};
+use orb_engine::{Provider, choose_providers};
 use orb_ledger::consensus::{Commit, Config, Event, Gossip, Input, Message, Query, Replica};
 use orb_ledger::{
     Agreement, Block, Claim, Decision, Digest, Genesis, Keypair, Outcome, PublicKey, Receipt,
@@ -40,6 +42,13 @@ pub(crate) enum Behaviour {
     /// Never answers.
     Silent,
 }
+
+/// How long a host runs one call.
+const EXECUTION: Duration = Duration::from_millis(100);
+/// Calls a host runs at once (its routing row's capacity).
+const HOST_CAPACITY: u32 = 4;
+/// How often hosts announce their load, as a node does.
+const LOAD_EVERY: Duration = Duration::from_secs(1);
 
 const BEHAVIOURS: [Behaviour; 4] = [
     Behaviour::Against,
@@ -121,14 +130,29 @@ impl Wire {
 
 #[derive(Debug)]
 enum Kind {
-    Deliver { from: u32, to: u32, wire: Wire },
+    Deliver {
+        from: u32,
+        to: u32,
+        wire: Wire,
+    },
     Tick,
     Call,
-    CallTimeout { call: u64, host: u32 },
+    CallTimeout {
+        call: u64,
+        host: u32,
+    },
     Crash(u32),
     Restart(u32),
     Join(u32),
     Churn,
+    /// A host finished running a call.
+    Executed {
+        host: u32,
+        entry: u32,
+        call: u64,
+    },
+    /// Hosts announce their load (the rows callers route by).
+    LoadReport,
 }
 
 struct Item {
@@ -233,6 +257,12 @@ pub(crate) struct World {
     calls: HashMap<u64, Call>,
     next_call: u64,
     hosts: Vec<u32>,
+    /// The routing rows callers know, one per host (its load as last
+    /// reported), and which host each row's peer is.
+    rows: Vec<Provider>,
+    row_host: HashMap<String, u32>,
+    /// Calls each node is running.
+    running: Vec<u32>,
     callers: Vec<u32>,
     /// The side a node is on while a partition holds (false: the rest).
     cut: Vec<bool>,
@@ -334,6 +364,9 @@ impl World {
             next_id: 0,
             calls: HashMap::new(),
             next_call: 0,
+            rows: Vec::new(),
+            row_host: HashMap::new(),
+            running: vec![0; n],
             hosts,
             callers,
             cut,
@@ -351,6 +384,17 @@ impl World {
             .enumerate()
             .map(|(i, n)| (n.key.public(), i as u32))
             .collect();
+        for &h in &world.hosts {
+            let peer = world.nodes[h as usize].key.public().to_hex();
+            world.row_host.insert(peer.clone(), h);
+            world.rows.push(Provider {
+                peer,
+                load: 0,
+                capacity: HOST_CAPACITY,
+                cached: true,
+                busy_until_ms: 0,
+            });
+        }
         let late = world.setup.churn.as_ref().map_or(0.0, |c| c.late);
         for i in 0..n as u32 {
             if chance(&mut world.rng, late) {
@@ -361,6 +405,7 @@ impl World {
             }
         }
         world.schedule(0, Kind::Tick);
+        world.schedule(0, Kind::LoadReport);
         if world.setup.calls_per_sec > 0.0 && !world.callers.is_empty() {
             world.schedule(us(Duration::from_millis(500)), Kind::Call);
         }
@@ -477,6 +522,18 @@ impl World {
                     self.schedule(self.now + us(self.setup.tick), Kind::Tick);
                 }
                 Kind::Call => self.call(),
+                Kind::Executed { host, entry, call } => {
+                    self.running[host as usize] -= 1;
+                    if self.nodes[host as usize].replica.is_some() {
+                        self.execute(host, entry, call);
+                    }
+                }
+                Kind::LoadReport => {
+                    for row in &mut self.rows {
+                        row.load = self.running[self.row_host[&row.peer] as usize];
+                    }
+                    self.schedule(self.now + us(LOAD_EVERY), Kind::LoadReport);
+                }
                 Kind::CallTimeout { call, host } => self.call_timeout(call, host),
                 Kind::Crash(i) => {
                     self.nodes[i as usize].replica = None;
@@ -520,6 +577,8 @@ impl World {
             Kind::Crash(i) => (4, *i, 0),
             Kind::Restart(i) => (5, *i, 0),
             Kind::Join(i) => (6, *i, 0),
+            Kind::Executed { host, .. } => (8, *host, 0),
+            Kind::LoadReport => (9, 0, 0),
             Kind::Churn => (7, 0, 0),
         };
         let mut rec = [0u8; 17];
@@ -852,7 +911,15 @@ impl World {
                 return;
             }
             Wire::Invoke { call } => {
-                self.execute(to, from, call);
+                self.running[to as usize] += 1;
+                self.schedule(
+                    self.now + us(EXECUTION),
+                    Kind::Executed {
+                        host: to,
+                        entry: from,
+                        call,
+                    },
+                );
                 return;
             }
             Wire::Result { call, receipt } => {
@@ -915,19 +982,21 @@ impl World {
             match call.agreement.decision() {
                 Decision::Wait => return,
                 Decision::AskAnother(n) => {
+                    // The node's routing rule over the rows as last
+                    // reported: the best providers not tried yet.
+                    let ranked = choose_providers(self.rows.clone(), self.now / 1000, id);
+                    let mut untried = ranked
+                        .iter()
+                        .map(|p| self.row_host[&p.peer])
+                        .filter(|h| !call.tried.contains(h))
+                        .collect::<Vec<u32>>()
+                        .into_iter();
                     let mut asked = Vec::new();
                     for _ in 0..n {
-                        let untried: Vec<u32> = self
-                            .hosts
-                            .iter()
-                            .copied()
-                            .filter(|h| !call.tried.contains(h))
-                            .collect();
-                        if untried.is_empty() {
+                        let Some(host) = untried.next() else {
                             call.agreement.exhausted();
                             break;
-                        }
-                        let host = untried[self.rng.random_range(0..untried.len())];
+                        };
                         call.tried.push(host);
                         call.agreement.asked();
                         asked.push(host);

@@ -101,6 +101,11 @@ fn many_candidates_a_height_are_decided_by_the_tie_break_and_by_a_round_timeout(
 fn byzantine_executors_are_outvoted_and_never_paid() {
     let r = passing("--byzantine 0.2 --seed 4 --hosts 20 --calls 40");
     assert!(r["ledger"]["lying_executors"].as_u64() > Some(0));
+    assert!(
+        r["ledger"]["lying_receipts"].as_u64() > Some(0),
+        "routing sent calls to liars and their receipts were settled: {}",
+        r["ledger"]
+    );
     assert_eq!(
         r["calls"]["wrong"], 0,
         "no liar majority (liars do not collude)"
