@@ -20,6 +20,9 @@ use libp2p::{
 use crate::protocol::{Codec, RPC_PROTOCOL};
 use crate::{Error, NetConfig, Result};
 
+/// How often mDNS asks the LAN who is there.
+const MDNS_QUERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The Kademlia protocol of the Orb DHT (separate from the public IPFS DHT).
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/orb/kad/1.0.0");
 /// The relay hop protocol a supernode advertises.
@@ -105,7 +108,13 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
                 autonat_server: autonat::v2::server::Behaviour::default(),
                 mdns: if config.mdns {
                     Some(mdns::tokio::Behaviour::new(
-                        mdns::Config::default(),
+                        mdns::Config {
+                            // The default (5 min) leaves a peer whose first
+                            // query went out before the other side had
+                            // joined the multicast group unfound for minutes.
+                            query_interval: MDNS_QUERY_INTERVAL,
+                            ..mdns::Config::default()
+                        },
                         peer_id,
                     )?)
                     .into()
