@@ -19,6 +19,7 @@ use crate::vote::Vote;
 
 const HEADER_TAG: &[u8] = b"orb/header/2\0";
 const EQUIVOCATIONS_TAG: &[u8] = b"orb/equivocations/1\0";
+const VOTED_TAG: &[u8] = b"orb/voted/1\0";
 
 /// Most equivocations one block records.
 pub const MAX_EQUIVOCATIONS: usize = 64;
@@ -40,6 +41,8 @@ pub struct Header {
     pub settlements: u32,
     /// Hash of the block's equivocations ([`equivocations_hash`]).
     pub equivocations: Digest,
+    /// Hash of the block's `voted` claims ([`voted_hash`]).
+    pub voted: Digest,
     /// The proposer's committee claim.
     pub proposer: Claim,
 }
@@ -73,6 +76,11 @@ pub struct Block {
     pub settlements: Vec<Settlement>,
     /// Conflicting vote pairs, one per newly excluded voter.
     pub equivocations: Vec<(Vote, Vote)>,
+    /// The claims of the members that voted in the finality evidence the
+    /// proposer holds for the previous block: what keeps a claim from
+    /// lapsing. The evidence itself is not hashed (each node may hold
+    /// another copy), so activity is read from here, never from it.
+    pub voted: Vec<Claim>,
     /// Filled in when the block is decided.
     pub evidence: Evidence,
 }
@@ -100,6 +108,20 @@ pub fn equivocations_hash(equivocations: &[(Vote, Vote)]) -> Digest {
     crate::digest_of(EQUIVOCATIONS_TAG, &equivocations)
 }
 
+/// What the header holds of a block's `voted` claims.
+pub fn voted_hash(voted: &[Claim]) -> Digest {
+    crate::digest_of(VOTED_TAG, &voted)
+}
+
+/// What a proposal records besides its settlements.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    /// Equivocations to record (each excludes its voter for good).
+    pub equivocations: Vec<(Vote, Vote)>,
+    /// The claims of the voters in the previous block's evidence.
+    pub voted: Vec<Claim>,
+}
+
 /// The Merkle root over settlements.
 pub fn settlements_root(settlements: &[Settlement]) -> Digest {
     let leaves: Vec<_> = settlements.iter().map(|s| s.leaf().0).collect();
@@ -116,10 +138,18 @@ impl Block {
         proposer: Claim,
         settlements: Vec<Settlement>,
     ) -> Self {
-        Self::propose_with(key, chain, height, prev, proposer, settlements, Vec::new())
+        Self::propose_with(
+            key,
+            chain,
+            height,
+            prev,
+            proposer,
+            settlements,
+            Records::default(),
+        )
     }
 
-    /// A signed proposal that also records `equivocations`.
+    /// A signed proposal that also records `records`.
     pub fn propose_with(
         key: &Keypair,
         chain: Digest,
@@ -127,8 +157,12 @@ impl Block {
         prev: Digest,
         proposer: Claim,
         settlements: Vec<Settlement>,
-        equivocations: Vec<(Vote, Vote)>,
+        records: Records,
     ) -> Self {
+        let Records {
+            equivocations,
+            voted,
+        } = records;
         let header = Header {
             chain,
             height,
@@ -136,6 +170,7 @@ impl Block {
             settlements_root: settlements_root(&settlements),
             settlements: settlements.len() as u32,
             equivocations: equivocations_hash(&equivocations),
+            voted: voted_hash(&voted),
             proposer,
         };
         let signature = key.sign(HEADER_TAG, &header.hash().0);
@@ -144,6 +179,7 @@ impl Block {
             signature,
             settlements,
             equivocations,
+            voted,
             evidence: Evidence::default(),
         }
     }
@@ -151,6 +187,27 @@ impl Block {
     /// The block hash.
     pub fn hash(&self) -> Digest {
         self.header.hash()
+    }
+
+    /// The claims of the members whose votes are in this block's evidence
+    /// (what the next proposal records as `voted`), sorted.
+    pub fn voters_claims(&self) -> Vec<Claim> {
+        let voters: BTreeSet<PublicKey> = self
+            .evidence
+            .polls
+            .iter()
+            .flat_map(|p| p.votes.iter().map(|v| v.body.voter))
+            .collect();
+        let mut claims: Vec<Claim> = self
+            .evidence
+            .claims
+            .iter()
+            .filter(|c| voters.contains(&c.key))
+            .copied()
+            .collect();
+        claims.sort();
+        claims.dedup_by_key(|c| c.key);
+        claims
     }
 
     /// Receipts in all settlements.
@@ -197,6 +254,9 @@ impl Block {
         }
         if equivocations_hash(&self.equivocations) != h.equivocations {
             return Err("equivocations do not hash to the header's hash of them".into());
+        }
+        if voted_hash(&self.voted) != h.voted {
+            return Err("voted claims do not hash to the header's hash of them".into());
         }
         Ok(())
     }
@@ -283,6 +343,22 @@ impl Block {
                 return Err(format!(
                     "equivocation {i}: voter {} is recorded twice",
                     a.body.voter
+                ));
+            }
+        }
+        if self.voted.len() > genesis.slots as usize {
+            return Err(format!(
+                "{} voted claims, the committee has {} slots",
+                self.voted.len(),
+                genesis.slots
+            ));
+        }
+        let mut keys = BTreeSet::new();
+        for c in &self.voted {
+            if !c.is_valid(&chain, genesis.difficulty) || !keys.insert(c.key) {
+                return Err(format!(
+                    "voted claim of {} is below the chain's difficulty or listed twice",
+                    c.key
                 ));
             }
         }

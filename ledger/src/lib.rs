@@ -60,7 +60,8 @@ mod vote;
 pub use agreement::{Agreement, Decision, Outcome, ReceiptError, check_receipt};
 pub use audit::{AuditOptions, AuditReport, Finding, audit};
 pub use block::{
-    Block, Evidence, Header, MAX_EQUIVOCATIONS, Poll, equivocations_hash, settlements_root,
+    Block, Evidence, Header, MAX_EQUIVOCATIONS, Poll, Records, equivocations_hash,
+    settlements_root, voted_hash,
 };
 pub use chain::{
     Chain, ChainError, height_key, stored_block, stored_effects, stored_genesis, stored_head,

@@ -37,8 +37,10 @@ pub struct State {
     /// 128-bit collision (a call wrongly refused as settled) is out of
     /// reach.
     settled: HashSet<u128>,
-    /// Each committee key's last claim seen on the chain (as proposer or
-    /// as a voter in finality evidence) and the height it was last seen.
+    /// Each committee key's last claim seen on the chain (as proposer, or
+    /// in a block's `voted` claims) and the height it was last seen. Only
+    /// hashed parts of blocks count: nodes hold different copies of the
+    /// finality evidence, so activity read from it would differ by node.
     active: HashMap<PublicKey, (Claim, u64)>,
     /// Voters the chain recorded equivocating: excluded for good, as
     /// voters and as proposers.
@@ -153,6 +155,16 @@ impl State {
         {
             return Err(format!("voter {} was recorded equivocating", c.key));
         }
+        if let Some(c) = block
+            .voted
+            .iter()
+            .find(|c| self.claim_expired(genesis, c, height))
+        {
+            return Err(format!(
+                "voted claim of {} has expired: it cannot be revived",
+                c.key
+            ));
+        }
         if let Some((a, _)) = block
             .equivocations
             .iter()
@@ -208,16 +220,8 @@ impl State {
         let h = block.header.height;
         let proposer = block.header.proposer;
         self.active.insert(proposer.key, (proposer, h));
-        let voters: HashSet<PublicKey> = block
-            .evidence
-            .polls
-            .iter()
-            .flat_map(|p| p.votes.iter().map(|v| v.body.voter))
-            .collect();
-        for c in &block.evidence.claims {
-            if voters.contains(&c.key) {
-                self.active.insert(c.key, (*c, h));
-            }
+        for c in &block.voted {
+            self.active.insert(c.key, (*c, h));
         }
         for (a, _) in &block.equivocations {
             self.excluded.insert(a.body.voter);

@@ -2,8 +2,8 @@
 //! gossiped claims, and which of its members this replica samples.
 //!
 //! A member is left out of polls when
-//! - its claim has **expired**: the chain has not seen it vote in finality
-//!   evidence (or propose) for `claim_expiry` heights
+//! - its claim has **expired**: the chain has not recorded it voting (a
+//!   block's `voted` claims) or proposing for `claim_expiry` heights
 //!   ([`State::claim_expired`], the rule the audit checks), or, for a claim
 //!   the chain has never seen, it joined this table that long ago; its slot
 //!   is freed and the same claim is refused from then on;

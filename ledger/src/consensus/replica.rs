@@ -13,7 +13,7 @@ use super::lottery::{rank, ticket};
 use super::mempool::Mempool;
 use super::round::{Added, OpenPoll, Round};
 use super::{Commit, Config, Event, Gossip, Input, Liveness, Message, Query, Ready};
-use crate::block::{Block, Evidence, MAX_EQUIVOCATIONS, Poll};
+use crate::block::{Block, Evidence, MAX_EQUIVOCATIONS, Poll, Records};
 use crate::genesis::Genesis;
 use crate::keys::{Digest, Keypair, PublicKey, Verifier};
 use crate::koth::Claim;
@@ -794,6 +794,21 @@ impl Replica {
         if settlements.is_empty() && equivocations.is_empty() {
             return;
         }
+        // Who voted for the previous block, as its evidence here says
+        // (claims that lapsed since are left out: the chain refuses them).
+        let voted = self
+            .recent
+            .back()
+            .filter(|b| b.header.height + 1 == self.round.height)
+            .map(|b| b.voters_claims())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| {
+                !self
+                    .state
+                    .claim_expired(&self.genesis, c, self.round.height)
+            })
+            .collect();
         let block = Arc::new(Block::propose_with(
             &self.key,
             self.id,
@@ -801,7 +816,10 @@ impl Replica {
             prev,
             claim,
             settlements,
-            equivocations,
+            Records {
+                equivocations,
+                voted,
+            },
         ));
         self.round.proposed = true;
         self.out

@@ -363,7 +363,10 @@ fn equivocating_votes_are_rejected_kept_as_evidence_and_the_voter_is_not_asked_a
         proposal.hash(),
         c.claims[0],
         Vec::new(),
-        proposal.equivocations.clone(),
+        crate::block::Records {
+            equivocations: proposal.equivocations.clone(),
+            voted: Vec::new(),
+        },
     );
     let refused = state.effects(&c.genesis, &twice).unwrap_err();
     assert!(refused.contains("a second time"), "{refused}");
@@ -375,7 +378,10 @@ fn equivocating_votes_are_rejected_kept_as_evidence_and_the_voter_is_not_asked_a
         proposal.header.prev,
         c.claims[0],
         Vec::new(),
-        vec![(pair.0.clone(), pair.0.clone())],
+        crate::block::Records {
+            equivocations: vec![(pair.0.clone(), pair.0.clone())],
+            voted: Vec::new(),
+        },
     );
     let refused = forged.check_proposal(&c.genesis).unwrap_err();
     assert!(refused.contains("equivocation 0"), "{refused}");
@@ -604,5 +610,67 @@ proptest! {
             prop_assert!(hashes.windows(2).all(|p| p[0] == p[1]), "height {} forked", h);
         }
         prop_assert!(w.replicas.iter().all(|r| r.mempool_len() == 0), "settlements left behind");
+    }
+}
+
+#[test]
+fn claims_stay_alive_by_what_the_next_block_records_not_by_a_copy_of_the_evidence() {
+    // Two nodes hold block 1 with different evidence (each copy is the
+    // decider's own); their states must still agree on who was active.
+    let (c, invoker) = committee(5);
+    let full = c.block(1, c.chain(), vec![single(&c.keys[1], &invoker, 1, 10)]);
+    let mut thin = full.clone();
+    thin.evidence
+        .polls
+        .iter_mut()
+        .for_each(|p| p.votes.truncate(1));
+    let voted = full.voters_claims();
+    assert_eq!(voted.len(), 5, "every member voted in the full copy");
+    let next = Block::propose_with(
+        &c.keys[2],
+        c.chain(),
+        2,
+        full.hash(),
+        c.claims[2],
+        vec![single(&c.keys[1], &invoker, 2, 10)],
+        crate::block::Records {
+            equivocations: Vec::new(),
+            voted: voted.clone(),
+        },
+    );
+    next.check_proposal(&c.genesis).unwrap();
+    let states: Vec<State> = [&full, &thin]
+        .into_iter()
+        .map(|copy| {
+            let mut s = State::genesis(&c.genesis);
+            for b in [copy, &next] {
+                let e = s.effects(&c.genesis, b).unwrap();
+                s.apply(b, &e);
+            }
+            s
+        })
+        .collect();
+    for k in &c.keys {
+        let key = k.public();
+        assert_eq!(states[0].last_active(&key), states[1].last_active(&key));
+        assert!(states[0].last_active(&key).is_some(), "recorded by block 2");
+    }
+    // A voted claim that does not meet the chain's difficulty is refused.
+    let mut weak = voted[0];
+    weak.nonce = weak.nonce.wrapping_add(1);
+    let bad = Block::propose_with(
+        &c.keys[2],
+        c.chain(),
+        2,
+        full.hash(),
+        c.claims[2],
+        Vec::new(),
+        crate::block::Records {
+            equivocations: Vec::new(),
+            voted: vec![weak],
+        },
+    );
+    if !weak.is_valid(&c.chain(), c.genesis.difficulty) {
+        assert!(bad.check_proposal(&c.genesis).is_err());
     }
 }

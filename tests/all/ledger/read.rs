@@ -285,7 +285,10 @@ fn an_equivocation_on_the_chain_is_shown_audited_and_excludes_its_voter() {
         chain.head(),
         c.claims[h as usize % c.keys.len()],
         Vec::new(),
-        vec![(vote(1), vote(2))],
+        orb_ledger::Records {
+            equivocations: vec![(vote(1), vote(2))],
+            voted: Vec::new(),
+        },
     );
     c.finalize(&mut block);
     chain
