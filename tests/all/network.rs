@@ -560,8 +560,15 @@ fn a_private_node_behind_nat_is_reached_through_a_relay_then_directly() {
     // AutoNAT never confirms b (it says private, or nothing when it has no
     // candidate address to test); b reserves a slot on the relay and
     // advertises its relayed address.
-    let status = b.wait_status("a relay reservation", |s| {
+    // The reservation and the relayed address it yields are reported one
+    // after the other: wait for both.
+    let status = b.wait_status("a relay reservation and its relayed address", |s| {
         !s["relays"].as_array().unwrap().is_empty()
+            && s["external"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a.as_str().unwrap_or("").contains("/p2p-circuit"))
     });
     assert_ne!(status["nat"], "public", "{status}");
     assert_eq!(status["supernode"], false, "{status}");
