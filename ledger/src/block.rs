@@ -129,7 +129,7 @@ pub fn settlements_root(settlements: &[Settlement]) -> Digest {
 }
 
 impl Block {
-    /// A signed proposal (no evidence yet) recording no equivocation.
+    /// A signed proposal (no evidence yet) with no [`Records`].
     pub fn propose(
         key: &Keypair,
         chain: Digest,
