@@ -2,6 +2,9 @@
 //! ticket is `blake3(prev ‖ key)`; smaller tickets propose first, and a
 //! node's initial preference is the candidate with the smallest ticket.
 
+use std::sync::Arc;
+
+use crate::block::Block;
 use crate::keys::{Digest, PublicKey};
 
 /// The lottery ticket of `proposer` after `prev`: smaller wins.
@@ -10,6 +13,17 @@ pub fn ticket(prev: &Digest, proposer: &PublicKey) -> Digest {
     m[..32].copy_from_slice(&prev.0);
     m[32..].copy_from_slice(&proposer.0);
     Digest::of(b"orb/lottery/1\0", &m)
+}
+
+/// Of `candidates`, the one whose proposer has the smallest ticket after
+/// `prev`.
+pub(crate) fn first<'a>(
+    prev: &Digest,
+    candidates: impl IntoIterator<Item = &'a Arc<Block>>,
+) -> Option<&'a Arc<Block>> {
+    candidates
+        .into_iter()
+        .min_by_key(|b| ticket(prev, &b.header.proposer.key))
 }
 
 /// `me`'s place among `members` after `prev` (0: proposes first).

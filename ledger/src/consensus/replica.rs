@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand::seq::IndexedRandom;
 
 use super::committee::{Committee, Standing};
-use super::lottery::{rank, ticket};
+use super::lottery::{first, rank};
 use super::mempool::Mempool;
 use super::round::{Added, OpenPoll, Round};
 use super::{Commit, Config, Event, Gossip, Input, Liveness, Message, Query, Ready};
@@ -178,11 +178,6 @@ impl Replica {
     /// by gossip, or recorded on the chain).
     pub fn equivocators(&self) -> Vec<PublicKey> {
         self.committee.excluded().copied().collect()
-    }
-
-    /// Equivocations known here that the chain has not recorded yet.
-    pub fn unrecorded_equivocations(&self) -> usize {
-        self.unrecorded.len()
     }
 
     /// The candidates for the height being decided.
@@ -494,13 +489,14 @@ impl Replica {
         if top >= self.params.alpha_preference() || sb.decided().is_some() {
             return;
         }
-        let prev = self.state.head;
-        let best = counts
-            .keys()
-            .chain(std::iter::once(sb.preference()))
-            .filter_map(|h| self.round.candidates.get(h))
-            .min_by_key(|b| ticket(&prev, &b.header.proposer.key))
-            .map(|b| b.hash());
+        let best = first(
+            &self.state.head,
+            counts
+                .keys()
+                .chain(std::iter::once(sb.preference()))
+                .filter_map(|h| self.round.candidates.get(h)),
+        )
+        .map(|b| b.hash());
         if let Some(best) = best
             && best != *sb.preference()
         {
@@ -525,13 +521,7 @@ impl Replica {
         if sb.run().is_some() {
             return;
         }
-        let prev = self.state.head;
-        let Some(best) = r
-            .candidates
-            .values()
-            .min_by_key(|b| ticket(&prev, &b.header.proposer.key))
-            .cloned()
-        else {
+        let Some(best) = first(&self.state.head, r.candidates.values()).cloned() else {
             return;
         };
         let hash = best.hash();
@@ -704,17 +694,10 @@ impl Replica {
         if r.snowball.is_none()
             && r.first_seen
                 .is_some_and(|t| now.saturating_sub(t) >= self.config.gather)
+            && let Some(pick) = first(&self.state.head, r.candidates.values())
         {
-            let prev = self.state.head;
-            let pick = r
-                .candidates
-                .values()
-                .min_by_key(|b| ticket(&prev, &b.header.proposer.key))
-                .map(|b| b.hash());
-            if let Some(pick) = pick {
-                r.snowball = Some(Snowball::new(self.params, pick));
-                r.round_started = Some(now);
-            }
+            r.snowball = Some(Snowball::new(self.params, pick.hash()));
+            r.round_started = Some(now);
         }
         if self.config.liveness == Liveness::Timeout {
             self.round_timeout(now);

@@ -655,22 +655,26 @@ fn claims_stay_alive_by_what_the_next_block_records_not_by_a_copy_of_the_evidenc
         assert_eq!(states[0].last_active(&key), states[1].last_active(&key));
         assert!(states[0].last_active(&key).is_some(), "recorded by block 2");
     }
-    // A voted claim that does not meet the chain's difficulty is refused.
+    // A voted claim below the chain's difficulty, or one listed twice, is
+    // refused.
     let mut weak = voted[0];
-    weak.nonce = weak.nonce.wrapping_add(1);
-    let bad = Block::propose_with(
-        &c.keys[2],
-        c.chain(),
-        2,
-        full.hash(),
-        c.claims[2],
-        Vec::new(),
-        crate::block::Records {
-            equivocations: Vec::new(),
-            voted: vec![weak],
-        },
-    );
-    if !weak.is_valid(&c.chain(), c.genesis.difficulty) {
-        assert!(bad.check_proposal(&c.genesis).is_err());
+    while weak.is_valid(&c.chain(), c.genesis.difficulty) {
+        weak.nonce = weak.nonce.wrapping_add(1);
+    }
+    for voted in [vec![weak], vec![voted[0], voted[0]]] {
+        let bad = Block::propose_with(
+            &c.keys[2],
+            c.chain(),
+            2,
+            full.hash(),
+            c.claims[2],
+            Vec::new(),
+            crate::block::Records {
+                equivocations: Vec::new(),
+                voted,
+            },
+        );
+        let refused = bad.check_proposal(&c.genesis).unwrap_err();
+        assert!(refused.contains("voted claim"), "{refused}");
     }
 }
