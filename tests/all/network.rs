@@ -48,7 +48,11 @@ impl NodeProc {
             .args(["node", "--listen", listen, "--api", "127.0.0.1:0"])
             .args(extra)
             .env("ORB_DATA_DIR", dir)
-            .env("ORB_LOG", "orb_net=info,orb=info")
+            // ORB_TEST_LOG sets the nodes' filter when a test is debugged.
+            .env(
+                "ORB_LOG",
+                std::env::var("ORB_TEST_LOG").unwrap_or("orb_net=info,orb=info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

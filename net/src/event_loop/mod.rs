@@ -116,6 +116,9 @@ pub struct EventLoop {
     /// The relay we listen through (reservation asked or held).
     reservation: Option<PeerId>,
     bootstrapped: bool,
+    /// Peers found by mDNS and not expired: dialed on each tick while
+    /// unconnected.
+    lan: HashSet<PeerId>,
     /// Seconds ticked since start.
     ticks: u64,
     /// When the loop started: a node still unconfirmed after
@@ -199,6 +202,7 @@ impl EventLoop {
             relays: HashMap::new(),
             reservation: None,
             bootstrapped: false,
+            lan: HashSet::new(),
             ticks: 0,
             started: std::time::Instant::now(),
             pending_dial: HashMap::new(),
@@ -397,12 +401,24 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let local = *self.swarm.local_peer_id();
                 for (peer, addr) in found {
                     debug!(%peer, %addr, "mDNS discovered");
                     self.swarm.add_peer_address(peer, addr);
-                    if !self.swarm.is_connected(&peer) {
+                    self.lan.insert(peer);
+                    // Both sides discover each other in the same instant;
+                    // were both to dial, their TCP connects could meet as
+                    // one simultaneous open and fail the Noise handshake
+                    // on both. The smaller id dials now, the other on the
+                    // next tick if still unconnected (see `redial_lan`).
+                    if local < peer && !self.swarm.is_connected(&peer) {
                         let _ = self.swarm.dial(peer);
                     }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                for (peer, _) in gone {
+                    self.lan.remove(&peer);
                 }
             }
             BehaviourEvent::AutonatClient(autonat::v2::client::Event {

@@ -12,6 +12,7 @@ use crate::handle::NatStatus;
 impl EventLoop {
     pub(super) fn on_tick(&mut self) {
         self.maybe_reserve();
+        self.redial_lan();
         // Look for peers: often while the routing table is small (a young
         // network, or we just joined), rarely once it is full.
         self.ticks += 1;
@@ -19,6 +20,21 @@ impl EventLoop {
         let every = if known < 20 { 5 } else { 60 };
         if self.ticks.is_multiple_of(every) && known > 0 {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    /// Dials the mDNS peers we are not connected to: a first dial that
+    /// failed (or was left to the other side) is tried again each second
+    /// while the peer is still announced on the LAN.
+    fn redial_lan(&mut self) {
+        let unconnected: Vec<_> = self
+            .lan
+            .iter()
+            .filter(|peer| !self.swarm.is_connected(peer))
+            .copied()
+            .collect();
+        for peer in unconnected {
+            let _ = self.swarm.dial(peer);
         }
     }
 
