@@ -3,20 +3,24 @@
 //! Two real `orb node` processes on loopback (release build): `b` hosts
 //! `echo`, `a` does not, so every call a makes crosses the network.
 //!
-//! - networked invoke, a → b: resolve (cached), request-response over
-//!   libp2p (TCP, Noise, yamux), execution on b, response. Timed by node a
+//! - networked invoke, a → b: resolve (cached), a request on a's long-lived
+//!   request stream to b (libp2p TCP, Noise, yamux), execution on b, answer. Timed by node a
 //!   (its `x-orb-network-us` + `x-orb-execution-us` headers) for each call
 //!   of a client that posts to a's `POST /fn/echo` one call at a time;
 //! - end to end: the same calls timed by the client, HTTP hop included;
-//! - the floor: a raw TCP round trip of the same bytes on loopback plus a
-//!   local execution of the same call (orb-functions, in process);
+//! - the floor: a round trip of the same bytes on one long-lived bare
+//!   libp2p stream to another process (this bench re-run as the echoing
+//!   peer), same TCP + Noise + yamux config, plus a local execution of the
+//!   same call (orb-functions, in process); a raw TCP round trip for scale;
 //! - the transport alone: two `orb-net` handles in this process, one
 //!   answering every invoke request at once with its input (no execution,
-//!   no node), to separate what libp2p request-response costs from what the
-//!   node adds;
-//! - throughput: 16 concurrent HTTP clients against a for a few seconds.
+//!   no node), to separate what orb-net's request streams cost from what
+//!   the node adds;
+//! - throughput: 16 concurrent HTTP clients for 5 s against a (executed on
+//!   b) and against b itself (executed where it lands).
 //!
-//! Target: networked invoke p50 ≤ 2 × (TCP round trip p50 + execution p50).
+//! Targets: networked invoke p50 ≤ 2 × floor and p99 ≤ 3 × floor; end to
+//! end p50 ≤ 2.5 × floor; 16 clients on a ≥ 0.7 × 16 clients on b.
 
 #![allow(clippy::print_stdout)]
 
@@ -96,6 +100,132 @@ fn local_execution() -> Vec<f64> {
     samples
 }
 
+/// A swarm with nothing but the stream behaviour, on the transport a node
+/// uses (TCP with nodelay, Noise, yamux).
+fn bare_swarm() -> libp2p::Swarm<libp2p_stream::Behaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+const BARE: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/bench/echo/1");
+
+/// The other process of [`bare_stream_round_trip`]: prints its address,
+/// then echoes every length-prefixed frame on every stream it accepts.
+fn bare_stream_peer() {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut swarm = bare_swarm();
+        let mut incoming = swarm
+            .behaviour()
+            .new_control()
+            .accept(BARE)
+            .expect("accept");
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .expect("listen");
+        let peer = *swarm.local_peer_id();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async move {
+            while let Some((_, mut stream)) = incoming.next().await {
+                let mut frame = Vec::new();
+                loop {
+                    let mut len = [0u8; 4];
+                    if stream.read_exact(&mut len).await.is_err() {
+                        break;
+                    }
+                    frame.resize(u32::from_be_bytes(len) as usize, 0);
+                    if stream.read_exact(&mut frame).await.is_err() {
+                        break;
+                    }
+                    let mut out = len.to_vec();
+                    out.extend_from_slice(&frame);
+                    if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        loop {
+            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+                swarm.select_next_some().await
+            {
+                println!("{address}/p2p/{peer}");
+            }
+        }
+    });
+}
+
+/// The floor the transport allows: round trips of a 64-byte frame (with a
+/// 4-byte length) on one long-lived libp2p stream to another process, on
+/// the transport a node uses and with nothing else in either process.
+fn bare_stream_round_trip() -> Vec<f64> {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .env("ORB_BENCH_BARE_PEER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the bare stream peer");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("its address");
+    let addr: libp2p::Multiaddr = line.trim().parse().expect("address");
+    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+        panic!("no peer id in {addr}");
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let samples = rt.block_on(async {
+        let mut swarm = bare_swarm();
+        let mut control = swarm.behaviour().new_control();
+        swarm.dial(addr).expect("dial");
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        let mut stream = control.open_stream(peer, BARE).await.expect("open");
+        let mut frame = (INPUT.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(INPUT);
+        let mut back = vec![0u8; frame.len()];
+        let mut samples = Vec::with_capacity(CALLS);
+        for i in 0..CALLS + 200 {
+            let t = Instant::now();
+            stream.write_all(&frame).await.expect("write");
+            stream.flush().await.expect("flush");
+            stream.read_exact(&mut back).await.expect("read");
+            if i >= 200 {
+                samples.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            assert_eq!(back, frame);
+        }
+        samples
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    samples
+}
+
 /// Round trips of an invoke request between two `orb-net` nodes in this
 /// process, the responder echoing the input without running anything.
 fn transport_round_trip() -> Vec<f64> {
@@ -119,12 +249,11 @@ fn transport_round_trip() -> Vec<f64> {
         // The event loops and the responder end with this block (the set aborts them).
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(b_loop.run());
-        let responder = b.clone();
         tasks.spawn(async move {
             while let Some(event) = events.recv().await {
                 if let NetEvent::Request {
                     request: Request::Invoke(call),
-                    channel,
+                    reply,
                     ..
                 } = event
                 {
@@ -134,7 +263,7 @@ fn transport_round_trip() -> Vec<f64> {
                         execution_us: 0,
                         receipt: None,
                     };
-                    let _ = responder.respond(channel, response).await;
+                    reply.send(response);
                 }
             }
         });
@@ -155,19 +284,16 @@ fn transport_round_trip() -> Vec<f64> {
         .expect("a");
         tasks.spawn(a_loop.run());
         let peer = a.dial(b_addr).await.expect("dial");
-        let call = Invoke {
+        let call = Request::Invoke(Invoke {
             invocation: 1,
             function: orb_functions::FunctionId::of(b"echo"),
             input: INPUT.to_vec(),
             fuel: None,
-        };
+        });
         let mut samples = Vec::with_capacity(CALLS);
         for i in 0..CALLS + 200 {
             let t = Instant::now();
-            let response = a
-                .request(peer, Request::Invoke(call.clone()))
-                .await
-                .expect("request");
+            let response = a.request(peer, &call).await.expect("request");
             if i >= 200 {
                 samples.push(t.elapsed().as_secs_f64() * 1e6);
             }
@@ -178,6 +304,9 @@ fn transport_round_trip() -> Vec<f64> {
 }
 
 fn main() {
+    if std::env::var_os("ORB_BENCH_BARE_PEER").is_some() {
+        return bare_stream_peer();
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let b = start(&dir.path().join("b"), &[]);
     let a = start(&dir.path().join("a"), &["--bootstrap", &b.addr]);
@@ -196,19 +325,49 @@ fn main() {
         hop.push((network + execution) as f64);
     }
     let (tcp50, tcp99) = summary(tcp_round_trip());
+    let (bare50, bare99) = summary(bare_stream_round_trip());
     let (rr50, rr99) = summary(transport_round_trip());
     let (exe50, exe99) = summary(local_execution());
     let (hop50, hop99) = summary(hop);
     let (e2e50, e2e99) = summary(end_to_end);
-    let floor = tcp50 + exe50;
+    let floor = bare50 + exe50;
+    let remote = clients_rate(&url);
+    let local = clients_rate(&format!("{}/fn/echo", b.api));
 
-    // 16 concurrent clients for 5 seconds.
+    println!("networked echo, {CALLS} sequential calls, 64-byte input, two nodes on loopback:");
+    println!("  raw TCP round trip          p50 {tcp50:8.1} us   p99 {tcp99:8.1} us");
+    println!(
+        "  bare libp2p stream          p50 {bare50:8.1} us   p99 {bare99:8.1} us   (one long-lived stream to another process, TCP+Noise+yamux)"
+    );
+    println!("  local execution (echo)      p50 {exe50:8.1} us   p99 {exe99:8.1} us");
+    println!("  floor = stream + execution  p50 {floor:8.1} us");
+    println!(
+        "  orb-net request alone       p50 {rr50:8.1} us   p99 {rr99:8.1} us   ratio to the stream {:.2} (request streams, no execution, no node)",
+        rr50 / bare50
+    );
+    println!(
+        "  networked invoke a -> b     p50 {hop50:8.1} us   p99 {hop99:8.1} us   ratio to floor p50 {:.2} (target <= 2.0), p99 {:.2} (target <= 3.0)",
+        hop50 / floor,
+        hop99 / floor
+    );
+    println!(
+        "  end to end via HTTP on a    p50 {e2e50:8.1} us   p99 {e2e99:8.1} us   ratio to floor {:.2} (target <= 2.5)",
+        e2e50 / floor
+    );
+    println!(
+        "  16 concurrent HTTP clients: {remote:.0} calls/s on a (executed on b), {local:.0} calls/s on b (executed there): ratio {:.2} (target >= 0.7)",
+        remote / local
+    );
+}
+
+/// Calls/s of 16 concurrent HTTP clients posting to `url` for 5 seconds.
+fn clients_rate(url: &str) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let threads: Vec<_> = (0..16)
         .map(|_| {
-            let (stop, done, url) = (stop.clone(), done.clone(), url.clone());
+            let (stop, done, url) = (stop.clone(), done.clone(), url.to_owned());
             std::thread::spawn(move || {
                 let client = agent();
                 while !stop.load(Ordering::Relaxed) {
@@ -223,22 +382,5 @@ fn main() {
     for t in threads {
         t.join().expect("client thread");
     }
-    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-
-    println!("networked echo, {CALLS} sequential calls, 64-byte input, two nodes on loopback:");
-    println!("  raw TCP round trip          p50 {tcp50:8.1} us   p99 {tcp99:8.1} us");
-    println!("  local execution (echo)      p50 {exe50:8.1} us   p99 {exe99:8.1} us");
-    println!("  floor = TCP + execution     p50 {floor:8.1} us");
-    println!(
-        "  orb-net request-response    p50 {rr50:8.1} us   p99 {rr99:8.1} us   (libp2p TCP+Noise+yamux, no execution, no node)"
-    );
-    println!(
-        "  networked invoke a -> b     p50 {hop50:8.1} us   p99 {hop99:8.1} us   ratio to floor {:.2} (target <= 2.0)",
-        hop50 / floor
-    );
-    println!(
-        "  end to end via HTTP on a    p50 {e2e50:8.1} us   p99 {e2e99:8.1} us   ratio to floor {:.2}",
-        e2e50 / floor
-    );
-    println!("  16 concurrent HTTP clients: {rate:.0} calls/s");
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }

@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
-use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, autonat, dcutr, gossipsub, identify, mdns, noise, ping,
-    relay, tcp, yamux,
+    StreamProtocol, Swarm, SwarmBuilder, autonat, dcutr, gossipsub, identify, mdns, noise,
+    peer_store, ping, relay, tcp, yamux,
 };
 
-use crate::protocol::{Codec, RPC_PROTOCOL};
 use crate::{Error, NetConfig, Result};
 
 /// How often mDNS asks the LAN who is there.
@@ -37,7 +35,12 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<MemoryStore>,
-    pub(crate) rpc: request_response::Behaviour<Codec>,
+    /// The request streams ([`crate::streams`]).
+    pub(crate) stream: libp2p_stream::Behaviour,
+    /// The addresses a dial by peer id uses (those we were told of, and
+    /// those we connected on), kept when a dial fails: a peer that restarts
+    /// on its address is dialed there again.
+    pub(crate) addresses: peer_store::Behaviour<peer_store::memory_store::MemoryStore>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) relay: relay::Behaviour,
@@ -73,16 +76,6 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .max_transmit_size(4 << 20)
                 .build()?;
-            let rpc = request_response::Behaviour::with_codec(
-                Codec {
-                    max_request: config.max_request_bytes,
-                    max_response: config.max_response_bytes,
-                },
-                [(RPC_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(config.request_timeout)
-                    .with_max_concurrent_streams(256),
-            );
             Ok(Behaviour {
                 identify: identify::Behaviour::new(
                     identify::Config::new("/orb/id/1.0.0".into(), key.public())
@@ -92,7 +85,11 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
                     ping::Config::new().with_interval(Duration::from_secs(10)),
                 ),
                 kad: kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config),
-                rpc,
+                stream: libp2p_stream::Behaviour::new(),
+                addresses: peer_store::Behaviour::new(peer_store::memory_store::MemoryStore::new(
+                    peer_store::memory_store::Config::default()
+                        .set_remove_addr_on_dial_error(false),
+                )),
                 gossipsub: gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
                     gossip_config,

@@ -23,6 +23,9 @@ pub struct NetConfig {
     pub max_response_bytes: usize,
     /// How long a request to a peer may take before it fails.
     pub request_timeout: Duration,
+    /// Requests in flight to one peer at most (and a peer's requests we
+    /// hold unanswered at most, per stream): one more is refused at once.
+    pub stream_window: usize,
     /// How often AutoNAT probes our addresses.
     pub autonat_interval: Duration,
     /// Events waiting for the node before peers are answered "busy".
@@ -39,6 +42,7 @@ impl Default for NetConfig {
             max_request_bytes: 2 << 20,
             max_response_bytes: 16 << 20,
             request_timeout: Duration::from_secs(30),
+            stream_window: 64,
             autonat_interval: Duration::from_secs(2),
             event_queue: 1024,
         }

@@ -32,6 +32,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// As many requests as the window allows are in flight to that peer:
+    /// it counts as busy.
+    #[error("{peer} has {window} requests in flight already")]
+    WindowFull {
+        /// The peer asked.
+        peer: PeerId,
+        /// The window.
+        window: usize,
+    },
     /// A DHT query failed.
     #[error("DHT: {0}")]
     Dht(String),

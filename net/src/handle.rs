@@ -2,35 +2,37 @@
 //! network, and [`start`], which builds the swarm and hands back its event
 //! loop for the caller to run on a task it owns.
 //!
-//! Every async method sends a command to the event loop over a bounded
-//! channel and awaits a oneshot reply. The `*_nowait` methods never wait
+//! Requests to peers go on request streams ([`crate::streams`]), off the
+//! event loop. Every other async method sends a command to the event loop
+//! over a bounded channel and awaits a oneshot reply. The `*_nowait` methods never wait
 //! (dataflow operators call them): when the command queue is full they
 //! return `false` and the caller retries on its next activation.
 //! The event loop stops when the last `Net` is dropped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
-use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use orb_functions::FunctionId;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event_loop::{Command, EventLoop};
+use crate::streams::{Limits, Reply, Streams};
 use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Request, Response, Result};
 
 /// Something the network tells the node.
 #[derive(Debug)]
 pub enum NetEvent {
-    /// A peer asks something; answer with [`Net::respond`].
+    /// A peer asks something; answer with [`Reply::send`].
     Request {
         /// Who asks.
         peer: PeerId,
         /// What.
         request: Request,
         /// Where the answer goes.
-        channel: ResponseChannel<Response>,
+        reply: Reply,
     },
     /// A peer announced something on gossipsub.
     Announcement {
@@ -98,6 +100,7 @@ pub struct PeerInfo {
 pub struct Net {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
+    streams: Arc<Streams>,
 }
 
 /// Builds the swarm, listens and dials the bootstrap and known peers (call
@@ -113,8 +116,23 @@ pub fn start(
     let peer_id = key.public().to_peer_id();
     let (tx, rx) = mpsc::channel(256);
     let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
-    let event_loop = EventLoop::new(key, config, peers, rx, events_tx)?;
-    Ok((Net { tx, peer_id }, events_rx, event_loop))
+    let event_loop = EventLoop::new(key, config, peers, rx, events_tx.clone())?;
+    let limits = Limits {
+        window: config.stream_window.max(1),
+        max_request: config.max_request_bytes,
+        max_response: config.max_response_bytes,
+        timeout: config.request_timeout,
+    };
+    let streams = Streams::start(event_loop.stream_control(), limits, events_tx)?;
+    Ok((
+        Net {
+            tx,
+            peer_id,
+            streams,
+        },
+        events_rx,
+        event_loop,
+    ))
 }
 
 impl Net {
@@ -147,26 +165,12 @@ impl Net {
         self.ask(|reply| Command::Dial { addr, reply }).await?
     }
 
-    /// Sends `request` to `peer` (dialing it if needed) and waits for the answer.
-    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response> {
-        self.ask(|reply| Command::Request {
-            peer,
-            request,
-            reply,
-        })
-        .await?
-    }
-
-    /// Answers a peer's request.
-    pub async fn respond(
-        &self,
-        channel: ResponseChannel<Response>,
-        response: Response,
-    ) -> Result<()> {
-        self.tx
-            .send(Command::Respond { channel, response })
-            .await
-            .map_err(|_| Error::Stopped)
+    /// Sends `request` to `peer` (dialing it if needed) on our request
+    /// stream to it and waits for the answer. Fails at once with
+    /// [`Error::WindowFull`] when as many requests as the window allows are
+    /// already in flight to that peer.
+    pub async fn request(&self, peer: PeerId, request: &Request) -> Result<Response> {
+        self.streams.request(peer, request).await
     }
 
     /// Publishes a provider record for `function` in the DHT and waits until

@@ -1,7 +1,7 @@
 //! `orb-net`: Orb's network layer on libp2p.
 //!
 //! One event-loop task owns the libp2p [`Swarm`](libp2p::Swarm) (TCP and
-//! QUIC, Noise, yamux; identify, ping, Kademlia, request-response,
+//! QUIC, Noise, yamux; identify, ping, Kademlia, request streams,
 //! gossipsub, relay server and client, DCUtR, AutoNAT v2, mDNS) and drives
 //! it with `tokio::select!` over swarm events and a bounded command channel.
 //! The rest of the node holds a [`Net`] handle: cheap to clone, every call a
@@ -34,12 +34,14 @@ pub mod identity;
 mod names;
 mod peerstore;
 mod protocol;
+mod streams;
 
 pub use config::NetConfig;
 pub use error::{Error, Result};
 pub use event_loop::EventLoop;
 pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start};
-pub use libp2p::{Multiaddr, PeerId, request_response::ResponseChannel};
+pub use libp2p::{Multiaddr, PeerId};
 pub use names::{MAX_NAME, NameRecord, check_name};
 pub use peerstore::PeerStore;
 pub use protocol::{Announcement, FunctionLoad, Invoke, Load, Query, Request, Response};
+pub use streams::Reply;

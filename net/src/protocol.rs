@@ -1,23 +1,19 @@
-//! The wire protocol: what nodes ask each other by request-response
-//! (`/orb/rpc/1`) and what they announce on gossipsub (`orb/gossip/1`).
+//! The wire protocol: what nodes ask each other on request streams
+//! (`/orb/call/1`, see [`streams`](crate::streams)) and what they announce
+//! on gossipsub (`orb/gossip/1`).
 //!
 //! Messages are postcard-encoded in a frame with a 4-byte big-endian length.
-//! The codec refuses a frame longer than the configured limit before
-//! allocating for it, and a frame that does not decode fails that stream
-//! only (libp2p reports an inbound failure, which the event loop logs).
+//! A frame longer than the configured limit is refused before anything is
+//! allocated for it, and a frame that does not decode ends that stream
+//! only (logged; the requests in flight on it fail and are rerouted).
 
 use std::io;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use libp2p::StreamProtocol;
-use libp2p::request_response;
+use futures::{AsyncRead, AsyncReadExt};
 use orb_functions::FunctionId;
 use orb_ledger::{Block, Claim, Digest, Receipt, Settlement, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-/// The request-response protocol name.
-pub(crate) const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/orb/rpc/1");
 
 /// What one node asks another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,16 +185,16 @@ pub struct FunctionLoad {
     pub busy_permille: u32,
 }
 
-/// Length-prefixed postcard frames with size limits.
-#[derive(Clone, Debug)]
-pub(crate) struct Codec {
-    pub(crate) max_request: usize,
-    pub(crate) max_response: usize,
-}
-
-async fn read_frame<T, M>(io: &mut T, max: usize) -> io::Result<M>
+/// Reads one frame (a 4-byte big-endian length, then postcard) into `buf`
+/// and decodes it. A length over `max` is refused before anything is
+/// allocated for it; a frame that does not decode is an error.
+pub(crate) async fn read_frame_into<T, M>(
+    io: &mut T,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<M>
 where
-    T: AsyncRead + Unpin + Send,
+    T: AsyncRead + Unpin,
     M: DeserializeOwned,
 {
     let mut len = [0u8; 4];
@@ -210,9 +206,9 @@ where
             format!("message of {len} bytes exceeds the limit of {max}"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
-    postcard::from_bytes(&buf).map_err(|e| {
+    buf.resize(len, 0);
+    io.read_exact(buf).await?;
+    postcard::from_bytes(buf).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("malformed message: {e}"),
@@ -220,85 +216,27 @@ where
     })
 }
 
-async fn write_frame<T, M>(io: &mut T, message: &M, max: usize) -> io::Result<()>
-where
-    T: AsyncWrite + Unpin + Send,
-    M: Serialize,
-{
-    let bytes = postcard::to_stdvec(message)
+/// Encodes `message` as one frame; refuses one whose body is over `max`.
+pub(crate) fn encode_frame<M: Serialize>(message: &M, max: usize) -> io::Result<Vec<u8>> {
+    let mut frame = postcard::to_extend(message, vec![0u8; 4])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    if bytes.len() > max {
+    let len = frame.len() - 4;
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "message of {} bytes exceeds the limit of {max}",
-                bytes.len()
-            ),
+            format!("message of {len} bytes exceeds the limit of {max}"),
         ));
     }
-    let len = u32::try_from(bytes.len())
+    let prefix = u32::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(&bytes).await?;
-    io.flush().await
-}
-
-impl request_response::Codec for Codec {
-    type Protocol = StreamProtocol;
-    type Request = Request;
-    type Response = Response;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_frame(io, self.max_request).await
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_frame(io, self.max_response).await
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Request,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &req, self.max_request).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Response,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &res, self.max_response).await
-    }
+    frame[..4].copy_from_slice(&prefix.to_be_bytes());
+    Ok(frame)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures::executor::block_on;
-    use request_response::Codec as _;
-
-    fn codec() -> Codec {
-        Codec {
-            max_request: 1024,
-            max_response: 1024,
-        }
-    }
 
     #[test]
     fn requests_round_trip() {
@@ -308,28 +246,41 @@ mod tests {
             input: b"hi".to_vec(),
             fuel: Some(10),
         });
+        let frame = encode_frame(&(3u64, &req), 1024).unwrap();
         let mut buf = Vec::new();
-        block_on(codec().write_request(&RPC_PROTOCOL, &mut buf, req.clone())).unwrap();
-        let back = block_on(codec().read_request(&RPC_PROTOCOL, &mut buf.as_slice())).unwrap();
-        assert_eq!(back, req);
+        let back: (u64, Request) =
+            block_on(read_frame_into(&mut frame.as_slice(), &mut buf, 1024)).unwrap();
+        assert_eq!(back, (3, req));
     }
 
     #[test]
     fn an_oversized_frame_is_refused_before_allocating() {
         let mut frame = u32::MAX.to_be_bytes().to_vec();
         frame.extend_from_slice(b"tiny");
-        let err = block_on(codec().read_request(&RPC_PROTOCOL, &mut frame.as_slice())).unwrap_err();
+        let mut buf = Vec::new();
+        let err = block_on(read_frame_into::<_, Request>(
+            &mut frame.as_slice(),
+            &mut buf,
+            1024,
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        assert_eq!(buf.capacity(), 0);
     }
 
     #[test]
     fn a_malformed_frame_is_an_error_not_a_panic() {
         let mut frame = 3u32.to_be_bytes().to_vec();
         frame.extend_from_slice(&[0xff, 0xff, 0xff]);
-        let err = block_on(codec().read_request(&RPC_PROTOCOL, &mut frame.as_slice())).unwrap_err();
+        let mut buf = Vec::new();
+        let err = block_on(read_frame_into::<_, Request>(
+            &mut frame.as_slice(),
+            &mut buf,
+            1024,
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("malformed"), "{err}");
         let big = Response::Module(vec![0; 2048]);
-        let mut buf = Vec::new();
-        assert!(block_on(codec().write_response(&RPC_PROTOCOL, &mut buf, big)).is_err());
+        assert!(encode_frame(&(1u64, &big), 1024).is_err());
     }
 }

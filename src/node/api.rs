@@ -215,7 +215,7 @@ async fn deploy(
                 break;
             }
             let Ok(id) = peer.parse() else { continue };
-            match node.net.request(id, Request::Host { function }).await {
+            match node.net.request(id, &Request::Host { function }).await {
                 Ok(NetResponse::Hosting { accepted: true, .. }) => providers.push(peer),
                 Ok(NetResponse::Hosting { reason, .. }) => {
                     declined.push(format!("{peer}: {reason}"))

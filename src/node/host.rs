@@ -434,7 +434,7 @@ pub(crate) async fn fetch_module(
 ) -> Result<Vec<u8>, String> {
     match node
         .net
-        .request(peer, Request::FetchModule { function })
+        .request(peer, &Request::FetchModule { function })
         .await
     {
         Ok(Response::Module(bytes)) => {

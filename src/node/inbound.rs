@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use orb_net::{NetEvent, PeerId, Request, Response, ResponseChannel};
+use orb_net::{NetEvent, PeerId, Reply, Request, Response};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::debug;
 
@@ -31,7 +31,7 @@ pub(crate) async fn serve(node: Arc<Node>, mut events: mpsc::Receiver<NetEvent>,
             NetEvent::Request {
                 peer,
                 request,
-                channel,
+                reply: channel,
             } => match permits.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let task_node = node.clone();
@@ -42,7 +42,7 @@ pub(crate) async fn serve(node: Arc<Node>, mut events: mpsc::Receiver<NetEvent>,
                 }
                 Err(_) => {
                     debug!(%peer, limit, "requests in flight at the limit: busy");
-                    let _ = node.net.respond(channel, Response::Busy).await;
+                    channel.send(Response::Busy);
                 }
             },
             NetEvent::Announcement { peer, announcement } => {
@@ -56,17 +56,17 @@ pub(crate) async fn serve(node: Arc<Node>, mut events: mpsc::Receiver<NetEvent>,
 }
 
 /// Answers one request: the ledger's go to consensus, the rest to hosting.
-async fn answer(node: &Node, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+async fn answer(node: &Node, peer: PeerId, request: Request, channel: Reply) {
     if request.is_ledger() {
         match &node.ledger {
-            Some(l) => l.request(&node.net, peer, request, channel).await,
+            Some(l) => l.request(peer, request, channel).await,
             None => {
                 let no = Response::Refused("this node keeps no ledger".into());
-                let _ = node.net.respond(channel, no).await;
+                channel.send(no);
             }
         }
         return;
     }
     let response = node.host.answer(node, peer, request).await;
-    let _ = node.net.respond(channel, response).await;
+    channel.send(response);
 }

@@ -407,8 +407,10 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
         let me = node.ledger.as_ref().map(|l| l.me);
         Ok(node.host.run(&node, &call, me).await)
     } else {
-        let request = node.net.request(peer, Request::Invoke((*call).clone()));
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, request).await {
+        let request = Request::Invoke((*call).clone());
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, node.net.request(peer, &request)).await {
+            // As many of our calls as its window allows are in flight there.
+            Ok(Err(orb_net::Error::WindowFull { .. })) => Ok(Response::Busy),
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs())),
         }

@@ -30,7 +30,7 @@ use orb_ledger::consensus::{Config as ConsensusConfig, Gossip, Input as Consensu
 use orb_ledger::{
     Chain, Digest, Genesis, Keypair, PublicKey, Receipt, ReceiptBody, SettlementBody,
 };
-use orb_net::{Announcement, Invoke, Net, PeerId, Request, Response, ResponseChannel};
+use orb_net::{Announcement, Invoke, Net, PeerId, Reply, Request, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +52,7 @@ const ACTIONS_QUEUED: usize = 4096;
 const ACTIONS_IN_FLIGHT: usize = 512;
 
 /// Parked response channels of peers' ledger requests, by answer id.
-type Pending = Arc<Mutex<HashMap<u64, ResponseChannel<Response>>>>;
+type Pending = Arc<Mutex<HashMap<u64, Reply>>>;
 
 /// A running node's ledger.
 pub(crate) struct Ledger {
@@ -166,7 +166,7 @@ impl LedgerStart {
 }
 
 impl Ledger {
-    fn park(&self, channel: ResponseChannel<Response>) -> u64 {
+    fn park(&self, channel: Reply) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.pending
             .lock()
@@ -177,13 +177,7 @@ impl Ledger {
 
     /// Handles a ledger request from `peer`; gives the channel back when
     /// the request is not the ledger's.
-    pub(crate) async fn request(
-        &self,
-        net: &Net,
-        peer: PeerId,
-        request: Request,
-        channel: ResponseChannel<Response>,
-    ) {
+    pub(crate) async fn request(&self, peer: PeerId, request: Request, channel: Reply) {
         match request {
             Request::Query(query) => {
                 let Some(from) = key_of(&peer) else { return };
@@ -211,12 +205,10 @@ impl Ledger {
                         .map_while(|h| chain.block(h).ok().flatten())
                         .collect()
                 };
-                let _ = net.respond(channel, Response::Blocks(blocks)).await;
+                channel.send(Response::Blocks(blocks));
             }
             _ => {
-                let _ = net
-                    .respond(channel, Response::Refused("not a ledger request".into()))
-                    .await;
+                channel.send(Response::Refused("not a ledger request".into()));
             }
         }
     }
@@ -337,7 +329,7 @@ fn kind(action: &Message) -> &'static str {
     }
 }
 
-fn take(pending: &Pending, id: u64) -> Option<ResponseChannel<Response>> {
+fn take(pending: &Pending, id: u64) -> Option<Reply> {
     pending
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -353,7 +345,7 @@ struct Actor {
 }
 
 impl Actor {
-    fn take(&self, id: u64) -> Option<ResponseChannel<Response>> {
+    fn take(&self, id: u64) -> Option<Reply> {
         take(&self.pending, id)
     }
 
@@ -361,7 +353,7 @@ impl Actor {
         let _ = self.consensus.send(input).await;
     }
 
-    async fn ask(&self, key: &PublicKey, request: Request) -> Option<Response> {
+    async fn ask(&self, key: &PublicKey, request: &Request) -> Option<Response> {
         let peer = peer_of(key)?;
         match tokio::time::timeout(Duration::from_secs(2), self.net.request(peer, request)).await {
             Ok(Ok(r)) => Some(r),
@@ -381,10 +373,11 @@ impl Actor {
                 // fails or times out sends nothing (the poll's timeout
                 // counts it as silent).
                 let round = query.round;
+                let request = Request::Query(query);
                 let asks = peers.into_iter().map(|p| {
-                    let query = query.clone();
+                    let request = &request;
                     async move {
-                        let votes = match self.ask(&p, Request::Query(query)).await {
+                        let votes = match self.ask(&p, request).await {
                             Some(Response::Vote(vote)) => vote.into_iter().collect(),
                             Some(_) => Vec::new(),
                             None => return,
@@ -401,13 +394,13 @@ impl Actor {
             }
             Message::Answer { id, vote } => {
                 if let Some(ch) = self.take(id) {
-                    let _ = self.net.respond(ch, Response::Vote(vote)).await;
+                    ch.send(Response::Vote(vote));
                 }
             }
             Message::AnswerBlock { id, block } => {
                 if let Some(ch) = self.take(id) {
                     let block = block.map(|b| Box::new((*b).clone()));
-                    let _ = self.net.respond(ch, Response::Block(block)).await;
+                    ch.send(Response::Block(block));
                 }
             }
             Message::Gossip(g) => {
@@ -424,7 +417,7 @@ impl Actor {
             }
             Message::Fetch { hash, peer } => {
                 if let Some(Response::Block(Some(b))) =
-                    self.ask(&peer, Request::FetchBlock { hash }).await
+                    self.ask(&peer, &Request::FetchBlock { hash }).await
                     && b.hash() == hash
                 {
                     self.feed(ConsensusInput::Proposal(Arc::from(b))).await;
@@ -432,7 +425,7 @@ impl Actor {
             }
             Message::Sync { from, peer } => {
                 if let Some(Response::Blocks(blocks)) =
-                    self.ask(&peer, Request::Sync { from }).await
+                    self.ask(&peer, &Request::Sync { from }).await
                 {
                     debug!(from, n = blocks.len(), "sync");
                     for b in blocks {

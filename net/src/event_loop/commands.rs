@@ -43,25 +43,6 @@ impl EventLoop {
                     }
                 }
             }
-            Command::Request {
-                peer,
-                request,
-                reply,
-            } => {
-                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
-                self.pending_request.insert(id, reply);
-            }
-            Command::Respond { channel, response } => {
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .rpc
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    debug!("the asker went away before the response");
-                }
-            }
             Command::Provide { function, reply } => {
                 let key = kad::RecordKey::new(function.as_bytes());
                 match self.swarm.behaviour_mut().kad.start_providing(key) {

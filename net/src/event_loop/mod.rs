@@ -20,7 +20,6 @@ use libp2p::core::ConnectedPoint;
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, QueryId};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, mdns, relay};
 use orb_functions::FunctionId;
@@ -29,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::behaviour::{self, Behaviour, BehaviourEvent, GOSSIP_TOPIC, KAD_PROTOCOL, RELAY_HOP};
 use crate::handle::{NatStatus, NetEvent, NetStatus, PeerInfo};
-use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Request, Response, Result};
+use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Result};
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -51,15 +50,6 @@ pub(crate) enum Command {
     Dial {
         addr: Multiaddr,
         reply: Reply<Result<PeerId>>,
-    },
-    Request {
-        peer: PeerId,
-        request: Request,
-        reply: Reply<Result<Response>>,
-    },
-    Respond {
-        channel: ResponseChannel<Response>,
-        response: Response,
     },
     Provide {
         function: FunctionId,
@@ -125,7 +115,6 @@ pub struct EventLoop {
     /// [`RELAY_FALLBACK`] looks for a relay even if AutoNAT has not spoken.
     started: std::time::Instant,
     pending_dial: HashMap<PeerId, Vec<Reply<Result<PeerId>>>>,
-    pending_request: HashMap<OutboundRequestId, Reply<Result<Response>>>,
     pending_provide: HashMap<QueryId, Reply<Result<()>>>,
     pending_providers: HashMap<QueryId, ProviderQuery>,
     pending_put: HashMap<QueryId, Reply<Result<()>>>,
@@ -206,13 +195,17 @@ impl EventLoop {
             ticks: 0,
             started: std::time::Instant::now(),
             pending_dial: HashMap::new(),
-            pending_request: HashMap::new(),
             pending_provide: HashMap::new(),
             pending_providers: HashMap::new(),
             pending_put: HashMap::new(),
             pending_get: HashMap::new(),
             topic,
         })
+    }
+
+    /// Opens and accepts the request streams ([`crate::streams`]).
+    pub(crate) fn stream_control(&self) -> libp2p_stream::Control {
+        self.swarm.behaviour().stream.new_control()
     }
 
     /// Drives the swarm; returns when every [`Net`](crate::Net) handle is
@@ -384,7 +377,6 @@ impl EventLoop {
                 );
             }
             BehaviourEvent::Kad(event) => self.on_kad(event),
-            BehaviourEvent::Rpc(event) => self.on_rpc(event),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
                 let Some(peer) = message.source else { return };
                 match Announcement::decode(&message.data) {
@@ -449,70 +441,6 @@ impl EventLoop {
                 Err(e) => info!(peer = %event.remote_peer_id, "hole punching failed: {e}"),
             },
             _ => {}
-        }
-    }
-
-    fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
-        use request_response::{Event, Message};
-        match event {
-            Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                if let Err(e) = self.events.try_send(NetEvent::Request {
-                    peer,
-                    request,
-                    channel,
-                }) {
-                    let (answer, channel) = match e {
-                        mpsc::error::TrySendError::Full(NetEvent::Request { channel, .. }) => {
-                            (Response::Busy, channel)
-                        }
-                        mpsc::error::TrySendError::Closed(NetEvent::Request {
-                            channel, ..
-                        }) => (Response::NotHosted, channel),
-                        _ => return,
-                    };
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .rpc
-                        .send_response(channel, answer);
-                }
-            }
-            Event::Message {
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                if let Some(reply) = self.pending_request.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-            Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                if let Some(reply) = self.pending_request.remove(&request_id) {
-                    let _ = reply.send(Err(Error::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            Event::InboundFailure { peer, error, .. } => {
-                warn!(%peer, "bad or failed request from peer: {error}");
-            }
-            Event::ResponseSent { .. } => {}
         }
     }
 }

@@ -1,0 +1,393 @@
+//! Requests on long-lived streams: one framed, multiplexed stream per peer
+//! and direction (`/orb/call/1`) carries every [`Request`] we send that
+//! peer and each [`Response`], opened on the first request and kept.
+//!
+//! - **Frames** are the [`protocol`](crate::protocol) frames (a 4-byte
+//!   big-endian length, then postcard) of `(id, body)`: a request's id comes
+//!   back with its response, so many requests are in flight on one stream
+//!   and are answered in any order.
+//! - **Window**: at most `window` of our requests are in flight to one peer.
+//!   One more fails at once with [`Error::WindowFull`] (the scheduler takes
+//!   it as "busy" and asks another provider); nothing queues without bound.
+//!   On the answering side a stream is read only while fewer than `window`
+//!   of its requests are unanswered: past that, yamux's flow control holds
+//!   the asker back, so a flood costs the answerer at most `window` requests
+//!   of memory per stream.
+//! - **Drops**: when a stream fails (the connection closed, a bad frame),
+//!   every request in flight on it fails with [`Error::Request`] and the
+//!   caller reroutes; the next request opens a new stream, over whatever
+//!   connection the swarm has (direct or relayed).
+//! - **No extra hops**: the caller encodes its frame and waits on a oneshot;
+//!   one task per stream writes frames (every frame queued, in one write)
+//!   and reads answers; an answer ([`Reply::send`]) is encoded by whoever
+//!   has it, the executor's task, and goes straight to the stream's writer.
+//!   The event loop is not on the path.
+//!
+//! The tasks (one per stream, plus the one accepting streams) live in a
+//! `JoinSet` the [`Streams`] owns: dropping the last [`Net`](crate::Net)
+//! handle aborts them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use futures::future::{Either, select};
+use futures::{AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use crate::handle::NetEvent;
+use crate::protocol::{encode_frame, read_frame_into};
+use crate::{Error, Request, Response, Result};
+
+/// The protocol of the request streams.
+pub(crate) const CALL_PROTOCOL: StreamProtocol = StreamProtocol::new("/orb/call/1");
+
+/// Frames written at once by a stream's writer, at most (bytes).
+const BATCH: usize = 256 << 10;
+
+/// Limits of the request streams.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) window: usize,
+    pub(crate) max_request: usize,
+    pub(crate) max_response: usize,
+    pub(crate) timeout: Duration,
+}
+
+/// Our request streams to peers, and the tasks serving peers' streams.
+pub(crate) struct Streams {
+    control: libp2p_stream::Control,
+    links: Mutex<HashMap<PeerId, Slot>>,
+    tasks: Mutex<JoinSet<()>>,
+    limits: Limits,
+}
+
+/// Where the stream to one peer is kept (locked while it is opened).
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+
+/// One open stream to a peer.
+struct Link {
+    /// Encoded frames for the stream's writer: at most one per window
+    /// slot, each slot held by its caller until the answer.
+    out: mpsc::Sender<Vec<u8>>,
+    window: Arc<Semaphore>,
+    /// Who waits for which id.
+    pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    next: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Streams {
+    /// Accepts peers' streams (their requests go out on `events`) and opens
+    /// ours through `control`. Call inside a tokio runtime.
+    pub(crate) fn start(
+        mut control: libp2p_stream::Control,
+        limits: Limits,
+        events: mpsc::Sender<NetEvent>,
+    ) -> Result<Arc<Self>> {
+        let incoming = control
+            .accept(CALL_PROTOCOL)
+            .map_err(|e| Error::Start(e.to_string()))?;
+        let streams = Arc::new(Self {
+            control,
+            links: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(JoinSet::new()),
+            limits,
+        });
+        streams.spawn(accept(incoming, Arc::downgrade(&streams), events));
+        Ok(streams)
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = lock(&self.tasks);
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                tracing::error!("a stream task panicked: {e}");
+            }
+        }
+        tasks.spawn(task);
+    }
+
+    /// Sends `request` to `peer` and waits for its answer.
+    pub(crate) async fn request(&self, peer: PeerId, request: &Request) -> Result<Response> {
+        let failed = |reason: String| Error::Request { peer, reason };
+        let link = self.link(peer).await?;
+        let Ok(_permit) = link.window.clone().try_acquire_owned() else {
+            return Err(Error::WindowFull {
+                peer,
+                window: self.limits.window,
+            });
+        };
+        let id = link.next.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_frame(&(id, request), self.limits.max_request)
+            .map_err(|e| failed(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        lock(&link.pending).insert(id, tx);
+        let _waiting = Waiting { link: &link, id };
+        if link.out.try_send(frame).is_err() {
+            return Err(failed("the stream closed".into()));
+        }
+        match tokio::time::timeout(self.limits.timeout, rx).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(failed("the stream closed before the answer".into())),
+            Err(_) => Err(failed(format!("no answer in {:?}", self.limits.timeout))),
+        }
+    }
+
+    /// The open stream to `peer`, opened (and the peer dialed) if needed.
+    async fn link(&self, peer: PeerId) -> Result<Arc<Link>> {
+        let slot = lock(&self.links).entry(peer).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(link) = slot.as_ref()
+            && !link.out.is_closed()
+        {
+            return Ok(link.clone());
+        }
+        let mut control = self.control.clone();
+        let opened = tokio::time::timeout(
+            self.limits.timeout,
+            control.open_stream(peer, CALL_PROTOCOL),
+        )
+        .await;
+        let stream = match opened {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                return Err(Error::Request {
+                    peer,
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(Error::Request {
+                    peer,
+                    reason: format!("no stream opened in {:?}", self.limits.timeout),
+                });
+            }
+        };
+        let (out, frames) = mpsc::channel(self.limits.window);
+        let link = Arc::new(Link {
+            out,
+            window: Arc::new(Semaphore::new(self.limits.window)),
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+        });
+        self.spawn(run_link(
+            peer,
+            stream,
+            frames,
+            link.clone(),
+            self.limits.max_response,
+        ));
+        *slot = Some(link.clone());
+        Ok(link)
+    }
+}
+
+/// Forgets a request's waiter when its caller stops waiting (answered,
+/// timed out, or dropped).
+struct Waiting<'a> {
+    link: &'a Link,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        lock(&self.link.pending).remove(&self.id);
+    }
+}
+
+/// Writes our requests to `peer` and hands each answer to its waiter,
+/// until the stream fails; then every waiter left learns it closed.
+async fn run_link(
+    peer: PeerId,
+    stream: Stream,
+    frames: mpsc::Receiver<Vec<u8>>,
+    link: Arc<Link>,
+    max_response: usize,
+) {
+    let (mut reader, writer) = stream.split();
+    let answers = async {
+        let mut buf = Vec::new();
+        loop {
+            let (id, response): (u64, Response) =
+                match read_frame_into(&mut reader, &mut buf, max_response).await {
+                    Ok(frame) => frame,
+                    Err(e) => return e,
+                };
+            if let Some(waiter) = lock(&link.pending).remove(&id) {
+                let _ = waiter.send(response);
+            }
+        }
+    };
+    let ended = match select(Box::pin(answers), Box::pin(write_frames(writer, frames))).await {
+        Either::Left((e, _)) | Either::Right((e, _)) => e,
+    };
+    debug!(%peer, "request stream ended: {ended}");
+    // The receiver is gone (so no request is queued from now on): fail
+    // those that were.
+    lock(&link.pending).clear();
+}
+
+/// Writes every queued frame in one write, then flushes; returns the
+/// error that ends the stream. What a frame carries beside its bytes (a
+/// window slot) is released once it is written.
+async fn write_frames<F: AsRef<[u8]>>(
+    mut writer: impl AsyncWrite + Unpin,
+    mut frames: mpsc::Receiver<F>,
+) -> std::io::Error {
+    let mut buf = Vec::new();
+    let mut batch = Vec::new();
+    while let Some(frame) = frames.recv().await {
+        batch.push(frame);
+        let mut len = batch[0].as_ref().len();
+        while len < BATCH
+            && let Ok(frame) = frames.try_recv()
+        {
+            len += frame.as_ref().len();
+            batch.push(frame);
+        }
+        buf.clear();
+        for frame in &batch {
+            buf.extend_from_slice(frame.as_ref());
+        }
+        if let Err(e) = writer.write_all(&buf).await {
+            return e;
+        }
+        if let Err(e) = writer.flush().await {
+            return e;
+        }
+        batch.clear();
+    }
+    std::io::Error::other("no more frames")
+}
+
+/// An answer's frame and the window slot its request held.
+struct Answer {
+    frame: Vec<u8>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Answer {
+    fn as_ref(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
+/// Serves each stream a peer opens to us, on its own task.
+async fn accept(
+    mut incoming: libp2p_stream::IncomingStreams,
+    streams: Weak<Streams>,
+    events: mpsc::Sender<NetEvent>,
+) {
+    while let Some((peer, stream)) = incoming.next().await {
+        let Some(streams) = streams.upgrade() else {
+            return;
+        };
+        let limits = streams.limits;
+        streams.spawn(serve(peer, stream, events.clone(), limits));
+    }
+}
+
+/// Reads a peer's requests (while fewer than the window are unanswered),
+/// hands each to the node with a [`Reply`], and writes the answers back.
+async fn serve(peer: PeerId, stream: Stream, events: mpsc::Sender<NetEvent>, limits: Limits) {
+    let (mut reader, writer) = stream.split();
+    // Each queued answer holds its window slot: at most `window` queue.
+    let (out, frames) = mpsc::channel(limits.window);
+    let window = Arc::new(Semaphore::new(limits.window));
+    let requests = async {
+        let mut buf = Vec::new();
+        loop {
+            let Ok(permit) = window.clone().acquire_owned().await else {
+                return std::io::Error::other("closed");
+            };
+            let (id, request): (u64, Request) =
+                match read_frame_into(&mut reader, &mut buf, limits.max_request).await {
+                    Ok(frame) => frame,
+                    Err(e) => return e,
+                };
+            let reply = Reply {
+                id,
+                out: out.clone(),
+                max: limits.max_response,
+                permit: Some(permit),
+            };
+            if let Err(e) = events.try_send(NetEvent::Request {
+                peer,
+                request,
+                reply,
+            }) {
+                let (reply, answer) = match e {
+                    mpsc::error::TrySendError::Full(NetEvent::Request { reply, .. }) => {
+                        (reply, Response::Busy)
+                    }
+                    mpsc::error::TrySendError::Closed(NetEvent::Request { reply, .. }) => {
+                        (reply, Response::NotHosted)
+                    }
+                    _ => continue,
+                };
+                reply.send(answer);
+            }
+        }
+    };
+    let ended = match select(Box::pin(requests), Box::pin(write_frames(writer, frames))).await {
+        Either::Left((e, _)) | Either::Right((e, _)) => e,
+    };
+    debug!(%peer, "peer's request stream ended: {ended}");
+}
+
+/// The way back to a peer that asked: [`Reply::send`] answers, once. A
+/// reply dropped unanswered answers [`Response::Refused`], so the asker
+/// never waits for nothing. It holds one of the stream's window slots
+/// until then.
+#[derive(Debug)]
+pub struct Reply {
+    id: u64,
+    out: mpsc::Sender<Answer>,
+    max: usize,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Reply {
+    /// Answers the request; `false` if the asker's stream is gone.
+    pub fn send(mut self, response: Response) -> bool {
+        self.answer(&response)
+    }
+
+    fn answer(&mut self, response: &Response) -> bool {
+        let Some(permit) = self.permit.take() else {
+            return false;
+        };
+        let frame = encode_frame(&(self.id, response), self.max).or_else(|e| {
+            let refused = Response::Refused(format!("the answer cannot be sent: {e}"));
+            encode_frame(&(self.id, &refused), self.max)
+        });
+        frame.is_ok_and(|frame| {
+            self.out
+                .try_send(Answer {
+                    frame,
+                    _slot: permit,
+                })
+                .is_ok()
+        })
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if self.permit.is_some() {
+            self.answer(&Response::Refused(
+                "the request was dropped unanswered".into(),
+            ));
+        }
+    }
+}
