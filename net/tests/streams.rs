@@ -27,24 +27,25 @@ async fn node(
     tasks: &mut JoinSet<()>,
 ) -> Node {
     let config = NetConfig {
-        listen: vec![listen.parse().unwrap()],
+        listen: vec![listen.parse().expect("listen address")],
         supernode: true,
         stream_window: window,
         request_timeout: Duration::from_secs(10),
         ..NetConfig::default()
     };
-    let db = sled::open(dir.join(name)).unwrap();
-    let key = orb_net::identity::load_or_create(&dir.join(format!("{name}.key"))).unwrap();
+    let db = sled::open(dir.join(name)).expect("sled");
+    let key =
+        orb_net::identity::load_or_create(&dir.join(format!("{name}.key"))).expect("identity");
     let (net, events, event_loop) =
-        orb_net::start(key, &config, PeerStore::open(&db).unwrap()).unwrap();
+        orb_net::start(key, &config, PeerStore::open(&db).expect("peer store")).expect("start");
     tasks.spawn(event_loop.run());
     let status = net
         .wait_for(Duration::from_secs(10), |s| !s.listen.is_empty())
         .await
-        .unwrap();
+        .expect("status");
     let addr = format!("{}/p2p/{}", status.listen[0], net.peer_id())
         .parse()
-        .unwrap();
+        .expect("address");
     Node {
         net,
         events,
@@ -64,7 +65,9 @@ fn invoke(n: u128) -> Request {
 
 fn echoed(response: &Response) -> u128 {
     match response {
-        Response::Output { output, .. } => u128::from_be_bytes(output[..].try_into().unwrap()),
+        Response::Output { output, .. } => {
+            u128::from_be_bytes(output[..].try_into().expect("16-byte output"))
+        }
         other => panic!("not an output: {other:?}"),
     }
 }
@@ -99,7 +102,7 @@ async fn pair(
     window_a: usize,
     window_b: usize,
 ) -> (tempfile::TempDir, JoinSet<()>, Node, Node, PeerId) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("dial");
     let mut tasks = JoinSet::new();
     let b = node(
         dir.path(),
@@ -117,7 +120,7 @@ async fn pair(
         &mut tasks,
     )
     .await;
-    let peer = a.net.dial(b.addr.clone()).await.unwrap();
+    let peer = a.net.dial(b.addr.clone()).await.expect("request");
     (dir, tasks, a, b, peer)
 }
 
