@@ -115,12 +115,16 @@ enum Answer {
 
 type Pending = Arc<Mutex<HashMap<u64, flume::Sender<Answer>>>>;
 
+/// The rows per function as of the dataflow's last complete epoch.
+type Cache = Arc<std::sync::RwLock<HashMap<FunctionId, Vec<Provider>>>>;
+
 /// The handle to a node's routing dataflow; cheap to clone.
 #[derive(Clone)]
 pub struct Routing {
     input: SourceHandle<RoutingInput>,
     pending: Pending,
     next: Arc<AtomicU64>,
+    cache: Cache,
 }
 
 /// Starts the routing dataflow on its own thread. `local` is this node's
@@ -129,6 +133,8 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
     let (input, inlet) = channel::<RoutingInput>(4096);
     let pending: Pending = Arc::default();
     let answers = pending.clone();
+    let cache: Cache = Arc::default();
+    let cache_rows = cache.clone();
     let thread = std::thread::Builder::new()
         .name("orb-routing".into())
         .spawn(move || {
@@ -138,8 +144,13 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
             };
             let run = crate::execute(&config, move |worker| {
                 let flow = Flow::new(64, 1024);
-                let (inlet, answers, net, local) =
-                    (inlet.clone(), answers.clone(), net.clone(), local.clone());
+                let (inlet, answers, net, local, cache_rows) = (
+                    inlet.clone(),
+                    answers.clone(),
+                    net.clone(),
+                    local.clone(),
+                    cache_rows.clone(),
+                );
                 worker.dataflow::<u64, _, _>(|scope| {
                     let inputs = inlet.into_stream(scope, "routing-input", &flow);
                     let table_answers = answers.clone();
@@ -251,6 +262,7 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                 }
                             },
                         );
+                    keep_cache(&updates, cache_rows);
                     let arranged = updates.as_collection().arrange_by_key();
 
                     // Each lookup lives for exactly one epoch.
@@ -365,9 +377,62 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
             input,
             pending,
             next: Arc::new(AtomicU64::new(1)),
+            cache,
         },
         thread,
     ))
+}
+
+/// Keeps `cache` equal to the rows `updates` add up to, as of the last
+/// epoch no update can still arrive for: what [`Routing::cached`] answers
+/// from without entering the dataflow.
+fn keep_cache(
+    updates: &timely::dataflow::Stream<'_, u64, Vec<((FunctionId, Provider), u64, isize)>>,
+    cache: Cache,
+) {
+    updates
+        .clone()
+        .sink(timely::dataflow::channels::pact::Pipeline, "route-cache", {
+            let mut waiting: BTreeMap<u64, Vec<((FunctionId, Provider), isize)>> = BTreeMap::new();
+            let mut rows: HashMap<FunctionId, HashMap<Provider, isize>> = HashMap::new();
+            move |(input, frontier)| {
+                input.for_each(|_, data| {
+                    for (row, time, diff) in data.drain(..) {
+                        waiting.entry(time).or_default().push((row, diff));
+                    }
+                });
+                let mut changed = Vec::new();
+                while let Some((&time, _)) = waiting.first_key_value() {
+                    if frontier.less_equal(&time) {
+                        break;
+                    }
+                    for ((function, provider), diff) in waiting.remove(&time).unwrap_or_default() {
+                        let of = rows.entry(function).or_default();
+                        let count = of.entry(provider.clone()).or_default();
+                        *count += diff;
+                        if *count == 0 {
+                            of.remove(&provider);
+                        }
+                        changed.push(function);
+                    }
+                }
+                if changed.is_empty() {
+                    return;
+                }
+                let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
+                for function in changed {
+                    match rows.get(&function) {
+                        Some(of) if !of.is_empty() => {
+                            cache.insert(function, of.keys().cloned().collect());
+                        }
+                        _ => {
+                            rows.remove(&function);
+                            cache.remove(&function);
+                        }
+                    }
+                }
+            }
+        });
 }
 
 /// Wall-clock milliseconds since the Unix epoch: the handle stamps inputs
@@ -495,6 +560,28 @@ impl Routing {
         }
     }
 
+    /// The providers of `function` as the dataflow last settled them,
+    /// ranked as a lookup at `now_ms` would rank them, without entering
+    /// the dataflow (`None` when it knows none). Unlike
+    /// [`Routing::resolve_at`] it is not ordered after announcements still
+    /// in the input queue: the hot path of a call uses it, and asks the
+    /// dataflow when it has nothing.
+    pub fn cached_at(&self, function: FunctionId, now_ms: u64) -> Option<Vec<Provider>> {
+        let rows = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&function)?
+            .clone();
+        let salt = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(choose_providers(rows, now_ms, salt))
+    }
+
+    /// [`Routing::cached_at`] now.
+    pub fn cached(&self, function: FunctionId) -> Option<Vec<Provider>> {
+        self.cached_at(function, now_ms())
+    }
+
     /// Every `(function, provider)` row.
     pub async fn table(&self) -> Result<Vec<(FunctionId, Provider)>> {
         match self.ask(|query| RoutingInput::List { query }).await? {
@@ -516,6 +603,52 @@ mod tests {
             cached: true,
             busy_until_ms: 0,
         }
+    }
+
+    /// Waits (10 s at most) until `check` holds.
+    fn eventually(what: &str, check: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "{what}: not reached");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn the_cache_follows_the_table_without_entering_the_dataflow() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (routing, thread) = start_routing(None, "me".into()).unwrap();
+        let f = FunctionId::of(b"f");
+        assert_eq!(routing.cached_at(f, 0), None);
+        rt.block_on(async {
+            routing
+                .announce(f, "a".into(), Some(provider("a", 3)))
+                .await
+                .unwrap();
+            routing
+                .announce(f, "b".into(), Some(provider("b", 1)))
+                .await
+                .unwrap();
+        });
+        eventually("both rows, least loaded first", || {
+            routing.cached_at(f, 0) == Some(vec![provider("b", 1), provider("a", 3)])
+        });
+        rt.block_on(routing.busy_until("b".into(), 1_300)).unwrap();
+        eventually("b busy until 1300", || {
+            routing
+                .cached_at(f, 1_000)
+                .is_some_and(|p| p.len() == 1 && p[0].peer == "a")
+        });
+        assert_eq!(routing.cached_at(f, 1_300).map(|p| p.len()), Some(2));
+        rt.block_on(async {
+            routing.announce(f, "a".into(), None).await.unwrap();
+            routing.announce(f, "b".into(), None).await.unwrap();
+        });
+        eventually("no rows", || routing.cached_at(f, 0).is_none());
+        drop(routing);
+        thread.join().unwrap();
     }
 
     #[test]
