@@ -57,6 +57,11 @@ pub struct Query {
     pub round: u64,
     /// The asker's preference (a responder without one adopts it).
     pub block: Digest,
+    /// The asker's own proposal, with its first poll at the height: a
+    /// responder that has not received it yet by gossip checks it and
+    /// votes at once, instead of fetching it first.
+    #[serde(default)]
+    pub candidate: Option<Arc<Block>>,
 }
 
 /// What consensus hears.

@@ -314,6 +314,11 @@ impl Replica {
                 self.round.candidates.insert(hash, block);
                 // A decision that waited for this block's body.
                 self.try_decide(now);
+                // The lottery's first may be here already: prefer it and
+                // poll now, not on the next tick.
+                if self.prefer(now) {
+                    self.poll(now);
+                }
             }
             Err(reason) => self.out.events.push(Event::Refused { height: h, reason }),
         }
@@ -342,6 +347,12 @@ impl Replica {
         if q.height > self.round.height {
             self.behind = Some(from);
             return None;
+        }
+        if let Some(candidate) = &q.candidate
+            && !self.round.candidates.contains_key(&q.block)
+            && candidate.hash() == q.block
+        {
+            self.on_proposal(candidate.clone(), now);
         }
         if self.round.snowball.is_none() {
             if self.round.candidates.contains_key(&q.block) {
@@ -690,15 +701,7 @@ impl Replica {
             return;
         }
         self.propose(now);
-        let r = &mut self.round;
-        if r.snowball.is_none()
-            && r.first_seen
-                .is_some_and(|t| now.saturating_sub(t) >= self.config.gather)
-            && let Some(pick) = first(&self.state.head, r.candidates.values())
-        {
-            r.snowball = Some(Snowball::new(self.params, pick.hash()));
-            r.round_started = Some(now);
-        }
+        self.prefer(now);
         if self.config.liveness == Liveness::Timeout {
             self.round_timeout(now);
         }
@@ -713,6 +716,38 @@ impl Replica {
         }
         self.try_decide(now);
         self.poll(now);
+    }
+
+    /// Takes a first preference, the candidate with the smallest lottery
+    /// ticket, once the gathering window has passed since the first
+    /// candidate, or at once when that candidate's proposer is the
+    /// committee's first in the lottery (no member can propose a better
+    /// one). Whether it took one now.
+    fn prefer(&mut self, now: Duration) -> bool {
+        let r = &self.round;
+        if r.snowball.is_some() || !self.is_member() {
+            return false;
+        }
+        let Some(pick) = first(&self.state.head, r.candidates.values()) else {
+            return false;
+        };
+        let gathered = r
+            .first_seen
+            .is_some_and(|t| now.saturating_sub(t) >= self.config.gather);
+        let unbeatable = || {
+            rank(
+                &self.state.head,
+                self.committee.members(),
+                &pick.header.proposer.key,
+            ) == 0
+        };
+        if !gathered && !unbeatable() {
+            return false;
+        }
+        let pick = pick.hash();
+        self.round.snowball = Some(Snowball::new(self.params, pick));
+        self.round.round_started = Some(now);
+        true
     }
 
     fn mine(&mut self, now: Duration) {
@@ -842,12 +877,24 @@ impl Replica {
             poll.no_vote(p);
         }
         self.round.poll = Some(poll);
+        // Our own proposal goes with our first poll that prefers it.
+        let candidate = if self.round.candidate_sent {
+            None
+        } else {
+            self.round
+                .candidates
+                .get(&value)
+                .filter(|b| b.header.proposer.key == self.me)
+                .cloned()
+        };
+        self.round.candidate_sent |= candidate.is_some();
         self.out.messages.push(Message::Query {
             query: Query {
                 chain: self.id,
                 height,
                 round,
                 block: value,
+                candidate,
             },
             peers: asked,
         });

@@ -160,6 +160,8 @@ pub(crate) struct Round {
     /// When this replica saw the first candidate.
     pub(crate) first_seen: Option<Duration>,
     pub(crate) proposed: bool,
+    /// This replica's proposal went out with one of its polls.
+    pub(crate) candidate_sent: bool,
     pub(crate) snowball: Option<Snowball<Digest>>,
     /// When the preference was taken, or the last round timeout moved on.
     pub(crate) round_started: Option<Duration>,
@@ -179,6 +181,7 @@ impl Round {
             candidates: BTreeMap::new(),
             first_seen: None,
             proposed: false,
+            candidate_sent: false,
             snowball: None,
             round_started: None,
             poll: None,

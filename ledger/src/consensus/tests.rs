@@ -221,6 +221,137 @@ fn a_proposer_that_is_not_first_in_the_lottery_waits_its_turn() {
     }
 }
 
+/// The member of `c` with lottery rank `rank` after genesis.
+fn ranked(c: &Committee, rank: u32) -> usize {
+    let members: Vec<PublicKey> = c.keys.iter().map(Keypair::public).collect();
+    (0..c.keys.len())
+        .find(|&i| lottery::rank(&c.chain(), &members, &c.keys[i].public()) == rank)
+        .expect("every rank is held")
+}
+
+/// A proposal for height 1 by member `i` of `c`.
+fn proposal_of(c: &Committee, i: usize, invoker: &Keypair) -> Arc<Block> {
+    Arc::new(Block::propose(
+        &c.keys[i],
+        c.chain(),
+        1,
+        c.chain(),
+        c.claims[i],
+        vec![single(&c.keys[(i + 1) % c.keys.len()], invoker, 3, 10)],
+    ))
+}
+
+#[test]
+fn the_lotterys_first_candidate_is_polled_at_once_a_later_one_after_the_gathering() {
+    let (c, invoker) = committee(5);
+    let (first, second) = (ranked(&c, 0), ranked(&c, 1));
+    let other = (0..5).find(|i| *i != first && *i != second).unwrap();
+    // No member can beat the first in the lottery: no gathering window.
+    let mut r = replica(&c, other, config());
+    r.ready();
+    r.step(Input::Proposal(proposal_of(&c, first, &invoker)), TICK);
+    let polled = queries(&r.ready());
+    assert_eq!(polled.len(), 1, "polled on receiving it, before any tick");
+    assert_eq!(polled[0].0.block, proposal_of(&c, first, &invoker).hash());
+    // The second in the lottery could still be beaten: wait the window.
+    let mut r = replica(&c, other, config());
+    r.ready();
+    r.step(Input::Proposal(proposal_of(&c, second, &invoker)), TICK);
+    assert!(queries(&r.ready()).is_empty());
+    r.step(Input::Tick, TICK + config().gather / 2);
+    assert!(queries(&r.ready()).is_empty());
+    r.step(Input::Tick, TICK + config().gather);
+    assert_eq!(queries(&r.ready()).len(), 1);
+}
+
+#[test]
+fn the_proposer_sends_its_candidate_with_its_first_poll_and_a_member_without_it_votes_at_once() {
+    let (c, invoker) = committee(5);
+    let first = ranked(&c, 0);
+    let mut proposer = replica(&c, first, config());
+    proposer.step(
+        Input::Settlements {
+            settlements: vec![single(&c.keys[(first + 1) % 5], &invoker, 3, 10)],
+            local: false,
+        },
+        Duration::ZERO,
+    );
+    proposer.step(Input::Tick, Duration::ZERO);
+    let polled = queries(&proposer.ready());
+    assert_eq!(
+        polled.len(),
+        1,
+        "the first in the lottery polls as it proposes"
+    );
+    let (query, peers) = polled[0].clone();
+    let candidate = query.candidate.clone().expect("the candidate rides along");
+    assert_eq!(candidate.hash(), query.block);
+    // A member that never saw the proposal votes for it on the query alone.
+    let member = c.keys.iter().position(|k| k.public() == peers[0]).unwrap();
+    let mut r = replica(&c, member, config());
+    r.ready();
+    r.step(
+        Input::Query {
+            id: 1,
+            from: c.keys[first].public(),
+            query: query.clone(),
+        },
+        Duration::ZERO,
+    );
+    let ready = r.ready();
+    let answer = ready.messages.iter().find_map(|m| match m {
+        Message::Answer { id: 1, vote } => Some(vote.clone()),
+        _ => None,
+    });
+    assert_eq!(answer.flatten().map(|v| v.body.block), Some(query.block));
+    assert!(
+        !ready
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::Fetch { .. })),
+        "nothing to fetch"
+    );
+    // The next poll does not carry the block again.
+    let round = query.round;
+    for p in &peers {
+        let k = key_of(&c, p);
+        proposer.step(
+            Input::Votes {
+                from: *p,
+                round,
+                votes: vec![vote(k, &query, c.keys[first].public(), query.block)],
+            },
+            Duration::from_millis(1),
+        );
+    }
+    let next = queries(&proposer.ready());
+    assert_eq!(
+        next.len(),
+        1,
+        "the next poll goes out when the answers are in"
+    );
+    assert!(next[0].0.candidate.is_none());
+    // A candidate that does not hash to the block asked about is ignored.
+    let mut lying = query;
+    lying.block = Digest([9; 32]);
+    let mut r = replica(&c, member, config());
+    r.step(
+        Input::Query {
+            id: 2,
+            from: c.keys[first].public(),
+            query: lying,
+        },
+        Duration::ZERO,
+    );
+    let ready = r.ready();
+    assert!(
+        ready
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::Answer { id: 2, vote: None }))
+    );
+}
+
 #[test]
 fn a_proposer_ranked_later_stays_silent_once_a_candidate_exists() {
     let (c, invoker) = committee(5);
