@@ -263,19 +263,28 @@ impl Driver {
         let ready = self.replica.ready();
         {
             let mut chain = lock(&self.chain);
-            for commit in &ready.persist {
-                if let Err(e) = chain.commit_checked(&commit.block, &commit.effects) {
+            // Every block of this step in one durable write (one fsync).
+            let blocks: Vec<_> = ready
+                .persist
+                .iter()
+                .map(|c| (&*c.block, &c.effects))
+                .collect();
+            match chain.commit_checked_all(&blocks) {
+                Ok(()) => {
+                    for commit in &ready.persist {
+                        self.pending
+                            .extend(commit.effects.0.iter().map(|(k, d)| (*k, *d)));
+                    }
+                }
+                Err(e) => {
                     // Never announce what is not durable, never write past
                     // a failed write.
                     tracing::error!(
-                        height = commit.block.header.height,
+                        heights = ?ready.persist.iter().map(|c| c.block.header.height).collect::<Vec<_>>(),
                         "ledger write failed, consensus stops: {e}"
                     );
                     self.poisoned = Some(e.to_string());
-                    break;
                 }
-                self.pending
-                    .extend(commit.effects.0.iter().map(|(k, d)| (*k, *d)));
             }
             self.replica.advance(chain.height());
         }

@@ -6,18 +6,15 @@
 //! 2. proposer, receipt and vote signatures and the finality evidence;
 //! 3. rewards and balances recomputed from genesis, compared with the
 //!    effects stored with each block;
-//! 4. storage consistency: keys, the receipt index against the blocks,
-//!    orphans above the head.
+//! 4. storage consistency: keys, each height's receipt index entry
+//!    against its block, the meta keys.
 //!
 //! It reports the first failing height and why. A store that cannot be
 //! read at all is an error, not a finding.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
-use crate::block::Block;
-use crate::chain::{height_key, stored_effects, stored_genesis, stored_head};
+use crate::chain::{StoredBlock, height_key, stored_genesis, stored_head};
 use crate::keys::{Digest, PublicKey};
 use crate::state::State;
 use crate::store::{LedgerStore, StoreError, Table};
@@ -150,10 +147,9 @@ pub fn audit(
     };
     let mut state = State::genesis(&genesis);
     let mut prev = chain;
-    let mut index: HashMap<Digest, (u64, u32)> = HashMap::new();
     for h in start..=to {
         let checked = h >= from;
-        let block = match store.get(Table::Blocks, &height_key(h))? {
+        let stored = match store.get(Table::Blocks, &height_key(h))? {
             None => {
                 report.finding = fail(
                     Some(h),
@@ -162,7 +158,7 @@ pub fn audit(
                 );
                 return Ok(report);
             }
-            Some(bytes) => match crate::decode::<Block>(&bytes) {
+            Some(bytes) => match StoredBlock::decode(&bytes) {
                 Ok(b) => b,
                 Err(e) => {
                     report.finding = fail(Some(h), 0, format!("block {h} does not decode: {e}"));
@@ -170,6 +166,7 @@ pub fn audit(
                 }
             },
         };
+        let block = &stored.block;
         // Below `from` at levels 1–2 only the hash of the block is used.
         if level >= 1
             && (checked || level >= 3)
@@ -198,31 +195,23 @@ pub fn audit(
                     return Ok(report);
                 }
             };
-            match stored_effects(store, h) {
-                Ok(Some(stored)) if stored == effects => {}
-                Ok(Some(stored)) => {
-                    report.finding = fail(Some(h), 3, describe_difference(&stored.0, &effects.0));
-                    return Ok(report);
-                }
-                Ok(None) => {
-                    report.finding = fail(
-                        Some(h),
-                        3,
-                        format!("the balance effects of block {h} are missing"),
-                    );
-                    return Ok(report);
-                }
-                Err(e) => {
-                    report.finding = fail(Some(h), 3, e.to_string());
-                    return Ok(report);
-                }
+            if stored.effects != effects {
+                report.finding = fail(
+                    Some(h),
+                    3,
+                    describe_difference(&stored.effects.0, &effects.0),
+                );
+                return Ok(report);
             }
-            state.apply(&block, &effects);
+            state.apply(block, &effects);
         }
-        if level >= 4 {
-            for (i, r) in block.receipts() {
-                index.insert(r.id(), (h, i as u32));
-            }
+        if level >= 4 && stored.receipts != StoredBlock::index(block) {
+            report.finding = fail(
+                Some(h),
+                4,
+                format!("the receipt index entry of block {h} does not match its receipts"),
+            );
+            return Ok(report);
         }
         if checked {
             report.blocks += 1;
@@ -236,7 +225,7 @@ pub fn audit(
         report.balances = Some(state.balances());
     }
     if level >= 4 && to == head {
-        report.finding = storage(store, head, &index)?;
+        report.finding = storage(store, head)?;
     }
     Ok(report)
 }
@@ -260,12 +249,9 @@ fn describe_difference(
     "stored balance effects differ from the recomputed ones".into()
 }
 
-/// Level 4: the tables agree with each other.
-fn storage(
-    store: &dyn LedgerStore,
-    head: u64,
-    index: &HashMap<Digest, (u64, u32)>,
-) -> Result<Option<Finding>, AuditError> {
+/// Level 4: the blocks table holds heights 1..=head and nothing else,
+/// the meta table only the genesis and the layout.
+fn storage(store: &dyn LedgerStore, head: u64) -> Result<Option<Finding>, AuditError> {
     let finding = |height: Option<u64>, reason: String| {
         Some(Finding {
             height,
@@ -273,90 +259,38 @@ fn storage(
             reason,
         })
     };
-    for table in [Table::Blocks, Table::Effects] {
-        let mut found = None;
-        let mut expect = 1u64;
-        store.scan(table, &mut |k, _| {
-            let Ok(h) = <[u8; 8]>::try_from(k).map(u64::from_be_bytes) else {
+    let mut found = None;
+    let mut expect = 1u64;
+    store.scan(Table::Blocks, &mut |k, _| {
+        match <[u8; 8]>::try_from(k).map(u64::from_be_bytes) {
+            Ok(h) if h == expect => expect += 1,
+            Ok(_) => {
+                found = finding(
+                    Some(expect),
+                    format!("blocks has no entry for height {expect}"),
+                );
+            }
+            Err(_) => {
                 found = finding(
                     None,
                     format!(
-                        "{} holds a key that is not a big-endian height: {}",
-                        table.name(),
+                        "blocks holds a key that is not a big-endian height: {}",
                         hex::encode(k)
                     ),
                 );
-                return false;
-            };
-            if h != expect {
-                found = if h > head {
-                    finding(
-                        Some(h),
-                        format!(
-                            "{} holds an orphan entry above the head ({head})",
-                            table.name()
-                        ),
-                    )
-                } else {
-                    finding(
-                        Some(expect),
-                        format!("{} has no entry for height {expect}", table.name()),
-                    )
-                };
-                return false;
-            }
-            expect += 1;
-            true
-        })?;
-        if found.is_none() && expect != head + 1 {
-            found = finding(
-                Some(expect),
-                format!(
-                    "{} ends at height {}, the head is {head}",
-                    table.name(),
-                    expect - 1
-                ),
-            );
-        }
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    let mut found = None;
-    let mut entries = 0usize;
-    store.scan(Table::Receipts, &mut |k, v| {
-        entries += 1;
-        let loc = (v.len() == 12).then(|| {
-            (
-                u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
-                u32::from_be_bytes(v[8..].try_into().unwrap_or_default()),
-            )
-        });
-        let id = <[u8; 32]>::try_from(k).map(Digest);
-        match (id, loc) {
-            (Ok(id), Some(loc)) if index.get(&id) == Some(&loc) => true,
-            (Ok(id), Some((h, i))) => {
-                found = finding(Some(h), format!("the receipt index points {id} at block {h} settlement {i}, which does not hold it"));
-                false
-            }
-            _ => {
-                found = finding(None, format!("the receipt index holds a malformed entry {}", hex::encode(k)));
-                false
             }
         }
+        found.is_none()
     })?;
-    if found.is_none() && entries != index.len() {
+    if found.is_none() && expect != head + 1 {
         found = finding(
-            None,
-            format!(
-                "the receipt index has {entries} entries, the blocks hold {} receipts",
-                index.len()
-            ),
+            Some(expect),
+            format!("blocks ends at height {}, the head is {head}", expect - 1),
         );
     }
     if found.is_none() {
         store.scan(Table::Meta, &mut |k, _| {
-            if k != b"genesis" && k != b"head" {
+            if k != b"genesis" && k != b"layout" {
                 found = finding(
                     None,
                     format!("unexpected meta key {}", String::from_utf8_lossy(k)),

@@ -11,7 +11,66 @@ use crate::state::{Effects, State};
 use crate::store::{LedgerStore, SledStore, StoreError, Table};
 
 const GENESIS_KEY: &[u8] = b"genesis";
-const HEAD_KEY: &[u8] = b"head";
+const LAYOUT_KEY: &[u8] = b"layout";
+/// The store layout this code writes: one value per height (2; layout 1
+/// kept effects and a receipt index in tables of their own).
+const LAYOUT: u8 = 2;
+
+/// What the store keeps at one height, in one value: the block, its
+/// balance effects, and its receipts' entry in the receipt index (per
+/// receipt, the first 8 bytes of its id as a big-endian number and the
+/// index of its settlement, sorted), first in the encoding so that a
+/// lookup reads it without decoding the block.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredBlock {
+    /// The receipt index entry of the block.
+    pub receipts: Vec<(u64, u32)>,
+    /// The block's balance effects.
+    pub effects: Effects,
+    /// The block, evidence included.
+    pub block: Block,
+}
+
+/// [`StoredBlock`] by reference: the same encoding, without copying the block.
+#[derive(serde::Serialize)]
+struct StoredRef<'a> {
+    receipts: &'a [(u64, u32)],
+    effects: &'a Effects,
+    block: &'a Block,
+}
+
+impl StoredBlock {
+    /// The receipt index entry of `block`.
+    pub fn index(block: &Block) -> Vec<(u64, u32)> {
+        let mut index: Vec<(u64, u32)> = block
+            .receipts()
+            .map(|(i, r)| (receipt_prefix(&r.id()), i as u32))
+            .collect();
+        index.sort_unstable();
+        index
+    }
+
+    /// The stored bytes of `block` with `effects`.
+    pub fn encode(block: &Block, effects: &Effects) -> Vec<u8> {
+        crate::encode(&StoredRef {
+            receipts: &Self::index(block),
+            effects,
+            block,
+        })
+    }
+
+    /// Decodes a stored value.
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        crate::decode(bytes)
+    }
+}
+
+/// A receipt id's key in the receipt index.
+fn receipt_prefix(id: &Digest) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(first)
+}
 
 /// What went wrong with a chain.
 #[derive(Debug, thiserror::Error)]
@@ -76,35 +135,48 @@ pub fn stored_genesis(store: &dyn LedgerStore) -> Result<Option<Genesis>, ChainE
         .transpose()
 }
 
-/// Reads a store's head height (0 when empty).
+/// Reads a store's head height (0 when empty): its last block's.
 pub fn stored_head(store: &dyn LedgerStore) -> Result<u64, ChainError> {
-    match store.get(Table::Meta, HEAD_KEY)? {
+    match store.last_key(Table::Blocks)? {
         None => Ok(0),
-        Some(b) => <[u8; 8]>::try_from(b.as_slice())
+        Some(k) => <[u8; 8]>::try_from(k.as_slice())
             .map(u64::from_be_bytes)
-            .map_err(|_| ChainError::Corrupt("head is not an 8-byte height".into())),
+            .map_err(|_| ChainError::Corrupt("a block key is not an 8-byte height".into())),
     }
+}
+
+/// Reads and decodes what is stored at `h`.
+pub fn stored(store: &dyn LedgerStore, h: u64) -> Result<Option<StoredBlock>, ChainError> {
+    store
+        .get(Table::Blocks, &height_key(h))?
+        .map(|b| {
+            StoredBlock::decode(&b).map_err(|e| ChainError::Corrupt(format!("block {h}: {e}")))
+        })
+        .transpose()
 }
 
 /// Reads and decodes the block at `h`.
 pub fn stored_block(store: &dyn LedgerStore, h: u64) -> Result<Option<Block>, ChainError> {
-    store
-        .get(Table::Blocks, &height_key(h))?
-        .map(|b| {
-            crate::decode::<Block>(&b).map_err(|e| ChainError::Corrupt(format!("block {h}: {e}")))
-        })
-        .transpose()
+    Ok(stored(store, h)?.map(|s| s.block))
 }
 
 /// Reads and decodes the effects stored with block `h`.
 pub fn stored_effects(store: &dyn LedgerStore, h: u64) -> Result<Option<Effects>, ChainError> {
-    store
-        .get(Table::Effects, &height_key(h))?
-        .map(|b| {
-            crate::decode::<Effects>(&b)
-                .map_err(|e| ChainError::Corrupt(format!("effects {h}: {e}")))
-        })
-        .transpose()
+    Ok(stored(store, h)?.map(|s| s.effects))
+}
+
+/// Checks that the store's layout is the one this code reads.
+fn check_layout(store: &dyn LedgerStore) -> Result<(), ChainError> {
+    match store.get(Table::Meta, LAYOUT_KEY)?.as_deref() {
+        Some([LAYOUT]) => Ok(()),
+        Some(other) => Err(ChainError::Corrupt(format!(
+            "the ledger's layout is {other:?}, this Orb reads layout {LAYOUT}"
+        ))),
+        None => Err(ChainError::Corrupt(format!(
+            "the ledger was written by an older Orb (layout 1; this one reads layout {LAYOUT}): \
+             move the directory away and let the node sync the chain again"
+        ))),
+    }
 }
 
 impl<S: LedgerStore> Chain<S> {
@@ -120,21 +192,25 @@ impl<S: LedgerStore> Chain<S> {
                     given: given.id(),
                 });
             }
-            (Some(stored), _) => stored,
+            (Some(stored), _) => {
+                check_layout(&store)?;
+                stored
+            }
             (None, Some(given)) => {
                 given.validate()?;
-                store.commit(&[(Table::Meta, GENESIS_KEY.to_vec(), crate::encode(&given))])?;
+                store.commit(&[
+                    (Table::Meta, GENESIS_KEY.to_vec(), crate::encode(&given)),
+                    (Table::Meta, LAYOUT_KEY.to_vec(), vec![LAYOUT]),
+                ])?;
                 given
             }
             (None, None) => return Err(ChainError::NoGenesis),
         };
         let mut state = State::genesis(&genesis);
         for h in 1..=stored_head(&store)? {
-            let block = stored_block(&store, h)?
+            let at = stored(&store, h)?
                 .ok_or_else(|| ChainError::Corrupt(format!("block {h} is missing")))?;
-            let effects = stored_effects(&store, h)?
-                .ok_or_else(|| ChainError::Corrupt(format!("effects of block {h} are missing")))?;
-            state.apply(&block, &effects);
+            state.apply(&at.block, &at.effects);
         }
         Ok(Self {
             id: genesis.id(),
@@ -184,13 +260,45 @@ impl<S: LedgerStore> Chain<S> {
         stored_block(&self.store, h)
     }
 
-    /// Where a receipt is: (height, index of its settlement).
+    /// Where a receipt is: (height, index of its settlement). Reads each
+    /// height's receipt index entry (not its block) until one names the
+    /// receipt, then confirms it in that block.
     pub fn locate(&self, receipt: &Digest) -> Result<Option<(u64, u32)>, ChainError> {
-        Ok(self.store.get(Table::Receipts, &receipt.0)?.and_then(|v| {
-            let h = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-            let i = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
-            Some((h, i))
-        }))
+        let key = receipt_prefix(receipt);
+        let mut hits: Vec<(u64, u32)> = Vec::new();
+        let mut bad = None;
+        self.store.scan(Table::Blocks, &mut |k, v| {
+            let Ok(h) = <[u8; 8]>::try_from(k).map(u64::from_be_bytes) else {
+                return true;
+            };
+            match postcard::take_from_bytes::<Vec<(u64, u32)>>(v) {
+                Ok((index, _)) => {
+                    let from = index.partition_point(|(p, _)| *p < key);
+                    hits.extend(
+                        index[from..]
+                            .iter()
+                            .take_while(|(p, _)| *p == key)
+                            .map(|(_, i)| (h, *i)),
+                    );
+                }
+                Err(e) => bad = Some(ChainError::Corrupt(format!("block {h}: {e}"))),
+            }
+            bad.is_none()
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        for (h, i) in hits {
+            let holds = self.block(h)?.is_some_and(|b| {
+                b.settlements
+                    .get(i as usize)
+                    .is_some_and(|s| s.body.receipts.iter().any(|r| r.id() == *receipt))
+            });
+            if holds {
+                return Ok(Some((h, i)));
+            }
+        }
+        Ok(None)
     }
 
     /// Checks a proposal for the next height: links, receipts and state
@@ -230,23 +338,41 @@ impl<S: LedgerStore> Chain<S> {
         Ok(())
     }
 
-    fn commit(&self, block: &Block, effects: &Effects) -> Result<(), ChainError> {
-        let h = block.header.height;
-        let mut writes = vec![
-            (Table::Blocks, height_key(h).to_vec(), crate::encode(block)),
-            (
-                Table::Effects,
-                height_key(h).to_vec(),
-                crate::encode(effects),
-            ),
-            (Table::Meta, HEAD_KEY.to_vec(), height_key(h).to_vec()),
-        ];
-        for (i, r) in block.receipts() {
-            let mut loc = height_key(h).to_vec();
-            loc.extend_from_slice(&(i as u32).to_be_bytes());
-            writes.push((Table::Receipts, r.id().0.to_vec(), loc));
+    /// Appends blocks the caller already checked in full, in order, each
+    /// with its effects: one durable write for all of them (a group
+    /// commit: the store's one fsync covers every block). On an error
+    /// nothing of the batch is applied.
+    pub fn commit_checked_all(&mut self, blocks: &[(&Block, &Effects)]) -> Result<(), ChainError> {
+        let (mut height, mut head) = (self.state.height, self.state.head);
+        let mut writes = Vec::with_capacity(blocks.len());
+        for (block, effects) in blocks {
+            height += 1;
+            block
+                .check_links(&self.id, height, &head)
+                .map_err(|reason| ChainError::Invalid { height, reason })?;
+            head = block.hash();
+            writes.push(Self::write(block, effects));
+        }
+        if writes.is_empty() {
+            return Ok(());
         }
         self.store.commit(&writes)?;
+        for (block, effects) in blocks {
+            self.state.apply(block, effects);
+        }
+        Ok(())
+    }
+
+    fn write(block: &Block, effects: &Effects) -> crate::store::Write {
+        (
+            Table::Blocks,
+            height_key(block.header.height).to_vec(),
+            StoredBlock::encode(block, effects),
+        )
+    }
+
+    fn commit(&self, block: &Block, effects: &Effects) -> Result<(), ChainError> {
+        self.store.commit(&[Self::write(block, effects)])?;
         Ok(())
     }
 }

@@ -64,7 +64,8 @@ pub use block::{
     settlements_root, voted_hash,
 };
 pub use chain::{
-    Chain, ChainError, height_key, stored_block, stored_effects, stored_genesis, stored_head,
+    Chain, ChainError, StoredBlock, height_key, stored, stored_block, stored_effects,
+    stored_genesis, stored_head,
 };
 pub use genesis::{Genesis, GenesisError};
 pub use keys::{Digest, Keypair, PublicKey, Signature, Verifier, verify_batch};

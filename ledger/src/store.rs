@@ -2,10 +2,12 @@
 //! implementations, sled on disk ([`SledStore`]) and memory
 //! ([`MemStore`], for chains fetched from a running node and for tests).
 //!
-//! The layout (the [`Chain`](crate::Chain) writes it): `blocks` and
-//! `effects` keyed by big-endian height, so key order is height order;
-//! `receipts` maps a receipt id to its height and index; `meta` holds the
-//! genesis and the head height.
+//! The layout (the [`Chain`](crate::Chain) writes it): `blocks` keyed by
+//! big-endian height, so key order is height order, one value per height
+//! holding the block, its balance effects and its receipts' index entry
+//! ([`StoredBlock`](crate::StoredBlock)); the last key is the head. `meta`
+//! holds the genesis and the layout version. A block is one insert into
+//! one tree: it is all there after a crash or not at all.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,26 +16,20 @@ use std::sync::Mutex;
 /// The tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Table {
-    /// Height → block.
+    /// Height → the block, its effects and its receipt index.
     Blocks,
-    /// Height → the block's balance effects.
-    Effects,
-    /// Receipt id → height ‖ index.
-    Receipts,
-    /// Genesis and head.
+    /// Genesis and layout.
     Meta,
 }
 
 impl Table {
     /// All tables.
-    pub const ALL: [Table; 4] = [Table::Blocks, Table::Effects, Table::Receipts, Table::Meta];
+    pub const ALL: [Table; 2] = [Table::Blocks, Table::Meta];
 
     /// The table's name (sled tree name).
     pub fn name(self) -> &'static str {
         match self {
             Table::Blocks => "blocks",
-            Table::Effects => "effects",
-            Table::Receipts => "receipts",
             Table::Meta => "meta",
         }
     }
@@ -62,6 +58,8 @@ pub trait LedgerStore: Send + Sync {
     /// Visits a table's entries in key order until `f` returns false.
     fn scan(&self, table: Table, f: &mut dyn FnMut(&[u8], &[u8]) -> bool)
     -> Result<(), StoreError>;
+    /// The last key of a table, if any.
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes all of `writes` atomically and durably: when this returns
     /// Ok, a crash or power loss keeps all of them, and before it, none
     /// may be visible after a restart without the others.
@@ -69,13 +67,15 @@ pub trait LedgerStore: Send + Sync {
 }
 
 /// The chain on sled: one sled database in its own directory, a tree per
-/// table, a commit is one multi-tree transaction, then `flush` and an
-/// fsync of the database file and directory (sled's flush alone uses
-/// `sync_file_range`, which does not flush the disk cache).
+/// table. A commit to one table is one atomic batch (one to several is a
+/// multi-tree transaction), then `flush` and an fsync of the database
+/// file and directory (sled's flush alone uses `sync_file_range`, which
+/// does not flush the disk cache): one fsync per commit, however many
+/// blocks it holds.
 pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
-    trees: [sled::Tree; 4],
+    trees: [sled::Tree; 2],
 }
 
 impl SledStore {
@@ -100,12 +100,7 @@ impl SledStore {
             }
         };
         let tree = |t: Table| db.open_tree(t.name()).map_err(err);
-        let trees = [
-            tree(Table::Blocks)?,
-            tree(Table::Effects)?,
-            tree(Table::Receipts)?,
-            tree(Table::Meta)?,
-        ];
+        let trees = [tree(Table::Blocks)?, tree(Table::Meta)?];
         Ok(Self {
             path: dir.to_path_buf(),
             db,
@@ -152,23 +147,42 @@ impl LedgerStore for SledStore {
         Ok(())
     }
 
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, StoreError> {
+        self.tree(table)
+            .last()
+            .map(|kv| kv.map(|(k, _)| k.to_vec()))
+            .map_err(|e| self.err(e))
+    }
+
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
         use sled::Transactional;
-        let [b, e, r, m] = &self.trees;
-        (b, e, r, m)
-            .transaction(|(b, e, r, m)| {
-                for (t, k, v) in writes {
-                    let tree = match t {
-                        Table::Blocks => b,
-                        Table::Effects => e,
-                        Table::Receipts => r,
-                        Table::Meta => m,
-                    };
-                    tree.insert(k.as_slice(), v.as_slice())?;
+        match writes.first() {
+            None => return Ok(()),
+            Some((one, _, _)) if writes.iter().all(|(t, _, _)| t == one) => {
+                let mut batch = sled::Batch::default();
+                for (_, k, v) in writes {
+                    batch.insert(k.as_slice(), v.as_slice());
                 }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| self.err(format!("{e:?}")))?;
+                self.tree(*one)
+                    .apply_batch(batch)
+                    .map_err(|e| self.err(e))?;
+            }
+            Some(_) => {
+                let [b, m] = &self.trees;
+                (b, m)
+                    .transaction(|(b, m)| {
+                        for (t, k, v) in writes {
+                            let tree = match t {
+                                Table::Blocks => b,
+                                Table::Meta => m,
+                            };
+                            tree.insert(k.as_slice(), v.as_slice())?;
+                        }
+                        Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+                    })
+                    .map_err(|e| self.err(format!("{e:?}")))?;
+            }
+        }
         self.db.flush().map_err(|e| self.err(e))?;
         self.fsync().map_err(|e| self.err(e))
     }
@@ -210,6 +224,14 @@ impl LedgerStore for MemStore {
             }
         }
         Ok(())
+    }
+
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(t.range((table, Vec::new())..)
+            .take_while(|((tt, _), _)| *tt == table)
+            .last()
+            .map(|((_, k), _)| k.clone()))
     }
 
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@
 use orb_ledger::sim::{Committee, settlement, single};
 use orb_ledger::{
     AuditOptions, Block, Chain, ChainError, Genesis, Keypair, LedgerStore, PublicKey, SledStore,
-    Table, audit, decode, encode, height_key,
+    StoredBlock, Table, audit, encode, height_key,
 };
 
 struct Fixture {
@@ -86,12 +86,17 @@ fn rewrite(dir: &std::path::Path, table: &str, h: u64, f: impl FnOnce(Vec<u8>) -
     db.flush().expect("test fixture");
 }
 
-fn rewrite_block(dir: &std::path::Path, h: u64, f: impl FnOnce(&mut Block)) {
+/// Rewrites what is stored at `h` (block, effects, receipt index entry).
+fn rewrite_stored(dir: &std::path::Path, h: u64, f: impl FnOnce(&mut StoredBlock)) {
     rewrite(dir, "blocks", h, |bytes| {
-        let mut b: Block = decode(&bytes).expect("test fixture");
-        f(&mut b);
-        Some(encode(&b))
+        let mut stored = StoredBlock::decode(&bytes).expect("test fixture");
+        f(&mut stored);
+        Some(encode(&stored))
     });
+}
+
+fn rewrite_block(dir: &std::path::Path, h: u64, f: impl FnOnce(&mut Block)) {
+    rewrite_stored(dir, h, |stored| f(&mut stored.block));
 }
 
 #[test]
@@ -206,10 +211,8 @@ fn a_forged_vote_is_found_at_level_2() {
 fn a_changed_balance_is_found_at_level_3() {
     let f = chain(5, 3);
     let executor = f.committee.keys[1].public();
-    rewrite(f.dir.path(), "effects", 3, |bytes| {
-        let mut e: orb_ledger::Effects = decode(&bytes).unwrap();
-        *e.0.get_mut(&executor).unwrap() += 5;
-        Some(encode(&e))
+    rewrite_stored(f.dir.path(), 3, |stored| {
+        *stored.effects.0.get_mut(&executor).unwrap() += 5;
     });
     assert_eq!(run_audit(f.dir.path(), 2).finding, None);
     let finding = run_audit(f.dir.path(), 3).finding.expect("a finding");
@@ -222,27 +225,82 @@ fn a_changed_balance_is_found_at_level_3() {
 }
 
 #[test]
-fn a_dropped_block_is_found_and_orphans_at_level_4() {
+fn a_dropped_block_or_a_wrong_receipt_index_is_found() {
     let f = chain(5, 1);
     rewrite(f.dir.path(), "blocks", 3, |_| None);
     let finding = run_audit(f.dir.path(), 0).finding.expect("a finding");
     assert_eq!(finding.height, Some(3));
     assert!(finding.reason.contains("missing"), "{}", finding.reason);
 
-    // An effects entry above the head: only storage consistency sees it.
-    let f = chain(3, 1);
-    {
-        let db = open_raw(f.dir.path());
-        db.open_tree("effects")
-            .unwrap()
-            .insert(height_key(9), b"x".to_vec())
-            .unwrap();
-        db.flush().unwrap();
-    }
+    // An index entry that does not match the block: only storage
+    // consistency sees it (and a lookup through it finds nothing).
+    let f = chain(3, 2);
+    let moved = {
+        let chain = Chain::open_dir(f.dir.path(), None).unwrap();
+        chain.block(2).unwrap().unwrap().settlements[1]
+            .body
+            .receipts[0]
+            .id()
+    };
+    rewrite_stored(f.dir.path(), 2, |stored| {
+        for entry in &mut stored.receipts {
+            entry.1 = 7;
+        }
+    });
     assert_eq!(run_audit(f.dir.path(), 3).finding, None);
     let finding = run_audit(f.dir.path(), 4).finding.expect("a finding");
-    assert_eq!(finding.height, Some(9));
-    assert!(finding.reason.contains("orphan"), "{}", finding.reason);
+    assert_eq!(finding.height, Some(2));
+    assert!(
+        finding.reason.contains("receipt index"),
+        "{}",
+        finding.reason
+    );
+    let chain = Chain::open_dir(f.dir.path(), None).unwrap();
+    assert_eq!(chain.locate(&moved).unwrap(), None);
+}
+
+#[test]
+fn a_ledger_of_the_older_layout_is_refused_with_what_to_do() {
+    let f = chain(2, 1);
+    {
+        let db = open_raw(f.dir.path());
+        db.open_tree("meta").unwrap().remove(b"layout").unwrap();
+        db.flush().unwrap();
+    }
+    let err = Chain::open_dir(f.dir.path(), None).err().expect("refused");
+    assert!(err.to_string().contains("older Orb"), "{err}");
+}
+
+#[test]
+fn a_group_commit_writes_every_block_or_none() {
+    let f = chain(2, 1);
+    let mut chain = Chain::open_dir(f.dir.path(), None).unwrap();
+    let c = &f.committee;
+    let b3 = c.block(
+        3,
+        chain.head(),
+        vec![single(&c.keys[0], &f.invoker, 300, 10)],
+    );
+    let e3 = chain.state().effects(chain.genesis(), &b3).unwrap();
+    let mut next = chain.state().clone();
+    next.apply(&b3, &e3);
+    let b4 = c.block(4, b3.hash(), vec![single(&c.keys[1], &f.invoker, 400, 10)]);
+    let e4 = next.effects(chain.genesis(), &b4).unwrap();
+    // A batch whose second block does not link is refused whole.
+    let stray = c.block(4, chain.head(), vec![]);
+    assert!(
+        chain
+            .commit_checked_all(&[(&b3, &e3), (&stray, &e4)])
+            .is_err()
+    );
+    assert_eq!(chain.height(), 2);
+    chain.commit_checked_all(&[(&b3, &e3), (&b4, &e4)]).unwrap();
+    assert_eq!(chain.height(), 4);
+    drop(chain);
+    let chain = Chain::open_dir(f.dir.path(), None).unwrap();
+    assert_eq!((chain.height(), chain.head()), (4, b4.hash()));
+    drop(chain);
+    assert_eq!(run_audit(f.dir.path(), 4).finding, None);
 }
 
 #[test]

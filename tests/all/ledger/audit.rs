@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use orb_ledger::{Block, Keypair, decode, encode};
+use orb_ledger::{Block, Keypair, StoredBlock, encode};
 
 use super::{Node, ok, rewrite};
 use crate::{assert_fails, json, stdout};
@@ -92,7 +92,8 @@ fn a_forged_receipt_signature_is_found_at_level_2() {
     // Mallory pays herself more for receipt 0 of block 5, signs it with
     // her own key and re-proposes the block with a correct Merkle root.
     rewrite(&node.ledger(), "blocks", 5, |bytes| {
-        let b: Block = decode(&bytes).expect("block");
+        let mut stored = StoredBlock::decode(&bytes).expect("stored block");
+        let b = &stored.block;
         let mut settlements = b.settlements.clone();
         let mut body = settlements[0].body.receipts[0].body.clone();
         body.fuel *= 100;
@@ -110,7 +111,8 @@ fn a_forged_receipt_signature_is_found_at_level_2() {
             settlements,
         );
         c.finalize(&mut forged);
-        Some(encode(&forged))
+        stored.block = forged;
+        Some(encode(&stored))
     });
     ok(&audit(&node, "1"));
     assert_mismatch(&audit(&node, "2"), 5, 2, "in settlement 0");
@@ -121,10 +123,10 @@ fn a_forged_receipt_signature_is_found_at_level_2() {
 fn a_changed_balance_is_found_at_level_3() {
     let node = Node::new(5, 3);
     let executor = node.committee.keys[1].public();
-    rewrite(&node.ledger(), "effects", 3, |bytes| {
-        let mut e: orb_ledger::Effects = decode(&bytes).expect("effects");
-        *e.0.get_mut(&executor).expect("paid") += 5;
-        Some(encode(&e))
+    rewrite(&node.ledger(), "blocks", 3, |bytes| {
+        let mut stored = StoredBlock::decode(&bytes).expect("stored block");
+        *stored.effects.0.get_mut(&executor).expect("paid") += 5;
+        Some(encode(&stored))
     });
     ok(&audit(&node, "2"));
     assert_mismatch(&audit(&node, "3"), 3, 3, &executor.to_hex());
