@@ -188,7 +188,7 @@ pub fn audit(
                 .sum::<u64>();
         }
         if level >= 3 {
-            let effects = match state.effects(&genesis, &block) {
+            let effects = match state.effects(&genesis, block) {
                 Ok(e) => e,
                 Err(reason) => {
                     report.finding = fail(Some(h), 3, reason);
