@@ -115,6 +115,9 @@ enum Answer {
 
 type Pending = Arc<Mutex<HashMap<u64, flume::Sender<Answer>>>>;
 
+/// One routing row: a function and one provider of it.
+type Row = (FunctionId, Provider);
+
 /// The rows per function as of the dataflow's last complete epoch.
 type Cache = Arc<std::sync::RwLock<HashMap<FunctionId, Vec<Provider>>>>;
 
@@ -386,14 +389,11 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
 /// Keeps `cache` equal to the rows `updates` add up to, as of the last
 /// epoch no update can still arrive for: what [`Routing::cached`] answers
 /// from without entering the dataflow.
-fn keep_cache(
-    updates: &timely::dataflow::Stream<'_, u64, Vec<((FunctionId, Provider), u64, isize)>>,
-    cache: Cache,
-) {
+fn keep_cache(updates: &timely::dataflow::Stream<'_, u64, Vec<(Row, u64, isize)>>, cache: Cache) {
     updates
         .clone()
         .sink(timely::dataflow::channels::pact::Pipeline, "route-cache", {
-            let mut waiting: BTreeMap<u64, Vec<((FunctionId, Provider), isize)>> = BTreeMap::new();
+            let mut waiting: BTreeMap<u64, Vec<(Row, isize)>> = BTreeMap::new();
             let mut rows: HashMap<FunctionId, HashMap<Provider, isize>> = HashMap::new();
             move |(input, frontier)| {
                 input.for_each(|_, data| {
