@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event_loop::{Command, EventLoop};
-use crate::streams::{Limits, Reply, Streams};
+use crate::streams::{Direct, Limits, Reply, Streams};
 use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Request, Response, Result};
 
 /// Something the network tells the node.
@@ -171,6 +171,12 @@ impl Net {
     /// already in flight to that peer.
     pub async fn request(&self, peer: PeerId, request: &Request) -> Result<Response> {
         self.streams.request(peer, request).await
+    }
+
+    /// Lets `direct` answer peers' requests as they are read, before they
+    /// become [`NetEvent::Request`]s (see [`Direct`]).
+    pub fn answer_directly(&self, direct: Arc<Direct>) {
+        self.streams.answer_directly(direct);
     }
 
     /// Publishes a provider record for `function` in the DHT and waits until

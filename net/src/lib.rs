@@ -44,4 +44,4 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use names::{MAX_NAME, NameRecord, check_name};
 pub use peerstore::PeerStore;
 pub use protocol::{Announcement, FunctionLoad, Invoke, Load, Query, Request, Response};
-pub use streams::Reply;
+pub use streams::{Direct, Reply};

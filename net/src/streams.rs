@@ -20,8 +20,10 @@
 //! - **No extra hops**: the caller encodes its frame and waits on a oneshot;
 //!   one task per stream writes frames (every frame queued, in one write)
 //!   and reads answers; an answer ([`Reply::send`]) is encoded by whoever
-//!   has it, the executor's task, and goes straight to the stream's writer.
-//!   The event loop is not on the path.
+//!   has it and goes straight to the stream's writer. A node may answer
+//!   some requests where they are read ([`Direct`]: a call is handed to its
+//!   executor thread there, and that thread sends the answer). The event
+//!   loop is not on the path.
 //!
 //! The tasks (one per stream, plus the one accepting streams) live in a
 //! `JoinSet` the [`Streams`] owns: dropping the last [`Net`](crate::Net)
@@ -29,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use futures::future::{Either, select};
@@ -58,9 +60,18 @@ pub(crate) struct Limits {
     pub(crate) timeout: Duration,
 }
 
+/// Answers some of a peer's requests where they are read, without a task
+/// of their own (it must not block): it gives back, with its reply, a
+/// request it leaves to [`NetEvent::Request`].
+pub type Direct = dyn Fn(PeerId, Request, Reply) -> Option<(Request, Reply)> + Send + Sync;
+
+/// Where the [`Direct`] answerer is, once the node has set it.
+type DirectSlot = Arc<RwLock<Option<Arc<Direct>>>>;
+
 /// Our request streams to peers, and the tasks serving peers' streams.
 pub(crate) struct Streams {
     control: libp2p_stream::Control,
+    direct: DirectSlot,
     links: Mutex<HashMap<PeerId, Slot>>,
     tasks: Mutex<JoinSet<()>>,
     limits: Limits,
@@ -97,12 +108,18 @@ impl Streams {
             .map_err(|e| Error::Start(e.to_string()))?;
         let streams = Arc::new(Self {
             control,
+            direct: DirectSlot::default(),
             links: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
             limits,
         });
         streams.spawn(accept(incoming, Arc::downgrade(&streams), events));
         Ok(streams)
+    }
+
+    /// Sets the answerer of requests that need no task of their own.
+    pub(crate) fn answer_directly(&self, direct: Arc<Direct>) {
+        *self.direct.write().unwrap_or_else(PoisonError::into_inner) = Some(direct);
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
@@ -293,13 +310,20 @@ async fn accept(
             return;
         };
         let limits = streams.limits;
-        streams.spawn(serve(peer, stream, events.clone(), limits));
+        let direct = streams.direct.clone();
+        streams.spawn(serve(peer, stream, events.clone(), direct, limits));
     }
 }
 
 /// Reads a peer's requests (while fewer than the window are unanswered),
 /// hands each to the node with a [`Reply`], and writes the answers back.
-async fn serve(peer: PeerId, stream: Stream, events: mpsc::Sender<NetEvent>, limits: Limits) {
+async fn serve(
+    peer: PeerId,
+    stream: Stream,
+    events: mpsc::Sender<NetEvent>,
+    direct: DirectSlot,
+    limits: Limits,
+) {
     let (mut reader, writer) = stream.split();
     // Each queued answer holds its window slot: at most `window` queue.
     let (out, frames) = mpsc::channel(limits.window);
@@ -320,6 +344,17 @@ async fn serve(peer: PeerId, stream: Stream, events: mpsc::Sender<NetEvent>, lim
                 out: out.clone(),
                 max: limits.max_response,
                 permit: Some(permit),
+            };
+            let answerer = direct
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let left = match answerer {
+                Some(answer) => answer(peer, request, reply),
+                None => Some((request, reply)),
+            };
+            let Some((request, reply)) = left else {
+                continue;
             };
             if let Err(e) = events.try_send(NetEvent::Request {
                 peer,

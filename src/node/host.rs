@@ -18,7 +18,9 @@ use orb_functions::{
     Runtime, Seed,
 };
 use orb_ledger::PublicKey;
-use orb_net::{Announcement, FunctionLoad, Invoke, Load, NameRecord, PeerId, Request, Response};
+use orb_net::{
+    Announcement, FunctionLoad, Invoke, Load, NameRecord, PeerId, Reply, Request, Response,
+};
 use tracing::{debug, info, warn};
 
 use super::{Node, own_row};
@@ -301,12 +303,14 @@ impl Host {
         }
     }
 
-    /// Runs a call on the pool.
-    pub(crate) async fn call(
+    /// Hands a call to the pool; `done` gets its result on the executor
+    /// thread that ran it.
+    fn submit(
         &self,
         function: Function,
         invoke: &Invoke,
-    ) -> Result<Outcome, FnError> {
+        done: impl FnOnce(Result<Outcome, FnError>) + Send + 'static,
+    ) -> Result<(), FnError> {
         let mut limits = Limits::default();
         if let Some(fuel) = invoke.fuel {
             limits.fuel = limits.fuel.min(fuel);
@@ -316,19 +320,30 @@ impl Host {
             seed: Seed::derive(&invoke.invocation.to_be_bytes()),
             ..CallOptions::default()
         };
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let in_flight = self.in_flight.clone();
         in_flight.fetch_add(1, Ordering::Relaxed);
         let submitted = self
             .executor
             .submit(function, invoke.input.clone(), opts, move |result| {
                 in_flight.fetch_sub(1, Ordering::Relaxed);
-                let _ = tx.send(result);
+                done(result);
             });
-        if let Err(e) = submitted {
+        if submitted.is_err() {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
-            return Err(e);
         }
+        submitted
+    }
+
+    /// Runs a call on the pool.
+    pub(crate) async fn call(
+        &self,
+        function: Function,
+        invoke: &Invoke,
+    ) -> Result<Outcome, FnError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(function, invoke, move |result| {
+            let _ = tx.send(result);
+        })?;
         rx.await
             .map_err(|_| FnError::Runtime("executor dropped the call".into()))?
     }
@@ -346,6 +361,20 @@ impl Host {
         };
         let started = Instant::now();
         let result = self.call(function, invoke).await;
+        self.response(node, invoke, invoker, started, result)
+    }
+
+    /// What a call that ended answers: the call is counted in the load
+    /// window, the output corrupted in byzantine mode, and on a ledger the
+    /// receipt signed.
+    fn response(
+        &self,
+        node: &Node,
+        invoke: &Invoke,
+        invoker: Option<PublicKey>,
+        started: Instant,
+        result: Result<Outcome, FnError>,
+    ) -> Response {
         if !matches!(result, Err(FnError::Busy { .. })) {
             let busy = result
                 .as_ref()
@@ -379,17 +408,24 @@ impl Host {
         }
     }
 
+    /// Who pays for `peer`'s call: nobody without a ledger, the peer's key
+    /// if it has credits; else why the call is refused.
+    fn invoker(node: &Node, peer: &PeerId) -> Result<Option<PublicKey>, String> {
+        match (&node.ledger, super::ledger::key_of(peer)) {
+            (None, _) => Ok(None),
+            (Some(ledger), Some(invoker)) if ledger.can_pay(&invoker) => Ok(Some(invoker)),
+            (Some(_), _) => Err(format!(
+                "the invoking node {peer} has no credits on this ledger"
+            )),
+        }
+    }
+
     /// Answers a peer's request.
     pub(crate) async fn answer(&self, node: &Node, peer: PeerId, request: Request) -> Response {
         match request {
-            Request::Invoke(invoke) => match (&node.ledger, super::ledger::key_of(&peer)) {
-                (None, _) => self.run(node, &invoke, None).await,
-                (Some(ledger), Some(invoker)) if ledger.can_pay(&invoker) => {
-                    self.run(node, &invoke, Some(invoker)).await
-                }
-                (Some(_), _) => Response::Refused(format!(
-                    "the invoking node {peer} has no credits on this ledger"
-                )),
+            Request::Invoke(invoke) => match Self::invoker(node, &peer) {
+                Ok(invoker) => self.run(node, &invoke, invoker).await,
+                Err(why) => Response::Refused(why),
             },
             Request::FetchModule { function } => match self.store.get(function) {
                 Ok(bytes) => Response::Module(bytes),
@@ -422,6 +458,44 @@ impl Host {
                     },
                 }
             }
+        }
+    }
+}
+
+/// Answers a peer's invoke with no task of its own: the call goes to the
+/// pool from where the request was read, and the executor thread that runs
+/// it signs the receipt and sends the answer to the peer's stream.
+pub(crate) fn answer_invoke_now(node: &Arc<Node>, peer: PeerId, invoke: Invoke, reply: Reply) {
+    let host = &node.host;
+    let invoker = match Host::invoker(node, &peer) {
+        Ok(invoker) => invoker,
+        Err(why) => {
+            reply.send(Response::Refused(why));
+            return;
+        }
+    };
+    let Some(function) = host.function(&invoke.function) else {
+        reply.send(Response::NotHosted);
+        return;
+    };
+    let started = Instant::now();
+    // The reply goes to the executor with the call, or answers here when
+    // the pool refuses it.
+    let reply = Arc::new(Mutex::new(Some(reply)));
+    let invoke = Arc::new(invoke);
+    let (answer, running, call) = (reply.clone(), node.clone(), invoke.clone());
+    let submitted = host.submit(function, &invoke, move |result| {
+        let response = running
+            .host
+            .response(&running, &call, invoker, started, result);
+        if let Some(reply) = answer.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            reply.send(response);
+        }
+    });
+    if let Err(e) = submitted {
+        let response = host.response(node, &invoke, invoker, started, Err(e));
+        if let Some(reply) = reply.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            reply.send(response);
         }
     }
 }

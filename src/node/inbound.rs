@@ -1,5 +1,8 @@
 //! What peers send the node: requests and announcements, from `orb-net`'s
-//! bounded event channel.
+//! bounded event channel. (A peer's call does not come this way: it goes
+//! to the executor from where its stream is read, see
+//! [`host::answer_invoke_now`]; the executor's bounded queue answers
+//! "busy" when full.)
 //!
 //! One task reads the channel until the node is cancelled. Announcements
 //! are fed in order, on that task, to the routing dataflow, the scaler or

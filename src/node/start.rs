@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use orb_engine::start_routing;
 use orb_functions::{Executor, ModuleStore, Runtime, RuntimeConfig};
-use orb_net::{Multiaddr, NetConfig, PeerStore};
+use orb_net::{Multiaddr, NetConfig, PeerStore, Request};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -146,6 +146,18 @@ impl Node {
         // Functions hosted before a restart are hosted again.
         node.host.restore(&node).await;
 
+        // A peer's call goes to the executor from where it is read; the
+        // rest of its requests come through `inbound`.
+        let direct = Arc::downgrade(&node);
+        net.answer_directly(Arc::new(move |peer, request, reply| {
+            match (direct.upgrade(), request) {
+                (Some(node), Request::Invoke(invoke)) if !node.tasks.token().is_cancelled() => {
+                    host::answer_invoke_now(&node, peer, invoke, reply);
+                    None
+                }
+                (_, request) => Some((request, reply)),
+            }
+        }));
         tasks.spawn(inbound::serve(
             node.clone(),
             events,
