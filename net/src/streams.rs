@@ -17,9 +17,10 @@
 //!   every request in flight on it fails with [`Error::Request`] and the
 //!   caller reroutes; the next request opens a new stream, over whatever
 //!   connection the swarm has (direct or relayed).
-//! - **No extra hops**: the caller encodes its frame and waits on a oneshot;
-//!   one task per stream writes frames (every frame queued, in one write)
-//!   and reads answers; an answer ([`Reply::send`]) is encoded by whoever
+//! - **No extra hops**: the caller encodes and writes its own frame, then
+//!   waits on a oneshot; one task per stream reads the answers. On the
+//!   answering side one task per stream reads requests and writes answers
+//!   (every answer queued, in one write); an answer ([`Reply::send`]) is encoded by whoever
 //!   has it and goes straight to the stream's writer. A node may answer
 //!   some requests where they are read ([`Direct`]: a call is handed to its
 //!   executor thread there, and that thread sends the answer). The event
@@ -30,11 +31,12 @@
 //! handle aborts them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use futures::future::{Either, select};
+use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -82,9 +84,11 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
 
 /// One open stream to a peer.
 struct Link {
-    /// Encoded frames for the stream's writer: at most one per window
-    /// slot, each slot held by its caller until the answer.
-    out: mpsc::Sender<Vec<u8>>,
+    /// The stream's write half: each caller writes its own frame (no task
+    /// in between).
+    writer: tokio::sync::Mutex<WriteHalf<Stream>>,
+    /// The stream failed (its reader ended, or a write did not finish).
+    closed: AtomicBool,
     window: Arc<Semaphore>,
     /// Who waits for which id.
     pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
@@ -150,7 +154,25 @@ impl Streams {
         let (tx, rx) = oneshot::channel();
         lock(&link.pending).insert(id, tx);
         let _waiting = Waiting { link: &link, id };
-        if link.out.try_send(frame).is_err() {
+        {
+            let mut writer = link.writer.lock().await;
+            // A write cut off half way (its caller dropped) leaves the
+            // stream unreadable: the link counts as closed until the write
+            // is whole.
+            let unfinished = Unfinished(&link.closed);
+            if unfinished.was_closed() {
+                return Err(failed("the stream closed".into()));
+            }
+            if let Err(e) = writer.write_all(&frame).await {
+                return Err(failed(e.to_string()));
+            }
+            if let Err(e) = writer.flush().await {
+                return Err(failed(e.to_string()));
+            }
+            unfinished.done();
+        }
+        // The reader may have ended meanwhile, after failing the waiters.
+        if link.closed.load(Ordering::Acquire) {
             return Err(failed("the stream closed".into()));
         }
         match tokio::time::timeout(self.limits.timeout, rx).await {
@@ -165,7 +187,7 @@ impl Streams {
         let slot = lock(&self.links).entry(peer).or_default().clone();
         let mut slot = slot.lock().await;
         if let Some(link) = slot.as_ref()
-            && !link.out.is_closed()
+            && !link.closed.load(Ordering::Acquire)
         {
             return Ok(link.clone());
         }
@@ -190,17 +212,17 @@ impl Streams {
                 });
             }
         };
-        let (out, frames) = mpsc::channel(self.limits.window);
+        let (reader, writer) = stream.split();
         let link = Arc::new(Link {
-            out,
+            writer: tokio::sync::Mutex::new(writer),
+            closed: AtomicBool::new(false),
             window: Arc::new(Semaphore::new(self.limits.window)),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
         });
-        self.spawn(run_link(
+        self.spawn(read_answers(
             peer,
-            stream,
-            frames,
+            reader,
             link.clone(),
             self.limits.max_response,
         ));
@@ -222,35 +244,48 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Writes our requests to `peer` and hands each answer to its waiter,
-/// until the stream fails; then every waiter left learns it closed.
-async fn run_link(
+/// Marks a link closed unless [`Unfinished::done`] says its write ended.
+struct Unfinished<'a>(&'a AtomicBool);
+
+impl Unfinished<'_> {
+    /// Whether the link was closed before this write.
+    fn was_closed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn done(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Hands each answer from `peer` to its waiter until the stream fails;
+/// then the link is closed and every waiter left learns it.
+async fn read_answers(
     peer: PeerId,
-    stream: Stream,
-    frames: mpsc::Receiver<Vec<u8>>,
+    mut reader: ReadHalf<Stream>,
     link: Arc<Link>,
     max_response: usize,
 ) {
-    let (mut reader, writer) = stream.split();
-    let answers = async {
-        let mut buf = Vec::new();
-        loop {
-            let (id, response): (u64, Response) =
-                match read_frame_into(&mut reader, &mut buf, max_response).await {
-                    Ok(frame) => frame,
-                    Err(e) => return e,
-                };
-            if let Some(waiter) = lock(&link.pending).remove(&id) {
-                let _ = waiter.send(response);
-            }
+    let mut buf = Vec::new();
+    let ended = loop {
+        let (id, response): (u64, Response) =
+            match read_frame_into(&mut reader, &mut buf, max_response).await {
+                Ok(frame) => frame,
+                Err(e) => break e,
+            };
+        if let Some(waiter) = lock(&link.pending).remove(&id) {
+            let _ = waiter.send(response);
         }
     };
-    let ended = match select(Box::pin(answers), Box::pin(write_frames(writer, frames))).await {
-        Either::Left((e, _)) | Either::Right((e, _)) => e,
-    };
     debug!(%peer, "request stream ended: {ended}");
-    // The receiver is gone (so no request is queued from now on): fail
-    // those that were.
+    // Closed first, so that a request written from now on sees it.
+    link.closed.store(true, Ordering::Release);
     lock(&link.pending).clear();
 }
 

@@ -302,6 +302,10 @@ pub struct Config {
     pub liveness: Liveness,
     /// How long a round lasts under [`Liveness::Timeout`].
     pub round_timeout: Duration,
+    /// With no commit and no sync for this long, a replica asks a member
+    /// for blocks past its head (a node back from a crash after the last
+    /// block learns it this way when nothing else happens).
+    pub idle_sync: Duration,
 }
 
 impl Default for Config {
@@ -316,6 +320,7 @@ impl Default for Config {
             claim_every: Duration::from_secs(3),
             bench_for: Duration::from_secs(10),
             retry: Duration::from_secs(1),
+            idle_sync: Duration::from_secs(5),
             liveness: Liveness::TieBreak,
             round_timeout: Duration::from_secs(1),
         }

@@ -686,6 +686,19 @@ impl Replica {
                     &mut self.outbox,
                 ))));
         }
+        if self.behind.is_none()
+            && now.saturating_sub(self.last_sync.unwrap_or_default().max(self.last_commit))
+                >= self.config.idle_sync
+        {
+            let others: Vec<PublicKey> = self
+                .committee
+                .members()
+                .iter()
+                .filter(|m| **m != self.me)
+                .copied()
+                .collect();
+            self.behind = others.choose(&mut self.rng).copied();
+        }
         if let Some(peer) = self.behind.take()
             && self
                 .last_sync

@@ -353,6 +353,35 @@ fn the_proposer_sends_its_candidate_with_its_first_poll_and_a_member_without_it_
 }
 
 #[test]
+fn an_idle_replica_asks_a_member_for_blocks_past_its_head() {
+    let (c, _) = committee(5);
+    let mut r = replica(&c, 0, config());
+    let syncs = |ready: &Ready| -> Vec<(u64, PublicKey)> {
+        ready
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Sync { from, peer } => Some((*from, *peer)),
+                _ => None,
+            })
+            .collect()
+    };
+    let idle = config().idle_sync;
+    r.step(Input::Tick, idle - TICK);
+    assert!(syncs(&r.ready()).is_empty());
+    r.step(Input::Tick, idle);
+    let asked = syncs(&r.ready());
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].0, 1, "the first height it lacks");
+    assert_ne!(asked[0].1, c.keys[0].public(), "another member");
+    // Not again until it has been idle that long once more.
+    r.step(Input::Tick, idle + TICK);
+    assert!(syncs(&r.ready()).is_empty());
+    r.step(Input::Tick, idle * 2);
+    assert_eq!(syncs(&r.ready()).len(), 1);
+}
+
+#[test]
 fn a_proposer_ranked_later_stays_silent_once_a_candidate_exists() {
     let (c, invoker) = committee(5);
     let prev = c.chain();
