@@ -128,14 +128,27 @@ impl LedgerStart {
         let parked = pending.clone();
         let (consensus, thread) =
             start_consensus(chain, key.clone(), config, move |action: Message| {
+                // An answer goes to the asker's stream from the consensus
+                // thread itself; the rest is carried out by the actor.
+                let action = match action {
+                    Message::Answer { id, vote } => {
+                        if let Some(reply) = take(&parked, id) {
+                            reply.send(Response::Vote(vote));
+                        }
+                        return;
+                    }
+                    Message::AnswerBlock { id, block } => {
+                        if let Some(reply) = take(&parked, id) {
+                            reply.send(Response::Block(block.map(|b| Box::new((*b).clone()))));
+                        }
+                        return;
+                    }
+                    other => other,
+                };
                 if let Err(e) = actions.try_send(action) {
                     let full = matches!(e, mpsc::error::TrySendError::Full(_));
                     let action = e.into_inner();
                     debug!(full, "consensus action dropped: {}", kind(&action));
-                    if let Message::Answer { id, .. } | Message::AnswerBlock { id, .. } = action {
-                        // The peer's request fails now rather than never.
-                        take(&parked, id);
-                    }
                 }
             })?;
         let ticker = consensus.clone();
@@ -151,7 +164,6 @@ impl LedgerStart {
         let actor = Actor {
             net,
             consensus: consensus.clone(),
-            pending: pending.clone(),
         };
         tasks.spawn(act_until_cancelled(actor, queued, tasks.token().clone()));
         let ledger = Arc::new(Ledger {
@@ -173,6 +185,25 @@ impl Ledger {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, channel);
         id
+    }
+
+    /// Hands a peer's query to consensus from where it was read, without
+    /// waiting: the consensus thread answers it. A query from a peer whose
+    /// id holds no Ed25519 key is not asked by any member and is refused;
+    /// one that finds consensus's queue full is answered "busy" (no vote).
+    pub(crate) fn answer_query_now(&self, peer: PeerId, query: orb_net::Query, reply: Reply) {
+        let Some(from) = key_of(&peer) else {
+            reply.send(Response::Refused("no ledger key in that peer id".into()));
+            return;
+        };
+        let id = self.park(reply);
+        if !self
+            .consensus
+            .try_send(ConsensusInput::Query { id, from, query })
+            && let Some(reply) = take(&self.pending, id)
+        {
+            reply.send(Response::Busy);
+        }
     }
 
     /// Handles a ledger request from `peer`; gives the channel back when
@@ -341,14 +372,9 @@ fn take(pending: &Pending, id: u64) -> Option<Reply> {
 struct Actor {
     net: Net,
     consensus: Consensus,
-    pending: Pending,
 }
 
 impl Actor {
-    fn take(&self, id: u64) -> Option<Reply> {
-        take(&self.pending, id)
-    }
-
     async fn feed(&self, input: ConsensusInput) {
         let _ = self.consensus.send(input).await;
     }
@@ -392,17 +418,8 @@ impl Actor {
                 });
                 futures::future::join_all(asks).await;
             }
-            Message::Answer { id, vote } => {
-                if let Some(ch) = self.take(id) {
-                    ch.send(Response::Vote(vote));
-                }
-            }
-            Message::AnswerBlock { id, block } => {
-                if let Some(ch) = self.take(id) {
-                    let block = block.map(|b| Box::new((*b).clone()));
-                    ch.send(Response::Block(block));
-                }
-            }
+            // Sent on the consensus thread (see `LedgerStart::start`).
+            Message::Answer { .. } | Message::AnswerBlock { .. } => {}
             Message::Gossip(g) => {
                 let a = match g {
                     Gossip::Claim(c) => Announcement::Claim(c),

@@ -146,13 +146,21 @@ impl Node {
         // Functions hosted before a restart are hosted again.
         node.host.restore(&node).await;
 
-        // A peer's call goes to the executor from where it is read; the
-        // rest of its requests come through `inbound`.
+        // A peer's call goes to the executor, and its Snowball query to
+        // consensus, from where it is read; the rest of its requests come
+        // through `inbound`.
         let direct = Arc::downgrade(&node);
         net.answer_directly(Arc::new(move |peer, request, reply| {
             match (direct.upgrade(), request) {
                 (Some(node), Request::Invoke(invoke)) if !node.tasks.token().is_cancelled() => {
                     host::answer_invoke_now(&node, peer, invoke, reply);
+                    None
+                }
+                // A Snowball query goes straight to consensus.
+                (Some(node), Request::Query(query)) if node.ledger.is_some() => {
+                    if let Some(ledger) = &node.ledger {
+                        ledger.answer_query_now(peer, query, reply);
+                    }
                     None
                 }
                 (_, request) => Some((request, reply)),
