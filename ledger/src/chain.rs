@@ -329,13 +329,7 @@ impl<S: LedgerStore> Chain<S> {
     /// against this same state): only its link to the head is checked
     /// again, then it is written durably.
     pub fn commit_checked(&mut self, block: &Block, effects: &Effects) -> Result<(), ChainError> {
-        let height = self.state.height + 1;
-        block
-            .check_links(&self.id, height, &self.state.head)
-            .map_err(|reason| ChainError::Invalid { height, reason })?;
-        self.commit(block, effects)?;
-        self.state.apply(block, effects);
-        Ok(())
+        self.commit_checked_all(&[(block, effects)])
     }
 
     /// Appends blocks the caller already checked in full, in order, each

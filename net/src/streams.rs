@@ -289,27 +289,27 @@ async fn read_answers(
     lock(&link.pending).clear();
 }
 
-/// Writes every queued frame in one write, then flushes; returns the
-/// error that ends the stream. What a frame carries beside its bytes (a
-/// window slot) is released once it is written.
-async fn write_frames<F: AsRef<[u8]>>(
+/// Writes every queued answer in one write, then flushes; returns the
+/// error that ends the stream. An answer's window slot is released once
+/// it is written.
+async fn write_answers(
     mut writer: impl AsyncWrite + Unpin,
-    mut frames: mpsc::Receiver<F>,
+    mut frames: mpsc::Receiver<Answer>,
 ) -> std::io::Error {
     let mut buf = Vec::new();
     let mut batch = Vec::new();
     while let Some(frame) = frames.recv().await {
         batch.push(frame);
-        let mut len = batch[0].as_ref().len();
+        let mut len = batch[0].frame.len();
         while len < BATCH
             && let Ok(frame) = frames.try_recv()
         {
-            len += frame.as_ref().len();
+            len += frame.frame.len();
             batch.push(frame);
         }
         buf.clear();
         for frame in &batch {
-            buf.extend_from_slice(frame.as_ref());
+            buf.extend_from_slice(&frame.frame);
         }
         if let Err(e) = writer.write_all(&buf).await {
             return e;
@@ -326,12 +326,6 @@ async fn write_frames<F: AsRef<[u8]>>(
 struct Answer {
     frame: Vec<u8>,
     _slot: OwnedSemaphorePermit,
-}
-
-impl AsRef<[u8]> for Answer {
-    fn as_ref(&self) -> &[u8] {
-        &self.frame
-    }
 }
 
 /// Serves each stream a peer opens to us, on its own task.
@@ -409,7 +403,7 @@ async fn serve(
             }
         }
     };
-    let ended = match select(Box::pin(requests), Box::pin(write_frames(writer, frames))).await {
+    let ended = match select(Box::pin(requests), Box::pin(write_answers(writer, frames))).await {
         Either::Left((e, _)) | Either::Right((e, _)) => e,
     };
     debug!(%peer, "peer's request stream ended: {ended}");
