@@ -119,6 +119,9 @@ pub(crate) struct SimArgs {
     /// How long a member gathers candidates before taking a preference.
     #[arg(long, value_name = "DURATION", default_value = "100ms")]
     gather: String,
+    /// Polls a member keeps in flight at once (1: one after another).
+    #[arg(long, value_name = "N", default_value_t = Config::default().polls_in_flight)]
+    polls_in_flight: usize,
     /// Give up after this much simulated time (default: 30 s a height).
     #[arg(long, value_name = "DURATION")]
     max_time: Option<String>,
@@ -146,6 +149,9 @@ fn setup(a: &SimArgs) -> Result<Setup, CliError> {
             "--loss {}: must be at least 0 and below 1",
             a.loss
         )));
+    }
+    if a.polls_in_flight == 0 {
+        return Err(usage("--polls-in-flight 0: at least one poll must go out"));
     }
     if a.nodes < a.slots as usize {
         return Err(usage(format!(
@@ -198,6 +204,7 @@ fn setup(a: &SimArgs) -> Result<Setup, CliError> {
         round_timeout,
         proposer_step,
         gather,
+        polls_in_flight: a.polls_in_flight,
         ..Config::default()
     };
     // Difficulty so that the whole network finds about one claim per slot
@@ -372,6 +379,7 @@ fn reproduce(a: &SimArgs) -> String {
         round_timeout: "1s".into(),
         proposer_step: "400ms".into(),
         gather: "100ms".into(),
+        polls_in_flight: Config::default().polls_in_flight,
         max_time: None,
         audit: 4,
         json: false,
@@ -402,6 +410,7 @@ fn reproduce(a: &SimArgs) -> String {
     flag!(round_timeout, "round-timeout");
     flag!(proposer_step, "proposer-step");
     flag!(gather, "gather");
+    flag!(polls_in_flight, "polls-in-flight");
     if let Some(b) = a.behaviour {
         cmd.push_str(&format!(" --behaviour {}", format!("{b:?}").to_lowercase()));
     }

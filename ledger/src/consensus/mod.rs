@@ -15,10 +15,12 @@
 //!
 //! Per height: members with settlements propose in lottery order
 //! ([`lottery`]); after a short gathering window a member prefers the
-//! candidate with the smallest ticket and polls k sampled members at once
-//! ([`round`]: each poll closes as soon as its outcome is settled, and the
-//! next starts at once); β consecutive polls of α_confidence signed votes
-//! decide, and those polls are the block's finality evidence. Members that
+//! candidate with the smallest ticket and polls k sampled members at once,
+//! with several polls in flight ([`round`]: each poll closes as soon as its
+//! outcome is settled, outcomes are recorded in the order the polls went
+//! out, and a new poll starts as each one closes); β consecutive polls of
+//! α_confidence signed votes decide, and those polls are the block's
+//! finality evidence. Members that
 //! stop answering are benched, members whose claims lapse are dropped,
 //! equivocators are excluded ([`committee`]). Nodes outside the committee
 //! do not poll: they take committed blocks (checked in full, evidence
@@ -286,6 +288,11 @@ pub struct Config {
     pub gather: Duration,
     /// A poll is closed with the answers it has after this long.
     pub poll_timeout: Duration,
+    /// Polls a member keeps in flight at once (avalanchego's concurrent
+    /// polls): each samples k members for the preference it had when it
+    /// went out, and their outcomes are recorded in the order they went
+    /// out, so β confident polls take about β / this many round trips.
+    pub polls_in_flight: usize,
     /// How long each proposer waits for the ones ranked before it.
     pub proposer_step: Duration,
     /// Most settlements waiting in the mempool.
@@ -314,6 +321,7 @@ impl Default for Config {
             block_interval: Duration::from_millis(500),
             gather: Duration::from_millis(100),
             poll_timeout: Duration::from_secs(2),
+            polls_in_flight: 4,
             proposer_step: Duration::from_millis(400),
             max_mempool: 200_000,
             mine_tries: 8 << 12,

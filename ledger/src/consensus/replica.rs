@@ -377,7 +377,7 @@ impl Replica {
         // Any answer, even to a poll closed without waiting for it, shows
         // the member is there.
         self.committee.answered(&from);
-        let Some(poll) = self.round.poll.as_mut().filter(|p| p.round == round) else {
+        let Some(poll) = self.round.polls.iter_mut().find(|p| p.round == round) else {
             return;
         };
         if !poll.asked(&from) {
@@ -416,23 +416,23 @@ impl Replica {
         for pair in caught {
             self.excluded(pair, true);
         }
-        if self.poll_settled() {
-            self.close_poll(now, false);
-        }
+        self.close_polls(now);
     }
 
-    /// Whether the open poll's outcome is settled, counting only votes
-    /// whose signatures hold (checked now, in one batch, if the unchecked
-    /// count says it is).
-    fn poll_settled(&mut self) -> bool {
-        let Some(poll) = self.round.poll.as_mut() else {
-            return false;
-        };
+    /// Whether the oldest poll in flight can be closed: its outcome is
+    /// settled, counting only votes whose signatures hold (checked now, in
+    /// one batch, if the unchecked count says it is), or its time ran out
+    /// (`Some(true)`).
+    fn oldest_closes(&mut self, now: Duration) -> Option<bool> {
+        let poll = self.round.polls.front_mut()?;
+        if poll.expired(now, self.config.poll_timeout) {
+            return Some(true);
+        }
         if !poll.done(&self.params) {
-            return false;
+            return None;
         }
         poll.check_signatures(&self.verifier);
-        poll.done(&self.params)
+        poll.done(&self.params).then_some(false)
     }
 
     /// Records an equivocation: the voter is excluded here, kept for the
@@ -455,33 +455,45 @@ impl Replica {
 
     // ---- polls and decisions ----------------------------------------------
 
-    /// Closes the open poll; only a poll that ran out of time holds its
-    /// silence against the members that did not answer (one closed early
-    /// simply did not wait for them).
-    fn close_poll(&mut self, now: Duration, timed_out: bool) {
-        let Some(poll) = self.round.poll.take() else {
-            return;
-        };
-        let round = poll.round;
-        if timed_out {
-            for k in poll.silent() {
-                self.committee.missed(k, now);
+    /// Closes the polls that can be, oldest first, recording each outcome
+    /// in the order the polls went out (a later poll that settled first
+    /// waits for the ones before it); then decides if it can and sends new
+    /// polls for the ones closed. Only a poll that ran out of time holds
+    /// its silence against the members that did not answer (one closed
+    /// early simply did not wait for them).
+    fn close_polls(&mut self, now: Duration) {
+        let height = self.round.height;
+        let mut closed = false;
+        while let Some(timed_out) = self.oldest_closes(now) {
+            let poll = self.round.polls.pop_front().expect("the oldest closes");
+            closed = true;
+            let round = poll.round;
+            if timed_out {
+                for k in poll.silent() {
+                    self.committee.missed(k, now);
+                }
+            }
+            // Votes of members excluded meanwhile do not count.
+            let votes: Vec<Vote> = poll
+                .close(&self.verifier)
+                .into_iter()
+                .filter(|v| self.committee.standing(&v.body.voter, now) != Standing::Excluded)
+                .collect();
+            let answers: Vec<Digest> = votes.iter().map(|v| v.body.block).collect();
+            self.round.record(round, &answers, votes);
+            if self.config.liveness == Liveness::TieBreak {
+                self.break_tie(&answers);
+            }
+            self.try_decide(now);
+            if self.round.height != height {
+                // Committed: the polls left were for the height decided.
+                return;
             }
         }
-        // Votes of members excluded meanwhile do not count.
-        let votes: Vec<Vote> = poll
-            .close(&self.verifier)
-            .into_iter()
-            .filter(|v| self.committee.standing(&v.body.voter, now) != Standing::Excluded)
-            .collect();
-        let answers: Vec<Digest> = votes.iter().map(|v| v.body.block).collect();
-        self.round.record(round, &answers, votes);
-        if self.config.liveness == Liveness::TieBreak {
-            self.break_tie(&answers);
+        if closed {
+            // Event-driven: new polls go out as soon as earlier ones closed.
+            self.poll(now);
         }
-        self.try_decide(now);
-        // Event-driven: the next poll goes out as soon as this one closed.
-        self.poll(now);
     }
 
     /// A split no sample can break (no block reached α_preference): lean
@@ -718,14 +730,10 @@ impl Replica {
         if self.config.liveness == Liveness::Timeout {
             self.round_timeout(now);
         }
-        let r = &mut self.round;
-        let timeout = self.config.poll_timeout;
-        if let Some(p) = &r.poll {
-            let timed_out = now.saturating_sub(p.sent) > timeout;
-            if timed_out || self.poll_settled() {
-                self.close_poll(now, timed_out);
-                return;
-            }
+        let height = self.round.height;
+        self.close_polls(now);
+        if self.round.height != height {
+            return;
         }
         self.try_decide(now);
         self.poll(now);
@@ -859,17 +867,27 @@ impl Replica {
         self.on_proposal(block, now);
     }
 
+    /// Sends polls until [`Config::polls_in_flight`] are in flight.
     fn poll(&mut self, now: Duration) {
-        if self.round.poll.is_some() || !self.is_member() {
-            return;
+        while self.round.polls.len() < self.config.polls_in_flight.max(1) {
+            if !self.poll_once(now) {
+                return;
+            }
+        }
+    }
+
+    /// Sends one poll; whether it did.
+    fn poll_once(&mut self, now: Duration) -> bool {
+        if !self.is_member() {
+            return false;
         }
         let Some(sb) = &self.round.snowball else {
-            return;
+            return false;
         };
         let value = *sb.decided().unwrap_or(sb.preference());
         let members = self.committee.sampled(now);
         if members.len() < self.params.alpha_confidence() {
-            return;
+            return false;
         }
         let peers: Vec<PublicKey> = members
             .sample(&mut self.rng, self.params.k().min(members.len()))
@@ -889,18 +907,19 @@ impl Replica {
         for p in benched {
             poll.no_vote(p);
         }
-        self.round.poll = Some(poll);
-        // Our own proposal goes with our first poll that prefers it.
-        let candidate = if self.round.candidate_sent {
-            None
-        } else {
-            self.round
-                .candidates
-                .get(&value)
-                .filter(|b| b.header.proposer.key == self.me)
-                .cloned()
-        };
-        self.round.candidate_sent |= candidate.is_some();
+        self.round.polls.push_back(poll);
+        // Our own proposal goes with each poll that prefers it and asks a
+        // member not sent it yet.
+        let candidate = self
+            .round
+            .candidates
+            .get(&value)
+            .filter(|b| b.header.proposer.key == self.me)
+            .filter(|_| asked.iter().any(|p| !self.round.candidate_to.contains(p)))
+            .cloned();
+        if candidate.is_some() {
+            self.round.candidate_to.extend(asked.iter().copied());
+        }
         self.out.messages.push(Message::Query {
             query: Query {
                 chain: self.id,
@@ -914,6 +933,7 @@ impl Replica {
         // A poll settled already (every member sampled is benched, or it
         // sampled only itself) is closed by the next tick, not here: the
         // next poll would start at once, and so on without end.
+        true
     }
 }
 

@@ -7,7 +7,7 @@
 //! timeout passed. Closing on the outcome rather than on the slowest
 //! answer is what keeps a silent member from costing every poll a timeout.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,6 +140,11 @@ impl OpenPoll {
             || (top >= params.alpha_preference() && top + outstanding < params.alpha_confidence())
     }
 
+    /// Whether it ran out of time at `now`.
+    pub(crate) fn expired(&self, now: Duration, timeout: Duration) -> bool {
+        now.saturating_sub(self.sent) > timeout
+    }
+
     /// Members asked that have not answered.
     pub(crate) fn silent(&self) -> impl Iterator<Item = &PublicKey> {
         self.asked.difference(&self.answered)
@@ -160,12 +165,14 @@ pub(crate) struct Round {
     /// When this replica saw the first candidate.
     pub(crate) first_seen: Option<Duration>,
     pub(crate) proposed: bool,
-    /// This replica's proposal went out with one of its polls.
-    pub(crate) candidate_sent: bool,
+    /// Members this replica's proposal went to with one of its polls.
+    pub(crate) candidate_to: BTreeSet<PublicKey>,
     pub(crate) snowball: Option<Snowball<Digest>>,
     /// When the preference was taken, or the last round timeout moved on.
     pub(crate) round_started: Option<Duration>,
-    pub(crate) poll: Option<OpenPoll>,
+    /// The polls in flight, oldest first: their outcomes are recorded in
+    /// this order, whichever settles first.
+    pub(crate) polls: VecDeque<OpenPoll>,
     /// The current run of confident polls (Snowball's), with their votes:
     /// the last β of them are the finality evidence.
     pub(crate) streak: Vec<Poll>,
@@ -181,10 +188,10 @@ impl Round {
             candidates: BTreeMap::new(),
             first_seen: None,
             proposed: false,
-            candidate_sent: false,
+            candidate_to: BTreeSet::new(),
             snowball: None,
             round_started: None,
-            poll: None,
+            polls: VecDeque::new(),
             streak: Vec::new(),
             fetching: BTreeMap::new(),
             ready: None,

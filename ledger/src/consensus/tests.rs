@@ -18,8 +18,11 @@ use crate::vote::{Vote, VoteBody};
 
 const TICK: Duration = Duration::from_millis(25);
 
+/// One poll in flight: the tests of a poll's own rules count them one by
+/// one (several in flight have tests of their own).
 fn config() -> Config {
     Config {
+        polls_in_flight: 1,
         block_interval: Duration::ZERO,
         gather: Duration::from_millis(50),
         mine_tries: 0,
@@ -186,6 +189,71 @@ fn alpha_confident_polls_beta_times_in_a_row_decide_with_them_as_evidence() {
             assert_eq!(asked, polls.len(), "decided at the last poll");
         }
     }
+}
+
+#[test]
+fn several_polls_in_flight_are_recorded_in_the_order_they_went_out() {
+    let (c, invoker) = committee(5);
+    let first = ranked(&c, 0);
+    let me = c.keys[first].public();
+    let mut r = replica(
+        &c,
+        first,
+        Config {
+            polls_in_flight: 3,
+            ..config()
+        },
+    );
+    r.step(
+        Input::Settlements {
+            settlements: vec![single(&c.keys[(first + 1) % 5], &invoker, 3, 10)],
+            local: false,
+        },
+        Duration::ZERO,
+    );
+    r.step(Input::Tick, Duration::ZERO);
+    let mut open: VecDeque<(Query, Vec<PublicKey>)> = queries(&r.ready()).into();
+    assert_eq!(open.len(), 3, "three polls go out at once");
+    let block = open[0].0.block;
+    let confident = |r: &mut Replica, (q, peers): &(Query, Vec<PublicKey>)| {
+        for p in peers {
+            let votes = vec![vote(key_of(&c, p), q, me, block)];
+            r.step(
+                Input::Votes {
+                    from: *p,
+                    round: q.round,
+                    votes,
+                },
+                Duration::from_millis(1),
+            );
+        }
+    };
+    // The second and third settle first: nothing is recorded, no poll is
+    // sent, until the first (sent before them) is in.
+    let (a, b, c3) = (open[0].clone(), open[1].clone(), open[2].clone());
+    confident(&mut r, &b);
+    confident(&mut r, &c3);
+    assert!(queries(&r.ready()).is_empty(), "waits for the oldest");
+    confident(&mut r, &a);
+    let next = queries(&r.ready());
+    assert_eq!(next.len(), 3, "three closed, three new");
+    assert!(next.iter().all(|(q, _)| q.round > c3.0.round));
+    open = next.into();
+    // β = 6: three more confident polls decide, with six polls of
+    // evidence in the order they went out.
+    while let Some(p) = open.pop_front() {
+        confident(&mut r, &p);
+    }
+    let ready = r.ready();
+    let committed = ready.persist.first().expect("decided").block.clone();
+    let rounds: Vec<u64> = committed.evidence.polls.iter().map(|p| p.round).collect();
+    let mut sorted = rounds.clone();
+    sorted.sort_unstable();
+    assert_eq!(rounds, sorted);
+    assert_eq!(rounds.len(), 6);
+    committed
+        .check_evidence(&c.genesis)
+        .expect("the evidence checks");
 }
 
 #[test]
@@ -643,8 +711,10 @@ struct Wired {
 }
 
 impl Wired {
-    fn new(c: &Committee) -> Self {
-        let replicas: Vec<Replica> = (0..c.keys.len()).map(|i| replica(c, i, config())).collect();
+    fn new(c: &Committee, config: &Config) -> Self {
+        let replicas: Vec<Replica> = (0..c.keys.len())
+            .map(|i| replica(c, i, config.clone()))
+            .collect();
         let index = c
             .keys
             .iter()
@@ -724,12 +794,16 @@ impl Wired {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
-    /// However messages interleave, replicas that receive settlements at
-    /// different members commit the same block at every height.
+    /// However messages interleave, and with one poll or several in
+    /// flight, replicas that receive settlements at different members
+    /// commit the same block at every height.
     #[test]
-    fn replicas_agree_at_every_height_whatever_the_delivery_order(seed in any::<u64>()) {
+    fn replicas_agree_at_every_height_whatever_the_delivery_order(
+        seed in any::<u64>(),
+        in_flight in 1usize..=4,
+    ) {
         let (c, invoker) = committee(5);
-        let mut w = Wired::new(&c);
+        let mut w = Wired::new(&c, &Config { polls_in_flight: in_flight, ..config() });
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut now = Duration::ZERO;
         for inv in 0..4u128 {
