@@ -162,6 +162,51 @@ impl Drop for NodeProc {
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
+/// POSTs each body to `path` in turn on one HTTP/1.1 connection to `api`
+/// and returns the response bodies (each must be a 200 that keeps the
+/// connection open).
+fn posts_on_one_connection(api: &str, path: &str, bodies: &[&str]) -> Vec<String> {
+    use std::io::{Read, Write};
+    let addr = api.trim_start_matches("http://").trim_end_matches('/');
+    let stream = std::net::TcpStream::connect(addr).expect("connect to the API");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut out = Vec::new();
+    for body in bodies {
+        write!(
+            writer,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write request");
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("status line");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let mut length = None;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').expect("a header");
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse::<usize>().ok(),
+                "connection" => assert_ne!(value.trim(), "close", "the gateway closed"),
+                _ => {}
+            }
+        }
+        let mut answer = vec![0; length.expect("a sized body")];
+        reader.read_exact(&mut answer).expect("body");
+        out.push(String::from_utf8(answer).expect("utf-8"));
+    }
+    out
+}
+
 fn connected(n: u64) -> impl Fn(&Value) -> bool {
     move |s| s["connected"].as_u64().unwrap_or(0) >= n
 }
@@ -259,6 +304,10 @@ fn five_nodes_deploy_invoke_restart_and_reroute() {
     // And by id, with plain output.
     let out = nodes[caller].client(&["invoke", &id, "--input", "by id"]);
     assert_eq!(stdout(&out), "by id");
+
+    // The gateway keeps the connection: three calls on one socket.
+    let answers = posts_on_one_connection(&nodes[caller].api, "/fn/echo", &["one", "two", "three"]);
+    assert_eq!(answers, ["one", "two", "three"]);
 
     // What the caller knows now.
     let out = nodes[caller].client(&["ls", "--json"]);

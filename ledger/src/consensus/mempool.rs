@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::block::Block;
 use crate::genesis::Genesis;
 use crate::keys::{Digest, PublicKey};
 use crate::settlement::Settlement;
-use crate::state::State;
+use crate::state::{Effects, State};
 
 #[derive(Clone, Debug)]
 pub(crate) struct Mempool {
@@ -48,12 +49,28 @@ impl Mempool {
     }
 
     /// A block's worth: settlements in order while their invokers can pay,
-    /// one per invocation, at most the genesis' receipts.
-    pub(crate) fn take(&self, genesis: &Genesis, state: &State) -> Vec<Settlement> {
+    /// one per invocation, at most the genesis' receipts. With `after`, the
+    /// block goes on top of that block, not decided yet, whose `effects`
+    /// on `state` were computed: its invocations are left out and its
+    /// debits count as spent.
+    pub(crate) fn take(
+        &self,
+        genesis: &Genesis,
+        state: &State,
+        after: Option<(&Block, &Effects)>,
+    ) -> Vec<Settlement> {
         let mut out = Vec::new();
         let mut receipts = 0;
         let mut spent: HashMap<PublicKey, i128> = HashMap::new();
         let mut taken = HashSet::new();
+        if let Some((parent, effects)) = after {
+            for s in &parent.settlements {
+                taken.insert((s.body.invoker, s.body.invocation));
+            }
+            for (key, delta) in &effects.0 {
+                *spent.entry(*key).or_default() -= *delta;
+            }
+        }
         for s in self.waiting.values() {
             let n = s.body.receipts.len();
             if receipts + n > genesis.max_receipts as usize {

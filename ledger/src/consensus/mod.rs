@@ -321,7 +321,7 @@ impl Default for Config {
             block_interval: Duration::from_millis(500),
             gather: Duration::from_millis(100),
             poll_timeout: Duration::from_secs(2),
-            polls_in_flight: 4,
+            polls_in_flight: 8,
             proposer_step: Duration::from_millis(400),
             max_mempool: 200_000,
             mine_tries: 8 << 12,

@@ -60,6 +60,7 @@ pub struct Replica {
     behind: Option<PublicKey>,
     last_sync: Option<Duration>,
     finality: VecDeque<u64>,
+    pipelined: u64,
     durable: u64,
     out: Ready,
 }
@@ -116,6 +117,7 @@ impl Replica {
             behind: None,
             last_sync: None,
             finality: VecDeque::new(),
+            pipelined: 0,
             out: Ready::default(),
             config,
         }
@@ -172,6 +174,12 @@ impl Replica {
     /// Finality of recent blocks seen here, in microseconds.
     pub fn finality_us(&self) -> Vec<u64> {
         self.finality.iter().copied().collect()
+    }
+
+    /// Proposals this replica made for a height while the one before it
+    /// was still being decided.
+    pub fn pipelined(&self) -> u64 {
+        self.pipelined
     }
 
     /// Voters this replica excluded for equivocating (caught here, told
@@ -309,6 +317,9 @@ impl Replica {
             .and_then(|()| self.state.effects(&self.genesis, &block).map(drop));
         match checked {
             Ok(()) => {
+                // Our own pipelined proposal, checked now its parent is
+                // committed: this height has our proposal.
+                self.round.proposed |= block.header.proposer.key == self.me;
                 self.round.first_seen.get_or_insert(now);
                 self.round.fetching.remove(&hash);
                 self.round.candidates.insert(hash, block);
@@ -491,7 +502,9 @@ impl Replica {
             }
         }
         if closed {
-            // Event-driven: new polls go out as soon as earlier ones closed.
+            // Event-driven: new polls go out as soon as earlier ones closed
+            // (and a confident run may let the next height be proposed).
+            self.propose_next(now);
             self.poll(now);
         }
     }
@@ -726,6 +739,7 @@ impl Replica {
             return;
         }
         self.propose(now);
+        self.propose_next(now);
         self.prefer(now);
         if self.config.liveness == Liveness::Timeout {
             self.round_timeout(now);
@@ -823,7 +837,7 @@ impl Replica {
         if now < due || (rank > 0 && !self.round.candidates.is_empty()) {
             return;
         }
-        let settlements = self.mempool.take(&self.genesis, &self.state);
+        let settlements = self.mempool.take(&self.genesis, &self.state, None);
         let equivocations: Vec<(Vote, Vote)> = self
             .unrecorded
             .values()
@@ -835,19 +849,7 @@ impl Replica {
         }
         // Who voted for the previous block, as its evidence here says
         // (claims that lapsed since are left out: the chain refuses them).
-        let voted = self
-            .recent
-            .back()
-            .filter(|b| b.header.height + 1 == self.round.height)
-            .map(|b| b.voters_claims())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| {
-                !self
-                    .state
-                    .claim_expired(&self.genesis, c, self.round.height)
-            })
-            .collect();
+        let voted = self.voted(self.round.height);
         let block = Arc::new(Block::propose_with(
             &self.key,
             self.id,
@@ -861,6 +863,76 @@ impl Replica {
             },
         ));
         self.round.proposed = true;
+        self.out
+            .messages
+            .push(Message::Gossip(Gossip::Proposal(block.clone())));
+        self.on_proposal(block, now);
+    }
+
+    /// The claims a proposal at `height` records as having voted: the
+    /// voters in the last committed block's evidence (claims that lapse by
+    /// `height` are left out: the chain refuses them).
+    fn voted(&self, height: u64) -> Vec<Claim> {
+        self.recent
+            .back()
+            .filter(|b| b.header.height + 2 >= height)
+            .map(|b| b.voters_claims())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !self.state.claim_expired(&self.genesis, c, height))
+            .collect()
+    }
+
+    /// Pipelining: while this height is being decided, the member first in
+    /// the lottery on top of its preference proposes the next height on
+    /// that block, with settlements the preference leaves out, once the
+    /// preference is on a confident run and the block interval has passed
+    /// since the height's first candidate. The proposal waits, at every
+    /// member, until this height commits; it is checked then against the
+    /// committed head like any proposal, so it is only ever committed
+    /// after its parent (one on a block that lost is refused, and the
+    /// proposer proposes again as usual).
+    fn propose_next(&mut self, now: Duration) {
+        let r = &self.round;
+        let Some(claim) = self.committee.holds(&self.me) else {
+            return;
+        };
+        if r.pipelined || self.mempool.is_empty() {
+            return;
+        }
+        let Some(sb) = &r.snowball else { return };
+        let Some((pref, _)) = sb.run() else { return };
+        let Some(parent) = r.candidates.get(pref).cloned() else {
+            return;
+        };
+        let due = r.first_seen.unwrap_or(now) + self.config.block_interval;
+        if now < due || rank(&parent.hash(), self.committee.members(), &self.me) != 0 {
+            return;
+        }
+        let Ok(effects) = self.state.effects(&self.genesis, &parent) else {
+            return;
+        };
+        self.round.pipelined = true;
+        let settlements = self
+            .mempool
+            .take(&self.genesis, &self.state, Some((&parent, &effects)));
+        if settlements.is_empty() {
+            return;
+        }
+        let height = self.round.height + 1;
+        let block = Arc::new(Block::propose_with(
+            &self.key,
+            self.id,
+            height,
+            parent.hash(),
+            claim,
+            settlements,
+            Records {
+                equivocations: Vec::new(),
+                voted: self.voted(height),
+            },
+        ));
+        self.pipelined += 1;
         self.out
             .messages
             .push(Message::Gossip(Gossip::Proposal(block.clone())));

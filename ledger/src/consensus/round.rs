@@ -165,6 +165,8 @@ pub(crate) struct Round {
     /// When this replica saw the first candidate.
     pub(crate) first_seen: Option<Duration>,
     pub(crate) proposed: bool,
+    /// This replica proposed the next height on its preference here.
+    pub(crate) pipelined: bool,
     /// Members this replica's proposal went to with one of its polls.
     pub(crate) candidate_to: BTreeSet<PublicKey>,
     pub(crate) snowball: Option<Snowball<Digest>>,
@@ -188,6 +190,7 @@ impl Round {
             candidates: BTreeMap::new(),
             first_seen: None,
             proposed: false,
+            pipelined: false,
             candidate_to: BTreeSet::new(),
             snowball: None,
             round_started: None,
