@@ -67,7 +67,15 @@ async fn call(
             json!({ "error": format!("replicas must be between 1 and 16, not {r}") }),
         );
     }
-    match invoke(&node, &target, Vec::from(input), params.fuel, params.replicas).await {
+    match invoke(
+        &node,
+        &target,
+        Vec::from(input),
+        params.fuel,
+        params.replicas,
+    )
+    .await
+    {
         Ok(done) => {
             let mut headers = HeaderMap::new();
             let mut put = |name: &'static str, value: String| {

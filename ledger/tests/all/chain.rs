@@ -474,3 +474,113 @@ fn the_sled_store_commits_atomically_across_tables() {
     assert_eq!(store.get(Table::Meta, b"k").unwrap(), Some(vec![3]));
     let _unused: Option<PublicKey> = None;
 }
+
+/// Where [`append_until_killed`] finds its chain and the blocks to append.
+const CRASH_DIR: &str = "ORB_CRASH_DIR";
+
+/// Not a test on its own: the process that
+/// [`a_kill_during_appends_never_loses_a_durable_block_and_the_chain_audits`]
+/// starts and kills. It appends the blocks of `$ORB_CRASH_DIR/blocks` past
+/// the chain's head and prints each height once `append` has returned
+/// (the block is durable then).
+#[test]
+#[ignore = "started by a_kill_during_appends_never_loses_a_durable_block_and_the_chain_audits"]
+fn append_until_killed() {
+    use std::io::Write;
+    let dir = std::path::PathBuf::from(std::env::var(CRASH_DIR).expect("ORB_CRASH_DIR"));
+    let blocks: Vec<Block> =
+        orb_ledger::decode(&std::fs::read(dir.join("blocks")).unwrap()).unwrap();
+    let mut chain = Chain::open_dir(&dir.join("chain"), None).unwrap();
+    let mut out = std::io::stdout().lock();
+    for block in blocks.into_iter().skip(chain.height() as usize) {
+        let h = block.header.height;
+        chain.append(block).unwrap();
+        writeln!(out, "durable {h}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn a_kill_during_appends_never_loses_a_durable_block_and_the_chain_audits() {
+    // A process appending blocks is SIGKILLed inside an append: after it
+    // reported a durable height, at a point that moves through the next
+    // append from round to round (a fraction of the time appends took so
+    // far), so kills land while it checks, while it writes, and between
+    // the write and the fsync. Each time, the reopened chain holds at
+    // least every height reported, ends on one of the blocks given,
+    // audits clean at level 4, and takes the rest.
+    use std::io::BufRead;
+    let invoker = Keypair::generate();
+    let payer = invoker.public();
+    let committee = Committee::new(|_| Genesis::local("crash", vec![(payer, 1_000_000_000)]), 6);
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("chain");
+    // The blocks, made on an in-memory chain.
+    let mut model =
+        Chain::open(orb_ledger::MemStore::new(), Some(committee.genesis.clone())).unwrap();
+    let mut blocks = Vec::new();
+    let mut invocation = 0u128;
+    for h in 1..=60u64 {
+        let receipts = (0..40)
+            .map(|i| {
+                invocation += 1;
+                single(&committee.keys[i % 6], &invoker, invocation, 10)
+            })
+            .collect();
+        let block = committee.block(h, model.head(), receipts);
+        model.append(block.clone()).unwrap();
+        blocks.push(block);
+    }
+    std::fs::write(root.path().join("blocks"), encode(&blocks)).unwrap();
+    drop(Chain::open_dir(&dir, Some(committee.genesis.clone())).unwrap());
+    let mut durable = 0u64;
+    for round in 0..6u64 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "chain::append_until_killed",
+                "--ignored",
+                "--nocapture",
+            ])
+            .args(["--test-threads", "1"])
+            .env(CRASH_DIR, root.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines {
+            let line = line.unwrap();
+            if let Some(h) = line.strip_prefix("durable ") {
+                durable = h.parse().unwrap();
+                seen.push(std::time::Instant::now());
+                if seen.len() as u64 == 3 + round {
+                    let took = (seen[seen.len() - 1] - seen[0]) / (seen.len() as u32 - 1);
+                    std::thread::sleep(took.mul_f64((round as f64 + 0.5) / 6.0));
+                    child.kill().unwrap();
+                    break;
+                }
+            }
+        }
+        child.wait().unwrap();
+        let chain = Chain::open_dir(&dir, None).unwrap();
+        let height = chain.height();
+        assert!(
+            height >= durable,
+            "round {round}: height {height} after a kill, {durable} was reported durable"
+        );
+        assert_eq!(chain.head(), blocks[height as usize - 1].hash());
+        drop(chain);
+        assert_eq!(run_audit(&dir, 4).finding, None, "round {round}");
+    }
+    assert!(durable >= 30, "only {durable} heights appended");
+    // The rest appends on top.
+    let mut chain = Chain::open_dir(&dir, None).unwrap();
+    for block in blocks.iter().skip(chain.height() as usize) {
+        chain.append(block.clone()).unwrap();
+    }
+    assert_eq!(chain.height(), 60);
+    drop(chain);
+    assert_eq!(run_audit(&dir, 4).finding, None);
+}
