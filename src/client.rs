@@ -411,6 +411,9 @@ pub(crate) fn ledger_status(args: ListArgs, node: &str) -> Result<(), CliError> 
         }
     );
     outln!("mempool:    {} settlements waiting", value["mempool"]);
+    if let Some(n) = value["pipelined"].as_u64().filter(|n| *n > 0) {
+        outln!("pipelined:  {n} proposals made while the height before was being decided");
+    }
     if let Some(e) = value["equivocators"].as_array().filter(|e| !e.is_empty()) {
         let keys: Vec<&str> = e.iter().filter_map(|k| k.as_str()).collect();
         outln!(

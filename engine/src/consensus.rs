@@ -42,6 +42,9 @@ pub struct LedgerStatus {
     pub mempool: usize,
     /// Finality of recent blocks decided or seen here, in microseconds.
     pub finality_us: Vec<u64>,
+    /// Proposals this node made for a height while the one before it was
+    /// still being decided (pipelining), since it started.
+    pub pipelined: u64,
     /// Voters excluded for equivocating (hex keys).
     pub equivocators: Vec<String>,
     /// Why the ledger stopped writing, if it did (the node must be
@@ -312,6 +315,7 @@ impl Driver {
         s.member = r.is_member();
         s.mempool = r.mempool_len();
         s.finality_us = r.finality_us();
+        s.pipelined = r.pipelined();
         s.equivocators = r.equivocators().iter().map(PublicKey::to_hex).collect();
         s.poisoned.clone_from(&self.poisoned);
     }

@@ -314,6 +314,7 @@ async fn ledger(State(node): State<Arc<Node>>) -> Response {
         "member": status.member,
         "mempool": status.mempool,
         "finality_us": status.finality_us,
+        "pipelined": status.pipelined,
         "equivocators": status.equivocators,
         "poisoned": status.poisoned,
         "balances": balances,

@@ -229,3 +229,87 @@ fn six_nodes_finalize_reward_blocks_and_a_killed_node_keeps_what_it_committed() 
     }
     assert_eq!(calls, 35);
 }
+
+#[test]
+fn pipelined_proposals_never_commit_out_of_order_on_a_real_network() {
+    // Four nodes, no block interval, calls without pause: the first in
+    // the lottery proposes the next height while the current one is being
+    // decided. Every chain is then one sequence of heights (the chain
+    // refuses any other append), all alike, auditing clean at level 4.
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..4).map(|i| root.path().join(format!("n{i}"))).collect();
+    let payer = key_of(&dirs[0]);
+    let mut genesis = Genesis::local("pipelining-test", vec![(payer, FAUCET)]);
+    genesis.snowball = orb_ledger::Params::new(4, 3, 3, 4).unwrap();
+    let genesis_file = root.path().join("genesis.json");
+    std::fs::write(&genesis_file, serde_json::to_string(&genesis).unwrap()).unwrap();
+    let g = genesis_file.to_str().unwrap();
+    let flags = [
+        "--genesis",
+        g,
+        "--block-interval-ms",
+        "0",
+        "--verify-fraction",
+        "0",
+    ];
+    let mut first = vec!["--supernode"];
+    first.extend(flags);
+    let n0 = NodeProc::start(&dirs[0], LOOPBACK, &first, None);
+    let boot = n0.addrs[0].clone();
+    let mut rest = vec!["--bootstrap", boot.as_str()];
+    rest.extend(flags);
+    let mut nodes = vec![n0];
+    for dir in &dirs[1..] {
+        nodes.push(NodeProc::start(dir, LOOPBACK, &rest, None));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_all(&all, "a full committee", 60, |ls| {
+        ls.iter()
+            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == 4)
+    });
+    let out = nodes[0].client(&[
+        "deploy",
+        example("echo").to_str().unwrap(),
+        "--name",
+        "echo",
+        "--replicas",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = format!("{}/fn/echo", nodes[0].api);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = agent.post(&url).send(&b"pipeline"[..]).expect("POST");
+                    assert_eq!(answer.status(), 200);
+                }
+            });
+        }
+        wait_all(&all, "a proposal made ahead of its parent", 60, |ls| {
+            ls.iter().any(|l| l["pipelined"].as_u64().unwrap_or(0) > 0)
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let ls = wait_all(&all, "every settlement finalized everywhere", 90, |ls| {
+        let h = height(&ls[0]);
+        h >= 2 && ls.iter().all(|l| height(l) == h && l["mempool"] == 0)
+    });
+    let head = ls[0]["head"].clone();
+    assert!(ls.iter().all(|l| l["head"] == head), "{ls:#?}");
+    drop(all);
+    let heights: Vec<u64> = nodes.drain(..).map(|n| audit_clean(&n.stop())).collect();
+    assert!(heights.iter().all(|h| *h == heights[0]), "{heights:?}");
+}
