@@ -119,6 +119,11 @@ pub(crate) struct SimArgs {
     /// How long a member gathers candidates before taking a preference.
     #[arg(long, value_name = "DURATION", default_value = "100ms")]
     gather: String,
+    /// Least time between a height's first candidate (or the last commit)
+    /// and the next proposal; below the finality time, the next height is
+    /// proposed while the current one is decided (pipelining).
+    #[arg(long, value_name = "DURATION", default_value = "500ms")]
+    block_interval: String,
     /// Polls a member keeps in flight at once (1: one after another).
     #[arg(long, value_name = "N", default_value_t = Config::default().polls_in_flight)]
     polls_in_flight: usize,
@@ -195,6 +200,8 @@ fn setup(a: &SimArgs) -> Result<Setup, CliError> {
     let proposer_step = spec::parse_duration(&a.proposer_step)
         .map_err(|e| usage(format!("--proposer-step: {e}")))?;
     let gather = spec::parse_duration(&a.gather).map_err(|e| usage(format!("--gather: {e}")))?;
+    let block_interval = spec::parse_duration(&a.block_interval)
+        .map_err(|e| usage(format!("--block-interval: {e}")))?;
     let tick = Duration::from_millis(25);
     let outsider_ticks = 10;
     let config = Config {
@@ -205,6 +212,7 @@ fn setup(a: &SimArgs) -> Result<Setup, CliError> {
         proposer_step,
         gather,
         polls_in_flight: a.polls_in_flight,
+        block_interval,
         ..Config::default()
     };
     // Difficulty so that the whole network finds about one claim per slot
@@ -380,6 +388,7 @@ fn reproduce(a: &SimArgs) -> String {
         proposer_step: "400ms".into(),
         gather: "100ms".into(),
         polls_in_flight: Config::default().polls_in_flight,
+        block_interval: "500ms".into(),
         max_time: None,
         audit: 4,
         json: false,
@@ -411,6 +420,7 @@ fn reproduce(a: &SimArgs) -> String {
     flag!(proposer_step, "proposer-step");
     flag!(gather, "gather");
     flag!(polls_in_flight, "polls-in-flight");
+    flag!(block_interval, "block-interval");
     if let Some(b) = a.behaviour {
         cmd.push_str(&format!(" --behaviour {}", format!("{b:?}").to_lowercase()));
     }
@@ -467,6 +477,12 @@ pub(crate) fn run(args: SimArgs) -> Result<(), CliError> {
             ledger.liars_paid
         ));
     }
+    if o.out_of_order > 0 {
+        failed.push(format!(
+            "order: {} blocks handed out to persist out of height order",
+            o.out_of_order
+        ));
+    }
     if o.lost_blocks > 0 {
         failed.push(format!(
             "durability: {} committed blocks lost on restart",
@@ -488,6 +504,8 @@ pub(crate) fn run(args: SimArgs) -> Result<(), CliError> {
             "decisions": o.finality_polls.len(),
             "candidates_p50": percentile(&o.candidates, 0.5),
             "candidates_max": o.candidates.iter().max(),
+            "pipelined": world.pipelined(),
+            "out_of_order": o.out_of_order,
         },
         "ledger": {
             "audited": ledger.audited,
@@ -561,7 +579,7 @@ fn print_report(r: &serde_json::Value) {
     );
     outln!("safety     violations {}", r["safety"]["violations"]);
     outln!(
-        "liveness   heights {}..{}  finality p50 {} polls / {} s, p99 {} polls / {} s ({} decisions; candidates a height p50 {}, max {})",
+        "liveness   heights {}..{}  finality p50 {} polls / {} s, p99 {} polls / {} s ({} decisions; candidates a height p50 {}, max {}; {} proposals pipelined)",
         f(&l["lowest_height"]),
         f(&l["heights"]),
         f(&l["finality_polls_p50"]),
@@ -571,6 +589,7 @@ fn print_report(r: &serde_json::Value) {
         f(&l["decisions"]),
         f(&l["candidates_p50"]),
         f(&l["candidates_max"]),
+        f(&l["pipelined"]),
     );
     outln!(
         "ledger     {} of {} sampled chains audit clean at level 4, credits conserved {}, lying executors {}: {} receipts settled, {} paid",

@@ -233,6 +233,8 @@ pub(crate) struct Outcomes {
     pub(crate) equivocators_on_chain: usize,
     pub(crate) crashes: u64,
     pub(crate) lost_blocks: u64,
+    /// Blocks a replica handed out to persist out of height order.
+    pub(crate) out_of_order: u64,
     pub(crate) byzantine_by_kind: BTreeMap<String, usize>,
     pub(crate) lying_executors: usize,
     pub(crate) trace: String,
@@ -699,6 +701,10 @@ impl World {
         for c in ready.persist {
             let h = c.block.header.height;
             if h != node.store.len() as u64 + 1 {
+                // A replica must hand out blocks in height order: one
+                // that did not is a failure of the run, and the block is
+                // not stored (a real chain refuses it too).
+                self.out.out_of_order += 1;
                 continue;
             }
             let hash = c.block.hash();
@@ -1145,6 +1151,16 @@ impl World {
     /// Every live honest node's height.
     pub(crate) fn heights(&self) -> Vec<u64> {
         self.live_honest().iter().map(|i| self.height(*i)).collect()
+    }
+
+    /// Proposals made for a height while the one before it was being
+    /// decided, by the replicas up now (since their last start).
+    pub(crate) fn pipelined(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .map(Replica::pipelined)
+            .sum()
     }
 }
 

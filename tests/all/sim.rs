@@ -113,6 +113,19 @@ fn byzantine_executors_are_outvoted_and_never_paid() {
 }
 
 #[test]
+fn pipelined_proposals_commit_in_height_order_under_byzantine_voters_and_loss() {
+    // A block interval below the finality time: the next height is
+    // proposed while the current one is decided.
+    let r = passing("--block-interval 50ms --byzantine 0.2 --loss 0.01 --seed 9 --heights 6");
+    assert!(
+        r["liveness"]["pipelined"].as_u64() > Some(0),
+        "no proposal went out ahead of its parent: {}",
+        r["liveness"]
+    );
+    assert_eq!(r["liveness"]["out_of_order"], 0);
+}
+
+#[test]
 fn a_partition_heals_and_every_node_catches_up() {
     let r = passing("--partition 0.3@3s+20s --seed 2 --heights 6");
     let catch_up = r["partition"]["catch_up_secs"].as_f64().expect("healed");
