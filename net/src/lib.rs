@@ -43,5 +43,8 @@ pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start};
 pub use libp2p::{Multiaddr, PeerId};
 pub use names::{MAX_NAME, NameRecord, check_name};
 pub use peerstore::PeerStore;
-pub use protocol::{Announcement, FunctionLoad, Invoke, Load, Query, Request, Response};
+pub use protocol::{
+    Announcement, FunctionLoad, Invoke, Load, Query, Request, Response, encode_frame,
+    read_frame_into,
+};
 pub use streams::{Direct, Reply};

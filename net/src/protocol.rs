@@ -187,12 +187,9 @@ pub struct FunctionLoad {
 
 /// Reads one frame (a 4-byte big-endian length, then postcard) into `buf`
 /// and decodes it. A length over `max` is refused before anything is
-/// allocated for it; a frame that does not decode is an error.
-pub(crate) async fn read_frame_into<T, M>(
-    io: &mut T,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<M>
+/// allocated for it; a frame that does not decode is an error. (The wire
+/// format of the request streams: public for the fuzz targets.)
+pub async fn read_frame_into<T, M>(io: &mut T, buf: &mut Vec<u8>, max: usize) -> io::Result<M>
 where
     T: AsyncRead + Unpin,
     M: DeserializeOwned,
@@ -217,7 +214,7 @@ where
 }
 
 /// Encodes `message` as one frame; refuses one whose body is over `max`.
-pub(crate) fn encode_frame<M: Serialize>(message: &M, max: usize) -> io::Result<Vec<u8>> {
+pub fn encode_frame<M: Serialize>(message: &M, max: usize) -> io::Result<Vec<u8>> {
     let mut frame = postcard::to_extend(message, vec![0u8; 4])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let len = frame.len() - 4;
