@@ -95,6 +95,10 @@ pub enum ChainError {
     /// A bad genesis.
     #[error(transparent)]
     Genesis(#[from] crate::genesis::GenesisError),
+    /// An earlier write failed: nothing more is written until the chain
+    /// is opened again.
+    #[error("the ledger stopped writing after a failed write ({0}); reopen it")]
+    Poisoned(String),
     /// A block that cannot be appended.
     #[error("block at height {height} refused: {reason}")]
     Invalid {
@@ -116,6 +120,10 @@ pub struct Chain<S: LedgerStore = SledStore> {
     genesis: Genesis,
     id: Digest,
     state: State,
+    /// Why a write failed, once one did: the store may hold more or less
+    /// than this chain's state says, so no later write is tried (reopen
+    /// the chain to learn what the store kept).
+    poisoned: Option<String>,
 }
 
 impl Chain<SledStore> {
@@ -217,6 +225,7 @@ impl<S: LedgerStore> Chain<S> {
             store,
             genesis,
             state,
+            poisoned: None,
         })
     }
 
@@ -350,7 +359,7 @@ impl<S: LedgerStore> Chain<S> {
         if writes.is_empty() {
             return Ok(());
         }
-        self.store.commit(&writes)?;
+        self.write_all(&writes)?;
         for (block, effects) in blocks {
             self.state.apply(block, effects);
         }
@@ -365,9 +374,19 @@ impl<S: LedgerStore> Chain<S> {
         )
     }
 
-    fn commit(&self, block: &Block, effects: &Effects) -> Result<(), ChainError> {
-        self.store.commit(&[Self::write(block, effects)])?;
-        Ok(())
+    fn commit(&mut self, block: &Block, effects: &Effects) -> Result<(), ChainError> {
+        self.write_all(&[Self::write(block, effects)])
+    }
+
+    /// One commit to the store; the first failure poisons the chain.
+    fn write_all(&mut self, writes: &[crate::store::Write]) -> Result<(), ChainError> {
+        if let Some(why) = &self.poisoned {
+            return Err(ChainError::Poisoned(why.clone()));
+        }
+        self.store.commit(writes).map_err(|e| {
+            self.poisoned = Some(e.to_string());
+            ChainError::Store(e)
+        })
     }
 }
 

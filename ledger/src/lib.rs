@@ -44,6 +44,7 @@ pub mod audit;
 mod block;
 mod chain;
 pub mod consensus;
+pub mod fault;
 mod genesis;
 mod keys;
 mod koth;
