@@ -24,6 +24,9 @@ use super::{Node, api};
 /// Most API connections open at once.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
+/// How often a full connection limit is said in the log.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// How long the loop waits after a failed accept (out of file descriptors,
 /// say) before trying again, so it does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -33,13 +36,32 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener) {
     let router = api::router(node.clone());
     let cancel = node.tasks.token().clone();
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut last_full: Option<std::time::Instant> = None;
     loop {
-        let Some(Ok(permit)) = cancel
-            .run_until_cancelled(open.clone().acquire_owned())
-            .await
-        else {
-            break;
+        let permit = match open.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Full: new connections wait in the listen backlog until
+                // one closes. Said at most once a minute.
+                if last_full.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
+                    last_full = Some(std::time::Instant::now());
+                    warn!(
+                        limit = MAX_CONNECTIONS,
+                        "API: connection limit reached; new connections wait until one closes"
+                    );
+                }
+                let Some(Ok(permit)) = cancel
+                    .run_until_cancelled(open.clone().acquire_owned())
+                    .await
+                else {
+                    break;
+                };
+                permit
+            }
         };
+        if cancel.is_cancelled() {
+            break;
+        }
         let Some(accepted) = cancel.run_until_cancelled(listener.accept()).await else {
             break;
         };

@@ -36,6 +36,7 @@ impl Node {
     /// [`NodeHandle::shutdown`].
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, Error> {
         config.check()?;
+        raise_open_files_limit();
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| Error::DataDir {
             path: data_dir.clone(),
@@ -205,5 +206,25 @@ async fn open_db(path: &Path) -> Result<sled::Db, Error> {
                 });
             }
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every peer
+/// connection, API connection, sled file and module is a descriptor, and
+/// the common default soft limit of 1,024 is below what the API alone may
+/// hold (`http::MAX_CONNECTIONS`). Said in the log either way.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(
+                from = soft,
+                to = hard,
+                "open files limit raised to the hard limit"
+            ),
+            Err(e) => warn!(soft, hard, "cannot raise the open files limit: {e}"),
+        },
+        Ok((soft, _)) => tracing::info!(limit = soft, "open files limit"),
+        Err(e) => warn!("cannot read the open files limit: {e}"),
     }
 }

@@ -781,3 +781,54 @@ fn a_provider_that_dies_mid_call_makes_the_caller_try_the_next() {
     assert_ne!(called["executor"], victim_id.as_str());
     assert!(providers.contains(&called["executor"].as_str().unwrap().to_owned()));
 }
+
+#[test]
+fn a_node_started_under_the_common_1024_open_files_limit_raises_it_and_says_so() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut child = Command::new("prlimit")
+        .args([
+            "--nofile=1024:8192",
+            "--",
+            env!("CARGO_BIN_EXE_orb"),
+            "node",
+        ])
+        .args(["--listen", LOOPBACK, "--api", "127.0.0.1:0"])
+        .env("ORB_DATA_DIR", root.path())
+        .env("ORB_LOG", "orb=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines {
+        if line.unwrap().starts_with("api: ") {
+            break;
+        }
+    }
+    // prlimit execs the node: same process.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok())
+        .collect::<Vec<_>>();
+    assert_eq!(open_files, [8192, 8192], "{limits}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("open files limit raised"), "{log}");
+}
