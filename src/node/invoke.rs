@@ -279,24 +279,29 @@ struct Schedule {
     call: Arc<Invoke>,
     queue: VecDeque<Provider>,
     tried: HashSet<PeerId>,
-    asked_dht: bool,
+    /// DHT lookups made for this call.
+    dht_asks: u32,
     failures: Vec<String>,
 }
+
+/// DHT lookups one call makes at most (one at the start when nothing is
+/// known, one when every provider known has failed).
+const MAX_DHT_ASKS: u32 = 2;
 
 impl Schedule {
     async fn new(node: Arc<Node>, call: Invoke) -> Result<Self, InvokeError> {
         let mut queue: VecDeque<Provider> = spread(providers(&node, call.function).await?);
-        let mut asked_dht = false;
+        let mut dht_asks = 0;
         if queue.is_empty() {
             queue = discover(&node, call.function).await?.into();
-            asked_dht = true;
+            dht_asks = 1;
         }
         Ok(Self {
             node,
             call: Arc::new(call),
             queue,
             tried: HashSet::new(),
-            asked_dht,
+            dht_asks,
             failures: Vec::new(),
         })
     }
@@ -321,11 +326,28 @@ impl Schedule {
                 }
                 continue;
             }
-            if self.asked_dht {
+            // Everything in the queue failed. Rows learned since the call
+            // began (gossip, another lookup) come first; then the DHT, which
+            // may know providers we do not: asked once more even if the
+            // call began with a lookup, since a provider that was still
+            // announcing itself then may be there now.
+            let fresh: VecDeque<Provider> = providers(&self.node, self.call.function)
+                .await?
+                .into_iter()
+                .filter(|p| {
+                    p.peer
+                        .parse::<PeerId>()
+                        .is_ok_and(|id| !self.tried.contains(&id))
+                })
+                .collect();
+            if !fresh.is_empty() {
+                self.queue = fresh;
+                continue;
+            }
+            if self.dht_asks >= MAX_DHT_ASKS {
                 return Ok(None);
             }
-            // Everything we knew failed: the DHT may know providers we do not.
-            self.asked_dht = true;
+            self.dht_asks += 1;
             self.queue = discover(&self.node, self.call.function).await?.into();
         }
     }
