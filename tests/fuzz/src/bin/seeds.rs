@@ -3,6 +3,11 @@
 
 use std::process::ExitCode;
 
+// In the instrumented build (scripts/fuzz) libFuzzer provides the coverage
+// hooks every instrumented dependency calls.
+#[cfg(feature = "libfuzzer")]
+extern crate libfuzzer_sys;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [target, dir] = args.as_slice() else {
