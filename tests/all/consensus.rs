@@ -75,35 +75,42 @@ pub(crate) fn audit_clean(dir: &Path) -> u64 {
     report.head
 }
 
-#[test]
-fn six_nodes_finalize_reward_blocks_and_a_killed_node_keeps_what_it_committed() {
-    let _heavy = crate::HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let root = tempfile::tempdir().unwrap();
-    let dirs: Vec<_> = (0..6).map(|i| root.path().join(format!("n{i}"))).collect();
+/// `n` nodes with a ledger on one genesis (Snowball `params`, node 0's key
+/// funded), node 0 a supernode the others bootstrap from, each started with
+/// `--block-interval-ms interval` and no sampled verification; returns
+/// once the committee is full, with the genesis and node 0's address.
+fn ledger_network(
+    root: &Path,
+    n: usize,
+    name: &str,
+    params: orb_ledger::Params,
+    interval: &str,
+) -> (Vec<NodeProc>, Genesis, String) {
+    let dirs: Vec<_> = (0..n).map(|i| root.join(format!("n{i}"))).collect();
     let payer = key_of(&dirs[0]);
-    let mut genesis = Genesis::local("consensus-test", vec![(payer, FAUCET)]);
-    genesis.snowball = orb_ledger::Params::new(5, 4, 4, 4).unwrap();
-    let genesis_file = root.path().join("genesis.json");
-    std::fs::write(&genesis_file, serde_json::to_string(&genesis).unwrap()).unwrap();
-    let g = genesis_file.to_str().unwrap();
-    // No sampled verification: the test counts what n0 paid for each call.
-    let fast = [
+    let mut genesis = Genesis::local(name, vec![(payer, FAUCET)]);
+    genesis.snowball = params;
+    let genesis_file = root.join("genesis.json");
+    std::fs::write(
+        &genesis_file,
+        serde_json::to_string(&genesis).expect("genesis json"),
+    )
+    .expect("write the genesis");
+    let g = genesis_file.to_str().expect("a utf-8 path");
+    let flags = [
         "--genesis",
         g,
         "--block-interval-ms",
-        "200",
+        interval,
         "--verify-fraction",
         "0",
     ];
-
     let mut first = vec!["--supernode"];
-    first.extend(fast);
+    first.extend(flags);
     let n0 = NodeProc::start(&dirs[0], LOOPBACK, &first, None);
     let boot = n0.addrs[0].clone();
     let mut rest = vec!["--bootstrap", boot.as_str()];
-    rest.extend(fast);
+    rest.extend(flags);
     let mut nodes = vec![n0];
     for dir in &dirs[1..] {
         nodes.push(NodeProc::start(dir, LOOPBACK, &rest, None));
@@ -111,23 +118,45 @@ fn six_nodes_finalize_reward_blocks_and_a_killed_node_keeps_what_it_committed() 
     let all: Vec<&NodeProc> = nodes.iter().collect();
     wait_all(&all, "a full committee", 60, |ls| {
         ls.iter()
-            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == 6)
+            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == n)
     });
+    (nodes, genesis, boot)
+}
 
-    // Deploy on n0 with three replicas; n0 pays for every call.
-    let out = nodes[0].client(&[
+/// Deploys the example `echo` through `node` with `replicas`.
+fn deploy_echo(node: &NodeProc, replicas: &str) {
+    let out = node.client(&[
         "deploy",
-        example("echo").to_str().unwrap(),
+        example("echo").to_str().expect("a utf-8 path"),
         "--name",
         "echo",
         "--replicas",
-        "3",
+        replicas,
     ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn six_nodes_finalize_reward_blocks_and_a_killed_node_keeps_what_it_committed() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..6).map(|i| root.path().join(format!("n{i}"))).collect();
+    // No sampled verification: the test counts what n0 paid for each call.
+    let (mut nodes, genesis, boot) = ledger_network(
+        root.path(),
+        6,
+        "consensus-test",
+        orb_ledger::Params::new(5, 4, 4, 4).unwrap(),
+        "200",
+    );
+    // Deploy on n0 with three replicas; n0 pays for every call.
+    deploy_echo(&nodes[0], "3");
     // A node without credits cannot call.
     let broke = nodes[3].invoke("echo", "no money");
     assert!(!broke.status.success());
@@ -240,49 +269,15 @@ fn pipelined_proposals_never_commit_out_of_order_on_a_real_network() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = tempfile::tempdir().unwrap();
-    let dirs: Vec<_> = (0..4).map(|i| root.path().join(format!("n{i}"))).collect();
-    let payer = key_of(&dirs[0]);
-    let mut genesis = Genesis::local("pipelining-test", vec![(payer, FAUCET)]);
-    genesis.snowball = orb_ledger::Params::new(4, 3, 3, 4).unwrap();
-    let genesis_file = root.path().join("genesis.json");
-    std::fs::write(&genesis_file, serde_json::to_string(&genesis).unwrap()).unwrap();
-    let g = genesis_file.to_str().unwrap();
-    let flags = [
-        "--genesis",
-        g,
-        "--block-interval-ms",
+    let (mut nodes, _, _) = ledger_network(
+        root.path(),
+        4,
+        "pipelining-test",
+        orb_ledger::Params::new(4, 3, 3, 4).unwrap(),
         "0",
-        "--verify-fraction",
-        "0",
-    ];
-    let mut first = vec!["--supernode"];
-    first.extend(flags);
-    let n0 = NodeProc::start(&dirs[0], LOOPBACK, &first, None);
-    let boot = n0.addrs[0].clone();
-    let mut rest = vec!["--bootstrap", boot.as_str()];
-    rest.extend(flags);
-    let mut nodes = vec![n0];
-    for dir in &dirs[1..] {
-        nodes.push(NodeProc::start(dir, LOOPBACK, &rest, None));
-    }
-    let all: Vec<&NodeProc> = nodes.iter().collect();
-    wait_all(&all, "a full committee", 60, |ls| {
-        ls.iter()
-            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == 4)
-    });
-    let out = nodes[0].client(&[
-        "deploy",
-        example("echo").to_str().unwrap(),
-        "--name",
-        "echo",
-        "--replicas",
-        "2",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
+    deploy_echo(&nodes[0], "2");
+    let all: Vec<&NodeProc> = nodes.iter().collect();
     let url = format!("{}/fn/echo", nodes[0].api);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
