@@ -74,6 +74,10 @@ pub(crate) struct NodeArgs {
     /// node's scheduling.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     busy_window_ms: u64,
+    /// Calls `POST /fn/{name}` runs at once; past this a call is answered
+    /// 503 with Retry-After at once (load shedding) instead of waiting.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_calls: u64,
     /// Never host functions on this node's own initiative.
     #[arg(long)]
     no_autoscale: bool,
@@ -125,6 +129,7 @@ impl NodeArgs {
             scale_up_at: self.scale_up_at,
             scale_idle: Duration::from_secs(self.scale_idle_secs),
             busy_window: Duration::from_millis(self.busy_window_ms),
+            max_calls: self.max_calls as usize,
             ..NodeConfig::new(data_dir)
         }
     }

@@ -10,12 +10,14 @@
 //! Errors are JSON `{"error": …}` with 400 (bad name or parameter), 402 (this
 //! node has no credits), 404 (no provider), 422 (the guest failed; with
 //! `kind` and `fuel`), 502 (the replicas disagree, no majority), 503 (every
-//! provider failed or is busy).
+//! provider failed or is busy; or this node runs `--max-calls` calls
+//! already, with `Retry-After: 1`).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -67,6 +69,21 @@ async fn call(
             json!({ "error": format!("replicas must be between 1 and 16, not {r}") }),
         );
     }
+    // Load shedding: past the limit a call is refused at once, never
+    // queued behind the others.
+    let Ok(_slot) = node.calls.clone().try_acquire_owned() else {
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": format!(
+                "this node is running its limit of {} calls (--max-calls); retry in a moment",
+                node.max_calls
+            ) }),
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
     match invoke(
         &node,
         &target,

@@ -73,6 +73,10 @@ pub struct NodeConfig {
     /// Peers' requests handled at once; beyond this a peer is answered
     /// "busy" and moves on to another provider. Default: 1024.
     pub max_inbound_requests: usize,
+    /// Calls the HTTP gateway (`POST /fn/{name}`) runs at once; beyond
+    /// this a call is answered 503 at once, with `Retry-After`, instead of
+    /// waiting behind the others (load shedding). Default: 1024.
+    pub max_calls: usize,
     /// How long [`NodeHandle::shutdown`](super::NodeHandle::shutdown) lets
     /// calls in flight finish before it aborts them. Default: 10 s.
     pub shutdown_grace: Duration,
@@ -100,6 +104,7 @@ impl NodeConfig {
             scale_idle: Duration::from_secs(30),
             busy_window: Duration::from_millis(1000),
             max_inbound_requests: 1024,
+            max_calls: 1024,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -123,6 +128,9 @@ impl NodeConfig {
         }
         fraction("verify_fraction", self.verify_fraction)?;
         fraction("scale_up_at", self.scale_up_at)?;
+        if self.max_calls == 0 {
+            return Err(Error::Config("max_calls must be at least 1".into()));
+        }
         if self.max_inbound_requests == 0 {
             return Err(Error::Config(
                 "max_inbound_requests must be at least 1".into(),

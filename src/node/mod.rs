@@ -73,6 +73,10 @@ pub struct Node {
     pub(crate) disputes: invoke::Disputes,
     /// Others' load reports, for auto-scaling.
     pub(crate) scaler: scale::Scaler,
+    /// Slots for the gateway's calls in flight ([`NodeConfig::max_calls`]).
+    pub(crate) calls: Arc<tokio::sync::Semaphore>,
+    /// Their number.
+    pub(crate) max_calls: usize,
 }
 
 /// The routing row a node announces for itself.

@@ -133,6 +133,8 @@ impl Node {
             busy_window_ms: config.busy_window.as_millis() as u64,
             disputes: invoke::Disputes::default(),
             scaler: scale::Scaler::default(),
+            calls: Arc::new(tokio::sync::Semaphore::new(config.max_calls)),
+            max_calls: config.max_calls,
         });
         let status = match net.wait_for(LISTEN_TIMEOUT, |s| !s.listen.is_empty()).await {
             Ok(status) => status,

@@ -536,3 +536,60 @@ fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
     // The Byzantine node earned block rewards at most, never fuel.
     assert_eq!(chain.balance(&bad) as i128, byzantine_rewards);
 }
+
+#[test]
+fn a_gateway_at_its_call_limit_sheds_load_with_503_and_retry_after() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let publisher = root.path().join("publisher");
+    let r = root.path();
+    let s = node(r, "s", None, &["--no-autoscale"]);
+    let boot = s.addrs[0].clone();
+    let g = node(r, "g", Some(&boot), &["--no-autoscale", "--max-calls", "1"]);
+    deploy_on(&g, "spin", &publisher);
+    deploy_on(&g, "echo", &publisher);
+    // While g's one call slot holds a spin (a few hundred ms, until its
+    // fuel runs out), another call through g is refused at once; a call
+    // can miss the spin (it ended first) and must then succeed.
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut shed = 0;
+    for _ in 0..20 {
+        let (api, client) = (g.api.clone(), g.dir.join("client"));
+        let long = std::thread::spawn(move || invoke(&api, &client, "spin", "", &[]));
+        while g.status()["load"].as_u64().unwrap_or(0) == 0 && !long.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut answer = http
+            .post(format!("{}/fn/echo", g.api))
+            .send(&b"shed me"[..])
+            .expect("POST /fn/echo");
+        let status = answer.status().as_u16();
+        let retry = answer
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or("").to_owned());
+        let body = answer.body_mut().read_to_string().unwrap_or_default();
+        match status {
+            503 => {
+                assert_eq!(retry.as_deref(), Some("1"), "{body}");
+                assert!(body.contains("--max-calls"), "{body}");
+                shed += 1;
+            }
+            200 => assert_eq!(body, "shed me"),
+            other => panic!("{other}: {body}"),
+        }
+        long.join().unwrap();
+        if shed >= 2 {
+            break;
+        }
+    }
+    assert!(shed >= 1, "no call was ever refused at the limit");
+    // Below the limit again: calls go through.
+    let v = invoke_ok(&g.api, &g.dir.join("client"), "echo", "after", &[]);
+    assert_eq!(v["output"], "after");
+}
