@@ -42,7 +42,29 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/api/functions", get(functions))
         .route("/api/ledger", get(ledger))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(node)
+}
+
+/// A body declared larger than [`MAX_BODY`] is refused (413) before any of
+/// it is read; one without a declared length is cut off by the body limit
+/// as it is read.
+async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > MAX_BODY as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({ "error": format!("a body of {n} bytes is over the limit of {MAX_BODY}") }),
+        );
+    }
+    next.run(request).await
 }
 
 fn error(status: StatusCode, body: serde_json::Value) -> Response {

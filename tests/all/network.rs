@@ -832,3 +832,29 @@ fn a_node_started_under_the_common_1024_open_files_limit_raises_it_and_says_so()
         .unwrap();
     assert!(log.contains("open files limit raised"), "{log}");
 }
+
+#[test]
+fn an_oversized_body_is_refused_before_it_is_read() {
+    use std::io::{Read, Write};
+    let root = tempfile::tempdir().unwrap();
+    let n = NodeProc::start(&root.path().join("n"), LOOPBACK, &["--supernode"], None);
+    let addr = n.api.trim_start_matches("http://").trim_end_matches('/');
+    for path in ["/fn/echo", "/api/deploy"] {
+        // Claims 1 GiB and sends none of it: the answer must come at once.
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1073741824\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = [0u8; 512];
+        let got = stream
+            .read(&mut answer)
+            .expect("an answer without the body");
+        let head = String::from_utf8_lossy(&answer[..got]);
+        assert!(head.starts_with("HTTP/1.1 413"), "{path}: {head}");
+    }
+}
