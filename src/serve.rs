@@ -78,6 +78,10 @@ pub(crate) struct NodeArgs {
     /// 503 with Retry-After at once (load shedding) instead of waiting.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_calls: u64,
+    /// An API client must send a request's headers within this long, or
+    /// its connection is closed.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_ms: u64,
     /// Never host functions on this node's own initiative.
     #[arg(long)]
     no_autoscale: bool,
@@ -130,6 +134,7 @@ impl NodeArgs {
             scale_idle: Duration::from_secs(self.scale_idle_secs),
             busy_window: Duration::from_millis(self.busy_window_ms),
             max_calls: self.max_calls as usize,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
             ..NodeConfig::new(data_dir)
         }
     }

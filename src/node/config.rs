@@ -77,6 +77,10 @@ pub struct NodeConfig {
     /// this a call is answered 503 at once, with `Retry-After`, instead of
     /// waiting behind the others (load shedding). Default: 1024.
     pub max_calls: usize,
+    /// An API client must send a request's headers within this long, or
+    /// its connection is closed (a slow or stalled client does not hold a
+    /// connection slot). Default: 10 s.
+    pub header_timeout: Duration,
     /// How long [`NodeHandle::shutdown`](super::NodeHandle::shutdown) lets
     /// calls in flight finish before it aborts them. Default: 10 s.
     pub shutdown_grace: Duration,
@@ -105,6 +109,7 @@ impl NodeConfig {
             busy_window: Duration::from_millis(1000),
             max_inbound_requests: 1024,
             max_calls: 1024,
+            header_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -128,6 +133,9 @@ impl NodeConfig {
         }
         fraction("verify_fraction", self.verify_fraction)?;
         fraction("scale_up_at", self.scale_up_at)?;
+        if self.header_timeout.is_zero() {
+            return Err(Error::Config("header_timeout must be above zero".into()));
+        }
         if self.max_calls == 0 {
             return Err(Error::Config("max_calls must be at least 1".into()));
         }

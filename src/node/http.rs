@@ -32,7 +32,7 @@ const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves the API on `listener` until the node is cancelled.
-pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener) {
+pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, header_timeout: Duration) {
     let router = api::router(node.clone());
     let cancel = node.tasks.token().clone();
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -86,6 +86,7 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener) {
             // The timer makes hyper's header read timeout apply: a client
             // that never finishes its headers does not hold a slot.
             builder.timer(TokioTimer::new());
+            builder.header_read_timeout(header_timeout);
             let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
             let mut closing = false;
             loop {

@@ -182,7 +182,7 @@ impl Node {
             idle: config.scale_idle,
         };
         tasks.spawn(scale::run_until_cancelled(node.clone(), scale));
-        tasks.spawn(http::serve(node.clone(), listener));
+        tasks.spawn(http::serve(node.clone(), listener, config.header_timeout));
         Ok(NodeHandle::new(node, stop, api_addr, listen))
     }
 }

@@ -858,3 +858,33 @@ fn an_oversized_body_is_refused_before_it_is_read() {
         assert!(head.starts_with("HTTP/1.1 413"), "{path}: {head}");
     }
 }
+
+#[test]
+fn a_client_that_stalls_in_its_headers_is_cut_off_and_others_are_served() {
+    use std::io::{Read, Write};
+    let root = tempfile::tempdir().unwrap();
+    let n = NodeProc::start(
+        &root.path().join("n"),
+        LOOPBACK,
+        &["--supernode", "--header-timeout-ms", "300"],
+        None,
+    );
+    let addr = n.api.trim_start_matches("http://").trim_end_matches('/');
+    // Half a request line, then nothing.
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"POST /fn/echo HTTP/1.1\r\nHost: ").unwrap();
+    let mut rest = Vec::new();
+    // The node closes the connection (after a 408, or without a word).
+    let closed = slow.read_to_end(&mut rest);
+    assert!(closed.is_ok(), "still open after 10 s: {closed:?}");
+    let head = String::from_utf8_lossy(&rest);
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 408"),
+        "{head}"
+    );
+    // Another client is served as usual.
+    let status = n.status();
+    assert!(status["peer_id"].is_string(), "{status}");
+}
