@@ -82,6 +82,10 @@ pub(crate) struct NodeArgs {
     /// its connection is closed.
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout_ms: u64,
+    /// API connections one client address may hold at once; more are
+    /// closed as they arrive.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    max_client_connections: u64,
     /// Never host functions on this node's own initiative.
     #[arg(long)]
     no_autoscale: bool,
@@ -135,6 +139,7 @@ impl NodeArgs {
             busy_window: Duration::from_millis(self.busy_window_ms),
             max_calls: self.max_calls as usize,
             header_timeout: Duration::from_millis(self.header_timeout_ms),
+            max_client_connections: self.max_client_connections as usize,
             ..NodeConfig::new(data_dir)
         }
     }

@@ -81,6 +81,10 @@ pub struct NodeConfig {
     /// its connection is closed (a slow or stalled client does not hold a
     /// connection slot). Default: 10 s.
     pub header_timeout: Duration,
+    /// API connections one client address may hold at once; more are
+    /// closed as they arrive (one client cannot take every slot).
+    /// Default: 256.
+    pub max_client_connections: usize,
     /// How long [`NodeHandle::shutdown`](super::NodeHandle::shutdown) lets
     /// calls in flight finish before it aborts them. Default: 10 s.
     pub shutdown_grace: Duration,
@@ -110,6 +114,7 @@ impl NodeConfig {
             max_inbound_requests: 1024,
             max_calls: 1024,
             header_timeout: Duration::from_secs(10),
+            max_client_connections: 256,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -135,6 +140,11 @@ impl NodeConfig {
         fraction("scale_up_at", self.scale_up_at)?;
         if self.header_timeout.is_zero() {
             return Err(Error::Config("header_timeout must be above zero".into()));
+        }
+        if self.max_client_connections == 0 {
+            return Err(Error::Config(
+                "max_client_connections must be at least 1".into(),
+            ));
         }
         if self.max_calls == 0 {
             return Err(Error::Config("max_calls must be at least 1".into()));

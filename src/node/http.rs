@@ -32,7 +32,13 @@ const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves the API on `listener` until the node is cancelled.
-pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, header_timeout: Duration) {
+pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, limits: Limits) {
+    let Limits {
+        header_timeout,
+        per_client,
+    } = limits;
+    let clients = Clients::new(per_client);
+    let mut last_refused: Option<std::time::Instant> = None;
     let router = api::router(node.clone());
     let cancel = node.tasks.token().clone();
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -79,9 +85,23 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, header_timeout
                 continue;
             }
         };
+        let Some(client) = clients.enter(peer.ip()) else {
+            // Closed at once: one client does not take every slot.
+            if last_refused.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
+                last_refused = Some(std::time::Instant::now());
+                warn!(
+                    client = %peer.ip(),
+                    limit = per_client,
+                    "API: a client is at its connection limit; its new connections are closed"
+                );
+            }
+            drop(stream);
+            continue;
+        };
         let service = TowerToHyperService::new(router.clone());
         let cancel = cancel.clone();
         node.tasks.spawn(async move {
+            let _client = client;
             let mut builder = http1::Builder::new();
             // The timer makes hyper's header read timeout apply: a client
             // that never finishes its headers does not hold a slot.
@@ -105,5 +125,69 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, header_timeout
             }
             drop(permit);
         });
+    }
+}
+
+/// The API's limits on its clients.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// A request's headers must arrive within this long.
+    pub(crate) header_timeout: Duration,
+    /// Connections one client address may hold at once.
+    pub(crate) per_client: usize,
+}
+
+/// Open connections per client address.
+#[derive(Clone)]
+struct Clients {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    limit: usize,
+}
+
+/// One open connection of a client; closing it frees its place.
+struct ClientSlot {
+    clients: Clients,
+    ip: std::net::IpAddr,
+}
+
+impl Clients {
+    fn new(limit: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            limit,
+        }
+    }
+
+    /// A place for one more connection of `ip`, unless it holds its limit.
+    fn enter(&self, ip: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(ip).or_default();
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .clients
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }

@@ -182,7 +182,14 @@ impl Node {
             idle: config.scale_idle,
         };
         tasks.spawn(scale::run_until_cancelled(node.clone(), scale));
-        tasks.spawn(http::serve(node.clone(), listener, config.header_timeout));
+        tasks.spawn(http::serve(
+            node.clone(),
+            listener,
+            http::Limits {
+                header_timeout: config.header_timeout,
+                per_client: config.max_client_connections,
+            },
+        ));
         Ok(NodeHandle::new(node, stop, api_addr, listen))
     }
 }

@@ -888,3 +888,37 @@ fn a_client_that_stalls_in_its_headers_is_cut_off_and_others_are_served() {
     let status = n.status();
     assert!(status["peer_id"].is_string(), "{status}");
 }
+
+#[test]
+fn one_client_cannot_hold_more_than_its_share_of_connections() {
+    use std::io::Read;
+    let root = tempfile::tempdir().unwrap();
+    let n = NodeProc::start(
+        &root.path().join("n"),
+        LOOPBACK,
+        &["--supernode", "--max-client-connections", "3"],
+        None,
+    );
+    let addr = n.api.trim_start_matches("http://").trim_end_matches('/');
+    let held: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    // The fourth is closed as it arrives.
+    let mut extra = std::net::TcpStream::connect(addr).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(extra.read(&mut buf).expect("closed, not timed out"), 0);
+    // Once they close, the client is served again.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = n.client(&["status", "--json"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
