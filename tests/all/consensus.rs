@@ -185,15 +185,17 @@ fn six_nodes_finalize_reward_blocks_and_a_killed_node_keeps_what_it_committed() 
         call(&nodes, &mut paid_to_others, &mut calls);
     }
     let all: Vec<&NodeProc> = nodes.iter().collect();
+    // The live balances (the differential reduce) follow the committed
+    // height within a step of the consensus dataflow: every node derives
+    // the same ones once all are at one height.
     let ls = wait_all(&all, "every receipt finalized everywhere", 90, |ls| {
         let h = height(&ls[0]);
-        h >= 1 && ls.iter().all(|l| height(l) == h && l["mempool"] == 0)
+        h >= 1
+            && ls
+                .iter()
+                .all(|l| height(l) == h && l["mempool"] == 0 && l["balances"] == ls[0]["balances"])
     });
-    // Every node derived the same live balances (the differential
-    // reduce), and they add up: the faucet plus one reward per block.
-    for l in &ls[1..] {
-        assert_eq!(l["balances"], ls[0]["balances"]);
-    }
+    // They add up: the faucet plus one reward per block.
     let h = height(&ls[0]);
     let total: i64 = ls[0]["balances"]
         .as_object()
@@ -237,7 +239,8 @@ fn six_nodes_finalize_reward_blocks_and_a_killed_node_keeps_what_it_committed() 
         let all: Vec<&NodeProc> = nodes.iter().collect();
         wait_all(&all, "the restarted node caught up", 90, |ls| {
             let h = height(&ls[0]);
-            ls.iter().all(|l| height(l) == h && l["mempool"] == 0)
+            ls.iter()
+                .all(|l| height(l) == h && l["mempool"] == 0 && l["balances"] == ls[0]["balances"])
         });
     }
     let ls: Vec<Value> = nodes.iter().map(ledger).collect();
