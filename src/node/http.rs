@@ -24,8 +24,23 @@ use super::{Node, api};
 /// Most API connections open at once.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
-/// How often a full connection limit is said in the log.
-const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+/// How often a limit being hit is said in the log.
+const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// Says something at most once every [`LIMIT_WARNING_EVERY`].
+#[derive(Default)]
+struct Throttle(Option<std::time::Instant>);
+
+impl Throttle {
+    /// Whether to say it now (then not again for a while).
+    fn due(&mut self) -> bool {
+        if self.0.is_some_and(|t| t.elapsed() < LIMIT_WARNING_EVERY) {
+            return false;
+        }
+        self.0 = Some(std::time::Instant::now());
+        true
+    }
+}
 
 /// How long the loop waits after a failed accept (out of file descriptors,
 /// say) before trying again, so it does not spin.
@@ -38,19 +53,18 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, limits: Limits
         per_client,
     } = limits;
     let clients = Clients::new(per_client);
-    let mut last_refused: Option<std::time::Instant> = None;
+    let mut refused_said = Throttle::default();
     let router = api::router(node.clone());
     let cancel = node.tasks.token().clone();
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut last_full: Option<std::time::Instant> = None;
+    let mut full_said = Throttle::default();
     loop {
         let permit = match open.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 // Full: new connections wait in the listen backlog until
                 // one closes. Said at most once a minute.
-                if last_full.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
-                    last_full = Some(std::time::Instant::now());
+                if full_said.due() {
                     warn!(
                         limit = MAX_CONNECTIONS,
                         "API: connection limit reached; new connections wait until one closes"
@@ -87,8 +101,7 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, limits: Limits
         };
         let Some(client) = clients.enter(peer.ip()) else {
             // Closed at once: one client does not take every slot.
-            if last_refused.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
-                last_refused = Some(std::time::Instant::now());
+            if refused_said.due() {
                 warn!(
                     client = %peer.ip(),
                     limit = per_client,

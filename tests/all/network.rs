@@ -162,12 +162,17 @@ impl Drop for NodeProc {
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
+/// `host:port` of an API URL (`http://127.0.0.1:7420`).
+fn socket_of(api: &str) -> &str {
+    api.trim_start_matches("http://").trim_end_matches('/')
+}
+
 /// POSTs each body to `path` in turn on one HTTP/1.1 connection to `api`
 /// and returns the response bodies (each must be a 200 that keeps the
 /// connection open).
 fn posts_on_one_connection(api: &str, path: &str, bodies: &[&str]) -> Vec<String> {
     use std::io::{Read, Write};
-    let addr = api.trim_start_matches("http://").trim_end_matches('/');
+    let addr = socket_of(api);
     let stream = std::net::TcpStream::connect(addr).expect("connect to the API");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -838,7 +843,7 @@ fn an_oversized_body_is_refused_before_it_is_read() {
     use std::io::{Read, Write};
     let root = tempfile::tempdir().unwrap();
     let n = NodeProc::start(&root.path().join("n"), LOOPBACK, &["--supernode"], None);
-    let addr = n.api.trim_start_matches("http://").trim_end_matches('/');
+    let addr = socket_of(&n.api);
     for path in ["/fn/echo", "/api/deploy"] {
         // Claims 1 GiB and sends none of it: the answer must come at once.
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -869,7 +874,7 @@ fn a_client_that_stalls_in_its_headers_is_cut_off_and_others_are_served() {
         &["--supernode", "--header-timeout-ms", "300"],
         None,
     );
-    let addr = n.api.trim_start_matches("http://").trim_end_matches('/');
+    let addr = socket_of(&n.api);
     // Half a request line, then nothing.
     let mut slow = std::net::TcpStream::connect(addr).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(10)))
@@ -899,7 +904,7 @@ fn one_client_cannot_hold_more_than_its_share_of_connections() {
         &["--supernode", "--max-client-connections", "3"],
         None,
     );
-    let addr = n.api.trim_start_matches("http://").trim_end_matches('/');
+    let addr = socket_of(&n.api);
     let held: Vec<_> = (0..3)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
         .collect();
