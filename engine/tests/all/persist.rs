@@ -27,6 +27,24 @@ fn replay(db: &sled::Db, from: u64) -> Vec<(u64, String)> {
     out.into_iter().flatten().collect()
 }
 
+/// Opens the database in `dir` again, waiting (up to 2 s) for the lock
+/// that sled's flusher thread of the handle just dropped may still hold.
+fn reopen(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
+}
+
 #[test]
 fn a_persisted_stream_replays_exactly_the_suffix_after_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -46,7 +64,7 @@ fn a_persisted_stream_replays_exactly_the_suffix_after_a_reopen() {
         db.flush().expect("flush");
     }
     // A new process's view: reopen the database.
-    let db = sled::open(dir.path()).expect("reopen");
+    let db = reopen(dir.path());
     assert_eq!(Log::<String>::open(&db, "words").expect("open").len(), 100);
     let suffix = replay(&db, 40);
     let expected: Vec<(u64, String)> = (40..100).map(|i| (i, format!("w{i}"))).collect();
