@@ -254,7 +254,20 @@ async fn a_dropped_reply_is_refused_and_a_dropped_stream_fails_its_calls_then_re
         .map(|p| p.to_string())
         .collect::<String>();
     let mut b = node(dir.path(), "b", &listen, 64, &mut b_tasks).await;
-    a.net.dial(b_addr).await.unwrap();
+    // The first dial may still meet the old listener's socket closing
+    // (refused, or a handshake cut short); a node retries, so does this.
+    let mut dialed = None;
+    for _ in 0..100 {
+        match a.net.dial(b_addr.clone()).await {
+            Ok(p) => {
+                dialed = Some(p);
+                break;
+            }
+            Err(Error::Dial { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("dial: {e}"),
+        }
+    }
+    assert_eq!(dialed, Some(peer), "b is reachable again at its address");
     let net = a.net.clone();
     let call = tokio::spawn(async move { net.request(peer, &invoke(3)).await });
     let (n, reply) = next_request(&mut b).await;
