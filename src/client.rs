@@ -25,6 +25,15 @@ pub(crate) struct DeployArgs {
     /// How many nodes should host it (this node and R-1 others).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     replicas: u32,
+    /// The node's API token, needed when its API is reachable beyond
+    /// loopback (the node keeps it in its DATA_DIR/api.token).
+    #[arg(
+        long,
+        env = "ORB_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
     /// Print the node's answer as JSON.
     #[arg(long)]
     json: bool,
@@ -120,7 +129,7 @@ fn parse(status: u16, body: &[u8]) -> Result<Value, CliError> {
         .unwrap_or("the node refused")
         .to_owned();
     let code = match status {
-        400 | 413 => USAGE,
+        400 | 401 | 413 => USAGE,
         422 => GUEST,
         404 | 502 | 503 => NETWORK,
         _ => INTERNAL,
@@ -147,9 +156,11 @@ pub(crate) fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<()
         hex::encode(&record.publisher),
         hex::encode(&record.signature),
     );
-    let mut response = client
-        .agent
-        .post(&url)
+    let mut request = client.agent.post(&url);
+    if let Some(token) = &args.api_token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let mut response = request
         .send(&module[..])
         .map_err(|e| client.unreachable(e))?;
     let status = response.status().as_u16();

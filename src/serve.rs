@@ -33,10 +33,22 @@ pub(crate) struct NodeArgs {
     /// Find peers on the local network by mDNS.
     #[arg(long)]
     mdns: bool,
-    /// Threads that run function calls (default: the number of cores).
+    /// Calls of one function that run at once, and the capacity this node
+    /// announces (default: the number of cores).
     #[arg(long, value_name = "N")]
     executor_threads: Option<usize>,
-    /// Calls that may wait for an executor thread before peers get "busy".
+    /// Threads that run function calls, all functions together (default:
+    /// 4 × --executor-threads). Functions take turns for free threads, so
+    /// one function's long calls cannot hold every thread.
+    #[arg(long, value_name = "N")]
+    executor_pool: Option<usize>,
+    /// Calls that may run longer than 10 ms at once (default: the cores
+    /// less one, at least 1); the others wait, paused, for their turn, so
+    /// a core stays free for short calls beside calls that loop.
+    #[arg(long, value_name = "N")]
+    long_calls: Option<usize>,
+    /// Calls that may wait for an executor thread before peers get "busy";
+    /// one function may fill a quarter of it.
     #[arg(long, value_name = "N", default_value_t = 256)]
     executor_queue: usize,
     /// Join the reward ledger described by this genesis file (JSON, from
@@ -127,6 +139,8 @@ impl NodeArgs {
             supernode: self.supernode,
             mdns: self.mdns,
             executor_threads: self.executor_threads,
+            executor_pool: self.executor_pool,
+            long_calls: self.long_calls,
             executor_queue: self.executor_queue,
             genesis: self.genesis,
             block_interval: Duration::from_millis(self.block_interval_ms),

@@ -122,16 +122,21 @@ pub(crate) fn agent() -> ureq::Agent {
 
 /// Deploys the example `echo` through the node at `api` with `replicas`.
 pub(crate) fn deploy_echo(api: &str, replicas: u32, client_dir: &std::path::Path) {
+    deploy(api, "echo", replicas, client_dir);
+}
+
+/// Deploys the example function `name` through the node at `api`.
+pub(crate) fn deploy(api: &str, name: &str, replicas: u32, client_dir: &std::path::Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_orb"))
-        .args(["--node", api, "deploy", "--name", "echo", "--replicas"])
+        .args(["--node", api, "deploy", "--name", name, "--replicas"])
         .arg(replicas.to_string())
-        .arg(functions_dir().join("echo.wasm"))
+        .arg(functions_dir().join(format!("{name}.wasm")))
         .env("ORB_DATA_DIR", client_dir)
         .output()
         .expect("deploy");
     assert!(
         out.status.success(),
-        "{}",
+        "deploy {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

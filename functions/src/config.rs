@@ -28,6 +28,12 @@ pub struct RuntimeConfig {
     pub executor_threads: usize,
     /// Calls that may wait for an executor thread before submissions get `Busy`.
     pub executor_queue: usize,
+    /// Calls that may run long at once; a call that has run for
+    /// `long_call_after` waits, paused, for one of these slots. Below the
+    /// cores, a core stays free for short calls however many long ones run.
+    pub long_call_slots: usize,
+    /// How long a call runs before it needs a long-call slot.
+    pub long_call_after: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -44,6 +50,8 @@ impl Default for RuntimeConfig {
             metering: true,
             executor_threads: threads,
             executor_queue: 256,
+            long_call_slots: threads,
+            long_call_after: Duration::from_millis(10),
         }
     }
 }

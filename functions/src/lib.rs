@@ -39,6 +39,7 @@
 
 mod abi;
 mod config;
+mod cores;
 mod determinism;
 mod error;
 mod executor;
@@ -52,7 +53,7 @@ pub use abi::{ExportInfo, ImportInfo, ModuleInfo, WASI_P1};
 pub use config::RuntimeConfig;
 pub use determinism::Seed;
 pub use error::{Error, Result};
-pub use executor::Executor;
+pub use executor::{Executor, Shares};
 pub use id::FunctionId;
 pub use limits::Limits;
 pub use runtime::{CallOptions, Function, Outcome, Runtime};

@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::abi::{self, ModuleInfo, WASI_P1};
+use crate::cores::{LongCalls, LongSlot};
 use crate::determinism::{self, Seed};
 use crate::pipe::{CappedPipe, Overflow};
 use crate::{Error, FunctionId, Limits, Result, RuntimeConfig};
@@ -88,6 +89,8 @@ impl std::fmt::Debug for Function {
 pub(crate) struct State {
     wasi: WasiP1Ctx,
     limiter: CallLimiter,
+    /// Held once the call has run long ([`crate::cores`]).
+    long: Option<LongSlot>,
 }
 
 /// Enforces memory, table and instance limits and remembers which one a guest hit.
@@ -199,6 +202,7 @@ struct Inner {
     linker: Linker<State>,
     provided: HashSet<(String, String)>,
     config: RuntimeConfig,
+    long_calls: Arc<LongCalls>,
     _ticker: EpochTicker,
 }
 
@@ -235,6 +239,7 @@ impl Runtime {
                 engine,
                 linker,
                 provided,
+                long_calls: LongCalls::new(config.long_call_slots),
                 config,
                 _ticker: ticker,
             }),
@@ -330,6 +335,11 @@ impl Runtime {
         Ok(())
     }
 
+    /// Calls holding a long-call slot right now.
+    pub fn long_calls(&self) -> usize {
+        self.inner.long_calls.taken()
+    }
+
     /// Runs `function` on `input` to completion on the current thread.
     pub fn call(&self, function: &Function, input: &[u8], opts: &CallOptions) -> Result<Outcome> {
         let limits = &opts.limits;
@@ -349,6 +359,7 @@ impl Runtime {
             State {
                 wasi,
                 limiter: CallLimiter::new(limits),
+                long: None,
             },
         );
         store.limiter(|s| &mut s.limiter);
@@ -356,8 +367,25 @@ impl Runtime {
         if metering {
             store.set_fuel(limits.fuel).map_err(runtime_err("fuel"))?;
         }
-        store.set_epoch_deadline(epoch_ticks(limits.timeout, self.inner.config.epoch_tick));
-        store.epoch_deadline_trap();
+        // Every tick: the timeout counts ticks run (not ticks waited for a
+        // long-call slot); after `long_call_after` the call needs a slot.
+        let tick = self.inner.config.epoch_tick;
+        let budget = epoch_ticks(limits.timeout, tick);
+        let long_after = epoch_ticks(self.inner.config.long_call_after, tick);
+        let long_calls = self.inner.long_calls.clone();
+        let mut ran = 0u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            ran += 1;
+            if ran >= budget {
+                return Err(Trap::Interrupt.into());
+            }
+            if ran >= long_after && ctx.data().long.is_none() {
+                let slot = long_calls.take();
+                ctx.data_mut().long = Some(slot);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
 
         let started = Instant::now();
         let result = function.pre.instantiate(&mut store).and_then(|instance| {
@@ -365,6 +393,7 @@ impl Runtime {
             start.call(&mut store, ())
         });
         let duration = started.elapsed();
+        drop(store.data_mut().long.take());
         let fuel = if metering {
             limits.fuel - store.get_fuel().unwrap_or(0)
         } else {
@@ -476,6 +505,7 @@ fn provided_imports(engine: &Engine, linker: &Linker<State>) -> HashSet<(String,
         State {
             wasi,
             limiter: CallLimiter::new(&Limits::default()),
+            long: None,
         },
     );
     linker

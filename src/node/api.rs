@@ -36,7 +36,13 @@ const MAX_BODY: usize = 16 << 20;
 pub(crate) fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/fn/{target}", post(call))
-        .route("/api/deploy", post(deploy))
+        .route(
+            "/api/deploy",
+            post(deploy).layer(axum::middleware::from_fn_with_state(
+                node.clone(),
+                require_token,
+            )),
+        )
         .route("/api/status", get(status))
         .route("/api/peers", get(peers))
         .route("/api/functions", get(functions))
@@ -44,6 +50,31 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(node)
+}
+
+/// A mutating request to an API bound beyond loopback must carry the
+/// node's token ([`super::token`]); anything else is refused with 401
+/// before the body is read.
+async fn require_token(
+    State(node): State<Arc<Node>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &node.api_token {
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !super::token::admits(token, given) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": "this node's API is reachable beyond loopback: a deploy needs \
+                    its API token (orb deploy --api-token TOKEN, or ORB_API_TOKEN; the node \
+                    keeps it in DATA_DIR/api.token)" }),
+            );
+        }
+    }
+    next.run(request).await
 }
 
 /// A body declared larger than [`MAX_BODY`] is refused (413) before any of
@@ -352,6 +383,7 @@ async fn ledger(State(node): State<Arc<Node>>) -> Response {
         "committee": status.committee,
         "member": status.member,
         "mempool": status.mempool,
+        "unsettled": ledger.journal.len(),
         "finality_us": status.finality_us,
         "pipelined": status.pipelined,
         "equivocators": status.equivocators,

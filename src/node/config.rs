@@ -34,10 +34,19 @@ pub struct NodeConfig {
     pub supernode: bool,
     /// Find peers on the local network by mDNS.
     pub mdns: bool,
-    /// Threads that run function calls; `None`: the number of cores.
+    /// Calls of one function that run at once, and the capacity this node
+    /// announces; `None`: the number of cores.
     pub executor_threads: Option<usize>,
-    /// Calls that may wait for an executor thread before peers get "busy".
-    /// Default: 256.
+    /// Threads that run function calls, all functions together; `None`:
+    /// four times `executor_threads`, so a few functions running long calls
+    /// at their share leave threads free for the others.
+    pub executor_pool: Option<usize>,
+    /// Calls that may run longer than 10 ms at once; the others wait,
+    /// paused, for a slot, so a core stays free for short calls. `None`:
+    /// one less than the cores (at least one).
+    pub long_calls: Option<usize>,
+    /// Calls that may wait for an executor thread before peers get "busy";
+    /// one function may fill a quarter of it. Default: 256.
     pub executor_queue: usize,
     /// Join the reward ledger described by this genesis file (JSON, from
     /// `orb ledger genesis`). Not needed after the first start: the chain
@@ -101,6 +110,8 @@ impl NodeConfig {
             supernode: false,
             mdns: false,
             executor_threads: None,
+            executor_pool: None,
+            long_calls: None,
             executor_queue: 256,
             genesis: None,
             block_interval: Duration::from_millis(500),
@@ -156,6 +167,12 @@ impl NodeConfig {
         }
         if self.executor_threads == Some(0) {
             return Err(Error::Config("executor_threads must be at least 1".into()));
+        }
+        if self.long_calls == Some(0) {
+            return Err(Error::Config("long_calls must be at least 1".into()));
+        }
+        if self.executor_pool == Some(0) {
+            return Err(Error::Config("executor_pool must be at least 1".into()));
         }
         Ok(())
     }

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Error;
+use super::journal::Journal;
 use super::tasks::Tasks;
 
 /// Most blocks one sync answer carries.
@@ -44,6 +45,9 @@ const SYNC_BATCH: u64 = 64;
 
 /// How often consensus is ticked (its timeouts and proposals run on ticks).
 const TICK: Duration = Duration::from_millis(25);
+
+/// How often the settlement journal forgets what blocks settled.
+const SWEEP: Duration = Duration::from_secs(5);
 
 /// Consensus actions waiting for the actor.
 const ACTIONS_QUEUED: usize = 4096;
@@ -59,6 +63,8 @@ pub(crate) struct Ledger {
     pub(crate) consensus: Consensus,
     pub(crate) key: Keypair,
     pub(crate) me: PublicKey,
+    /// Settlements signed and not yet seen committed.
+    pub(crate) journal: Journal,
     pending: Pending,
     next: AtomicU64,
 }
@@ -78,6 +84,9 @@ fn peer_of(key: &PublicKey) -> Option<PeerId> {
 pub(crate) struct LedgerStart {
     chain: Chain,
     key: Keypair,
+    journal: Journal,
+    /// The journal's settlements the chain does not hold: queued again.
+    owed: Vec<orb_ledger::Settlement>,
 }
 
 impl LedgerStart {
@@ -87,6 +96,7 @@ impl LedgerStart {
         data_dir: &Path,
         genesis: Option<&Path>,
         secret: Option<[u8; 32]>,
+        db: &sled::Db,
     ) -> Result<Option<Self>, Error> {
         let dir = data_dir.join("ledger");
         let genesis = match genesis {
@@ -107,9 +117,24 @@ impl LedgerStart {
         let chain = Chain::open_dir(&dir, genesis).map_err(|e| Error::Ledger(e.to_string()))?;
         info!(chain = %chain.id(), height = chain.height(), "ledger opened");
         let secret = secret.ok_or_else(|| Error::Ledger("the node key is not Ed25519".into()))?;
+        let key = Keypair::from_secret(secret);
+        let journal = Journal::open(db)
+            .map_err(|e| Error::Ledger(format!("cannot open the settlement journal: {e}")))?;
+        let (owed, unreadable) = journal.sweep(chain.state(), &key.public());
+        for e in &unreadable {
+            warn!("settlement journal: {e}");
+        }
+        if !owed.is_empty() {
+            info!(
+                settlements = owed.len(),
+                "queueing again the settlements of calls answered before a stop"
+            );
+        }
         Ok(Some(Self {
             chain,
-            key: Keypair::from_secret(secret),
+            key,
+            journal,
+            owed,
         }))
     }
 
@@ -121,7 +146,12 @@ impl LedgerStart {
         config: ConsensusConfig,
         tasks: &Tasks,
     ) -> Result<(Arc<Ledger>, JoinHandle<()>), Error> {
-        let Self { chain, key } = self;
+        let Self {
+            chain,
+            key,
+            journal,
+            owed,
+        } = self;
         let me = key.public();
         let pending: Pending = Arc::default();
         let (actions, queued) = mpsc::channel(ACTIONS_QUEUED);
@@ -161,6 +191,27 @@ impl LedgerStart {
                 }
             }
         });
+        // Forgets, now and then, what committed blocks settled.
+        let (sweeper, swept) = (consensus.clone(), journal.clone());
+        tasks.spawn_until_cancelled(async move {
+            let mut every = tokio::time::interval(SWEEP);
+            loop {
+                every.tick().await;
+                let chain = sweeper.chain.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = swept.sweep(chain.state(), &me);
+            }
+        });
+        if !owed.is_empty() {
+            let again = consensus.clone();
+            tasks.spawn_until_cancelled(async move {
+                let _ = again
+                    .send(ConsensusInput::Settlements {
+                        settlements: owed,
+                        local: true,
+                    })
+                    .await;
+            });
+        }
         let actor = Actor {
             net,
             consensus: consensus.clone(),
@@ -170,6 +221,7 @@ impl LedgerStart {
             consensus,
             key,
             me,
+            journal,
             pending,
             next: AtomicU64::new(1),
         });
@@ -292,9 +344,9 @@ impl Ledger {
     }
 
     /// Signs the settlement of a call this node made (every receipt its
-    /// replicas returned) and queues it for the next block, waiting while
-    /// consensus's queue is full (backpressure on the calls, never a lost
-    /// settlement).
+    /// replicas returned), writes it to the journal, and queues it for the
+    /// next block, waiting while consensus's queue is full (backpressure on
+    /// the calls, never a lost settlement).
     pub(crate) async fn settle(&self, invocation: u128, receipts: Vec<Receipt>) {
         if receipts.is_empty() {
             return;
@@ -305,6 +357,9 @@ impl Ledger {
             receipts,
         }
         .sign(&self.key);
+        if let Err(e) = self.journal.keep(&settlement).await {
+            warn!("settlement of {invocation:032x} not written to the journal: {e}");
+        }
         let sent = self
             .consensus
             .send(ConsensusInput::Settlements {

@@ -34,10 +34,12 @@ mod host;
 mod http;
 mod inbound;
 mod invoke;
+mod journal;
 mod ledger;
 mod scale;
 mod start;
 mod tasks;
+mod token;
 
 use std::sync::Arc;
 
@@ -77,6 +79,9 @@ pub struct Node {
     pub(crate) calls: Arc<tokio::sync::Semaphore>,
     /// Their number.
     pub(crate) max_calls: usize,
+    /// The token mutating API requests must carry; `None` when the API is
+    /// on loopback ([`token`]).
+    pub(crate) api_token: Option<String>,
 }
 
 /// The routing row a node announces for itself.

@@ -13,16 +13,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orb_engine::start_routing;
-use orb_functions::{Executor, ModuleStore, Runtime, RuntimeConfig};
+use orb_functions::{Executor, ModuleStore, Runtime, RuntimeConfig, Shares};
 use orb_net::{Multiaddr, NetConfig, PeerStore, Request};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::handle::{NodeHandle, Stop};
 use super::host::{self, Host};
 use super::ledger::LedgerStart;
 use super::tasks::Tasks;
-use super::{Error, Node, NodeConfig, http, inbound, invoke, scale};
+use super::{Error, Node, NodeConfig, http, inbound, invoke, scale, token};
 
 /// How long the network may take to report its listen addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,11 +57,38 @@ impl Node {
             source,
         })?;
 
+        let token = token::load_or_create(&data_dir).map_err(|source| Error::DataDir {
+            path: token::path(&data_dir),
+            source,
+        })?;
+        let api_token = (!api_addr.ip().is_loopback()).then_some(token);
+        if api_token.is_some() {
+            info!(
+                api = %api_addr,
+                "the API is reachable beyond loopback: deploys need the token in {}",
+                token::path(&data_dir).display()
+            );
+        }
         let threads = config
             .executor_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let runtime = Runtime::new(RuntimeConfig::default())?;
-        let executor = Executor::new(runtime.clone(), threads, config.executor_queue)?;
+        let shares = Shares {
+            threads: config.executor_pool.unwrap_or(threads * 4),
+            per_function: threads,
+            queue: config.executor_queue,
+            queue_per_function: config.executor_queue.div_ceil(4),
+        };
+        let defaults = RuntimeConfig::default();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = Runtime::new(RuntimeConfig {
+            // Every thread of the pool can hold a live instance.
+            pool_instances: defaults.pool_instances.max(shares.threads as u32),
+            long_call_slots: config
+                .long_calls
+                .unwrap_or_else(|| cores.saturating_sub(1).max(1)),
+            ..defaults
+        })?;
+        let executor = Executor::with_shares(runtime.clone(), shares)?;
         let store = ModuleStore::open(data_dir.join("functions"))?;
         let host = Host::new(
             runtime,
@@ -76,7 +103,7 @@ impl Node {
             source,
         })?;
         let secret = orb_net::identity::ed25519_secret(&key);
-        let ledger = LedgerStart::open(&data_dir, config.genesis.as_deref(), secret)?;
+        let ledger = LedgerStart::open(&data_dir, config.genesis.as_deref(), secret, &db)?;
 
         // From here on things run: a failure stops them before returning.
         let net_config = NetConfig {
@@ -135,6 +162,7 @@ impl Node {
             scaler: scale::Scaler::default(),
             calls: Arc::new(tokio::sync::Semaphore::new(config.max_calls)),
             max_calls: config.max_calls,
+            api_token,
         });
         let status = match net.wait_for(LISTEN_TIMEOUT, |s| !s.listen.is_empty()).await {
             Ok(status) => status,

@@ -10,6 +10,7 @@ mod pipeline;
 mod replication;
 mod run;
 mod sim;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

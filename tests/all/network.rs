@@ -44,8 +44,15 @@ impl NodeProc {
             .append(true)
             .open(dir.join("node.log"))
             .expect("log file");
+        // The API on a free loopback port, unless `extra` says where.
+        let api = if extra.contains(&"--api") {
+            &[][..]
+        } else {
+            &["--api", "127.0.0.1:0"][..]
+        };
         let mut child = command_in(netns)
-            .args(["node", "--listen", listen, "--api", "127.0.0.1:0"])
+            .args(["node", "--listen", listen])
+            .args(api)
             .args(extra)
             .env("ORB_DATA_DIR", dir)
             // ORB_TEST_LOG sets the nodes' filter when a test is debugged.
@@ -926,4 +933,47 @@ fn one_client_cannot_hold_more_than_its_share_of_connections() {
         assert!(Instant::now() < deadline, "never served again");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_deploy_to_an_api_beyond_loopback_needs_the_node_token() {
+    let root = tempfile::tempdir().unwrap();
+    let n = NodeProc::start(
+        &root.path().join("n"),
+        LOOPBACK,
+        &["--supernode", "--api", "0.0.0.0:0"],
+        None,
+    );
+    // Bound to every interface; reached here through loopback.
+    let api = n.api.replace("0.0.0.0", "127.0.0.1");
+    let deploy = |token: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orb"));
+        cmd.args(["deploy", example("echo").to_str().unwrap()])
+            .args(["--name", "echo", "--node", &api])
+            .env("ORB_DATA_DIR", n.dir.join("client"))
+            .env_remove("ORB_LOG")
+            .env_remove("ORB_API_TOKEN")
+            .stdin(std::process::Stdio::null());
+        if let Some(t) = token {
+            cmd.env("ORB_API_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    assert_fails(&deploy(None), 2, "needs its API token");
+    assert_fails(&deploy(Some("not the token")), 2, "needs its API token");
+    let token = std::fs::read_to_string(n.dir.join("api.token")).unwrap();
+    let out = deploy(Some(token.trim()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Calls and reads need no token.
+    let answer = ureq::post(format!("{api}/fn/echo"))
+        .send("hi")
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(answer, "hi");
 }

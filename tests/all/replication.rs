@@ -73,7 +73,7 @@ fn invoke_ok(api: &str, client: &Path, target: &str, input: &str, extra: &[&str]
 
 /// Waits until every node's routing table lists `function` at `hosts`
 /// providers (they announce on gossip).
-fn wait_providers(nodes: &[&NodeProc], function: &str, hosts: usize) {
+pub(crate) fn wait_providers(nodes: &[&NodeProc], function: &str, hosts: usize) {
     for node in nodes {
         node.wait_status(&format!("{hosts} providers of {function}"), |_| {
             providers_of(node, function).len() >= hosts
@@ -99,6 +99,8 @@ fn a_busy_provider_is_skipped_and_the_call_lands_elsewhere() {
     // `a` runs one call at a time and queues none: a second call is "busy".
     let one = [
         "--executor-threads",
+        "1",
+        "--executor-pool",
         "1",
         "--executor-queue",
         "0",
@@ -165,6 +167,48 @@ fn a_busy_provider_is_skipped_and_the_call_lands_elsewhere() {
             (&Value::from(b.peer_id.as_str()), &Value::from(1)),
             "{v}"
         );
+    }
+}
+
+#[test]
+fn long_calls_of_one_function_leave_threads_for_another() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let publisher = root.path().join("publisher");
+    // One call of a function at a time, in a pool of four threads.
+    let n = node(
+        root.path(),
+        "n",
+        None,
+        &["--executor-threads", "1", "--no-autoscale"],
+    );
+    deploy_on(&n, "spin", &publisher);
+    deploy_on(&n, "echo", &publisher);
+    // Ten spin calls, each looping until its fuel runs out: they run one
+    // after another on spin's one thread.
+    let spins: Vec<_> = (0..10)
+        .map(|_| {
+            let (api, client) = (n.api.clone(), n.dir.join("client"));
+            std::thread::spawn(move || invoke(&api, &client, "spin", "", &[]))
+        })
+        .collect();
+    n.wait_status("spin running", |s| s["load"].as_u64() >= Some(1));
+    // echo does not wait behind them: it is answered while spin's calls
+    // are still running or queued (first come, first served on one
+    // thread, it would come after all ten).
+    for i in 0..3 {
+        let input = format!("beside spin {i}");
+        let v = invoke_ok(&n.api, &n.dir.join("client"), "echo", &input, &[]);
+        assert_eq!(v["output"], input.as_str());
+    }
+    let unfinished = spins.iter().filter(|t| !t.is_finished()).count();
+    assert!(unfinished > 0, "echo waited for every spin call");
+    for t in spins {
+        let out = t.join().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(stderr.contains("out of fuel"), "{stderr}");
     }
 }
 
@@ -247,7 +291,7 @@ fn a_pipeline_calls_a_function_deployed_on_the_network() {
 }
 
 /// The providers of `function` in `node`'s routing table.
-fn providers_of(node: &NodeProc, function: &str) -> Vec<String> {
+pub(crate) fn providers_of(node: &NodeProc, function: &str) -> Vec<String> {
     let module = std::fs::read(example(function)).expect("read the module");
     let id = orb_functions::FunctionId::of(&module).to_hex();
     let out = node.client(&["ls", "--json"]);

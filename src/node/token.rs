@@ -1,0 +1,72 @@
+//! The control API's token: a random secret the node keeps in
+//! `DATA_DIR/api.token` (readable by its owner only). When the API is bound
+//! to an address beyond loopback, its mutating endpoints (`POST
+//! /api/deploy`) answer 401 unless the request carries it
+//! (`Authorization: Bearer TOKEN`); on loopback only local users can reach
+//! the API, and no token is asked.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The file the token is kept in.
+pub(crate) fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join("api.token")
+}
+
+/// Reads the node's token, creating it (32 random bytes, hex) on first use.
+pub(crate) fn load_or_create(data_dir: &Path) -> std::io::Result<String> {
+    let file = path(data_dir);
+    match std::fs::read_to_string(&file) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let tmp = data_dir.join("api.token.tmp");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(token.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &file)?;
+    Ok(token)
+}
+
+/// Whether `header` (an `Authorization` value) carries `token`; compared
+/// in constant time.
+pub(crate) fn admits(token: &str, header: Option<&str>) -> bool {
+    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    blake3::hash(given.trim().as_bytes()) == blake3::hash(token.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_kept_private_and_admits_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = load_or_create(dir.path()).unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(load_or_create(dir.path()).unwrap(), token);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(admits(&token, Some(&format!("Bearer {token}"))));
+        assert!(!admits(&token, Some(&format!("Bearer {token}x"))));
+        assert!(!admits(&token, Some(&token)));
+        assert!(!admits(&token, None));
+    }
+}
