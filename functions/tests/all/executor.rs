@@ -14,11 +14,7 @@ use crate::{command, runtime};
 fn a_full_queue_answers_busy_immediately() {
     let rt = runtime();
     let spin = rt.load(&command("(loop $l (br $l))")).expect("loads");
-    let slow = CallOptions::with_limits(Limits {
-        fuel: u64::MAX,
-        timeout: Duration::from_millis(300),
-        ..Limits::default()
-    });
+    let slow = looping(Duration::from_millis(300));
     let executor = Executor::new(rt, 1, 1).expect("executor");
     // The first call occupies the only thread ...
     executor
