@@ -511,8 +511,12 @@ impl Replica {
 
     /// A split no sample can break (no block reached α_preference): lean
     /// every replica the same way, toward the candidate with the smallest
-    /// lottery ticket among the answers and this replica's preference.
-    /// Deciding still takes β consecutive polls of α_confidence votes.
+    /// lottery ticket among the most voted in the poll. This replica's
+    /// preference is kept when it alone is the most voted: a poll short of
+    /// α_preference only because members were silent (crashed, cut off) is
+    /// not a split, and leaning on the ticket then would move members off
+    /// a block one of them may have decided already. Deciding still takes
+    /// β consecutive polls of α_confidence votes.
     fn break_tie(&mut self, answers: &[Digest]) {
         let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
         for a in answers {
@@ -525,12 +529,20 @@ impl Replica {
         if top >= self.params.alpha_preference() || sb.decided().is_some() {
             return;
         }
+        let most: Vec<&Digest> = counts
+            .iter()
+            .filter(|(_, n)| **n == top)
+            .map(|(h, _)| h)
+            .collect();
+        if most == [sb.preference()] {
+            return;
+        }
         let best = first(
             &self.state.head,
             counts
-                .keys()
-                .chain(std::iter::once(sb.preference()))
-                .filter_map(|h| self.round.candidates.get(h)),
+                .iter()
+                .filter(|(_, n)| **n == top)
+                .filter_map(|(h, _)| self.round.candidates.get(h)),
         )
         .map(|b| b.hash());
         if let Some(best) = best
