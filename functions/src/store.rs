@@ -4,7 +4,11 @@
 //! - `modules/<id>.wasm`: the module bytes, verified against `<id>` on read;
 //! - `compiled/<engine-key>/<id>.cwasm`: wasmtime's serialized compilation,
 //!   keyed by the engine's compatibility hash so a wasmtime upgrade or a
-//!   changed engine setting never loads a stale artifact.
+//!   changed engine setting never loads a stale artifact, and sealed: its
+//!   last 32 bytes are a blake3 hash of the function id and the rest, so a
+//!   damaged artifact, or another function's artifact put in its place, is
+//!   recompiled instead of run (wasmtime runs an artifact's machine code as
+//!   it finds it).
 //!
 //! Files are written to a temporary name, fsync'd and renamed, so a crash
 //! leaves either the old state or the new one, never a torn file. A restart
@@ -64,9 +68,28 @@ impl Hasher for Blake3Hasher {
     }
 }
 
+/// The artifact format: bump when the sealing changes.
+const ARTIFACT_FORMAT: u32 = 2;
+
+/// The seal of an artifact of `id`: what its last 32 bytes must be.
+fn seal(id: FunctionId, artifact: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("orb module store artifact seal 2");
+    h.update(id.as_bytes());
+    h.update(artifact);
+    *h.finalize().as_bytes()
+}
+
+/// The artifact inside a sealed file, if the seal holds.
+fn unsealed(id: FunctionId, file: &[u8]) -> Option<&[u8]> {
+    let cut = file.len().checked_sub(32)?;
+    let (artifact, tag) = file.split_at(cut);
+    (seal(id, artifact) == tag).then_some(artifact)
+}
+
 /// A short stable name for the engine's compilation settings.
 fn engine_key(runtime: &Runtime) -> String {
     let mut h = Blake3Hasher(blake3::Hasher::new());
+    ARTIFACT_FORMAT.hash(&mut h);
     runtime
         .engine()
         .precompile_compatibility_hash()
@@ -182,7 +205,18 @@ impl ModuleStore {
         if !artifact.exists() {
             return None;
         }
-        match deserialize(runtime, &artifact).map(|module| runtime.prepare(id, &module)) {
+        let file = match fs::read(&artifact) {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::warn!(path = %artifact.display(), error = %e, "artifact unreadable; recompiling");
+                return None;
+            }
+        };
+        let Some(sealed) = unsealed(id, &file) else {
+            tracing::warn!(path = %artifact.display(), "artifact damaged or not this function's (its seal does not match); recompiling");
+            return None;
+        };
+        match deserialize(runtime, sealed).map(|module| runtime.prepare(id, &module)) {
             Ok(Ok(function)) => Some(function),
             Ok(Err(e)) => {
                 tracing::warn!(path = %artifact.display(), error = %e, "stored artifact refused; recompiling");
@@ -203,19 +237,22 @@ impl ModuleStore {
     ) -> Result<Function> {
         let module = runtime.compile(bytes)?;
         let function = runtime.prepare(id, &module)?;
-        let serialized = module
+        let mut serialized = module
             .serialize()
             .map_err(|e| Error::Runtime(format!("serialize {id}: {e:#}")))?;
+        let tag = seal(id, &serialized);
+        serialized.extend_from_slice(&tag);
         write_atomic(&self.artifact_path(runtime, id), &serialized)?;
         Ok(function)
     }
 }
 
 #[allow(unsafe_code)]
-fn deserialize(runtime: &Runtime, path: &Path) -> wasmtime::Result<Module> {
-    // SAFETY: `Module::deserialize_file` trusts the file to be wasmtime's own
-    // output. Artifacts live only in this store's `compiled/<engine-key>/`,
-    // written by `ModuleStore::load` from our own compilation, atomically.
-    // wasmtime still checks the header's version and engine settings.
-    unsafe { Module::deserialize_file(runtime.engine(), path) }
+fn deserialize(runtime: &Runtime, artifact: &[u8]) -> wasmtime::Result<Module> {
+    // SAFETY: `Module::deserialize` trusts the bytes to be wasmtime's own
+    // output. These are: the store wrote them from its own compilation of
+    // this very function (the seal, checked by the caller, covers the id
+    // and every byte), atomically, under this engine's key; wasmtime still
+    // checks the header's version and engine settings.
+    unsafe { Module::deserialize(runtime.engine(), artifact) }
 }
