@@ -306,14 +306,22 @@ pub(crate) fn peers(args: ListArgs, node: &str) -> Result<(), CliError> {
     let peers = value.as_array().cloned().unwrap_or_default();
     outln!("{} peers", peers.len());
     for p in peers {
-        let state = match (p["connected"].as_bool(), p["relayed"].as_bool()) {
-            (Some(true), Some(true)) => "relayed",
-            (Some(true), _) => "connected",
+        let state = match (
+            p["banned"].as_bool(),
+            p["connected"].as_bool(),
+            p["relayed"].as_bool(),
+        ) {
+            (Some(true), _, _) => "banned",
+            (_, Some(true), Some(true)) => "relayed",
+            (_, Some(true), _) => "connected",
             _ => "known",
         };
         let addr = p["addrs"].get(0).and_then(Value::as_str).unwrap_or("");
+        // A misbehaviour score (a ban is at 100; it halves each minute).
+        let score = p["score"].as_f64().filter(|s| *s >= 1.0);
+        let score = score.map_or(String::new(), |s| format!("  score {s:.0}"));
         outln!(
-            "  {}  {state:9}  {addr}",
+            "  {}  {state:9}  {addr}{score}",
             p["peer_id"].as_str().unwrap_or("?")
         );
     }

@@ -34,6 +34,8 @@
 
 mod node;
 
-pub use node::{Error, InvokeError, Invoked, Node, NodeConfig, NodeHandle};
+pub use node::{
+    Byzantine, ByzantineMode, Error, InvokeError, Invoked, Node, NodeConfig, NodeHandle,
+};
 pub use orb_functions::FunctionId;
 pub use orb_net::{Multiaddr, PeerId};

@@ -51,6 +51,13 @@ pub(crate) struct NodeArgs {
     /// one function may fill a quarter of it.
     #[arg(long, value_name = "N", default_value_t = 256)]
     executor_queue: usize,
+    /// Fuel one peer's calls may burn here per second, on average (the
+    /// default is two calls at the default fuel limit); past it the peer's
+    /// calls are answered "busy" and go to other providers until its debt
+    /// is repaid. 0: no budget. Calls entering through this node's own
+    /// gateway are not counted.
+    #[arg(long, value_name = "FUEL", default_value_t = 4_000_000_000)]
+    fuel_per_invoker: u64,
     /// Join the reward ledger described by this genesis file (JSON, from
     /// `orb ledger genesis`). Not needed after the first start: the chain
     /// in DATA_DIR/ledger remembers it. Without a ledger, calls are free
@@ -70,10 +77,14 @@ pub(crate) struct NodeArgs {
     /// and the executor outvoted is paid nothing.
     #[arg(long, value_name = "F", default_value_t = 0.05, value_parser = fraction)]
     verify_fraction: f64,
-    /// Corrupt every output this node computes (and sign it so): a
-    /// Byzantine executor, for tests and the demo.
-    #[arg(long)]
-    byzantine: bool,
+    /// Misbehave on purpose, for tests and the demo: wrong-output (the
+    /// default of a bare --byzantine: corrupt every output and sign it so),
+    /// wrong-receipt, silent, slow, flood-gossip, malformed-gossip,
+    /// bad-frames; several separated by commas. Honest nodes outvote,
+    /// reroute around and ban such a node.
+    #[arg(long, value_name = "MODES", value_enum, num_args = 0..=1, value_delimiter = ',',
+          default_missing_value = "wrong-output")]
+    byzantine: Vec<orb::ByzantineMode>,
     /// Auto-scaling: host a replica of a function whose hosts report
     /// being this busy on average (a fraction of their executor time),
     /// when this node has spare capacity.
@@ -142,11 +153,12 @@ impl NodeArgs {
             executor_pool: self.executor_pool,
             long_calls: self.long_calls,
             executor_queue: self.executor_queue,
+            fuel_per_invoker: self.fuel_per_invoker,
             genesis: self.genesis,
             block_interval: Duration::from_millis(self.block_interval_ms),
             replicas: self.replicas,
             verify_fraction: self.verify_fraction,
-            byzantine: self.byzantine,
+            byzantine: orb::Byzantine::new(self.byzantine),
             autoscale: !self.no_autoscale,
             scale_up_at: self.scale_up_at,
             scale_idle: Duration::from_secs(self.scale_idle_secs),

@@ -582,6 +582,18 @@ impl Routing {
         self.cached_at(function, now_ms())
     }
 
+    /// Providers of `function` known but left out now, busy until later.
+    pub fn resting(&self, function: FunctionId) -> usize {
+        let now = now_ms();
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&function)
+            .map_or(0, |rows| {
+                rows.iter().filter(|p| p.busy_until_ms > now).count()
+            })
+    }
+
     /// Every `(function, provider)` row.
     pub async fn table(&self) -> Result<Vec<(FunctionId, Provider)>> {
         match self.ask(|query| RoutingInput::List { query }).await? {

@@ -12,6 +12,8 @@
 //! - [`ModuleStore`]: modules and compiled artifacts on disk, so a restart
 //!   does not recompile.
 //! - [`Executor`]: the bounded thread pool calls run on; `Busy` when full.
+//! - [`FuelBudget`]: fuel per invoker per second, so no invoker takes a
+//!   node's threads by calling many functions.
 //!
 //! This crate knows nothing of networking or dataflow; `orb-engine` and
 //! `orb-net` call it.
@@ -38,6 +40,7 @@
 //! ```
 
 mod abi;
+mod budget;
 mod config;
 mod cores;
 mod determinism;
@@ -50,6 +53,7 @@ mod runtime;
 mod store;
 
 pub use abi::{ExportInfo, ImportInfo, ModuleInfo, WASI_P1};
+pub use budget::FuelBudget;
 pub use config::RuntimeConfig;
 pub use determinism::Seed;
 pub use error::{Error, Result};

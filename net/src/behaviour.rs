@@ -12,8 +12,8 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, autonat, dcutr, gossipsub, identify, mdns, noise,
-    peer_store, ping, relay, tcp, yamux,
+    StreamProtocol, Swarm, SwarmBuilder, allow_block_list, autonat, dcutr, gossipsub, identify,
+    mdns, noise, peer_store, ping, relay, tcp, yamux,
 };
 
 use crate::{Error, NetConfig, Result};
@@ -32,6 +32,8 @@ pub(crate) const GOSSIP_TOPIC: &str = "orb/gossip/1";
 /// All protocols of a node.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Banned peers ([`crate::Conduct`]): their connections are refused.
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<MemoryStore>,
@@ -71,12 +73,40 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_query_timeout(Duration::from_secs(20));
+            // Announcements are checked before they are forwarded: one that
+            // does not decode, or is over its author's rate, is rejected
+            // (and costs its sender gossipsub score) instead of spreading.
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Strict)
+                .validate_messages()
                 .max_transmit_size(4 << 20)
                 .build()?;
+            let mut gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
+            // Gossipsub's peer scores count what a peer forwards that fails
+            // validation (P4). Not the delivery-rate penalties (P3, P3b: a
+            // quiet network delivers little) nor one IP for many peers (P6:
+            // a test network or a data centre is many nodes on one address).
+            let mut score = gossipsub::PeerScoreParams {
+                ip_colocation_factor_weight: 0.0,
+                ..gossipsub::PeerScoreParams::default()
+            };
+            score.topics.insert(
+                gossipsub::IdentTopic::new(GOSSIP_TOPIC).hash(),
+                gossipsub::TopicScoreParams {
+                    mesh_message_deliveries_weight: 0.0,
+                    mesh_failure_penalty_weight: 0.0,
+                    invalid_message_deliveries_weight: -100.0,
+                    invalid_message_deliveries_decay: 0.5,
+                    ..gossipsub::TopicScoreParams::default()
+                },
+            );
+            gossipsub.with_peer_score(score, gossipsub::PeerScoreThresholds::default())?;
             Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/orb/id/1.0.0".into(), key.public())
                         .with_agent_version(format!("orb/{}", env!("CARGO_PKG_VERSION"))),
@@ -90,10 +120,7 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
                     peer_store::memory_store::Config::default()
                         .set_remove_addr_on_dial_error(false),
                 )),
-                gossipsub: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    gossip_config,
-                )?,
+                gossipsub,
                 relay_client,
                 relay: relay::Behaviour::new(peer_id, relay::Config::default()),
                 dcutr: dcutr::Behaviour::new(peer_id),

@@ -4,6 +4,22 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 
+use crate::conduct::ConductConfig;
+
+/// Ways a node misbehaves on purpose, on the network layer (`orb node
+/// --byzantine …`, for tests and the demo): honest peers must detect each,
+/// bound it, and ban the node for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Misbehaviour {
+    /// Publish hundreds of (valid) announcements a second.
+    pub flood_gossip: bool,
+    /// Publish announcements that do not decode.
+    pub malformed_gossip: bool,
+    /// Send request-stream frames that claim more than the size limit, or
+    /// do not decode, instead of requests.
+    pub bad_frames: bool,
+}
+
 /// The network settings of a node; `orb node` flags map onto these fields.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
@@ -30,6 +46,10 @@ pub struct NetConfig {
     pub autonat_interval: Duration,
     /// Events waiting for the node before peers are answered "busy".
     pub event_queue: usize,
+    /// Scores, rate limits and bans of misbehaving peers.
+    pub conduct: ConductConfig,
+    /// Misbehave on purpose (tests and the demo).
+    pub misbehave: Misbehaviour,
 }
 
 impl Default for NetConfig {
@@ -45,6 +65,8 @@ impl Default for NetConfig {
             stream_window: 64,
             autonat_interval: Duration::from_secs(2),
             event_queue: 1024,
+            conduct: ConductConfig::default(),
+            misbehave: Misbehaviour::default(),
         }
     }
 }

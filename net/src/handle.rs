@@ -78,6 +78,8 @@ pub struct NetStatus {
     pub routing_table: usize,
     /// Peers in the persistent peer store.
     pub known_peers: usize,
+    /// Peers banned now for misbehaving.
+    pub banned: usize,
 }
 
 /// A peer as this node knows it.
@@ -93,6 +95,10 @@ pub struct PeerInfo {
     pub relayed: bool,
     /// Its software, from identify.
     pub agent: String,
+    /// Banned for misbehaving: its connections are refused.
+    pub banned: bool,
+    /// Its misbehaviour score (a ban is at 100; halves every minute).
+    pub score: f64,
 }
 
 /// The handle to a node's network: cheap to clone.
@@ -122,8 +128,9 @@ pub fn start(
         max_request: config.max_request_bytes,
         max_response: config.max_response_bytes,
         timeout: config.request_timeout,
+        bad_frames: config.misbehave.bad_frames,
     };
-    let streams = Streams::start(event_loop.stream_control(), limits, events_tx)?;
+    let streams = Streams::start(event_loop.stream_control(), limits, events_tx, tx.clone())?;
     Ok((
         Net {
             tx,
@@ -163,6 +170,14 @@ impl Net {
     /// Dials `addr` (which must end in `/p2p/<peer id>`) and waits for the connection.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId> {
         self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Tells the network that `peer` committed `offence` (an invalid
+    /// signed object, a wrong receipt, a request left unanswered...): its
+    /// score goes up, and past the limit it is banned. Never waits; `false`
+    /// when the command queue is full.
+    pub fn report(&self, peer: PeerId, offence: crate::Offence) -> bool {
+        self.tx.try_send(Command::Offence { peer, offence }).is_ok()
     }
 
     /// Sends `request` to `peer` (dialing it if needed) on our request

@@ -17,6 +17,9 @@
 //! - [`Request`], [`Response`], [`Announcement`]: the wire protocol, with
 //!   size-limited framing (a peer cannot make us allocate more than the
 //!   limit, and a malformed frame is dropped and logged);
+//! - [`Conduct`]: per-peer scores, announcement rate limits and bans: a
+//!   peer that sends what does not decode, floods, or is caught lying is
+//!   disconnected and refused for a while, and said once in the log;
 //! - [`NameRecord`]: a function name signed by its publisher, kept in the DHT;
 //! - NAT: a node whose address AutoNAT confirms (or that is started as a
 //!   supernode) serves the DHT and relays; a private node reserves a relay
@@ -26,6 +29,7 @@
 //! never on `orb-engine` or the binary.
 
 mod behaviour;
+mod conduct;
 mod config;
 mod error;
 mod event_loop;
@@ -36,7 +40,8 @@ mod peerstore;
 mod protocol;
 mod streams;
 
-pub use config::NetConfig;
+pub use conduct::{Conduct, ConductConfig, Offence, Verdict};
+pub use config::{Misbehaviour, NetConfig};
 pub use error::{Error, Result};
 pub use event_loop::EventLoop;
 pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start};
@@ -44,7 +49,7 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use names::{MAX_NAME, NameRecord, check_name};
 pub use peerstore::PeerStore;
 pub use protocol::{
-    Announcement, FunctionLoad, Invoke, Load, Query, Request, Response, encode_frame,
+    Announcement, BadFrame, FunctionLoad, Invoke, Load, Query, Request, Response, encode_frame,
     read_frame_into,
 };
 pub use streams::{Direct, Reply};

@@ -185,6 +185,31 @@ pub struct FunctionLoad {
     pub busy_permille: u32,
 }
 
+/// Why a frame was refused (the inner error of the `InvalidData` I/O error
+/// [`read_frame_into`] returns).
+#[derive(Debug, thiserror::Error)]
+pub enum BadFrame {
+    /// Its length is over the limit (nothing was read or allocated for it).
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// The length it claims.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Its bytes do not decode.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+impl BadFrame {
+    /// The frame error inside an I/O error, if that is what it is.
+    pub fn of(e: &io::Error) -> Option<&BadFrame> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<BadFrame>())
+    }
+}
+
 /// Reads one frame (a 4-byte big-endian length, then postcard) into `buf`
 /// and decodes it. A length over `max` is refused before anything is
 /// allocated for it; a frame that does not decode is an error. (The wire
@@ -200,7 +225,7 @@ where
     if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("message of {len} bytes exceeds the limit of {max}"),
+            BadFrame::TooLarge { len, max },
         ));
     }
     buf.resize(len, 0);
@@ -208,7 +233,7 @@ where
     postcard::from_bytes(buf).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("malformed message: {e}"),
+            BadFrame::Malformed(e.to_string()),
         )
     })
 }

@@ -43,9 +43,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::debug;
 
+use crate::event_loop::Command;
 use crate::handle::NetEvent;
-use crate::protocol::{encode_frame, read_frame_into};
-use crate::{Error, Request, Response, Result};
+use crate::protocol::{BadFrame, encode_frame, read_frame_into};
+use crate::{Error, Offence, Request, Response, Result};
 
 /// The protocol of the request streams.
 pub(crate) const CALL_PROTOCOL: StreamProtocol = StreamProtocol::new("/orb/call/1");
@@ -60,6 +61,31 @@ pub(crate) struct Limits {
     pub(crate) max_request: usize,
     pub(crate) max_response: usize,
     pub(crate) timeout: Duration,
+    /// Byzantine test mode: send bad frames instead of requests.
+    pub(crate) bad_frames: bool,
+}
+
+/// Tells the event loop (which keeps peers' scores) that `peer` sent a
+/// frame that does not decode or is over the limit.
+fn report_frame(offences: &mpsc::Sender<Command>, peer: PeerId, e: &std::io::Error) {
+    let offence = match BadFrame::of(e) {
+        Some(BadFrame::TooLarge { .. }) => Offence::OversizedFrame,
+        Some(BadFrame::Malformed(_)) => Offence::MalformedFrame,
+        None => return,
+    };
+    let _ = offences.try_send(Command::Offence { peer, offence });
+}
+
+/// What a node in the bad-frames test mode sends instead of request `id`:
+/// by turns a length over any limit and bytes that do not decode.
+fn bad_frame(id: u64) -> Vec<u8> {
+    if id.is_multiple_of(2) {
+        u32::MAX.to_be_bytes().to_vec()
+    } else {
+        let mut frame = 8u32.to_be_bytes().to_vec();
+        frame.extend_from_slice(&[0xff; 8]);
+        frame
+    }
 }
 
 /// Answers some of a peer's requests where they are read, without a task
@@ -77,6 +103,7 @@ pub(crate) struct Streams {
     links: Mutex<HashMap<PeerId, Slot>>,
     tasks: Mutex<JoinSet<()>>,
     limits: Limits,
+    offences: mpsc::Sender<Command>,
 }
 
 /// Where the stream to one peer is kept (locked while it is opened).
@@ -106,6 +133,7 @@ impl Streams {
         mut control: libp2p_stream::Control,
         limits: Limits,
         events: mpsc::Sender<NetEvent>,
+        offences: mpsc::Sender<Command>,
     ) -> Result<Arc<Self>> {
         let incoming = control
             .accept(CALL_PROTOCOL)
@@ -116,6 +144,7 @@ impl Streams {
             links: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
             limits,
+            offences,
         });
         streams.spawn(accept(incoming, Arc::downgrade(&streams), events));
         Ok(streams)
@@ -149,8 +178,12 @@ impl Streams {
             });
         };
         let id = link.next.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(&(id, request), self.limits.max_request)
-            .map_err(|e| failed(e.to_string()))?;
+        let frame = if self.limits.bad_frames {
+            bad_frame(id)
+        } else {
+            encode_frame(&(id, request), self.limits.max_request)
+                .map_err(|e| failed(e.to_string()))?
+        };
         let (tx, rx) = oneshot::channel();
         lock(&link.pending).insert(id, tx);
         let _waiting = Waiting { link: &link, id };
@@ -225,6 +258,7 @@ impl Streams {
             reader,
             link.clone(),
             self.limits.max_response,
+            self.offences.clone(),
         ));
         *slot = Some(link.clone());
         Ok(link)
@@ -271,6 +305,7 @@ async fn read_answers(
     mut reader: ReadHalf<Stream>,
     link: Arc<Link>,
     max_response: usize,
+    offences: mpsc::Sender<Command>,
 ) {
     let mut buf = Vec::new();
     let ended = loop {
@@ -283,6 +318,7 @@ async fn read_answers(
             let _ = waiter.send(response);
         }
     };
+    report_frame(&offences, peer, &ended);
     debug!(%peer, "request stream ended: {ended}");
     // Closed first, so that a request written from now on sees it.
     link.closed.store(true, Ordering::Release);
@@ -340,7 +376,15 @@ async fn accept(
         };
         let limits = streams.limits;
         let direct = streams.direct.clone();
-        streams.spawn(serve(peer, stream, events.clone(), direct, limits));
+        let offences = streams.offences.clone();
+        streams.spawn(serve(
+            peer,
+            stream,
+            events.clone(),
+            direct,
+            limits,
+            offences,
+        ));
     }
 }
 
@@ -352,6 +396,7 @@ async fn serve(
     events: mpsc::Sender<NetEvent>,
     direct: DirectSlot,
     limits: Limits,
+    offences: mpsc::Sender<Command>,
 ) {
     let (mut reader, writer) = stream.split();
     // Each queued answer holds its window slot: at most `window` queue.
@@ -406,6 +451,7 @@ async fn serve(
     let ended = match select(Box::pin(requests), Box::pin(write_answers(writer, frames))).await {
         Either::Left((e, _)) | Either::Right((e, _)) => e,
     };
+    report_frame(&offences, peer, &ended);
     debug!(%peer, "peer's request stream ended: {ended}");
 }
 

@@ -45,6 +45,11 @@ pub struct NodeConfig {
     /// paused, for a slot, so a core stays free for short calls. `None`:
     /// one less than the cores (at least one).
     pub long_calls: Option<usize>,
+    /// Fuel one peer's calls may burn on this node per second (on average:
+    /// a call may overdraw, and the peer's next calls are answered "busy"
+    /// until the debt is repaid); 0: no budget. Default: 4,000,000,000
+    /// (two calls at the default fuel limit per second).
+    pub fuel_per_invoker: u64,
     /// Calls that may wait for an executor thread before peers get "busy";
     /// one function may fill a quarter of it. Default: 256.
     pub executor_queue: usize,
@@ -63,9 +68,9 @@ pub struct NodeConfig {
     /// Fraction of single-replica calls re-executed by a second provider
     /// after answering (sampled verification), 0 to 1. Default: 0.05.
     pub verify_fraction: f64,
-    /// Corrupt every output this node computes (and sign it so): a
-    /// Byzantine executor, for tests and the demo.
-    pub byzantine: bool,
+    /// Misbehave on purpose, in these ways (tests and the demo); none by
+    /// default.
+    pub byzantine: super::Byzantine,
     /// Host replicas of busy functions on this node's own initiative.
     /// Default: true.
     pub autoscale: bool,
@@ -113,11 +118,12 @@ impl NodeConfig {
             executor_pool: None,
             long_calls: None,
             executor_queue: 256,
+            fuel_per_invoker: 4_000_000_000,
             genesis: None,
             block_interval: Duration::from_millis(500),
             replicas: 1,
             verify_fraction: 0.05,
-            byzantine: false,
+            byzantine: super::Byzantine::default(),
             autoscale: true,
             scale_up_at: 0.7,
             scale_idle: Duration::from_secs(30),

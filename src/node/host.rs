@@ -8,14 +8,14 @@
 //! function's load window, which the node announces every second. Calls go to the bounded executor pool: a full
 //! pool answers "busy" so the caller moves on to another provider.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use orb_functions::{
-    CallOptions, Error as FnError, Executor, Function, FunctionId, Limits, ModuleStore, Outcome,
-    Runtime, Seed,
+    CallOptions, Error as FnError, Executor, FuelBudget, Function, FunctionId, Limits, ModuleStore,
+    Outcome, Runtime, Seed,
 };
 use orb_ledger::PublicKey;
 use orb_net::{
@@ -23,6 +23,8 @@ use orb_net::{
 };
 use tracing::{debug, info, warn};
 
+use super::byzantine::{Byzantine, Mode};
+use super::throttle::PerKey;
 use super::{Node, own_row};
 
 /// How often a node re-announces what it hosts (load changes, new peers).
@@ -30,6 +32,11 @@ const REANNOUNCE: Duration = Duration::from_secs(10);
 
 /// What a Byzantine node (`--byzantine`) appends to every output.
 const CORRUPTION: &[u8] = b" [corrupted by a byzantine executor]";
+
+/// How late a slow Byzantine test node answers.
+const SLOW: Duration = Duration::from_secs(3);
+/// Replies a silent Byzantine test node holds at most.
+const HELD: usize = 4_096;
 
 /// The functions a node hosts and the pool that runs them.
 pub(crate) struct Host {
@@ -41,12 +48,25 @@ pub(crate) struct Host {
     names: sled::Tree,
     in_flight: Arc<AtomicU32>,
     capacity: u32,
-    /// Byzantine test mode: every output is corrupted (and signed so).
-    corrupt: bool,
+    /// Byzantine test modes (none on an honest node).
+    byzantine: Byzantine,
+    /// Replies a silent Byzantine node holds and never sends.
+    unanswered: Mutex<VecDeque<Reply>>,
+    /// Answers a slow Byzantine node sends when they are due.
+    late: Mutex<VecDeque<(Instant, Reply, Response)>>,
     /// Per function: calls and execution time since the last window.
     windows: Mutex<HashMap<FunctionId, Window>>,
     /// Functions hosted by auto-scaling, not by a deployment.
     scaled: Mutex<HashSet<FunctionId>>,
+    /// Fuel each peer may burn here per second, and who was told so.
+    budget: Mutex<Budget>,
+    /// The budget's clock: time since the host started.
+    epoch: Instant,
+}
+
+struct Budget {
+    fuel: FuelBudget<PeerId>,
+    said: PerKey<PeerId>,
 }
 
 /// One function's calls since the last load report.
@@ -64,7 +84,8 @@ impl Host {
         store: ModuleStore,
         db: &sled::Db,
         capacity: u32,
-        corrupt: bool,
+        byzantine: Byzantine,
+        fuel_per_invoker: u64,
     ) -> Result<Self, sled::Error> {
         Ok(Self {
             runtime,
@@ -75,10 +96,83 @@ impl Host {
             names: db.open_tree("names")?,
             in_flight: Arc::new(AtomicU32::new(0)),
             capacity,
-            corrupt,
+            byzantine,
+            unanswered: Mutex::new(VecDeque::new()),
+            late: Mutex::new(VecDeque::new()),
             windows: Mutex::new(HashMap::new()),
             scaled: Mutex::new(HashSet::new()),
+            budget: Mutex::new(Budget {
+                fuel: FuelBudget::new(fuel_per_invoker),
+                said: PerKey::default(),
+            }),
+            epoch: Instant::now(),
         })
+    }
+
+    /// Sends `response` on `reply`, unless this node is a Byzantine test
+    /// node that answers late (after [`SLOW`]) or never (the reply is held,
+    /// at most [`HELD`] of them, so the asker waits for its timeout).
+    pub(crate) fn deliver(&self, reply: Reply, response: Response) {
+        if self.byzantine.has(Mode::Silent) {
+            let mut held = self
+                .unanswered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if held.len() >= HELD {
+                held.pop_front();
+            }
+            held.push_back(reply);
+        } else if self.byzantine.has(Mode::Slow) {
+            // Sent by `send_late` (this may be an executor thread, with no
+            // async runtime to wait on).
+            self.late
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back((Instant::now() + SLOW, reply, response));
+        } else {
+            reply.send(response);
+        }
+    }
+
+    /// Whether this is a slow Byzantine test node ([`Host::send_late`]
+    /// must then run).
+    pub(crate) fn is_slow(&self) -> bool {
+        self.byzantine.has(Mode::Slow)
+    }
+
+    /// Sends the late answers of a slow Byzantine test node that are due.
+    pub(crate) fn send_late(&self) {
+        let now = Instant::now();
+        let mut late = self.late.lock().unwrap_or_else(PoisonError::into_inner);
+        while late.front().is_some_and(|(due, _, _)| *due <= now) {
+            if let Some((_, reply, response)) = late.pop_front() {
+                reply.send(response);
+            }
+        }
+    }
+
+    /// Whether `peer` may start a call here now: not while it owes fuel
+    /// past its budget (it is answered "busy" and said once a minute).
+    fn within_budget(&self, peer: &PeerId) -> bool {
+        let mut b = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        if b.fuel.admit(peer, self.epoch.elapsed()) {
+            return true;
+        }
+        let rate = b.fuel.rate();
+        if b.said.due(*peer) {
+            warn!(%peer, fuel_per_second = rate, "a peer is over its fuel budget here: its calls are answered busy");
+        }
+        false
+    }
+
+    /// Charges `peer`'s budget for a call that ended.
+    fn charge(&self, peer: &PeerId, result: &Result<Outcome, FnError>) {
+        let fuel = match result {
+            Ok(o) => o.fuel,
+            Err(e) => e.fuel().unwrap_or(0),
+        };
+        let mut b = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        b.fuel.charge(peer, fuel, self.epoch.elapsed());
     }
 
     /// Calls queued or running.
@@ -350,17 +444,25 @@ impl Host {
 
     /// Runs an invocation of a function hosted here; on a ledger, signs a
     /// receipt charging `invoker`.
+    /// A peer's call (`from`) is charged to its fuel budget.
     pub(crate) async fn run(
         &self,
         node: &Node,
         invoke: &Invoke,
         invoker: Option<PublicKey>,
+        from: Option<&PeerId>,
     ) -> Response {
         let Some(function) = self.function(&invoke.function) else {
             return Response::NotHosted;
         };
+        if from.is_some_and(|peer| !self.within_budget(peer)) {
+            return Response::Busy;
+        }
         let started = Instant::now();
         let result = self.call(function, invoke).await;
+        if let Some(peer) = from {
+            self.charge(peer, &result);
+        }
         self.response(node, invoke, invoker, started, result)
     }
 
@@ -383,12 +485,18 @@ impl Host {
         }
         match result {
             Ok(mut outcome) => {
-                if self.corrupt {
+                if self.byzantine.has(Mode::WrongOutput) {
                     outcome.output.extend_from_slice(CORRUPTION);
                 }
+                // A wrong receipt: signed for more fuel than was burnt.
+                let signed_fuel = if self.byzantine.has(Mode::WrongReceipt) {
+                    outcome.fuel + 1
+                } else {
+                    outcome.fuel
+                };
                 let receipt = match (&node.ledger, invoker) {
                     (Some(ledger), Some(invoker)) => {
-                        Some(ledger.sign_receipt(invoker, invoke, &outcome.output, outcome.fuel))
+                        Some(ledger.sign_receipt(invoker, invoke, &outcome.output, signed_fuel))
                     }
                     _ => None,
                 };
@@ -424,7 +532,7 @@ impl Host {
     pub(crate) async fn answer(&self, node: &Node, peer: PeerId, request: Request) -> Response {
         match request {
             Request::Invoke(invoke) => match Self::invoker(node, &peer) {
-                Ok(invoker) => self.run(node, &invoke, invoker).await,
+                Ok(invoker) => self.run(node, &invoke, invoker, Some(&peer)).await,
                 Err(why) => Response::Refused(why),
             },
             Request::FetchModule { function } => match self.store.get(function) {
@@ -478,6 +586,10 @@ pub(crate) fn answer_invoke_now(node: &Arc<Node>, peer: PeerId, invoke: Invoke, 
         reply.send(Response::NotHosted);
         return;
     };
+    if !host.within_budget(&peer) {
+        reply.send(Response::Busy);
+        return;
+    }
     let started = Instant::now();
     // The reply goes to the executor with the call, or answers here when
     // the pool refuses it.
@@ -485,17 +597,18 @@ pub(crate) fn answer_invoke_now(node: &Arc<Node>, peer: PeerId, invoke: Invoke, 
     let invoke = Arc::new(invoke);
     let (answer, running, call) = (reply.clone(), node.clone(), invoke.clone());
     let submitted = host.submit(function, &invoke, move |result| {
+        running.host.charge(&peer, &result);
         let response = running
             .host
             .response(&running, &call, invoker, started, result);
         if let Some(reply) = answer.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            reply.send(response);
+            running.host.deliver(reply, response);
         }
     });
     if let Err(e) = submitted {
         let response = host.response(node, &invoke, invoker, started, Err(e));
         if let Some(reply) = reply.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            reply.send(response);
+            host.deliver(reply, response);
         }
     }
 }

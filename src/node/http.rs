@@ -19,28 +19,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use super::throttle::Throttle;
 use super::{Node, api};
 
 /// Most API connections open at once.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
-
-/// How often a limit being hit is said in the log.
-const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(60);
-
-/// Says something at most once every [`LIMIT_WARNING_EVERY`].
-#[derive(Default)]
-struct Throttle(Option<std::time::Instant>);
-
-impl Throttle {
-    /// Whether to say it now (then not again for a while).
-    fn due(&mut self) -> bool {
-        if self.0.is_some_and(|t| t.elapsed() < LIMIT_WARNING_EVERY) {
-            return false;
-        }
-        self.0 = Some(std::time::Instant::now());
-        true
-    }
-}
 
 /// How long the loop waits after a failed accept (out of file descriptors,
 /// say) before trying again, so it does not spin.
@@ -58,6 +41,7 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, limits: Limits
     let cancel = node.tasks.token().clone();
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut full_said = Throttle::default();
+    let mut accept_said = Throttle::default();
     loop {
         let permit = match open.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -88,7 +72,13 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, limits: Limits
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                warn!("API: cannot accept a connection: {e}");
+                // Out of file descriptors, say: said once a minute, not
+                // at every retry.
+                if accept_said.due() {
+                    warn!(
+                        "API: cannot accept a connection: {e} (retrying; idle connections are cut after the header timeout)"
+                    );
+                }
                 if cancel
                     .run_until_cancelled(tokio::time::sleep(ACCEPT_BACKOFF))
                     .await

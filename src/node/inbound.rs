@@ -71,5 +71,5 @@ async fn answer(node: &Node, peer: PeerId, request: Request, channel: Reply) {
         return;
     }
     let response = node.host.answer(node, peer, request).await;
-    channel.send(response);
+    node.host.deliver(channel, response);
 }

@@ -37,7 +37,7 @@ use futures::stream::FuturesUnordered;
 use orb_engine::Provider;
 use orb_functions::FunctionId;
 use orb_ledger::{Agreement, Decision, Digest, Outcome, Receipt, ReceiptBody, check_receipt};
-use orb_net::{Invoke, PeerId, Request, Response};
+use orb_net::{Invoke, Offence, PeerId, Request, Response};
 use serde::Serialize;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
@@ -50,6 +50,10 @@ const EXTRA_REPLICAS: usize = 2;
 /// One attempt on one provider gives up after this long (the executor's
 /// own wall-clock limit is 10 s).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An answer whose network time (round trip less execution) is over this
+/// is slow: its provider is scored and left out for a busy window.
+const SLOW_ANSWER: Duration = Duration::from_secs(2);
 
 /// How long a resolved name is trusted before asking the DHT again.
 const NAME_TTL: Duration = Duration::from_secs(60);
@@ -433,14 +437,22 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
     let local = peer == node.net.peer_id();
     let response = if local {
         let me = node.ledger.as_ref().map(|l| l.me);
-        Ok(node.host.run(&node, &call, me).await)
+        Ok(node.host.run(&node, &call, me, None).await)
     } else {
         let request = Request::Invoke((*call).clone());
         match tokio::time::timeout(ATTEMPT_TIMEOUT, node.net.request(peer, &request)).await {
             // As many of our calls as its window allows are in flight there.
             Ok(Err(orb_net::Error::WindowFull { .. })) => Ok(Response::Busy),
             Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs())),
+            Err(_) => {
+                // Silent: scored, and left out of scheduling for a while.
+                node.net.report(peer, Offence::Unanswered);
+                let _ = node
+                    .routing
+                    .busy(peer.to_string(), node.busy_window_ms)
+                    .await;
+                Err(format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs()))
+            }
         }
     };
     let round_trip = sent.elapsed().as_micros() as u64;
@@ -476,9 +488,24 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
                 };
                 if let Err(why) = checked {
                     debug!(%peer, "bad receipt: {why}");
+                    node.net.report(peer, Offence::Invalid);
                     withdraw(&node, call.function, &peer).await;
                     return reroute("no valid receipt for its answer".into());
                 }
+            }
+            let network_us = if local {
+                0
+            } else {
+                round_trip.saturating_sub(execution_us)
+            };
+            if network_us > SLOW_ANSWER.as_micros() as u64 {
+                // Far slower than its work explains: left out of this
+                // node's scheduling for a while, and scored.
+                node.net.report(peer, Offence::Slow);
+                let _ = node
+                    .routing
+                    .busy(peer.to_string(), node.busy_window_ms)
+                    .await;
             }
             Attempt::Answer(Box::new(Answer {
                 result: Outcome::Output { hash, fuel },
@@ -488,11 +515,7 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
                 fuel,
                 receipt,
                 execution_us,
-                network_us: if local {
-                    0
-                } else {
-                    round_trip.saturating_sub(execution_us)
-                },
+                network_us,
             }))
         }
         // A guest failure is an answer: calls are deterministic, so the
@@ -562,6 +585,18 @@ pub(crate) async fn invoke(
         };
         let mut schedule = Schedule::new(node.clone(), call).await?;
         if schedule.queue.is_empty() {
+            // Providers known, all left out for answering "busy" (or
+            // failing) a moment ago: say so, not "no provider".
+            let resting = node.routing.resting(id);
+            if resting > 0 {
+                return Err(InvokeError::Exhausted {
+                    target: target.to_owned(),
+                    tried: format!(
+                        "{resting} provider(s), every one busy a moment ago (left out for {} ms); retry in a moment",
+                        node.busy_window_ms
+                    ),
+                });
+            }
             return Err(InvokeError::NoProvider(target.to_owned()));
         }
         let resolve_us = started.elapsed().as_micros() as u64;
@@ -695,6 +730,7 @@ async fn settle(
             };
             info!(executor = %a.peer, by, "executor outvoted: paid nothing");
             node.disputes.record(dispute);
+            node.net.report(a.peer, Offence::Outvoted);
         }
         if matches!(result, Outcome::Failed { .. }) {
             return;

@@ -38,12 +38,18 @@ impl Journal {
         self.db.flush_async().await.map(|_| ())
     }
 
-    /// Forgets the settlements the chain (`state`) holds, and returns the
-    /// others: at a start, what is owed and queued again. An entry that
-    /// does not decode is dropped (and listed in the errors), never a
-    /// reason not to start.
-    pub(crate) fn sweep(&self, state: &State, me: &PublicKey) -> (Vec<Settlement>, Vec<String>) {
-        let (mut owed, mut errors) = (Vec::new(), Vec::new());
+    /// Forgets the settlements the chain holds, and returns the others: at
+    /// a start, what is owed and queued again. `settled` answers, for this
+    /// node's invocations, which ones the chain holds; it is called once,
+    /// after the journal was read, so the caller holds the chain only for
+    /// that. An entry that does not decode is dropped (and listed in the
+    /// errors), never a reason not to start.
+    pub(crate) fn sweep(
+        &self,
+        me: &PublicKey,
+        settled: impl FnOnce(&[u128]) -> Vec<bool>,
+    ) -> (Vec<Settlement>, Vec<String>) {
+        let (mut mine, mut forget, mut errors) = (Vec::new(), Vec::new(), Vec::new());
         for entry in self.tree.iter() {
             let (key, value) = match entry {
                 Ok(kv) => kv,
@@ -53,19 +59,36 @@ impl Journal {
                 }
             };
             match orb_ledger::decode::<Settlement>(&value) {
-                Ok(s) if &s.body.invoker == me && !state.is_settled(me, s.body.invocation) => {
-                    owed.push(s);
-                }
-                Ok(_) => {
-                    let _ = self.tree.remove(key);
-                }
+                Ok(s) if &s.body.invoker == me => mine.push((key, s)),
+                Ok(_) => forget.push(key),
                 Err(e) => {
                     errors.push(format!("an unreadable settlement: {e}"));
-                    let _ = self.tree.remove(key);
+                    forget.push(key);
                 }
             }
         }
+        let ids: Vec<u128> = mine.iter().map(|(_, s)| s.body.invocation).collect();
+        let flags = settled(&ids);
+        let mut owed = Vec::new();
+        for ((key, s), done) in mine.into_iter().zip(flags) {
+            if done {
+                forget.push(key);
+            } else {
+                owed.push(s);
+            }
+        }
+        for key in forget {
+            let _ = self.tree.remove(key);
+        }
         (owed, errors)
+    }
+
+    /// Which of `me`'s `invocations` `state` holds settled.
+    pub(crate) fn settled_in(state: &State, me: &PublicKey, invocations: &[u128]) -> Vec<bool> {
+        invocations
+            .iter()
+            .map(|i| state.is_settled(me, *i))
+            .collect()
     }
 
     /// Settlements written and not yet seen committed.

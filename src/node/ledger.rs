@@ -120,7 +120,9 @@ impl LedgerStart {
         let key = Keypair::from_secret(secret);
         let journal = Journal::open(db)
             .map_err(|e| Error::Ledger(format!("cannot open the settlement journal: {e}")))?;
-        let (owed, unreadable) = journal.sweep(chain.state(), &key.public());
+        let me = key.public();
+        let (owed, unreadable) =
+            journal.sweep(&me, |ids| Journal::settled_in(chain.state(), &me, ids));
         for e in &unreadable {
             warn!("settlement journal: {e}");
         }
@@ -197,8 +199,10 @@ impl LedgerStart {
             let mut every = tokio::time::interval(SWEEP);
             loop {
                 every.tick().await;
-                let chain = sweeper.chain.lock().unwrap_or_else(PoisonError::into_inner);
-                let _ = swept.sweep(chain.state(), &me);
+                let _ = swept.sweep(&me, |ids| {
+                    let chain = sweeper.chain.lock().unwrap_or_else(PoisonError::into_inner);
+                    Journal::settled_in(chain.state(), &me, ids)
+                });
             }
         });
         if !owed.is_empty() {

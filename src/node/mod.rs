@@ -27,6 +27,7 @@
 //! `orb node` (the binary) reports what the handle says.
 
 mod api;
+mod byzantine;
 mod config;
 mod error;
 mod handle;
@@ -39,6 +40,7 @@ mod ledger;
 mod scale;
 mod start;
 mod tasks;
+mod throttle;
 mod token;
 
 use std::sync::Arc;
@@ -46,6 +48,7 @@ use std::sync::Arc;
 use orb_engine::{Provider, Routing};
 use orb_net::Net;
 
+pub use byzantine::{Byzantine, Mode as ByzantineMode};
 pub use config::NodeConfig;
 pub use error::Error;
 pub use handle::NodeHandle;

@@ -96,7 +96,8 @@ impl Node {
             store,
             &db,
             threads as u32,
-            config.byzantine,
+            config.byzantine.clone(),
+            config.fuel_per_invoker,
         )
         .map_err(|source| Error::Database {
             path: db_path.clone(),
@@ -111,6 +112,7 @@ impl Node {
             bootstrap: config.bootstrap.clone(),
             supernode: config.supernode,
             mdns: config.mdns,
+            misbehave: config.byzantine.network(),
             ..NetConfig::default()
         };
         let (net, events, event_loop) =
@@ -144,8 +146,8 @@ impl Node {
             }
             Some(Err(e)) => return Err(stop.failed(e, (net, host, routing)).await),
         };
-        if config.byzantine {
-            warn!("--byzantine: this node corrupts every output it computes");
+        if config.byzantine.any() {
+            warn!(modes = %config.byzantine, "--byzantine: this node misbehaves on purpose");
         }
         let node = Arc::new(Node {
             net: net.clone(),
@@ -203,6 +205,16 @@ impl Node {
             config.max_inbound_requests,
         ));
         tasks.spawn_until_cancelled(host::republish_forever(node.clone()));
+        if node.host.is_slow() {
+            let slow = node.clone();
+            tasks.spawn_until_cancelled(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_millis(50));
+                loop {
+                    every.tick().await;
+                    slow.host.send_late();
+                }
+            });
+        }
         let scale = scale::ScaleConfig {
             up_at_permille: config
                 .autoscale

@@ -3,9 +3,11 @@
 
 mod consensus;
 mod function;
+mod hostile;
 mod ledger;
 mod lifecycle;
 mod network;
+mod partition;
 mod pipeline;
 mod replication;
 mod run;
@@ -87,4 +89,10 @@ pub fn stdout(out: &Output) -> String {
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+/// A row of `scripts/reliability`'s table (test, what was tried, what
+/// held, figures), printed by the long tests it runs.
+pub fn reliability_row(test: &str, tried: &str, held: &str, figures: &str) {
+    eprintln!("reliability-row\t{test}\t{tried}\t{held}\t{figures}");
 }

@@ -153,6 +153,20 @@ impl NodeProc {
         self.client(&["invoke", target, "--input", input, "--json"])
     }
 
+    /// The node's peak resident memory so far (VmHWM), in MiB; 0 when
+    /// unknown.
+    pub(crate) fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()));
+        status
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(0, |kib| kib / 1024)
+    }
+
     pub(crate) fn stop(mut self) -> PathBuf {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -976,4 +990,110 @@ fn a_deploy_to_an_api_beyond_loopback_needs_the_node_token() {
         .read_to_string()
         .unwrap();
     assert_eq!(answer, "hi");
+}
+
+/// What a new user tried: a node under the common `ulimit -n 1024` (hard
+/// limit too, so it cannot raise it) while one client holds 1,100 idle
+/// HTTP connections. Before the limits, calls stopped being answered until
+/// the connections closed. Now the idle ones are cut after the header
+/// timeout, a full fd table is said in the log, and calls are answered.
+#[test]
+fn calls_are_answered_beside_1100_idle_connections_under_a_1024_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // This process holds the 1,100 connections: it needs the fds.
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < 4096
+    {
+        if hard < 4096 {
+            eprintln!("skipped: this process may open only {hard} files");
+            return;
+        }
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("raise our own limit");
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut child = Command::new("prlimit")
+        .args([
+            "--nofile=1024:1024",
+            "--",
+            env!("CARGO_BIN_EXE_orb"),
+            "node",
+        ])
+        .args(["--listen", LOOPBACK, "--api", "127.0.0.1:0"])
+        .args([
+            "--header-timeout-ms",
+            "3000",
+            "--max-client-connections",
+            "4096",
+        ])
+        .env("ORB_DATA_DIR", root.path())
+        .env("ORB_LOG", "orb=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut api = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        if let Some(a) = line.unwrap().strip_prefix("api: ") {
+            api = a.to_owned();
+            break;
+        }
+    }
+    let client = root.path().join("client");
+    let out = crate::orb(&client)
+        .args([
+            "deploy",
+            example("echo").to_str().unwrap(),
+            "--name",
+            "echo",
+        ])
+        .args(["--node", &api])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = socket_of(&api).to_owned();
+    let idle: Vec<std::net::TcpStream> = (0..1100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(idle.len() >= 1000, "only {} connections opened", idle.len());
+    // Calls while they are held: answered (the node may make a call wait
+    // in the listen backlog until the idle ones are cut, never forever).
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    for i in 0..5 {
+        let input = format!("beside idle connections {i}");
+        let mut r = agent
+            .post(format!("{api}/fn/echo"))
+            .send(input.as_bytes())
+            .unwrap_or_else(|e| panic!("call {i} not answered: {e}"));
+        assert_eq!(r.body_mut().read_to_string().unwrap(), input);
+    }
+    drop(idle);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("connection limit") || log.contains("cannot accept"),
+        "a limit hit is said: {log}"
+    );
 }

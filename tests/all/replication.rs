@@ -213,6 +213,49 @@ fn long_calls_of_one_function_leave_threads_for_another() {
 }
 
 #[test]
+fn a_peer_past_its_fuel_budget_is_answered_busy_and_others_are_not() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let publisher = root.path().join("publisher");
+    let r = root.path();
+    let s = node(r, "s", None, &["--no-autoscale"]);
+    let boot = s.addrs[0].clone();
+    // a lets each peer burn 100 million fuel a second; one spin call (it
+    // loops until its 2,000 million fuel are gone) overdraws that by 19 s.
+    let a = node(
+        r,
+        "a",
+        Some(&boot),
+        &["--no-autoscale", "--fuel-per-invoker", "100000000"],
+    );
+    let b = node(r, "b", Some(&boot), &["--no-autoscale"]);
+    deploy_on(&a, "spin", &publisher);
+    deploy_on(&a, "echo", &publisher);
+    wait_providers(&[&b, &s], "echo", 1);
+    wait_providers(&[&b], "spin", 1);
+
+    let out = invoke(&b.api, &b.dir.join("client"), "spin", "", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("out of fuel"), "{stderr}");
+    // b owes a: its next calls there are "busy" (a is echo's only host),
+    for i in 0..2 {
+        let out = invoke(&b.api, &b.dir.join("client"), "echo", &format!("{i}"), &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && stderr.contains("busy"), "{stderr}");
+    }
+    // while another peer, within its budget, is served,
+    let v = invoke_ok(&s.api, &s.dir.join("client"), "echo", "from s", &[]);
+    assert_eq!(v["output"], "from s");
+    assert_eq!(v["executor"], a.peer_id.as_str());
+    // and a says so once for b, not once per call.
+    let said = a.log().matches("over its fuel budget").count();
+    assert_eq!(said, 1, "{}", a.log());
+    assert!(a.log().contains(&b.peer_id), "{}", a.log());
+}
+
+#[test]
 fn replicas_without_a_majority_fail_naming_the_disagreement() {
     let root = tempfile::tempdir().unwrap();
     let publisher = root.path().join("publisher");

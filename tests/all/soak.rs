@@ -40,6 +40,8 @@ pub(crate) struct Report {
     /// Answered calls whose settlement is not in the chain exactly once.
     pub(crate) unsettled: usize,
     pub(crate) settled_twice: usize,
+    /// The largest peak resident memory of a node process.
+    pub(crate) peak_rss_mib: u64,
     pub(crate) wall: Duration,
 }
 
@@ -188,12 +190,14 @@ pub(crate) fn soak(kills: usize, seed: u64) -> Report {
     // The killer: one node at a time, at a random moment.
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut blocks_lost = 0;
+    let mut peak_rss_mib = 0;
     for k in 0..kills {
         std::thread::sleep(Duration::from_millis(rng.random_range(200..2000)));
         let slot = rng.random_range(0..NODES);
         let victim = nodes[slot].take().expect("every node is up between kills");
         // The last height it reported committing, right before the kill.
         let said = height(&ledger(&victim));
+        peak_rss_mib = peak_rss_mib.max(victim.peak_rss_mib());
         entries.lock().unwrap_or_else(PoisonError::into_inner)[slot] = None;
         let dir = victim.stop();
         // Back through a live node (node 0's first address may be gone).
@@ -214,11 +218,14 @@ pub(crate) fn soak(kills: usize, seed: u64) -> Report {
     }
 
     // Drain: one height everywhere, nothing pending, nothing owed.
-    let ls = wait_all(&live(&nodes), "every node drained", 120, |ls| {
-        let h = height(&ls[0]);
-        ls.iter()
-            .all(|l| height(l) == h && l["mempool"] == 0 && l["unsettled"] == 0)
-    });
+    let ls = drain(
+        nodes
+            .iter_mut()
+            .map(|n| n.take().expect("all up"))
+            .collect(),
+    );
+    let nodes: Vec<Option<NodeProc>> = ls.1.into_iter().map(Some).collect();
+    let ls = ls.0;
     let height = height(&ls[0]);
     let heads: Vec<Value> = ls.iter().map(|l| l["head"].clone()).collect();
     assert!(
@@ -228,7 +235,10 @@ pub(crate) fn soak(kills: usize, seed: u64) -> Report {
     let heights: Vec<u64> = nodes
         .into_iter()
         .flatten()
-        .map(|n| audit_clean(&n.stop()))
+        .map(|n| {
+            peak_rss_mib = peak_rss_mib.max(n.peak_rss_mib());
+            audit_clean(&n.stop())
+        })
         .collect();
     assert!(
         heights.iter().all(|h| *h == height),
@@ -263,8 +273,86 @@ pub(crate) fn soak(kills: usize, seed: u64) -> Report {
         blocks_lost,
         unsettled,
         settled_twice,
+        peak_rss_mib,
         wall: started.elapsed(),
     }
+}
+
+/// Waits until every node is at one height with nothing pending or owed;
+/// when that does not come, says which nodes lag, where their chain
+/// parts from the leader's, and what their logs say, then fails.
+fn drain(nodes: Vec<NodeProc>) -> (Vec<Value>, Vec<NodeProc>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ls = loop {
+        let ls: Vec<Value> = nodes.iter().map(ledger).collect();
+        let h = height(&ls[0]);
+        if ls
+            .iter()
+            .all(|l| height(l) == h && l["mempool"] == 0 && l["unsettled"] == 0)
+        {
+            return (ls, nodes);
+        }
+        if Instant::now() > deadline {
+            break ls;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let top = ls.iter().map(height).max().unwrap_or(0);
+    let leader = ls.iter().position(|l| height(l) == top).unwrap_or(0);
+    let lagging: Vec<usize> = (0..ls.len()).filter(|i| height(&ls[*i]) < top).collect();
+    let mut said = String::new();
+    for &i in &lagging {
+        let log = nodes[i].log();
+        let tail: Vec<&str> = log.lines().rev().take(150).collect();
+        said += &format!(
+            "node {i} at {} (head {}, mempool {}, unsettled {}); its log's end:\n{}\n",
+            height(&ls[i]),
+            ls[i]["head"],
+            ls[i]["mempool"],
+            ls[i]["unsettled"],
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    // Where the laggards' chains part from the leader's.
+    let dirs: Vec<PathBuf> = nodes.into_iter().map(NodeProc::stop).collect();
+    let open = |d: &PathBuf| Chain::open_dir(&d.join("ledger"), None).expect("chain");
+    let best = open(&dirs[leader]);
+    for &i in &lagging {
+        let chain = open(&dirs[i]);
+        let parted = (1..=chain.height()).find(|h| {
+            chain.block(*h).ok().flatten().map(|b| b.hash())
+                != best.block(*h).ok().flatten().map(|b| b.hash())
+        });
+        said += &format!(
+            "node {i}: chain of {} blocks; parts from the leader's at {parted:?}\n",
+            chain.height()
+        );
+    }
+    panic!("not drained in 120 s (leader node {leader} at {top}):\n{said}");
+}
+
+/// The soak's row in `scripts/reliability`'s table.
+fn row(report: &Report) {
+    crate::reliability_row(
+        "kill -9 soak",
+        &format!(
+            "{} SIGKILLs of 6 nodes under {} calls",
+            report.kills,
+            report.calls_answered + report.calls_failed
+        ),
+        &format!(
+            "blocks lost {}, answered calls unsettled {}, settled twice {}, every chain audits clean at level 4",
+            report.blocks_lost, report.unsettled, report.settled_twice
+        ),
+        &format!(
+            "height {}, {} calls answered, {} failed (entry or hosts down), node RSS peak {} MiB, {:.0} s",
+            report.height,
+            report.calls_answered,
+            report.calls_failed,
+            report.peak_rss_mib,
+            report.wall.as_secs_f64()
+        ),
+    );
 }
 
 fn assert_held(report: &Report) {
@@ -281,6 +369,7 @@ fn a_few_kills_lose_no_block_and_settle_every_answered_call_once() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let report = soak(4, 7);
     eprintln!("{report:?}");
+    row(&report);
     assert_held(&report);
 }
 
@@ -309,5 +398,6 @@ fn soak_from_env() {
         report.settled_twice,
         report.wall.as_secs_f64()
     );
+    row(&report);
     assert_held(&report);
 }

@@ -107,6 +107,7 @@ impl EventLoop {
                     self.swarm.add_peer_address(peer, addr);
                 }
             }
+            Command::Offence { peer, offence } => self.offend(peer, offence),
         }
     }
 
@@ -134,12 +135,19 @@ impl EventLoop {
             connected: self.swarm.connected_peers().count(),
             routing_table,
             known_peers: self.peers.len(),
+            banned: self.conduct.banned(self.started.elapsed()).len(),
         }
     }
 
-    pub(super) fn peer_list(&self) -> Vec<PeerInfo> {
+    pub(super) fn peer_list(&mut self) -> Vec<PeerInfo> {
+        let now = self.started.elapsed();
         let mut ids: HashSet<PeerId> = self.known.keys().copied().collect();
         ids.extend(self.connections.keys().copied());
+        ids.extend(self.conduct.banned(now));
+        let scores: std::collections::HashMap<PeerId, f64> = ids
+            .iter()
+            .map(|p| (*p, self.conduct.score(p, now)))
+            .collect();
         let mut list: Vec<PeerInfo> = ids
             .into_iter()
             .map(|peer| {
@@ -153,6 +161,8 @@ impl EventLoop {
                     connected: direct + relayed > 0,
                     relayed: direct == 0 && relayed > 0,
                     agent: known.map(|k| k.agent.clone()).unwrap_or_default(),
+                    banned: self.conduct.is_banned(&peer, now),
+                    score: scores.get(&peer).copied().unwrap_or(0.0),
                 }
             })
             .collect();

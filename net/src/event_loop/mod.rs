@@ -10,6 +10,7 @@
 //! answered "busy".
 
 mod commands;
+mod conduct;
 mod dht;
 mod nat;
 
@@ -28,7 +29,10 @@ use tracing::{debug, info, warn};
 
 use crate::behaviour::{self, Behaviour, BehaviourEvent, GOSSIP_TOPIC, KAD_PROTOCOL, RELAY_HOP};
 use crate::handle::{NatStatus, NetEvent, NetStatus, PeerInfo};
-use crate::{Announcement, Error, NameRecord, NetConfig, PeerStore, Result};
+use crate::{
+    Announcement, Conduct, ConductConfig, Error, Misbehaviour, NameRecord, NetConfig, Offence,
+    PeerStore, Result,
+};
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -77,6 +81,10 @@ pub(crate) enum Command {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
     },
+    Offence {
+        peer: PeerId,
+        offence: Offence,
+    },
 }
 
 /// What identify told us about a peer.
@@ -120,6 +128,9 @@ pub struct EventLoop {
     pending_put: HashMap<QueryId, Reply<Result<()>>>,
     pending_get: HashMap<QueryId, Reply<Result<Option<NameRecord>>>>,
     topic: gossipsub::IdentTopic,
+    conduct: Conduct,
+    conduct_config: ConductConfig,
+    misbehave: Misbehaviour,
 }
 
 impl EventLoop {
@@ -200,6 +211,9 @@ impl EventLoop {
             pending_put: HashMap::new(),
             pending_get: HashMap::new(),
             topic,
+            conduct: Conduct::new(config.conduct),
+            conduct_config: config.conduct,
+            misbehave: config.misbehave,
         })
     }
 
@@ -377,21 +391,11 @@ impl EventLoop {
                 );
             }
             BehaviourEvent::Kad(event) => self.on_kad(event),
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
-                let Some(peer) = message.source else { return };
-                match Announcement::decode(&message.data) {
-                    Some(announcement) => {
-                        if self
-                            .events
-                            .try_send(NetEvent::Announcement { peer, announcement })
-                            .is_err()
-                        {
-                            debug!("node busy: announcement from {peer} dropped");
-                        }
-                    }
-                    None => warn!(%peer, "malformed announcement dropped"),
-                }
-            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.on_gossip(propagation_source, message_id, message),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let local = *self.swarm.local_peer_id();
                 for (peer, addr) in found {

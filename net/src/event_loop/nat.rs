@@ -11,6 +11,8 @@ use crate::handle::NatStatus;
 
 impl EventLoop {
     pub(super) fn on_tick(&mut self) {
+        self.expire_bans();
+        self.misbehave();
         self.maybe_reserve();
         self.redial_lan();
         // Look for peers: often while the routing table is small (a young

@@ -20,12 +20,20 @@
 //!   `orb ledger verify-proof` reads it: verifying never panics.
 //! - [`module`]: a WebAssembly module as `orb fn inspect` and deploy read
 //!   it: inspection never panics.
+//! - [`wasm_smith`]: a valid module wasm-smith builds from the input:
+//!   inspecting, compiling and (a command) calling it with a little fuel
+//!   never panics, and a call ends within its fuel.
+//! - [`http`]: raw bytes sent to a real node's HTTP API (one node per
+//!   process, on loopback, hosting a small function): the node never
+//!   panics, every connection gets an answer or is closed within seconds,
+//!   and no request is answered 500.
 //!
 //! `scripts/fuzz TARGET [SECONDS]` runs one under libFuzzer (coverage
 //! guided, seeded with [`seeds`]); the test suite runs each on its seeds
 //! and a few thousand seeded mutations of them (`tests/smoke.rs`).
 
 use std::fmt::Debug;
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use futures::executor::block_on;
@@ -53,6 +61,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("name-record", name_record),
     ("proof", proof),
     ("module", module),
+    ("wasm-smith", wasm_smith),
+    ("http", http),
 ];
 
 /// Decodes, re-encodes and decodes again: the same value.
@@ -258,6 +268,144 @@ pub fn module(data: &[u8]) {
     let _ = runtime().inspect(data);
 }
 
+/// A module wasm-smith builds from `data`.
+pub fn wasm_smith(data: &[u8]) {
+    let mut u = arbitrary::Unstructured::new(data);
+    let config = wasm_smith::Config {
+        max_memory32_bytes: 16 << 20,
+        max_type_size: 1_000,
+        ..wasm_smith::Config::default()
+    };
+    let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
+        return;
+    };
+    let bytes = module.to_bytes();
+    let runtime = runtime();
+    let inspected = runtime.inspect(&bytes);
+    let Ok(function) = runtime.load(&bytes) else {
+        return;
+    };
+    // Loading checks what inspection reports: a loaded module inspects.
+    assert!(inspected.is_ok(), "loaded but not inspected: {inspected:?}");
+    let mut opts = orb_functions::CallOptions::default();
+    opts.limits.fuel = 100_000;
+    if let Ok(outcome) = runtime.call(&function, b"fuzz", &opts) {
+        assert!(
+            outcome.fuel <= opts.limits.fuel,
+            "{} fuel over the limit",
+            outcome.fuel
+        );
+    }
+}
+
+/// The API of the process's node (started on first use, never stopped:
+/// it lives as long as the fuzzer), and the id of the function it hosts.
+fn node_api() -> &'static (SocketAddr, FunctionId) {
+    static API: OnceLock<(SocketAddr, FunctionId)> = OnceLock::new();
+    API.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        // The node's runtime runs on this thread for the process's life.
+        let _process_long = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(async move {
+                let dir = tempfile::tempdir().expect("a data dir");
+                let config = orb::NodeConfig {
+                    api: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr")],
+                    autoscale: false,
+                    ..orb::NodeConfig::new(dir.path())
+                };
+                let node = orb::Node::start(config).await.expect("a node");
+                let id = node.host(TINY_MODULE).await.expect("hosts the tiny module");
+                tx.send((node.api_addr(), id)).expect("the fuzzer waits");
+                std::future::pending::<()>().await;
+            });
+        });
+        PANICKED_HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+                previous(info);
+            }));
+        });
+        rx.recv().expect("the node started")
+    })
+}
+
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static PANICKED_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Raw bytes to the node's HTTP API, as a client could send them.
+pub fn http(data: &[u8]) {
+    use std::io::{Read, Write};
+    let (api, _) = node_api();
+    let mut stream = std::net::TcpStream::connect(api).expect("the API accepts");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("a timeout");
+    // The node may close early (a refused request); what is not sent then
+    // is not a failure.
+    let _ = stream.write_all(data);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("no answer and no close within 10 s: {e}"),
+    }
+    assert!(
+        !PANICKED.load(std::sync::atomic::Ordering::SeqCst),
+        "the node panicked"
+    );
+    for response in answer
+        .split(|b| *b == b'\n')
+        .filter(|l| l.starts_with(b"HTTP/1."))
+    {
+        assert!(
+            !response.starts_with(b"HTTP/1.1 500") && !response.starts_with(b"HTTP/1.0 500"),
+            "answered 500: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}
+
+fn http_seeds() -> Vec<Vec<u8>> {
+    let (_, id) = node_api();
+    let id = id.to_hex();
+    let mut deploy = format!(
+        "POST /api/deploy?name=tiny&replicas=1&publisher=0801&signature=00 HTTP/1.1\r\n\
+         Host: orb\r\nContent-Length: {}\r\n\r\n",
+        TINY_MODULE.len()
+    )
+    .into_bytes();
+    deploy.extend_from_slice(TINY_MODULE);
+    vec![
+        format!("POST /fn/{id} HTTP/1.1\r\nHost: orb\r\nContent-Length: 5\r\n\r\nhello")
+            .into_bytes(),
+        format!(
+            "POST /fn/{id}?fuel=100000&replicas=1 HTTP/1.1\r\nHost: orb\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+        .into_bytes(),
+        format!(
+            "POST /fn/{id}?replicas=17 HTTP/1.1\r\nHost: orb\r\nContent-Length: 0\r\n\r\n\
+             GET /api/status HTTP/1.1\r\nHost: orb\r\n\r\n"
+        )
+        .into_bytes(),
+        b"GET /api/status HTTP/1.1\r\nHost: orb\r\n\r\n".to_vec(),
+        b"GET /api/peers HTTP/1.1\r\nHost: orb\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET /api/functions HTTP/1.0\r\n\r\n".to_vec(),
+        b"GET /api/ledger HTTP/1.1\r\nHost: orb\r\n\r\n".to_vec(),
+        b"POST /fn/no-such-name HTTP/1.1\r\nHost: orb\r\nContent-Length: 99999999999\r\n\r\n"
+            .to_vec(),
+        deploy,
+    ]
+}
+
 /// A small valid module: imports nothing, exports `_start` and memory.
 const TINY_MODULE: &[u8] = &[
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
@@ -344,6 +492,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             vec![serde_json::to_vec(&inclusion).expect("json")]
         }
         "module" => vec![TINY_MODULE.to_vec()],
+        "wasm-smith" => vec![vec![0; 64], (0..=255).collect(), TINY_MODULE.to_vec()],
+        "http" => http_seeds(),
         _ => Vec::new(),
     }
 }
