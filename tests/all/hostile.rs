@@ -5,14 +5,13 @@
 //! peer in their logs, and keep answering calls.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::json;
 use crate::network::NodeProc;
-use crate::replication::wait_providers;
-use crate::{example, json};
+use crate::replication::{deploy_on, wait_providers};
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
@@ -23,22 +22,6 @@ fn node(root: &Path, name: &str, boot: Option<&str>, flags: &[&str]) -> NodeProc
     };
     args.extend_from_slice(flags);
     NodeProc::start(&root.join(name), LOOPBACK, &args, None)
-}
-
-fn deploy_echo(node: &NodeProc, publisher: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_orb"))
-        .args(["deploy", example("echo").to_str().expect("utf-8 path")])
-        .args(["--name", "echo", "--node", &node.api])
-        .env("ORB_DATA_DIR", publisher)
-        .env_remove("ORB_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run orb deploy");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `node`'s view of `peer` in `orb peers --json`.
@@ -98,7 +81,7 @@ fn peers_that_flood_or_send_garbage_are_banned_and_calls_go_on() {
     let s = node(r, "s", None, &["--no-autoscale"]);
     let boot = s.addrs[0].clone();
     let h = node(r, "h", Some(&boot), &["--no-autoscale"]);
-    deploy_echo(&h, &publisher);
+    deploy_on(&h, "echo", &publisher);
     wait_providers(&[&s], "echo", 1);
     // g floods announcements and sends ones that do not decode.
     let g = node(
@@ -189,7 +172,7 @@ fn silent_and_slow_providers_are_rerouted_around_and_scored() {
         &["--no-autoscale", "--byzantine", "slow"],
     );
     for host in [&h, &q, &w] {
-        deploy_echo(host, &publisher);
+        deploy_on(host, "echo", &publisher);
     }
     wait_providers(&[&s], "echo", 3);
     // Every call is answered, by h in the end; q's silence costs one call

@@ -815,27 +815,7 @@ fn a_node_started_under_the_common_1024_open_files_limit_raises_it_and_says_so()
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let mut child = Command::new("prlimit")
-        .args([
-            "--nofile=1024:8192",
-            "--",
-            env!("CARGO_BIN_EXE_orb"),
-            "node",
-        ])
-        .args(["--listen", LOOPBACK, "--api", "127.0.0.1:0"])
-        .env("ORB_DATA_DIR", root.path())
-        .env("ORB_LOG", "orb=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines {
-        if line.unwrap().starts_with("api: ") {
-            break;
-        }
-    }
+    let (child, _api) = node_under_prlimit(root.path(), "1024:8192", &[]);
     // prlimit execs the node: same process.
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
     let open_files = limits
@@ -846,16 +826,7 @@ fn a_node_started_under_the_common_1024_open_files_limit_raises_it_and_says_so()
         .filter_map(|w| w.parse::<u64>().ok())
         .collect::<Vec<_>>();
     assert_eq!(open_files, [8192, 8192], "{limits}");
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = stop_and_log(child);
     assert!(log.contains("open files limit raised"), "{log}");
 }
 
@@ -996,7 +967,7 @@ fn a_deploy_to_an_api_beyond_loopback_needs_the_node_token() {
 /// limit too, so it cannot raise it) while one client holds 1,100 idle
 /// HTTP connections. Before the limits, calls stopped being answered until
 /// the connections closed. Now the idle ones are cut after the header
-/// timeout, a full fd table is said in the log, and calls are answered.
+/// timeout, a full fd table is said once a minute, and calls are answered.
 #[test]
 fn calls_are_answered_beside_1100_idle_connections_under_a_1024_file_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -1018,34 +989,16 @@ fn calls_are_answered_beside_1100_idle_connections_under_a_1024_file_limit() {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("raise our own limit");
     }
     let root = tempfile::tempdir().unwrap();
-    let mut child = Command::new("prlimit")
-        .args([
-            "--nofile=1024:1024",
-            "--",
-            env!("CARGO_BIN_EXE_orb"),
-            "node",
-        ])
-        .args(["--listen", LOOPBACK, "--api", "127.0.0.1:0"])
-        .args([
+    let (child, api) = node_under_prlimit(
+        root.path(),
+        "1024:1024",
+        &[
             "--header-timeout-ms",
             "3000",
             "--max-client-connections",
             "4096",
-        ])
-        .env("ORB_DATA_DIR", root.path())
-        .env("ORB_LOG", "orb=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut api = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        if let Some(a) = line.unwrap().strip_prefix("api: ") {
-            api = a.to_owned();
-            break;
-        }
-    }
+        ],
+    );
     let client = root.path().join("client");
     let out = crate::orb(&client)
         .args([
@@ -1082,18 +1035,47 @@ fn calls_are_answered_beside_1100_idle_connections_under_a_1024_file_limit() {
         assert_eq!(r.body_mut().read_to_string().unwrap(), input);
     }
     drop(idle);
+    let log = stop_and_log(child);
+    // Out of descriptors (when it came to that) is said once a minute,
+    // not at every retry of the accept loop.
+    assert!(log.matches("cannot accept").count() <= 1, "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// `orb node` under `prlimit --nofile=LIMITS` (prlimit execs the node: the
+/// child is the node), with a private data dir; returns it once it serves,
+/// with its API URL.
+fn node_under_prlimit(dir: &Path, limits: &str, extra: &[&str]) -> (Child, String) {
+    let nofile = format!("--nofile={limits}");
+    let mut child = Command::new("prlimit")
+        .args([nofile.as_str(), "--", env!("CARGO_BIN_EXE_orb"), "node"])
+        .args(["--listen", LOOPBACK, "--api", "127.0.0.1:0"])
+        .args(extra)
+        .env("ORB_DATA_DIR", dir)
+        .env("ORB_LOG", "orb=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prlimit orb node");
+    let mut api = String::new();
+    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+        if let Some(a) = line.expect("a line").strip_prefix("api: ") {
+            api = a.to_owned();
+            break;
+        }
+    }
+    (child, api)
+}
+
+/// Kills a node started by [`node_under_prlimit`] and returns its log.
+fn stop_and_log(mut child: Child) -> String {
+    use std::io::Read;
     let _ = child.kill();
     let _ = child.wait();
     let mut log = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    assert!(
-        log.contains("connection limit") || log.contains("cannot accept"),
-        "a limit hit is said: {log}"
-    );
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut log);
+    }
+    log
 }

@@ -32,7 +32,7 @@ fn node(root: &Path, name: &str, boot: Option<&str>, flags: &[&str]) -> NodeProc
 
 /// `orb deploy` through `node`, published by the client key in
 /// `publisher` (one publisher can host one name on several nodes).
-fn deploy_on(node: &NodeProc, function: &str, publisher: &Path) {
+pub(crate) fn deploy_on(node: &NodeProc, function: &str, publisher: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_orb"))
         .args(["deploy", example(function).to_str().expect("utf-8 path")])
         .args(["--name", function, "--json", "--node", &node.api])

@@ -42,6 +42,8 @@ pub(crate) struct Report {
     pub(crate) settled_twice: usize,
     /// The largest peak resident memory of a node process.
     pub(crate) peak_rss_mib: u64,
+    /// Times a node banned another (all are honest here: must be 0).
+    pub(crate) bans: usize,
     pub(crate) wall: Duration,
 }
 
@@ -245,6 +247,16 @@ pub(crate) fn soak(kills: usize, seed: u64) -> Report {
         "{heights:?} vs {height}"
     );
 
+    let bans = dirs
+        .iter()
+        .map(|d| {
+            std::fs::read_to_string(d.join("node.log"))
+                .unwrap_or_default()
+                .matches("peer banned")
+                .count()
+        })
+        .sum();
+
     // Every answered call settled exactly once.
     let chain = Chain::open_dir(&dirs[0].join("ledger"), None).expect("chain");
     let mut settled: HashMap<(PublicKey, u128), usize> = HashMap::new();
@@ -274,6 +286,7 @@ pub(crate) fn soak(kills: usize, seed: u64) -> Report {
         unsettled,
         settled_twice,
         peak_rss_mib,
+        bans,
         wall: started.elapsed(),
     }
 }
@@ -341,8 +354,8 @@ fn row(report: &Report) {
             report.calls_answered + report.calls_failed
         ),
         &format!(
-            "blocks lost {}, answered calls unsettled {}, settled twice {}, every chain audits clean at level 4",
-            report.blocks_lost, report.unsettled, report.settled_twice
+            "blocks lost {}, answered calls unsettled {}, settled twice {}, honest nodes banned {}, every chain audits clean at level 4",
+            report.blocks_lost, report.unsettled, report.settled_twice, report.bans
         ),
         &format!(
             "height {}, {} calls answered, {} failed (entry or hosts down), node RSS peak {} MiB, {:.0} s",
@@ -359,6 +372,7 @@ fn assert_held(report: &Report) {
     assert_eq!(report.blocks_lost, 0, "{report:?}");
     assert_eq!(report.unsettled, 0, "{report:?}");
     assert_eq!(report.settled_twice, 0, "{report:?}");
+    assert_eq!(report.bans, 0, "an honest node was banned: {report:?}");
     assert!(report.calls_answered > 0, "{report:?}");
 }
 
