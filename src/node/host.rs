@@ -443,8 +443,8 @@ impl Host {
     }
 
     /// Runs an invocation of a function hosted here; on a ledger, signs a
-    /// receipt charging `invoker`.
-    /// A peer's call (`from`) is charged to its fuel budget.
+    /// receipt charging `invoker`. A peer's call (`from`) is charged to
+    /// its fuel budget.
     pub(crate) async fn run(
         &self,
         node: &Node,

@@ -431,6 +431,15 @@ fn spread(mut ranked: Vec<Provider>) -> VecDeque<Provider> {
     ranked.into()
 }
 
+/// Leaves `peer` out of this node's scheduling for the busy window (it
+/// answered "busy", never answered, or answered far too late).
+async fn leave_out(node: &Node, peer: &PeerId) {
+    let _ = node
+        .routing
+        .busy(peer.to_string(), node.busy_window_ms)
+        .await;
+}
+
 /// Runs `call` on `peer` (here when that is this node).
 async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
     let sent = Instant::now();
@@ -447,10 +456,7 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
             Err(_) => {
                 // Silent: scored, and left out of scheduling for a while.
                 node.net.report(peer, Offence::Unanswered);
-                let _ = node
-                    .routing
-                    .busy(peer.to_string(), node.busy_window_ms)
-                    .await;
+                leave_out(&node, &peer).await;
                 Err(format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs()))
             }
         }
@@ -502,10 +508,7 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
                 // Far slower than its work explains: left out of this
                 // node's scheduling for a while, and scored.
                 node.net.report(peer, Offence::Slow);
-                let _ = node
-                    .routing
-                    .busy(peer.to_string(), node.busy_window_ms)
-                    .await;
+                leave_out(&node, &peer).await;
             }
             Attempt::Answer(Box::new(Answer {
                 result: Outcome::Output { hash, fuel },
@@ -535,10 +538,7 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
             network_us: 0,
         })),
         Ok(Response::Busy) => {
-            let _ = node
-                .routing
-                .busy(peer.to_string(), node.busy_window_ms)
-                .await;
+            leave_out(&node, &peer).await;
             reroute("busy".into())
         }
         Ok(Response::Refused(why)) => {

@@ -115,24 +115,34 @@ fn ledger_network(
     for dir in &dirs[1..] {
         nodes.push(NodeProc::start(dir, LOOPBACK, &rest, None));
     }
-    let all: Vec<&NodeProc> = nodes.iter().collect();
-    wait_all(&all, "a full committee", 60, |ls| {
-        ls.iter()
-            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == n)
-    });
+    wait_committee(&nodes.iter().collect::<Vec<_>>(), 60);
     (nodes, genesis, boot)
 }
 
-/// Deploys the example `echo` through `node` with `replicas`.
-fn deploy_echo(node: &NodeProc, replicas: &str) {
-    let out = node.client(&[
+/// Waits up to `secs` until every node's ledger lists all of them in the
+/// committee.
+pub(crate) fn wait_committee(nodes: &[&NodeProc], secs: u64) {
+    let n = nodes.len();
+    wait_all(nodes, "a full committee", secs, |ls| {
+        ls.iter()
+            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == n)
+    });
+}
+
+/// Deploys the example `echo` through `node` with `replicas` (and `extra`
+/// flags of `orb deploy`).
+pub(crate) fn deploy_echo(node: &NodeProc, replicas: &str, extra: &[&str]) {
+    let module = example("echo");
+    let mut args = vec![
         "deploy",
-        example("echo").to_str().expect("a utf-8 path"),
+        module.to_str().expect("a utf-8 path"),
         "--name",
         "echo",
         "--replicas",
         replicas,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = node.client(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -156,7 +166,7 @@ fn six_nodes_finalize_reward_blocks_and_a_killed_node_keeps_what_it_committed() 
         "200",
     );
     // Deploy on n0 with three replicas; n0 pays for every call.
-    deploy_echo(&nodes[0], "3");
+    deploy_echo(&nodes[0], "3", &[]);
     // A node without credits cannot call.
     let broke = nodes[3].invoke("echo", "no money");
     assert!(!broke.status.success());
@@ -279,7 +289,7 @@ fn pipelined_proposals_never_commit_out_of_order_on_a_real_network() {
         orb_ledger::Params::new(4, 3, 3, 4).unwrap(),
         "0",
     );
-    deploy_echo(&nodes[0], "2");
+    deploy_echo(&nodes[0], "2", &[]);
     let all: Vec<&NodeProc> = nodes.iter().collect();
     let url = format!("{}/fn/echo", nodes[0].api);
     let stop = std::sync::atomic::AtomicBool::new(false);

@@ -4,25 +4,13 @@
 //! detect each, bound it (rate limits, rerouting, bans), say it once per
 //! peer in their logs, and keep answering calls.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::json;
 use crate::network::NodeProc;
-use crate::replication::{deploy_on, wait_providers};
-
-const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
-
-fn node(root: &Path, name: &str, boot: Option<&str>, flags: &[&str]) -> NodeProc {
-    let mut args = match boot {
-        None => vec!["--supernode"],
-        Some(b) => vec!["--bootstrap", b],
-    };
-    args.extend_from_slice(flags);
-    NodeProc::start(&root.join(name), LOOPBACK, &args, None)
-}
+use crate::replication::{deploy_on, node, wait_providers};
 
 /// `node`'s view of `peer` in `orb peers --json`.
 fn peer_seen(node: &NodeProc, peer: &str) -> Value {

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use orb_ledger::Genesis;
 use serde_json::Value;
 
-use crate::consensus::{audit_clean, height, key_of, ledger, wait_all};
-use crate::example;
+use crate::consensus::{
+    audit_clean, deploy_echo, height, key_of, ledger, wait_all, wait_committee,
+};
 use crate::network::{Netns, NodeProc};
 use crate::replication::wait_providers;
 
@@ -251,25 +252,8 @@ fn network(lab: &Lab, root: &Path) -> Vec<NodeProc> {
         ));
     }
     let all: Vec<&NodeProc> = nodes.iter().collect();
-    wait_all(&all, "a full committee", 90, |ls| {
-        ls.iter()
-            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == NODES)
-    });
-    let out = nodes[0].client(&[
-        "deploy",
-        example("echo").to_str().expect("utf-8"),
-        "--name",
-        "echo",
-        "--replicas",
-        "3",
-        "--api-token",
-        &token(&nodes[0].dir),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_committee(&all, 90);
+    deploy_echo(&nodes[0], "3", &["--api-token", &token(&nodes[0].dir)]);
     wait_providers(&all, "echo", 3);
     nodes
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use orb_ledger::{Block, Chain, Effects, Genesis, PublicKey};
 use serde_json::Value;
 
-use crate::consensus::{audit_clean, height, key_of, wait_all};
+use crate::consensus::{audit_clean, height, key_of, wait_all, wait_committee};
 use crate::network::NodeProc;
 use crate::{example, json};
 
@@ -21,7 +21,7 @@ const FAUCET: u64 = 1_000_000_000_000;
 
 /// Starts node `name` under `root`: a supernode when `boot` is `None`,
 /// else joining through `boot`; `flags` come after.
-fn node(root: &Path, name: &str, boot: Option<&str>, flags: &[&str]) -> NodeProc {
+pub(crate) fn node(root: &Path, name: &str, boot: Option<&str>, flags: &[&str]) -> NodeProc {
     let mut args = match boot {
         None => vec!["--supernode"],
         Some(b) => vec!["--bootstrap", b],
@@ -474,10 +474,7 @@ fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
         nodes.push(node(r, &format!("n{i}"), Some(&boot), &flags));
     }
     let all: Vec<&NodeProc> = nodes.iter().collect();
-    wait_all(&all, "a full committee", 60, |ls| {
-        ls.iter()
-            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == 6)
-    });
+    wait_committee(&all, 60);
     let byzantine = nodes[5].peer_id.clone();
     // echo on n1, n2 and the Byzantine n5; reverse on n2, n3, n4.
     for i in [1, 2, 5] {

@@ -18,8 +18,7 @@ use orb_ledger::{Chain, Genesis, PublicKey};
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
-use crate::consensus::{audit_clean, height, key_of, ledger, wait_all};
-use crate::example;
+use crate::consensus::{audit_clean, deploy_echo, height, key_of, ledger, wait_committee};
 use crate::network::NodeProc;
 use crate::replication::wait_providers;
 
@@ -101,25 +100,9 @@ pub(crate) fn soak(kills: usize, seed: u64) -> Report {
     for dir in &dirs[1..] {
         nodes.push(Some(start(dir, &joining(&boot))));
     }
-    wait_all(&live(&nodes), "a full committee", 90, |ls| {
-        ls.iter()
-            .all(|l| l["committee"].as_array().map_or(0, Vec::len) == NODES)
-    });
+    wait_committee(&live(&nodes), 90);
     // echo on three hosts: a call survives one of them being down.
-    let n0 = nodes[0].as_ref().expect("n0");
-    let out = n0.client(&[
-        "deploy",
-        example("echo").to_str().expect("utf-8"),
-        "--name",
-        "echo",
-        "--replicas",
-        "3",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    deploy_echo(nodes[0].as_ref().expect("n0"), "3", &[]);
     wait_providers(&live(&nodes), "echo", 3);
 
     // Clients: calls through a random live node, one after another.
