@@ -80,8 +80,9 @@ pub(crate) struct NodeArgs {
     /// Misbehave on purpose, for tests and the demo: wrong-output (the
     /// default of a bare --byzantine: corrupt every output and sign it so),
     /// wrong-receipt, silent, slow, flood-gossip, malformed-gossip,
-    /// bad-frames; several separated by commas. Honest nodes outvote,
-    /// reroute around and ban such a node.
+    /// bad-frames, equivocate, unknown-votes, forged-claims; several
+    /// separated by commas. Honest nodes outvote, exclude, reroute around
+    /// and ban such a node.
     #[arg(long, value_name = "MODES", value_enum, num_args = 0..=1, value_delimiter = ',',
           default_missing_value = "wrong-output")]
     byzantine: Vec<orb::ByzantineMode>,

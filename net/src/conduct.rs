@@ -39,11 +39,19 @@ pub enum Offence {
     Unanswered,
     /// An answer that came much later than its work explains.
     Slow,
+    /// An announcement that fails its own checks: a committee claim
+    /// without the work it claims, equivocation evidence that is not one.
+    Forged,
+    /// Two signed votes naming different blocks in answer to one query
+    /// (provable: one is enough for a ban).
+    Equivocated,
+    /// A vote for a block the voter could not produce when asked for it.
+    UnknownBlock,
 }
 
 impl Offence {
     /// Every kind, in a fixed order.
-    pub const ALL: [Offence; 8] = [
+    pub const ALL: [Offence; 11] = [
         Offence::MalformedGossip,
         Offence::GossipFlood,
         Offence::MalformedFrame,
@@ -52,6 +60,9 @@ impl Offence {
         Offence::Outvoted,
         Offence::Unanswered,
         Offence::Slow,
+        Offence::Forged,
+        Offence::Equivocated,
+        Offence::UnknownBlock,
     ];
 
     /// How much one offence adds to a score (a ban is at 100 by default).
@@ -63,6 +74,9 @@ impl Offence {
             Offence::Invalid => 25.0,
             Offence::Outvoted => 2.0,
             Offence::Unanswered | Offence::Slow => 10.0,
+            Offence::Forged => 25.0,
+            Offence::Equivocated => 100.0,
+            Offence::UnknownBlock => 20.0,
         }
     }
 
@@ -77,10 +91,13 @@ impl Offence {
             Offence::Outvoted => "output outvoted by the other replicas",
             Offence::Unanswered => "request left unanswered",
             Offence::Slow => "answer far slower than its work",
+            Offence::Forged => "forged claim or evidence",
+            Offence::Equivocated => "two conflicting votes for one query",
+            Offence::UnknownBlock => "vote for a block it could not produce",
         }
     }
 
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << Offence::ALL.iter().position(|o| *o == self).unwrap_or(0)
     }
 }
@@ -128,7 +145,7 @@ const TRACKED: usize = 10_000;
 struct Record {
     score: f64,
     at: Duration,
-    said: u8,
+    said: u16,
     tokens: f64,
     tokens_at: Duration,
 }

@@ -1,10 +1,47 @@
 //! `NetConfig`: how a node joins the network.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
 
+use crate::Announcement;
 use crate::conduct::ConductConfig;
+
+/// The node's own checks of an announcement's content, past decoding (a
+/// ledger node checks that a committee claim has the work it claims and
+/// that equivocation evidence is two conflicting signed votes): one that
+/// fails is not forwarded, and its author is scored for
+/// [`Offence::Forged`](crate::Offence::Forged). Cheap checks only: it runs
+/// on the event loop for every announcement.
+#[derive(Clone, Default)]
+pub struct Screen(Option<Arc<Check>>);
+
+/// A [`Screen`]'s check.
+type Check = dyn Fn(&Announcement) -> bool + Send + Sync;
+
+impl Screen {
+    /// A screen that passes what `check` accepts.
+    pub fn new(check: impl Fn(&Announcement) -> bool + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(check)))
+    }
+
+    /// Whether `announcement` passes (everything does without a screen).
+    pub fn passes(&self, announcement: &Announcement) -> bool {
+        self.0.as_ref().is_none_or(|check| check(announcement))
+    }
+}
+
+impl fmt::Debug for Screen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Screen(..)"
+        } else {
+            "Screen(none)"
+        })
+    }
+}
 
 /// Ways a node misbehaves on purpose, on the network layer (`orb node
 /// --byzantine …`, for tests and the demo): honest peers must detect each,
@@ -50,6 +87,8 @@ pub struct NetConfig {
     pub conduct: ConductConfig,
     /// Misbehave on purpose (tests and the demo).
     pub misbehave: Misbehaviour,
+    /// The node's checks of announcements' content.
+    pub screen: Screen,
 }
 
 impl Default for NetConfig {
@@ -67,6 +106,7 @@ impl Default for NetConfig {
             event_queue: 1024,
             conduct: ConductConfig::default(),
             misbehave: Misbehaviour::default(),
+            screen: Screen::default(),
         }
     }
 }

@@ -41,7 +41,7 @@ mod protocol;
 mod streams;
 
 pub use conduct::{Conduct, ConductConfig, Offence, Verdict};
-pub use config::{Misbehaviour, NetConfig};
+pub use config::{Misbehaviour, NetConfig, Screen};
 pub use error::{Error, Result};
 pub use event_loop::EventLoop;
 pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start};

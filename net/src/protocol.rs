@@ -115,6 +115,10 @@ pub enum Response {
     Block(Option<Box<Block>>),
     /// Committed blocks, in height order.
     Blocks(Vec<Block>),
+    /// More than one vote for one query: never sent by an honest node (two
+    /// naming different blocks are an equivocation; a Byzantine test node
+    /// sends them).
+    Votes(Vec<Vote>),
 }
 
 /// What a node tells everyone on gossipsub.

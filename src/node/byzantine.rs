@@ -23,6 +23,14 @@ pub enum Mode {
     /// Send request-stream frames over the size limit or that do not
     /// decode, instead of requests.
     BadFrames,
+    /// Answer each Snowball query with two signed votes naming different
+    /// blocks (an equivocation).
+    Equivocate,
+    /// Answer each Snowball query with a signed vote for a block that does
+    /// not exist.
+    UnknownVotes,
+    /// Publish ten committee claims a second without the work they claim.
+    ForgedClaims,
 }
 
 impl fmt::Display for Mode {
@@ -73,4 +81,51 @@ impl fmt::Display for Byzantine {
         let names: Vec<String> = self.0.iter().map(Mode::to_string).collect();
         f.write_str(&names.join(","))
     }
+}
+
+/// What a Byzantine voter answers a Snowball query with, in place of its
+/// honest `vote` ([`Mode::Equivocate`], [`Mode::UnknownVotes`]); the
+/// honest answer when it runs neither.
+pub(crate) fn vote_answer(
+    byzantine: &Byzantine,
+    key: &orb_ledger::Keypair,
+    vote: Option<orb_ledger::Vote>,
+) -> orb_net::Response {
+    use orb_ledger::Digest;
+    let equivocate = byzantine.has(Mode::Equivocate);
+    let unknown = byzantine.has(Mode::UnknownVotes);
+    let vote = match vote {
+        Some(vote) if equivocate || unknown => vote,
+        honest => return orb_net::Response::Vote(honest),
+    };
+    let other = |salt: &[u8]| {
+        let mut body = vote.body.clone();
+        let round = vote.body.round.to_be_bytes();
+        body.block = Digest::of(
+            b"orb/byzantine/1\0",
+            &[&vote.body.block.0[..], &round, salt].concat(),
+        );
+        body.sign(key)
+    };
+    let first = if unknown {
+        other(b"unknown")
+    } else {
+        vote.clone()
+    };
+    if equivocate {
+        orb_net::Response::Votes(vec![first, other(b"equivocate")])
+    } else {
+        orb_net::Response::Vote(Some(first))
+    }
+}
+
+/// A committee claim for a random key that lacks the chain's minimum work
+/// ([`Mode::ForgedClaims`]): its nonce is the first whose work falls short.
+pub(crate) fn forged_claim(chain: &orb_ledger::Digest, difficulty: u32) -> orb_ledger::Claim {
+    let key = orb_ledger::Keypair::generate().public();
+    let mut claim = orb_ledger::Claim { key, nonce: 0 };
+    while difficulty > 0 && claim.is_valid(chain, difficulty) {
+        claim.nonce += 1;
+    }
+    claim
 }

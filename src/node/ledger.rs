@@ -30,13 +30,14 @@ use orb_ledger::consensus::{Config as ConsensusConfig, Gossip, Input as Consensu
 use orb_ledger::{
     Chain, Digest, Genesis, Keypair, PublicKey, Receipt, ReceiptBody, SettlementBody,
 };
-use orb_net::{Announcement, Invoke, Net, PeerId, Reply, Request, Response};
+use orb_net::{Announcement, Invoke, Net, Offence, PeerId, Reply, Request, Response, Screen};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Error;
+use super::byzantine::{self, Byzantine, Mode};
 use super::journal::Journal;
 use super::tasks::Tasks;
 
@@ -54,6 +55,9 @@ const ACTIONS_QUEUED: usize = 4096;
 
 /// Consensus actions carried out at once.
 const ACTIONS_IN_FLIGHT: usize = 512;
+
+/// How often a Byzantine test node publishes a forged claim.
+const FORGE_EVERY: Duration = Duration::from_millis(100);
 
 /// Parked response channels of peers' ledger requests, by answer id.
 type Pending = Arc<Mutex<HashMap<u64, Reply>>>;
@@ -140,13 +144,34 @@ impl LedgerStart {
         }))
     }
 
+    /// The checks of ledger announcements the network runs before it
+    /// forwards them: a committee claim must have the work it claims on
+    /// this chain, equivocation evidence must be two conflicting signed
+    /// votes on it (the rules consensus applies to them, run early so the
+    /// author is scored and nothing forged is passed on). One network
+    /// carries one chain: another chain's claims fail here.
+    pub(crate) fn screen(&self) -> Screen {
+        let chain = self.chain.id();
+        let difficulty = self.chain.genesis().difficulty;
+        let verifier = orb_ledger::Verifier::uncached();
+        Screen::new(move |a| match a {
+            Announcement::Claim(c) => c.is_valid(&chain, difficulty),
+            Announcement::Equivocation(pair) => {
+                pair.0.body.chain == chain && pair.0.equivocates(&pair.1, &verifier)
+            }
+            _ => true,
+        })
+    }
+
     /// Starts consensus on its thread, and its ticker and actor in
-    /// `tasks`; the thread's handle is the caller's to join.
+    /// `tasks`; the thread's handle is the caller's to join. A node with
+    /// `byzantine` voting modes answers queries with their lies.
     pub(crate) fn start(
         self,
         net: Net,
         config: ConsensusConfig,
         tasks: &Tasks,
+        byzantine: &Byzantine,
     ) -> Result<(Arc<Ledger>, JoinHandle<()>), Error> {
         let Self {
             chain,
@@ -158,6 +183,8 @@ impl LedgerStart {
         let pending: Pending = Arc::default();
         let (actions, queued) = mpsc::channel(ACTIONS_QUEUED);
         let parked = pending.clone();
+        let (liar, signer) = (byzantine.clone(), key.clone());
+        let (chain_id, difficulty) = (chain.id(), chain.genesis().difficulty);
         let (consensus, thread) =
             start_consensus(chain, key.clone(), config, move |action: Message| {
                 // An answer goes to the asker's stream from the consensus
@@ -165,7 +192,7 @@ impl LedgerStart {
                 let action = match action {
                     Message::Answer { id, vote } => {
                         if let Some(reply) = take(&parked, id) {
-                            reply.send(Response::Vote(vote));
+                            reply.send(byzantine::vote_answer(&liar, &signer, vote));
                         }
                         return;
                     }
@@ -214,6 +241,17 @@ impl LedgerStart {
                         local: true,
                     })
                     .await;
+            });
+        }
+        if byzantine.has(Mode::ForgedClaims) {
+            let forger = net.clone();
+            tasks.spawn_until_cancelled(async move {
+                let mut every = tokio::time::interval(FORGE_EVERY);
+                loop {
+                    every.tick().await;
+                    let claim = byzantine::forged_claim(&chain_id, difficulty);
+                    let _ = forger.announce(Announcement::Claim(claim)).await;
+                }
             });
         }
         let actor = Actor {
@@ -438,6 +476,12 @@ impl Actor {
         let _ = self.consensus.send(input).await;
     }
 
+    fn report(&self, key: &PublicKey, offence: Offence) {
+        if let Some(peer) = peer_of(key) {
+            self.net.report(peer, offence);
+        }
+    }
+
     async fn ask(&self, key: &PublicKey, request: &Request) -> Option<Response> {
         let peer = peer_of(key)?;
         match tokio::time::timeout(Duration::from_secs(2), self.net.request(peer, request)).await {
@@ -464,6 +508,17 @@ impl Actor {
                     async move {
                         let votes = match self.ask(&p, request).await {
                             Some(Response::Vote(vote)) => vote.into_iter().collect(),
+                            Some(Response::Votes(mut votes)) => {
+                                // An honest voter sends one vote: two
+                                // naming different blocks are an
+                                // equivocation (consensus checks the
+                                // signatures and excludes the voter).
+                                votes.truncate(2);
+                                if votes.iter().any(|v| v.body.block != votes[0].body.block) {
+                                    self.report(&p, Offence::Equivocated);
+                                }
+                                votes
+                            }
                             Some(_) => Vec::new(),
                             None => return,
                         };
@@ -492,11 +547,15 @@ impl Actor {
                 }
             }
             Message::Fetch { hash, peer } => {
-                if let Some(Response::Block(Some(b))) =
-                    self.ask(&peer, &Request::FetchBlock { hash }).await
-                    && b.hash() == hash
-                {
-                    self.feed(ConsensusInput::Proposal(Arc::from(b))).await;
+                // Asked of a peer that voted for it, proposed it or polled
+                // with it: one that answers without it named a block it
+                // does not have.
+                match self.ask(&peer, &Request::FetchBlock { hash }).await {
+                    Some(Response::Block(Some(b))) if b.hash() == hash => {
+                        self.feed(ConsensusInput::Proposal(Arc::from(b))).await;
+                    }
+                    Some(Response::Block(_)) => self.report(&peer, Offence::UnknownBlock),
+                    _ => {}
                 }
             }
             Message::Sync { from, peer } => {

@@ -113,6 +113,7 @@ impl Node {
             supernode: config.supernode,
             mdns: config.mdns,
             misbehave: config.byzantine.network(),
+            screen: ledger.as_ref().map(LedgerStart::screen).unwrap_or_default(),
             ..NetConfig::default()
         };
         let (net, events, event_loop) =
@@ -138,14 +139,15 @@ impl Node {
             block_interval: config.block_interval,
             ..Default::default()
         };
-        let ledger = match ledger.map(|l| l.start(net.clone(), consensus, &tasks)) {
-            None => None,
-            Some(Ok((ledger, thread))) => {
-                stop.threads.push(("consensus", thread));
-                Some(ledger)
-            }
-            Some(Err(e)) => return Err(stop.failed(e, (net, host, routing)).await),
-        };
+        let ledger =
+            match ledger.map(|l| l.start(net.clone(), consensus, &tasks, &config.byzantine)) {
+                None => None,
+                Some(Ok((ledger, thread))) => {
+                    stop.threads.push(("consensus", thread));
+                    Some(ledger)
+                }
+                Some(Err(e)) => return Err(stop.failed(e, (net, host, routing)).await),
+            };
         if config.byzantine.any() {
             warn!(modes = %config.byzantine, "--byzantine: this node misbehaves on purpose");
         }

@@ -77,14 +77,16 @@ pub(crate) fn audit_clean(dir: &Path) -> u64 {
 
 /// `n` nodes with a ledger on one genesis (Snowball `params`, node 0's key
 /// funded), node 0 a supernode the others bootstrap from, each started with
-/// `--block-interval-ms interval` and no sampled verification; returns
-/// once the committee is full, with the genesis and node 0's address.
-fn ledger_network(
+/// `--block-interval-ms interval` and no sampled verification, node `i`
+/// also with the flags `extra[i]` (when given); returns once the committee
+/// is full, with the genesis and node 0's address.
+pub(crate) fn ledger_network(
     root: &Path,
     n: usize,
     name: &str,
     params: orb_ledger::Params,
     interval: &str,
+    extra: &[&[&str]],
 ) -> (Vec<NodeProc>, Genesis, String) {
     let dirs: Vec<_> = (0..n).map(|i| root.join(format!("n{i}"))).collect();
     let payer = key_of(&dirs[0]);
@@ -105,14 +107,17 @@ fn ledger_network(
         "--verify-fraction",
         "0",
     ];
+    let own = |i: usize| extra.get(i).copied().unwrap_or_default();
     let mut first = vec!["--supernode"];
     first.extend(flags);
+    first.extend(own(0));
     let n0 = NodeProc::start(&dirs[0], LOOPBACK, &first, None);
     let boot = n0.addrs[0].clone();
-    let mut rest = vec!["--bootstrap", boot.as_str()];
-    rest.extend(flags);
     let mut nodes = vec![n0];
-    for dir in &dirs[1..] {
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        let mut rest = vec!["--bootstrap", boot.as_str()];
+        rest.extend(flags);
+        rest.extend(own(i));
         nodes.push(NodeProc::start(dir, LOOPBACK, &rest, None));
     }
     wait_committee(&nodes.iter().collect::<Vec<_>>(), 60);
@@ -164,6 +169,7 @@ fn six_nodes_finalize_reward_blocks_and_a_killed_node_keeps_what_it_committed() 
         "consensus-test",
         orb_ledger::Params::new(5, 4, 4, 4).unwrap(),
         "200",
+        &[],
     );
     // Deploy on n0 with three replicas; n0 pays for every call.
     deploy_echo(&nodes[0], "3", &[]);
@@ -288,6 +294,7 @@ fn pipelined_proposals_never_commit_out_of_order_on_a_real_network() {
         "pipelining-test",
         orb_ledger::Params::new(4, 3, 3, 4).unwrap(),
         "0",
+        &[],
     );
     deploy_echo(&nodes[0], "2", &[]);
     let all: Vec<&NodeProc> = nodes.iter().collect();

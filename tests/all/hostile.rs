@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use std::collections::HashSet;
+use std::path::Path;
+
+use orb_ledger::{Chain, Params, PublicKey};
+
+use crate::consensus::{audit_clean, deploy_echo, height, key_of, ledger_network, wait_all};
 use crate::json;
 use crate::network::NodeProc;
 use crate::replication::{deploy_on, node, wait_providers};
@@ -191,5 +197,177 @@ fn silent_and_slow_providers_are_rerouted_around_and_scored() {
     // Scored, not banned: an honest node that was slow once is not cut off.
     for p in [&q.peer_id, &w.peer_id] {
         assert_eq!(peer_seen(&s, p)["banned"], false);
+    }
+}
+
+/// Every executor a receipt on the (stopped) node's chain in `dir` pays.
+fn executors_paid(dir: &Path) -> HashSet<PublicKey> {
+    let chain = Chain::open_dir(&dir.join("ledger"), None).expect("open the chain");
+    (1..=chain.height())
+        .filter_map(|h| chain.block(h).expect("readable"))
+        .flat_map(|b| {
+            b.receipts()
+                .map(|(_, r)| r.body.executor)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Waits until `nodes` agree on one height of at least `at_least`, with
+/// nothing left in their mempools.
+fn wait_agreed(nodes: &[&NodeProc], at_least: u64) {
+    wait_all(nodes, "the honest nodes at one height", 90, |ls| {
+        let h = height(&ls[0]);
+        h >= at_least && ls.iter().all(|l| height(l) == h && l["mempool"] == 0)
+    });
+}
+
+#[test]
+fn voters_that_equivocate_or_vote_for_no_block_are_excluded_banned_and_blocks_go_on() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    // n4 answers each query with two votes naming different blocks; n5
+    // with a vote for a block that does not exist.
+    let (nodes, _, _) = ledger_network(
+        root.path(),
+        6,
+        "byzantine-voters",
+        Params::new(4, 3, 3, 3).unwrap(),
+        "200",
+        &[
+            &[],
+            &[],
+            &[],
+            &[],
+            &["--byzantine", "equivocate"],
+            &["--byzantine", "unknown-votes"],
+        ],
+    );
+    let (honest, liars) = nodes.split_at(4);
+    let (e, u) = (&liars[0], &liars[1]);
+    let honest: Vec<&NodeProc> = honest.iter().collect();
+    deploy_echo(honest[0], "2", &[]);
+    // Calls (n0 pays) go on (each settles, so each height has something to decide)
+    // until the equivocator is excluded everywhere and someone banned the
+    // voter for nothing.
+    let equivocator = key_of(&e.dir).to_hex();
+    let excluded_everywhere = |honest: &[&NodeProc]| {
+        honest.iter().all(|n| {
+            crate::consensus::ledger(n)["equivocators"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|k| k == equivocator.as_str()))
+        })
+    };
+    let banned_somewhere = |peer: &str| honest.iter().any(|n| peer_seen(n, peer)["banned"] == true);
+    let mut calls = 0;
+    wait_for("e excluded everywhere, e and u banned", 90, || {
+        echo_through(honest[0], &format!("call {calls}"));
+        calls += 1;
+        excluded_everywhere(&honest) && banned_somewhere(&e.peer_id) && banned_somewhere(&u.peer_id)
+    });
+    // Blocks go on among the honest nodes, on one chain.
+    for i in 0..5 {
+        echo_through(honest[0], &format!("after {i}"));
+    }
+    wait_agreed(&honest, 2);
+    // Said once per peer and kind, not per vote.
+    for n in &honest {
+        let log = n.log();
+        assert!(
+            misbehaved(&log, &e.peer_id, "two conflicting votes for one query") <= 1,
+            "{log}"
+        );
+        assert!(
+            misbehaved(&log, &u.peer_id, "vote for a block it could not produce") <= 1,
+            "{log}"
+        );
+    }
+    let heads: Vec<u64> = nodes
+        .into_iter()
+        .take(4)
+        .map(|n| audit_clean(&n.stop()))
+        .collect();
+    assert!(heads.iter().all(|h| *h == heads[0]), "{heads:?}");
+}
+
+#[test]
+fn forged_claims_are_refused_at_the_door_and_a_wrong_receipt_earns_nothing() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    // n3 computes right but signs receipts for another fuel.
+    let (mut nodes, _, boot) = ledger_network(
+        root.path(),
+        4,
+        "byzantine-receipts",
+        Params::new(4, 3, 3, 3).unwrap(),
+        "200",
+        &[&[], &[], &[], &["--byzantine", "wrong-receipt"]],
+    );
+    let wrong = key_of(&nodes[3].dir);
+    // Every call runs on all four: n3's receipt is refused, the other
+    // three agree.
+    deploy_echo(&nodes[0], "4", &[]);
+    // f publishes ten claims a second without the work they claim.
+    let genesis = root.path().join("genesis.json");
+    let f = NodeProc::start(
+        &root.path().join("f"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[
+            "--bootstrap",
+            boot.as_str(),
+            "--genesis",
+            genesis.to_str().expect("a utf-8 path"),
+            "--byzantine",
+            "forged-claims",
+        ],
+        None,
+    );
+    wait_for("n0 bans f", 60, || {
+        peer_seen(&nodes[0], &f.peer_id)["banned"] == true
+    });
+    for i in 0..12 {
+        echo_through(&nodes[0], &format!("call {i}"));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_agreed(&all, 2);
+    // Nothing forged got in: the committee is the nodes' own keys (f's
+    // honest claim may be in it too).
+    let ours: HashSet<String> = nodes
+        .iter()
+        .chain([&f])
+        .map(|n| key_of(&n.dir).to_hex())
+        .collect();
+    for n in &all {
+        let l = crate::consensus::ledger(n);
+        let committee = l["committee"].as_array().expect("a committee");
+        assert!(committee.len() >= 4, "{l}");
+        assert!(
+            committee
+                .iter()
+                .all(|k| k.as_str().is_some_and(|k| ours.contains(k))),
+            "{l}"
+        );
+    }
+    let log = nodes[0].log();
+    assert_eq!(
+        misbehaved(&log, &f.peer_id, "forged claim or evidence"),
+        1,
+        "{log}"
+    );
+    // n3 ran calls for n0, which refused its receipts (and scored it).
+    let seen = peer_seen(&nodes[0], &nodes[3].peer_id);
+    assert!(seen["score"].as_f64().unwrap_or(0.0) > 0.0, "{seen}");
+    drop(f);
+    // Every chain audits clean, and no receipt of n3 is paid on any.
+    let dirs: Vec<_> = nodes.drain(..).map(NodeProc::stop).collect();
+    for dir in &dirs {
+        audit_clean(dir);
+        let paid = executors_paid(dir);
+        assert!(!paid.contains(&wrong), "{}: n3 was paid", dir.display());
+        assert!(paid.len() >= 2, "{}: {paid:?}", dir.display());
     }
 }

@@ -396,6 +396,7 @@ impl Replica {
         }
         let height = self.round.height;
         let mut caught = Vec::new();
+        let mut unknown = Vec::new();
         let mut any = false;
         // One vote is counted now; its signature is checked with the
         // poll's others, in one batch, before the count may close the poll.
@@ -413,6 +414,9 @@ impl Replica {
                 continue;
             }
             any = true;
+            if !self.round.candidates.contains_key(&b.block) {
+                unknown.push(b.block);
+            }
             if let Added::Equivocation(pair) = poll.add(from, v)
                 && pair.0.equivocates(&pair.1, &self.verifier)
             {
@@ -426,6 +430,14 @@ impl Replica {
         }
         for pair in caught {
             self.excluded(pair, true);
+        }
+        // A vote for a block this replica does not hold: the voter holds
+        // it (an honest one votes only for blocks it has), so it is asked
+        // for it; a voter that cannot produce it is caught by the driver.
+        for hash in unknown {
+            if self.round.may_fetch(hash, now, self.config.retry) {
+                self.out.messages.push(Message::Fetch { hash, peer: from });
+            }
         }
         self.close_polls(now);
     }

@@ -584,6 +584,34 @@ fn votes_with_bad_signatures_are_not_counted() {
 }
 
 #[test]
+fn a_vote_for_a_block_not_held_here_asks_the_voter_for_it_once_per_retry() {
+    let (c, invoker) = committee(5);
+    let (mut r, block) = proposing(&c, &invoker);
+    let me = c.keys[0].public();
+    let unknown = Digest::of(b"test\0", b"a block nobody proposed");
+    let mut fetches = Vec::new();
+    drive(&mut r, 60, |q, p, i| {
+        if i == 0 {
+            vec![vote(key_of(&c, &p), q, me, unknown)]
+        } else {
+            vec![vote(key_of(&c, &p), q, me, block.hash())]
+        }
+    })
+    .iter()
+    .flat_map(|ready| ready.messages.iter())
+    .for_each(|m| {
+        if let Message::Fetch { hash, peer } = m {
+            fetches.push((*hash, *peer));
+        }
+    });
+    // Asked of a voter that named it, and not again within the retry
+    // (every step here is within one second); the held block never.
+    assert_eq!(fetches.len(), 1, "{fetches:?}");
+    assert_eq!(fetches[0].0, unknown);
+    assert!(c.keys.iter().any(|k| k.public() == fetches[0].1));
+}
+
+#[test]
 fn equivocating_votes_are_rejected_kept_as_evidence_and_the_voter_is_not_asked_again() {
     let (c, invoker) = committee(5);
     let (mut r, block) = proposing(&c, &invoker);

@@ -56,7 +56,8 @@ impl EventLoop {
     }
 
     /// One announcement from gossipsub: forwarded on (and handed to the
-    /// node) only if it decodes and its author is within its rate.
+    /// node) only if it decodes, passes the node's screen and its author is
+    /// within its rate.
     pub(super) fn on_gossip(
         &mut self,
         from: PeerId,
@@ -84,6 +85,10 @@ impl EventLoop {
             return;
         }
         match Announcement::decode(&message.data) {
+            Some(announcement) if !self.screen.passes(&announcement) => {
+                verdict(self, gossipsub::MessageAcceptance::Reject);
+                self.offend(author, Offence::Forged);
+            }
             Some(announcement) => {
                 verdict(self, gossipsub::MessageAcceptance::Accept);
                 if self

@@ -31,7 +31,7 @@ use crate::behaviour::{self, Behaviour, BehaviourEvent, GOSSIP_TOPIC, KAD_PROTOC
 use crate::handle::{NatStatus, NetEvent, NetStatus, PeerInfo};
 use crate::{
     Announcement, Conduct, ConductConfig, Error, Misbehaviour, NameRecord, NetConfig, Offence,
-    PeerStore, Result,
+    PeerStore, Result, Screen,
 };
 
 type Reply<T> = oneshot::Sender<T>;
@@ -131,6 +131,7 @@ pub struct EventLoop {
     conduct: Conduct,
     conduct_config: ConductConfig,
     misbehave: Misbehaviour,
+    screen: Screen,
 }
 
 impl EventLoop {
@@ -214,6 +215,7 @@ impl EventLoop {
             conduct: Conduct::new(config.conduct),
             conduct_config: config.conduct,
             misbehave: config.misbehave,
+            screen: config.screen.clone(),
         })
     }
 

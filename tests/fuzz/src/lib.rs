@@ -455,6 +455,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 Response::Vote(Some(f.vote.clone())),
                 Response::Block(Some(Box::new(f.block.clone()))),
                 Response::Blocks(vec![f.block.clone()]),
+                Response::Votes(vec![f.vote.clone(), f.vote.clone()]),
             ];
             let mut out = vec![frame_bytes(&(1u64, invoke))];
             out.extend(answers.into_iter().map(|a| frame_bytes(&(2u64, a))));
