@@ -397,6 +397,19 @@ pub(crate) fn status(args: ListArgs, node: &str) -> Result<(), CliError> {
         value["load"],
         value["capacity"]
     );
+    let mib = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) / f64::from(1u32 << 20);
+    outln!(
+        "storage:    {:.1} of {:.0} MiB stored for publishers (at most {:.0} MiB each, modules up to {:.1} MiB)",
+        mib(&value["stored_bytes"]),
+        mib(&value["store_limits"]["total"]),
+        mib(&value["store_limits"]["per_publisher"]),
+        mib(&value["store_limits"]["max_module"])
+    );
+    outln!(
+        "names:      {} resolved and {} missing kept",
+        value["names"]["resolved"],
+        value["names"]["missing"]
+    );
     Ok(())
 }
 

@@ -36,6 +36,7 @@ mod node;
 
 pub use node::{
     Byzantine, ByzantineMode, Error, InvokeError, Invoked, Node, NodeConfig, NodeHandle,
+    StoreLimits,
 };
 pub use orb_functions::FunctionId;
 pub use orb_net::{Multiaddr, PeerId};

@@ -58,6 +58,21 @@ pub(crate) struct NodeArgs {
     /// gateway are not counted.
     #[arg(long, value_name = "FUEL", default_value_t = 4_000_000_000)]
     fuel_per_invoker: u64,
+    /// Largest module this node stores (a deploy through its API, or a
+    /// peer asking it to host one); e.g. 8MiB, 500kB, 1000000. The API and
+    /// the network carry at most 16MiB.
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = size)]
+    max_module_bytes: u64,
+    /// Disk one publisher may fill here with modules and their compiled
+    /// code (the publisher of a deploy is its name record's key; of a
+    /// peer's request to host, that peer); past it the next module is
+    /// refused.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = size)]
+    publisher_quota_bytes: u64,
+    /// Disk all stored modules and their compiled code may fill here;
+    /// past it new modules are refused (auto-scaling included).
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = size)]
+    store_quota_bytes: u64,
     /// Join the reward ledger described by this genesis file (JSON, from
     /// `orb ledger genesis`). Not needed after the first start: the chain
     /// in DATA_DIR/ledger remembers it. Without a ledger, calls are free
@@ -115,6 +130,13 @@ pub(crate) struct NodeArgs {
     no_autoscale: bool,
 }
 
+/// A size in bytes: a number, with or without a unit (`8MiB`, `500 kB`).
+fn size(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("`{s}` is not a size such as 8MiB or 1000000: {e}"))
+}
+
 fn fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
@@ -155,6 +177,11 @@ impl NodeArgs {
             long_calls: self.long_calls,
             executor_queue: self.executor_queue,
             fuel_per_invoker: self.fuel_per_invoker,
+            store_limits: orb::StoreLimits {
+                max_module: self.max_module_bytes,
+                per_publisher: self.publisher_quota_bytes,
+                total: self.store_quota_bytes,
+            },
             genesis: self.genesis,
             block_interval: Duration::from_millis(self.block_interval_ms),
             replicas: self.replicas,

@@ -132,6 +132,16 @@ impl ModuleStore {
         Ok(id)
     }
 
+    /// Bytes the module `id` and its compiled artifact for `runtime`'s
+    /// engine take on disk (0 for what is not there).
+    pub fn stored_bytes(&self, runtime: &Runtime, id: FunctionId) -> u64 {
+        [self.module_path(id), self.artifact_path(runtime, id)]
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Whether a module with this id is stored.
     pub fn contains(&self, id: FunctionId) -> bool {
         self.module_path(id).exists()

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Node;
+use super::host::{By, InstallError};
 use super::invoke::{InvokeError, invoke};
+use super::quota::Refusal;
 
 /// Largest module or input accepted over HTTP.
 const MAX_BODY: usize = 16 << 20;
@@ -174,6 +176,33 @@ async fn call(
     }
 }
 
+/// A deploy that was not stored: 413 over the size limit, 507 past a
+/// quota, 503 (retry) when the compiler is busy, 400 for a module that is
+/// not valid, 500 for the node's own failure.
+fn install_error(e: &InstallError) -> Response {
+    let (status, kind) = match e {
+        InstallError::Refused(Refusal::TooLarge { .. }) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+        }
+        InstallError::Refused(Refusal::Quota { .. }) => (StatusCode::INSUFFICIENT_STORAGE, "quota"),
+        InstallError::Refused(Refusal::Full { .. }) => {
+            (StatusCode::INSUFFICIENT_STORAGE, "store_full")
+        }
+        InstallError::Busy => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "error": e.to_string(), "kind": "busy" }),
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
+        InstallError::Function(f) if f.is_module_rejected() => (StatusCode::BAD_REQUEST, f.kind()),
+        InstallError::Function(f) => (StatusCode::INTERNAL_SERVER_ERROR, f.kind()),
+    };
+    error(status, json!({ "error": e.to_string(), "kind": kind }))
+}
+
 fn invoke_error(e: InvokeError) -> Response {
     let message = e.to_string();
     match e {
@@ -193,6 +222,15 @@ fn invoke_error(e: InvokeError) -> Response {
         }
         InvokeError::Exhausted { .. } => {
             error(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": message }))
+        }
+        InvokeError::Busy(_) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "error": message, "kind": "busy" }),
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            r
         }
         InvokeError::NoCredits(_) => {
             error(StatusCode::PAYMENT_REQUIRED, json!({ "error": message }))
@@ -255,13 +293,12 @@ async fn deploy(
         Ok(p) => p,
         Err(e) => return bad(e.to_string()),
     };
-    if let Err(e) = node.host.install(&node, &module, false).await {
-        let status = if e.is_module_rejected() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        return error(status, json!({ "error": e.to_string(), "kind": e.kind() }));
+    if let Err(e) = node
+        .host
+        .install(&node, &module, By::Publisher(&publisher))
+        .await
+    {
+        return install_error(&e);
     }
     node.host.remember_name(&record);
     node.names.put(&record.name, function);
@@ -315,6 +352,8 @@ async fn deploy(
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Response {
+    let (stored, limits) = node.host.storage();
+    let (resolved, missing) = node.names.kept();
     match node.net.status().await {
         Ok(status) => Json(json!({
             "peer_id": status.peer_id,
@@ -330,6 +369,13 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
             "hosted": node.host.hosted().len(),
             "load": node.host.load(),
             "capacity": node.host.capacity(),
+            "stored_bytes": stored,
+            "store_limits": {
+                "max_module": limits.max_module,
+                "per_publisher": limits.per_publisher,
+                "total": limits.total,
+            },
+            "names": { "resolved": resolved, "missing": missing },
             "replicas": node.replicas,
             "verify_fraction": node.verify_fraction,
             "disputes": node.disputes.list(),

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// until the debt is repaid); 0: no budget. Default: 4,000,000,000
     /// (two calls at the default fuel limit per second).
     pub fuel_per_invoker: u64,
+    /// What this node stores for others at most: each module, per
+    /// publisher, in all (modules and their compiled code).
+    pub store_limits: super::StoreLimits,
     /// Calls that may wait for an executor thread before peers get "busy";
     /// one function may fill a quarter of it. Default: 256.
     pub executor_queue: usize,
@@ -119,6 +122,7 @@ impl NodeConfig {
             long_calls: None,
             executor_queue: 256,
             fuel_per_invoker: 4_000_000_000,
+            store_limits: super::StoreLimits::default(),
             genesis: None,
             block_interval: Duration::from_millis(500),
             replicas: 1,

@@ -58,6 +58,10 @@ pub enum Error {
     /// The WebAssembly runtime, the executor pool or the module store.
     #[error(transparent)]
     Functions(#[from] orb_functions::Error),
+    /// A module was not stored: over the size limit or a quota, or the
+    /// compiler was busy.
+    #[error("{0}")]
+    Refused(String),
     /// The node did not stop cleanly; what is left running.
     #[error("the node did not stop cleanly: {0}")]
     Shutdown(String),

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use tokio_util::sync::DropGuard;
 use tracing::{debug, error, warn};
 
+use super::host::{By, InstallError};
 use super::invoke::{InvokeError, Invoked, invoke};
 use super::tasks::Tasks;
 use super::{Error, Node};
@@ -93,7 +94,17 @@ impl NodeHandle {
     /// name: stored, compiled, announced to peers and the DHT, hosted again
     /// after a restart. Returns its id (the blake3 hash of the bytes).
     pub async fn host(&self, module: &[u8]) -> Result<FunctionId, Error> {
-        Ok(self.node.host.install(&self.node, module, false).await?)
+        let me = self.node.net.peer_id();
+        match self
+            .node
+            .host
+            .install(&self.node, module, By::Publisher(&me))
+            .await
+        {
+            Ok(id) => Ok(id),
+            Err(InstallError::Function(e)) => Err(Error::Functions(e)),
+            Err(e) => Err(Error::Refused(e.to_string())),
+        }
     }
 
     /// Calls `target` (a name or a function id in hex) with `input`,

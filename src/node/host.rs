@@ -24,6 +24,7 @@ use orb_net::{
 use tracing::{debug, info, warn};
 
 use super::byzantine::{Byzantine, Mode};
+use super::quota::{Limits as StoreLimits, Quota, Refusal};
 use super::throttle::PerKey;
 use super::{Node, own_row};
 
@@ -37,6 +38,45 @@ const CORRUPTION: &[u8] = b" [corrupted by a byzantine executor]";
 const SLOW: Duration = Duration::from_secs(3);
 /// Replies a silent Byzantine test node holds at most.
 const HELD: usize = 4_096;
+
+/// How long an install waits for the compiler before it is refused "busy"
+/// (one module compiles at a time: a flood of modules costs one core).
+const COMPILE_WAIT: Duration = Duration::from_secs(30);
+
+/// Who asks a node to store and host a module.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum By<'a> {
+    /// A publisher: the key of a deploy's name record, or the peer that
+    /// asks this node to host a module (one identity, one quota).
+    Publisher(&'a PeerId),
+    /// This node's auto-scaling.
+    Scaling,
+}
+
+/// Why a module was not hosted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InstallError {
+    /// Over a size limit or a quota.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The module is not valid, or the store failed.
+    #[error(transparent)]
+    Function(#[from] FnError),
+    /// Other modules kept the compiler busy.
+    #[error("busy compiling other modules: try again later")]
+    Busy,
+}
+
+/// The limits of what a host runs and stores.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HostLimits {
+    /// Calls it runs at once (what it announces as capacity).
+    pub(crate) capacity: u32,
+    /// Fuel one peer may burn per second (0: no budget).
+    pub(crate) fuel_per_invoker: u64,
+    /// What it stores for others.
+    pub(crate) store: StoreLimits,
+}
 
 /// The functions a node hosts and the pool that runs them.
 pub(crate) struct Host {
@@ -62,6 +102,10 @@ pub(crate) struct Host {
     budget: Mutex<Budget>,
     /// The budget's clock: time since the host started.
     epoch: Instant,
+    /// What it stores for whom, and the bounds.
+    quota: Quota,
+    /// One compile at a time.
+    compiler: tokio::sync::Semaphore,
 }
 
 struct Budget {
@@ -83,10 +127,14 @@ impl Host {
         executor: Executor,
         store: ModuleStore,
         db: &sled::Db,
-        capacity: u32,
         byzantine: Byzantine,
-        fuel_per_invoker: u64,
+        limits: HostLimits,
     ) -> Result<Self, sled::Error> {
+        let HostLimits {
+            capacity,
+            fuel_per_invoker,
+            store: store_limits,
+        } = limits;
         Ok(Self {
             runtime,
             executor: Arc::new(executor),
@@ -106,7 +154,14 @@ impl Host {
                 said: PerKey::default(),
             }),
             epoch: Instant::now(),
+            quota: Quota::open(db, store_limits)?,
+            compiler: tokio::sync::Semaphore::new(1),
         })
+    }
+
+    /// Bytes stored for others, as charged, and the limits.
+    pub(crate) fn storage(&self) -> (u64, StoreLimits) {
+        (self.quota.used(), self.quota.limits())
     }
 
     /// Sends `response` on `reply`, unless this node is a Byzantine test
@@ -208,19 +263,41 @@ impl Host {
     /// Stores, compiles and starts hosting `module`; announces it. A
     /// deployment (`scaled` false) is hosted again after a restart; an
     /// auto-scaled replica is not, and may retire.
+    /// Stores and compiles `module` for `by` within the store's limits
+    /// (one compile at a time), then hosts it.
     pub(crate) async fn install(
         &self,
         node: &Node,
         module: &[u8],
-        scaled: bool,
-    ) -> Result<FunctionId, FnError> {
-        let runtime = self.runtime.clone();
-        let store = self.store.clone();
-        let bytes = module.to_vec();
-        let function = tokio::task::spawn_blocking(move || store.put_and_load(&runtime, &bytes))
-            .await
-            .map_err(|e| FnError::Runtime(format!("compile task failed: {e}")))??;
-        Ok(self.serve(node, function, scaled).await)
+        by: By<'_>,
+    ) -> Result<FunctionId, InstallError> {
+        let id = FunctionId::of(module);
+        let publisher = publisher_of(by);
+        self.quota
+            .admit(publisher.as_deref(), &id, module.len() as u64)?;
+        let function = {
+            let _turn = tokio::time::timeout(COMPILE_WAIT, self.compiler.acquire())
+                .await
+                .map_err(|_| InstallError::Busy)?;
+            let runtime = self.runtime.clone();
+            let store = self.store.clone();
+            let bytes = module.to_vec();
+            tokio::task::spawn_blocking(move || store.put_and_load(&runtime, &bytes))
+                .await
+                .map_err(|e| FnError::Runtime(format!("compile task failed: {e}")))??
+        };
+        self.quota.charge(
+            publisher.as_deref(),
+            id,
+            self.store.stored_bytes(&self.runtime, id),
+        );
+        Ok(self.serve(node, function, matches!(by, By::Scaling)).await)
+    }
+
+    /// Whether a module `id` from `by` could still be stored (before it is
+    /// fetched: its size is not known yet).
+    pub(crate) fn may_store(&self, by: By<'_>, id: &FunctionId) -> Result<(), Refusal> {
+        self.quota.admit(publisher_of(by).as_deref(), id, 0)
     }
 
     /// Starts hosting a compiled function: records it and announces it.
@@ -549,8 +626,14 @@ impl Host {
                         reason: String::new(),
                     };
                 }
+                if let Err(refused) = self.may_store(By::Publisher(&peer), &function) {
+                    return Response::Hosting {
+                        accepted: false,
+                        reason: refused.to_string(),
+                    };
+                }
                 match fetch_module(node, peer, function).await {
-                    Ok(bytes) => match self.install(node, &bytes, false).await {
+                    Ok(bytes) => match self.install(node, &bytes, By::Publisher(&peer)).await {
                         Ok(_) => Response::Hosting {
                             accepted: true,
                             reason: String::new(),
@@ -638,6 +721,14 @@ pub(crate) async fn fetch_module(
         Ok(Response::Refused(reason)) => Err(reason),
         Ok(other) => Err(format!("unexpected answer to a module fetch: {other:?}")),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The publisher an install is charged to (none: this node's choice).
+fn publisher_of(by: By<'_>) -> Option<String> {
+    match by {
+        By::Publisher(peer) => Some(peer.to_string()),
+        By::Scaling => None,
     }
 }
 

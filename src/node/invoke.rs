@@ -28,7 +28,7 @@
 //! its answer; a mismatch brings in a third, and the settlement then pays
 //! the majority (the caller already had the unverified answer: sampling
 //! makes cheating unprofitable, replicas make it ineffective).
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::Node;
 use super::ledger::key_of;
+use super::names::Known;
 
 /// Providers tried beyond R when the replicas disagree.
 const EXTRA_REPLICAS: usize = 2;
@@ -54,9 +55,6 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// An answer whose network time (round trip less execution) is over this
 /// is slow: its provider is scored and left out for a busy window.
 const SLOW_ANSWER: Duration = Duration::from_secs(2);
-
-/// How long a resolved name is trusted before asking the DHT again.
-const NAME_TTL: Duration = Duration::from_secs(60);
 
 /// A successful call, with where and how long.
 #[derive(Debug, Serialize)]
@@ -125,6 +123,9 @@ pub enum InvokeError {
         /// Each replica's result.
         results: String,
     },
+    /// This node is at a limit for the moment (name lookups in flight).
+    #[error("busy: {0}")]
+    Busy(String),
     /// This node failed (a dataflow or the network stopped).
     #[error("{0}")]
     Internal(String),
@@ -135,39 +136,6 @@ pub enum InvokeError {
     NoCredits(String),
 }
 
-/// Names resolved recently.
-#[derive(Default)]
-pub(crate) struct NameCache(Mutex<HashMap<String, (FunctionId, Instant)>>);
-
-impl NameCache {
-    fn get(&self, name: &str) -> Option<FunctionId> {
-        let cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        cache
-            .get(name)
-            .filter(|(_, at)| at.elapsed() < NAME_TTL)
-            .map(|(id, _)| *id)
-    }
-
-    /// The names known to point at `function` (hex id).
-    pub(crate) fn names_of(&self, function: &str) -> Vec<String> {
-        let cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut names: Vec<String> = cache
-            .iter()
-            .filter(|(_, (id, _))| id.to_hex() == function)
-            .map(|(name, _)| name.clone())
-            .collect();
-        names.sort();
-        names
-    }
-
-    pub(crate) fn put(&self, name: &str, id: FunctionId) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_owned(), (id, Instant::now()));
-    }
-}
-
 /// Resolves `target` (a name or a 64-hex-digit id) to a function id.
 pub(crate) async fn resolve_name(node: &Node, target: &str) -> Result<FunctionId, InvokeError> {
     if target.len() == 64
@@ -176,15 +144,26 @@ pub(crate) async fn resolve_name(node: &Node, target: &str) -> Result<FunctionId
         return Ok(id);
     }
     orb_net::check_name(target).map_err(|e| InvokeError::BadTarget(e.to_string()))?;
-    if let Some(id) = node.names.get(target) {
-        return Ok(id);
+    match node.names.get(target) {
+        Some(Known::Function(id)) => return Ok(id),
+        Some(Known::Missing) => return Err(InvokeError::NoProvider(target.to_owned())),
+        None => {}
     }
+    let Some(_turn) = node.names.lookup() else {
+        return Err(InvokeError::Busy(format!(
+            "{} name lookups are in flight on this node: try {target} again in a moment",
+            super::names::LOOKUPS
+        )));
+    };
     match node.net.get_name(target).await {
         Ok(Some(record)) => {
             node.names.put(target, record.function);
             Ok(record.function)
         }
-        Ok(None) => Err(InvokeError::NoProvider(target.to_owned())),
+        Ok(None) => {
+            node.names.missing(target);
+            Err(InvokeError::NoProvider(target.to_owned()))
+        }
         Err(e) => Err(InvokeError::Internal(e.to_string())),
     }
 }

@@ -37,6 +37,8 @@ mod inbound;
 mod invoke;
 mod journal;
 mod ledger;
+mod names;
+mod quota;
 mod scale;
 mod start;
 mod tasks;
@@ -53,6 +55,7 @@ pub use config::NodeConfig;
 pub use error::Error;
 pub use handle::NodeHandle;
 pub use invoke::{InvokeError, Invoked};
+pub use quota::Limits as StoreLimits;
 
 use host::Host;
 use tasks::Tasks;
@@ -63,7 +66,7 @@ pub struct Node {
     pub(crate) net: Net,
     pub(crate) routing: Routing,
     pub(crate) host: Host,
-    pub(crate) names: invoke::NameCache,
+    pub(crate) names: names::NameCache,
     pub(crate) peer_id: String,
     pub(crate) ledger: Option<Arc<ledger::Ledger>>,
     /// Every task of the node (calls in flight, background loops).

@@ -201,7 +201,11 @@ pub(crate) async fn run_until_cancelled(node: Arc<Node>, config: ScaleConfig) {
 
 async fn scale_up(node: &Node, function: FunctionId, from: PeerId) {
     match super::host::fetch_module(node, from, function).await {
-        Ok(bytes) => match node.host.install(node, &bytes, true).await {
+        Ok(bytes) => match node
+            .host
+            .install(node, &bytes, super::host::By::Scaling)
+            .await
+        {
             Ok(_) => info!(%function, %from, "scaled up: hosting a replica of a busy function"),
             Err(e) => warn!(%function, "scale-up: cannot host: {e}"),
         },

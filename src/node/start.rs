@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::handle::{NodeHandle, Stop};
-use super::host::{self, Host};
+use super::host::{self, Host, HostLimits};
 use super::ledger::LedgerStart;
 use super::tasks::Tasks;
-use super::{Error, Node, NodeConfig, http, inbound, invoke, scale, token};
+use super::{Error, Node, NodeConfig, http, inbound, invoke, names, scale, token};
 
 /// How long the network may take to report its listen addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,9 +95,12 @@ impl Node {
             executor,
             store,
             &db,
-            threads as u32,
             config.byzantine.clone(),
-            config.fuel_per_invoker,
+            HostLimits {
+                capacity: threads as u32,
+                fuel_per_invoker: config.fuel_per_invoker,
+                store: config.store_limits,
+            },
         )
         .map_err(|source| Error::Database {
             path: db_path.clone(),
@@ -155,7 +158,7 @@ impl Node {
             net: net.clone(),
             routing,
             host,
-            names: invoke::NameCache::default(),
+            names: names::NameCache::default(),
             peer_id: peer_id.to_string(),
             ledger,
             tasks: tasks.clone(),
