@@ -104,6 +104,15 @@ fn error(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// 503 with `Retry-After: secs`: busy for the moment, not failed.
+fn busy(body: serde_json::Value, secs: &'static str) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, body);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(secs));
+    response
+}
+
 #[derive(Deserialize)]
 struct CallParams {
     fuel: Option<u64>,
@@ -127,17 +136,13 @@ async fn call(
     // Load shedding: past the limit a call is refused at once, never
     // queued behind the others.
     let Ok(_slot) = node.calls.clone().try_acquire_owned() else {
-        let mut response = error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return busy(
             json!({ "error": format!(
                 "this node is running its limit of {} calls (--max-calls); retry in a moment",
                 node.max_calls
             ) }),
+            "1",
         );
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
     };
     match invoke(
         &node,
@@ -189,13 +194,7 @@ fn install_error(e: &InstallError) -> Response {
             (StatusCode::INSUFFICIENT_STORAGE, "store_full")
         }
         InstallError::Busy => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({ "error": e.to_string(), "kind": "busy" }),
-            );
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-            return r;
+            return busy(json!({ "error": e.to_string(), "kind": "busy" }), "5");
         }
         InstallError::Function(f) if f.is_module_rejected() => (StatusCode::BAD_REQUEST, f.kind()),
         InstallError::Function(f) => (StatusCode::INTERNAL_SERVER_ERROR, f.kind()),
@@ -223,15 +222,7 @@ fn invoke_error(e: InvokeError) -> Response {
         InvokeError::Exhausted { .. } => {
             error(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": message }))
         }
-        InvokeError::Busy(_) => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({ "error": message, "kind": "busy" }),
-            );
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
+        InvokeError::Busy(_) => busy(json!({ "error": message, "kind": "busy" }), "1"),
         InvokeError::NoCredits(_) => {
             error(StatusCode::PAYMENT_REQUIRED, json!({ "error": message }))
         }

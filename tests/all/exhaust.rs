@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::json;
+use crate::hostile::echo_through;
 use crate::network::NodeProc;
 use crate::replication::{deploy_on, node, wait_providers};
 
@@ -78,16 +78,6 @@ fn du(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-fn echo_through(node: &NodeProc, input: &str) {
-    let out = node.invoke("echo", input);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(json(&out)["output"], input);
 }
 
 #[test]

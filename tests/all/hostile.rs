@@ -52,7 +52,7 @@ fn misbehaved(log: &str, peer: &str, kind: &str) -> usize {
         .count()
 }
 
-fn echo_through(node: &NodeProc, input: &str) -> Value {
+pub(crate) fn echo_through(node: &NodeProc, input: &str) -> Value {
     let out = node.invoke("echo", input);
     assert!(
         out.status.success(),
