@@ -308,8 +308,7 @@ fn forged_claims_are_refused_at_the_door_and_a_wrong_receipt_earns_nothing() {
         &[&[], &[], &[], &["--byzantine", "wrong-receipt"]],
     );
     let wrong = key_of(&nodes[3].dir);
-    // Every call runs on all four: n3's receipt is refused, the other
-    // three agree.
+    // Hosted on all four: n3's receipt is refused, the other three agree.
     deploy_echo(&nodes[0], "4", &[]);
     // f publishes ten claims a second without the work they claim.
     let genesis = root.path().join("genesis.json");
@@ -329,8 +328,26 @@ fn forged_claims_are_refused_at_the_door_and_a_wrong_receipt_earns_nothing() {
     wait_for("n0 bans f", 60, || {
         peer_seen(&nodes[0], &f.peer_id)["banned"] == true
     });
+    // Calls run on the node's default of one replica unless asked: each
+    // of these asks for all four, so n3 runs the first of them at least.
+    wait_providers(&[&nodes[0]], "echo", 4);
     for i in 0..12 {
-        echo_through(&nodes[0], &format!("call {i}"));
+        let input = format!("call {i}");
+        let out = nodes[0].client(&[
+            "invoke",
+            "echo",
+            "--input",
+            &input,
+            "--json",
+            "--replicas",
+            "4",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json(&out)["output"], input.as_str());
     }
     let all: Vec<&NodeProc> = nodes.iter().collect();
     wait_agreed(&all, 2);
