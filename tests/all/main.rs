@@ -2,6 +2,7 @@
 //! One test binary with a module per behaviour.
 
 mod consensus;
+mod delay;
 mod exhaust;
 mod function;
 mod hostile;

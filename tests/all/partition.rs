@@ -8,7 +8,9 @@
 //!   every call gets an answer or a clear error (never a hang), and after
 //!   the heal every node converges on one chain that audits clean.
 //! - A slow, lossy link (`tc netem` delay 100 ms ± 50 ms, 5 % loss on
-//!   every node's port): calls still succeed and finality goes on.
+//!   every node's port; where the kernel has no netem, the same delay by a
+//!   proxy in each namespace and the loss by nftables): calls still succeed
+//!   and finality goes on.
 //!
 //! The suite splits for `ORB_PARTITION_SECS` (15 s) per case;
 //! `scripts/reliability` runs a minute. Needs root, `ip`, `nft` and `tc`;
@@ -26,6 +28,7 @@ use serde_json::Value;
 use crate::consensus::{
     audit_clean, deploy_echo, height, key_of, ledger, wait_all, wait_committee,
 };
+use crate::delay::{Delay, MARK, Shape};
 use crate::network::{Netns, NodeProc};
 use crate::replication::wait_providers;
 
@@ -35,10 +38,13 @@ const FAUCET: u64 = 1_000_000_000_000;
 const ALPHA: usize = 4;
 /// No call may go unanswered longer than this.
 const HANG: Duration = Duration::from_secs(60);
+/// Where each namespace's delaying proxy listens.
+const DELAY_PORT: u16 = 4999;
 
 /// Six namespaces on one bridge and a port for this process.
 struct Lab {
-    // Dropped in reverse order of creation: the hub last.
+    // Dropped in reverse order of creation: the proxies first, the hub last.
+    delays: Vec<Delay>,
     spaces: Vec<Netns>,
     hub: Option<Netns>,
     subnet: u8,
@@ -105,6 +111,7 @@ impl Lab {
             );
         }
         Some(Self {
+            delays: Vec::new(),
             spaces,
             hub: Some(hub),
             subnet,
@@ -158,10 +165,11 @@ impl Lab {
 
     /// Makes every path between two nodes slow and lossy: `tc netem` on
     /// every node's port (delay 100 ms ± 50 ms, 5 % loss), or, on a kernel
-    /// without netem, 5 % loss of what each node sends by nftables (no
-    /// delay); returns
-    /// what was applied.
-    fn degrade(&self) -> &'static str {
+    /// without netem, the same delay by a proxy in each namespace
+    /// ([`Delay`]) and 5 % loss of what each node sends by nftables;
+    /// returns what was applied. Connections opened before are not
+    /// redirected to the proxy, so this comes before the nodes start.
+    fn degrade(&mut self) -> &'static str {
         let netem = ["tc", "qdisc", "add", "dev", "eth0", "root", "netem"];
         let args = ["delay", "100ms", "50ms", "loss", "5%"];
         let first = self.spaces[0].exec(&[&netem[..], &args[..]].concat());
@@ -179,24 +187,50 @@ impl Lab {
         let why = String::from_utf8_lossy(&first.stderr);
         assert!(why.contains("unknown"), "tc: {why}");
         eprintln!(
-            "this kernel has no netem ({}): 5 % loss by nftables, no delay",
+            "this kernel has no netem ({}): delay by a proxy in each namespace, 5 % loss by nftables",
             why.trim()
         );
+        let shape = Shape {
+            base: Duration::from_millis(100),
+            jitter: Duration::from_millis(50),
+        };
+        let subnet = self.subnet;
         for i in 0..NODES {
+            let delay = Delay::start(&self.spaces[i].0, DELAY_PORT, shape, i as u64)
+                .expect("start the delaying proxy");
+            self.delays.push(delay);
+            let me = self.ip(i);
             self.nft(
                 i,
-                "table inet orbloss {
-  chain output { type filter hook output priority filter; policy accept; oifname \"eth0\" numgen random mod 100 < 5 drop; }
-}",
+                &format!(
+                    "table ip orbdelay {{
+  chain output {{ type nat hook output priority -100; policy accept;
+    meta mark {MARK} return
+    ip daddr 10.{subnet}.0.0/24 ip daddr != {{ 10.{subnet}.0.254, {me} }} tcp dport != {DELAY_PORT} redirect to :{DELAY_PORT}
+  }}
+}}
+table inet orbloss {{
+  chain output {{ type filter hook output priority filter; policy accept; oifname \"eth0\" numgen random mod 100 < 5 drop; }}
+}}"
+                ),
             );
         }
-        "5 % loss by nftables (this kernel has no netem: no delay)"
+        "delay 100 ms ± 50 ms each way (a proxy in each namespace: this kernel has no netem), 5 % loss (nftables)"
+    }
+
+    /// Node-to-node connections the delaying proxies carried.
+    fn delayed_connections(&self) -> u64 {
+        self.delays
+            .iter()
+            .map(|d| d.connections.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Node namespaces first; the hub (and with it this process's port).
+        // Proxies, node namespaces; the hub (and with it this process's port).
+        self.delays.clear();
         self.spaces.clear();
         self.hub.take();
     }
@@ -519,12 +553,14 @@ fn a_three_three_split_stops_finality_on_both_sides_and_heals() {
 
 #[test]
 fn calls_succeed_and_finality_goes_on_over_slow_lossy_links() {
-    let Some(lab) = Lab::new("d", 83) else { return };
+    let Some(mut lab) = Lab::new("d", 83) else {
+        return;
+    };
     let _heavy = crate::HEAVY.lock().unwrap_or_else(PoisonError::into_inner);
     let root = tempfile::tempdir().expect("tempdir");
+    let applied = lab.degrade();
     let nodes = network(&lab, root.path());
     let all: Vec<&NodeProc> = nodes.iter().collect();
-    let applied = lab.degrade();
     let calls = Arc::new(Calls::default());
     calls.set_phase(SPLIT);
     let stop = Arc::new(AtomicBool::new(false));
@@ -546,6 +582,14 @@ fn calls_succeed_and_finality_goes_on_over_slow_lossy_links() {
     assert!(calls.violations().is_empty(), "{:?}", calls.violations());
     assert_eq!(refused, 0, "calls refused over a slow link");
     assert!(answered >= NODES, "{answered} calls answered");
+    if !lab.delays.is_empty() {
+        // Every node dialled at least the supernode through its proxy.
+        assert!(
+            lab.delayed_connections() >= (NODES - 1) as u64,
+            "only {} connections went through the delaying proxies",
+            lab.delayed_connections()
+        );
+    }
     let grew: Vec<u64> = end.iter().zip(&start).map(|(e, s)| e - s).collect();
     crate::reliability_row(
         "slow, lossy links",
@@ -555,8 +599,9 @@ fn calls_succeed_and_finality_goes_on_over_slow_lossy_links() {
         ),
         "every call answered; finality went on",
         &format!(
-            "{answered} calls, p50 {:?}; blocks finalized per node {grew:?}",
-            calls.p50(SPLIT)
+            "{answered} calls, p50 {:?}; blocks finalized per node {grew:?}; {} node-to-node connections through the delaying proxies",
+            calls.p50(SPLIT),
+            lab.delayed_connections()
         ),
     );
 }
