@@ -124,6 +124,8 @@ pub struct Chain<S: LedgerStore = SledStore> {
     /// than this chain's state says, so no later write is tried (reopen
     /// the chain to learn what the store kept).
     poisoned: Option<String>,
+    /// The height of a torn last block dropped on opening, if one was.
+    dropped_torn: Option<u64>,
 }
 
 impl Chain<SledStore> {
@@ -173,6 +175,25 @@ pub fn stored_effects(store: &dyn LedgerStore, h: u64) -> Result<Option<Effects>
     Ok(stored(store, h)?.map(|s| s.effects))
 }
 
+/// Drops the last block when it does not decode: a write the process did
+/// not finish (a torn write) leaves at most the last height unreadable,
+/// and a commit that did not finish was never acknowledged. A block below
+/// the head that does not decode is corruption, and opening reports it.
+fn drop_torn_head(store: &dyn LedgerStore) -> Result<Option<u64>, ChainError> {
+    let head = stored_head(store)?;
+    if head == 0 {
+        return Ok(None);
+    }
+    match stored(store, head) {
+        Ok(_) => Ok(None),
+        Err(ChainError::Corrupt(_)) => {
+            store.remove(Table::Blocks, &height_key(head))?;
+            Ok(Some(head))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Checks that the store's layout is the one this code reads.
 fn check_layout(store: &dyn LedgerStore) -> Result<(), ChainError> {
     match store.get(Table::Meta, LAYOUT_KEY)?.as_deref() {
@@ -214,6 +235,7 @@ impl<S: LedgerStore> Chain<S> {
             }
             (None, None) => return Err(ChainError::NoGenesis),
         };
+        let dropped_torn = drop_torn_head(&store)?;
         let mut state = State::genesis(&genesis);
         for h in 1..=stored_head(&store)? {
             let at = stored(&store, h)?
@@ -226,7 +248,16 @@ impl<S: LedgerStore> Chain<S> {
             genesis,
             state,
             poisoned: None,
+            dropped_torn,
         })
+    }
+
+    /// The height of the last block if opening found it torn (it did not
+    /// decode) and dropped it: a write that never finished, so it was
+    /// never acknowledged; the node fetches that block again from its
+    /// peers.
+    pub fn dropped_torn(&self) -> Option<u64> {
+        self.dropped_torn
     }
 
     /// The genesis.

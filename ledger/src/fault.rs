@@ -12,6 +12,11 @@
 //! - [`Fault::LostSync`]: land where readers see it and report success,
 //!   but not on the disk until a later commit succeeds (an fsync that
 //!   lied); [`FaultyStore::crash`] then loses it.
+//! - [`Fault::Torn`]: the process dies in the middle of the write: the
+//!   disk keeps the commit's writes before its last in full and the last
+//!   cut to half its bytes (a store whose batches are not atomic, or a
+//!   sector written halfway); the commit reports an error and only
+//!   [`FaultyStore::crash`] should follow.
 //!
 //! [`FaultyStore::crash`] gives the store a restarted process would find:
 //! the disk copy only.
@@ -31,11 +36,18 @@ pub enum Fault {
     ErrorAfterWrite,
     /// Succeeds, but is not durable until a later commit succeeds.
     LostSync,
+    /// Dies halfway: a prefix lands on the disk, its last write torn.
+    Torn,
 }
 
 impl Fault {
     /// Every kind.
-    pub const ALL: [Fault; 3] = [Fault::Error, Fault::ErrorAfterWrite, Fault::LostSync];
+    pub const ALL: [Fault; 4] = [
+        Fault::Error,
+        Fault::ErrorAfterWrite,
+        Fault::LostSync,
+        Fault::Torn,
+    ];
 }
 
 type Tables = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
@@ -154,6 +166,16 @@ impl LedgerStore for FaultyStore {
                 inner.unsynced.extend_from_slice(writes);
                 Ok(())
             }
+            Some(Fault::Torn) => {
+                let synced = std::mem::take(&mut inner.unsynced);
+                apply(&mut inner.disk, &synced);
+                if let Some(((t, k, v), before)) = writes.split_last() {
+                    apply(&mut inner.disk, before);
+                    let torn = (*t, k.clone(), v[..v.len() / 2].to_vec());
+                    apply(&mut inner.disk, &[torn]);
+                }
+                Err(injected("the process died halfway through the write"))
+            }
             None => {
                 // A good fsync makes everything before it durable too.
                 let synced = std::mem::take(&mut inner.unsynced);
@@ -163,5 +185,12 @@ impl LedgerStore for FaultyStore {
                 Ok(())
             }
         }
+    }
+
+    fn remove(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.seen.remove(&(table, key.to_vec()));
+        inner.disk.remove(&(table, key.to_vec()));
+        Ok(())
     }
 }

@@ -64,6 +64,9 @@ pub trait LedgerStore: Send + Sync {
     /// Ok, a crash or power loss keeps all of them, and before it, none
     /// may be visible after a restart without the others.
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError>;
+    /// Removes one key, durably: used only to drop a torn last block
+    /// when the chain opens.
+    fn remove(&self, table: Table, key: &[u8]) -> Result<(), StoreError>;
 }
 
 /// The chain on sled: one sled database in its own directory, a tree per
@@ -186,6 +189,12 @@ impl LedgerStore for SledStore {
         self.db.flush().map_err(|e| self.err(e))?;
         self.fsync().map_err(|e| self.err(e))
     }
+
+    fn remove(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        self.tree(table).remove(key).map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        self.fsync().map_err(|e| self.err(e))
+    }
 }
 
 type Tables = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
@@ -239,6 +248,12 @@ impl LedgerStore for MemStore {
         for (table, k, v) in writes {
             t.insert((*table, k.clone()), v.clone());
         }
+        Ok(())
+    }
+
+    fn remove(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        t.remove(&(table, key.to_vec()));
         Ok(())
     }
 }

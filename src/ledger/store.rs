@@ -38,7 +38,14 @@ pub(crate) fn open_store(data_dir: &Path) -> Result<SledStore, CliError> {
 /// folded from the stored effects).
 pub(crate) fn open_chain(data_dir: &Path) -> Result<Chain, CliError> {
     let store = open_store(data_dir)?;
-    Chain::open(store, None).map_err(|e| chain_error(&ledger_dir(data_dir), e))
+    let chain = Chain::open(store, None).map_err(|e| chain_error(&ledger_dir(data_dir), e))?;
+    if let Some(h) = chain.dropped_torn() {
+        eprintln!(
+            "note: the ledger's last block ({h}) was torn by a write that never finished; \
+             it was dropped (never acknowledged) and the node fetches it again"
+        );
+    }
+    Ok(chain)
 }
 
 /// The store failed: held by a running node, or unreadable.

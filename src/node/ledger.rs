@@ -119,6 +119,12 @@ impl LedgerStart {
             None => return Ok(None),
         };
         let chain = Chain::open_dir(&dir, genesis).map_err(|e| Error::Ledger(e.to_string()))?;
+        if let Some(h) = chain.dropped_torn() {
+            warn!(
+                height = h,
+                "the ledger's last block was torn (a write that never finished, so never acknowledged): dropped; it is fetched again from peers"
+            );
+        }
         info!(chain = %chain.id(), height = chain.height(), "ledger opened");
         let secret = secret.ok_or_else(|| Error::Ledger("the node key is not Ed25519".into()))?;
         let key = Keypair::from_secret(secret);

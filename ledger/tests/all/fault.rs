@@ -6,7 +6,9 @@
 
 use orb_ledger::fault::{Fault, FaultyStore};
 use orb_ledger::sim::{Committee, single};
-use orb_ledger::{AuditOptions, Block, Chain, ChainError, Genesis, Keypair, MemStore, audit};
+use orb_ledger::{
+    AuditOptions, Block, Chain, ChainError, Genesis, Keypair, LedgerStore, MemStore, Table, audit,
+};
 
 const BLOCKS: u64 = 8;
 
@@ -67,7 +69,7 @@ fn every_fault_at_every_commit_poisons_the_chain_and_a_restart_recovers_an_audit
                     assert!(failed.is_none(), "{what}: a lying fsync reports nothing");
                     assert_eq!(acknowledged, BLOCKS);
                 }
-                Fault::Error | Fault::ErrorAfterWrite => {
+                Fault::Error | Fault::ErrorAfterWrite | Fault::Torn => {
                     assert!(
                         matches!(failed, Some(ChainError::Store(_))),
                         "{what}: {failed:?}"
@@ -83,7 +85,9 @@ fn every_fault_at_every_commit_poisons_the_chain_and_a_restart_recovers_an_audit
             // A crash now: what the disk kept.
             let store = chain.store().crash();
             let expected = match fault {
-                Fault::Error => at - 1,
+                // The torn block is dropped on opening: it was never
+                // acknowledged.
+                Fault::Error | Fault::Torn => at - 1,
                 Fault::ErrorAfterWrite => at,
                 // Durable again from the next good commit on; a lie at the
                 // last commit loses that block (the audit sees a shorter,
@@ -91,14 +95,68 @@ fn every_fault_at_every_commit_poisons_the_chain_and_a_restart_recovers_an_audit
                 Fault::LostSync if at == BLOCKS => BLOCKS - 1,
                 Fault::LostSync => BLOCKS,
             };
-            assert_eq!(audit_clean(&store), expected, "{what}");
             let mut chain = Chain::open(store, None).unwrap();
             assert_eq!(chain.height(), expected, "{what}");
+            let dropped = (fault == Fault::Torn).then_some(at);
+            assert_eq!(chain.dropped_torn(), dropped, "{what}");
+            assert_eq!(audit_clean(chain.store()), expected, "{what}");
             for b in blocks.iter().skip(expected as usize) {
                 chain.append(b.clone()).unwrap();
             }
             assert_eq!(chain.head(), blocks.last().unwrap().hash(), "{what}");
             audit_clean(chain.store());
         }
+    }
+}
+
+/// A group commit of three blocks torn in its last write: opening keeps
+/// the two whole ones and drops the torn third; one torn below the head
+/// is corruption, and opening says so instead of dropping it.
+#[test]
+fn a_torn_group_commit_keeps_its_whole_blocks_and_a_damaged_middle_block_is_refused() {
+    let (genesis, blocks) = blocks();
+    let store = FaultyStore::new();
+    let mut chain = Chain::open(store, Some(genesis.clone())).unwrap();
+    for b in &blocks[..2] {
+        chain.append(b.clone()).unwrap();
+    }
+    // Each block's effects, from a model chain that takes them one by one.
+    let mut model = Chain::open(MemStore::new(), Some(genesis.clone())).unwrap();
+    for b in &blocks[..2] {
+        model.append(b.clone()).unwrap();
+    }
+    let effects: Vec<_> = blocks[2..5]
+        .iter()
+        .map(|b| (b, model.append(b.clone()).unwrap()))
+        .collect();
+    chain.store().plan(chain.store().commits(), Fault::Torn);
+    let group: Vec<_> = effects.iter().map(|(b, e)| (*b, e)).collect();
+    let err = chain.commit_checked_all(&group).unwrap_err();
+    assert!(matches!(err, ChainError::Store(_)), "{err}");
+    let crashed = chain.store().crash();
+    let mut reopened = Chain::open(crashed, None).unwrap();
+    assert_eq!(reopened.dropped_torn(), Some(5));
+    assert_eq!(reopened.height(), 4);
+    assert_eq!(audit_clean(reopened.store()), 4);
+    for b in &blocks[4..] {
+        reopened.append(b.clone()).unwrap();
+    }
+    assert_eq!(audit_clean(reopened.store()), BLOCKS);
+
+    // Height 3 of 8 damaged: not a torn write, so nothing is dropped.
+    let store = reopened.store().crash();
+    let key = orb_ledger::height_key(3);
+    let value = store.get(Table::Blocks, &key).unwrap().unwrap();
+    store
+        .commit(&[(
+            Table::Blocks,
+            key.to_vec(),
+            value[..value.len() / 2].to_vec(),
+        )])
+        .unwrap();
+    match Chain::open(store, None) {
+        Err(ChainError::Corrupt(why)) => assert!(why.contains("block 3"), "{why}"),
+        Err(e) => panic!("expected a corrupt ledger, got {e}"),
+        Ok(c) => panic!("opened a damaged chain at height {}", c.height()),
     }
 }
