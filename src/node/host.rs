@@ -272,13 +272,22 @@ impl Host {
         by: By<'_>,
     ) -> Result<FunctionId, InstallError> {
         let id = FunctionId::of(module);
+        let scaled = matches!(by, By::Scaling);
+        // Hosted already (a deploy again, or a replica asked twice):
+        // nothing to compile or store.
+        if let Some(function) = self.function(&id) {
+            return Ok(self.serve(node, function, scaled).await);
+        }
         let publisher = publisher_of(by);
-        self.quota
-            .admit(publisher.as_deref(), &id, module.len() as u64)?;
+        let size = module.len() as u64;
+        // Refused at once when over a quota; asked again in the compiler's
+        // turn, when the charges of the installs before are in.
+        self.quota.admit(publisher.as_deref(), &id, size)?;
         let function = {
             let _turn = tokio::time::timeout(COMPILE_WAIT, self.compiler.acquire())
                 .await
                 .map_err(|_| InstallError::Busy)?;
+            self.quota.admit(publisher.as_deref(), &id, size)?;
             let runtime = self.runtime.clone();
             let store = self.store.clone();
             let bytes = module.to_vec();
@@ -291,7 +300,7 @@ impl Host {
             id,
             self.store.stored_bytes(&self.runtime, id),
         );
-        Ok(self.serve(node, function, matches!(by, By::Scaling)).await)
+        Ok(self.serve(node, function, scaled).await)
     }
 
     /// Whether a module `id` from `by` could still be stored (before it is
