@@ -68,16 +68,16 @@ pub(crate) struct InvokeArgs {
 pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
-struct Client {
-    agent: ureq::Agent,
-    base: String,
+pub(crate) struct Client {
+    pub(crate) agent: ureq::Agent,
+    pub(crate) base: String,
 }
 
 impl Client {
-    fn new(node: &str, timeout: Duration) -> Self {
+    pub(crate) fn new(node: &str, timeout: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
@@ -89,7 +89,7 @@ impl Client {
         }
     }
 
-    fn unreachable(&self, e: ureq::Error) -> CliError {
+    pub(crate) fn unreachable(&self, e: ureq::Error) -> CliError {
         CliError {
             code: NETWORK,
             error: anyhow::anyhow!(
@@ -99,7 +99,7 @@ impl Client {
         }
     }
 
-    fn get(&self, path: &str) -> Result<Value, CliError> {
+    pub(crate) fn get(&self, path: &str) -> Result<Value, CliError> {
         let mut response = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -117,7 +117,7 @@ impl Client {
 }
 
 /// Decodes a JSON answer; an error status becomes an error with the node's message.
-fn parse(status: u16, body: &[u8]) -> Result<Value, CliError> {
+pub(crate) fn parse(status: u16, body: &[u8]) -> Result<Value, CliError> {
     let value: Value = serde_json::from_slice(body).unwrap_or_else(
         |_| serde_json::json!({ "error": String::from_utf8_lossy(body).into_owned() }),
     );
@@ -140,24 +140,37 @@ fn parse(status: u16, body: &[u8]) -> Result<Value, CliError> {
     })
 }
 
-pub(crate) fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<(), CliError> {
-    let module = std::fs::read(&args.module)
-        .with_context(|| format!("cannot read {}", args.module.display()))
+/// What a deploy sends: the module in `module`, published as `name`.
+pub(crate) struct Publish<'a> {
+    pub(crate) module: &'a Path,
+    pub(crate) name: &'a str,
+    pub(crate) replicas: u32,
+    pub(crate) api_token: Option<&'a str>,
+    /// More query parameters (`&agent=true…`).
+    pub(crate) extra: &'a str,
+}
+
+/// Signs the name record with the publisher key in `data_dir` and posts
+/// the module to the node's `/api/deploy`; returns the node's answer.
+pub(crate) fn publish(p: &Publish<'_>, node: &str, data_dir: &Path) -> Result<Value, CliError> {
+    let module = std::fs::read(p.module)
+        .with_context(|| format!("cannot read {}", p.module.display()))
         .map_err(CliError::usage)?;
-    orb_net::check_name(&args.name).map_err(CliError::usage)?;
+    orb_net::check_name(p.name).map_err(CliError::usage)?;
     let key = orb_net::identity::load_or_create(&data_dir.join("publisher.key"))?;
-    let record = NameRecord::sign(&key, &args.name, FunctionId::of(&module))?;
+    let record = NameRecord::sign(&key, p.name, FunctionId::of(&module))?;
     let client = Client::new(node, Duration::from_secs(120));
     let url = format!(
-        "{}/api/deploy?name={}&replicas={}&publisher={}&signature={}",
+        "{}/api/deploy?name={}&replicas={}&publisher={}&signature={}{}",
         client.base,
-        args.name,
-        args.replicas,
+        p.name,
+        p.replicas,
         hex::encode(&record.publisher),
         hex::encode(&record.signature),
+        p.extra,
     );
     let mut request = client.agent.post(&url);
-    if let Some(token) = &args.api_token {
+    if let Some(token) = p.api_token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
     let mut response = request
@@ -168,7 +181,18 @@ pub(crate) fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<()
         .body_mut()
         .read_to_vec()
         .map_err(|e| client.unreachable(e))?;
-    let value = parse(status, &body)?;
+    parse(status, &body)
+}
+
+pub(crate) fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<(), CliError> {
+    let publish_args = Publish {
+        module: &args.module,
+        name: &args.name,
+        replicas: args.replicas,
+        api_token: args.api_token.as_deref(),
+        extra: "",
+    };
+    let value = publish(&publish_args, node, data_dir)?;
     if args.json {
         outln!("{value}");
         return Ok(());

@@ -17,6 +17,7 @@ macro_rules! outln {
     }};
 }
 
+mod agent;
 mod client;
 mod exit;
 mod function;
@@ -87,6 +88,10 @@ enum Command {
     Node(serve::NodeArgs),
     /// Deploy a function to the network through a node.
     Deploy(client::DeployArgs),
+    /// Agents: WebAssembly actors with state on the network (deploy, send,
+    /// state, log, ls).
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Call a function anywhere on the network, by name or id.
     Invoke(client::InvokeArgs),
     /// List the peers a node knows.
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
         Command::Pipeline(cmd) => pipeline::run(cmd, &cli.node),
         Command::Node(args) => serve::run(args, &data_dir),
         Command::Deploy(args) => client::deploy(args, &cli.node, &data_dir),
+        Command::Agent(cmd) => agent::run(cmd, &cli.node, &data_dir),
         Command::Invoke(args) => client::invoke(args, &cli.node),
         Command::Peers(args) => client::peers(args, &cli.node),
         Command::Ls(args) => client::ls(args, &cli.node),

@@ -49,7 +49,7 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use names::{MAX_NAME, NameRecord, check_name};
 pub use peerstore::PeerStore;
 pub use protocol::{
-    Announcement, BadFrame, FunctionLoad, Invoke, Load, Query, Request, Response, encode_frame,
-    read_frame_into,
+    AGENT_LOG_BATCH, AgentLogEntry, AgentMessage, AgentState, Announcement, Applied, BadFrame,
+    FunctionLoad, Invoke, Load, Query, Request, Response, encode_frame, read_frame_into,
 };
 pub use streams::{Direct, Reply};

@@ -43,6 +43,85 @@ pub enum Request {
         /// The first height wanted.
         from: u64,
     },
+    /// A message for an agent the peer hosts.
+    Agent(AgentMessage),
+    /// An agent's state, if the peer hosts it.
+    AgentState {
+        /// The agent: `module/id`.
+        agent: String,
+    },
+    /// The messages an agent applied from sequence number `from` on (at
+    /// most [`AGENT_LOG_BATCH`]).
+    AgentLog {
+        /// The agent: `module/id`.
+        agent: String,
+        /// The first sequence number wanted.
+        from: u64,
+    },
+}
+
+/// Log entries one [`Request::AgentLog`] answers at most.
+pub const AGENT_LOG_BATCH: usize = 1000;
+
+/// A message to an agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentMessage {
+    /// The agent: `module/id`.
+    pub agent: String,
+    /// The agent's module, as the sender resolved its name.
+    pub function: FunctionId,
+    /// Identifies the message: a retry carries the same id and is applied
+    /// once.
+    pub message_id: [u8; 16],
+    /// The message.
+    pub message: Vec<u8>,
+}
+
+/// An agent applied a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The message's place in the agent's order.
+    pub seq: u64,
+    /// The agent's reply.
+    pub reply: Vec<u8>,
+    /// Whether it had been applied before (this was a retry: the reply is
+    /// the one it gave then).
+    pub duplicate: bool,
+}
+
+/// An agent's state after its last applied message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The module that ran the last step.
+    pub function: FunctionId,
+    /// Messages applied.
+    pub seq: u64,
+    /// The state (what the agent keeps: JSON for agents built with
+    /// `orb_guest::agent`).
+    pub state: Vec<u8>,
+    /// Its blake3 hash.
+    pub hash: [u8; 32],
+}
+
+/// One applied message in an agent's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentLogEntry {
+    /// Its place in the agent's order.
+    pub seq: u64,
+    /// The message's id.
+    pub message_id: [u8; 16],
+    /// Who sent it (the peer id of the node it entered the network at).
+    pub sender: String,
+    /// The message.
+    pub message: Vec<u8>,
+    /// The reply.
+    pub reply: Vec<u8>,
+    /// The module that ran the step.
+    pub function: FunctionId,
+    /// The state's hash before and after the step.
+    pub before: [u8; 32],
+    /// See `before`.
+    pub after: [u8; 32],
 }
 
 impl Request {
@@ -119,6 +198,12 @@ pub enum Response {
     /// naming different blocks are an equivocation; a Byzantine test node
     /// sends them).
     Votes(Vec<Vote>),
+    /// The agent applied the message.
+    Applied(Applied),
+    /// An agent's state (`None`: no message reached it here yet).
+    AgentState(Option<AgentState>),
+    /// Entries of an agent's log, in order.
+    AgentLog(Vec<AgentLogEntry>),
 }
 
 /// What a node tells everyone on gossipsub.

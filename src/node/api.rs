@@ -12,6 +12,8 @@
 //! `kind` and `fuel`), 502 (the replicas disagree, no majority), 503 (every
 //! provider failed or is busy; or this node runs `--max-calls` calls
 //! already, with `Retry-After: 1`).
+//!
+//! Agents (`/agent/{module}/{id}`, `/api/agents`): [`super::agents::http`].
 
 use std::sync::Arc;
 
@@ -49,6 +51,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/api/peers", get(peers))
         .route("/api/functions", get(functions))
         .route("/api/ledger", get(ledger))
+        .merge(super::agents::http::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(node)
@@ -100,12 +103,12 @@ async fn refuse_oversized(
     next.run(request).await
 }
 
-fn error(status: StatusCode, body: serde_json::Value) -> Response {
+pub(super) fn error(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
 /// 503 with `Retry-After: secs`: busy for the moment, not failed.
-fn busy(body: serde_json::Value, secs: &'static str) -> Response {
+pub(super) fn busy(body: serde_json::Value, secs: &'static str) -> Response {
     let mut response = error(StatusCode::SERVICE_UNAVAILABLE, body);
     response
         .headers_mut()
@@ -242,6 +245,11 @@ struct DeployParams {
     publisher: String,
     /// Hex of the publisher's signature over the name record.
     signature: String,
+    /// Deploy it as an agent module.
+    #[serde(default)]
+    agent: bool,
+    /// The state a new agent starts from (JSON; with `agent`).
+    init: Option<String>,
 }
 
 fn one() -> usize {
@@ -251,6 +259,7 @@ fn one() -> usize {
 #[derive(Serialize)]
 struct Deployed {
     function: FunctionId,
+    agent: bool,
     name: String,
     publisher: String,
     replicas: usize,
@@ -273,6 +282,10 @@ async fn deploy(
     if params.replicas == 0 || params.replicas > 64 {
         return bad("--replicas must be between 1 and 64".into());
     }
+    let init = match super::agents::http::deploy_init(params.agent, params.replicas, params.init) {
+        Ok(init) => init,
+        Err(why) => return bad(why),
+    };
     let function = FunctionId::of(&module);
     let record = NameRecord {
         name: params.name.clone(),
@@ -290,6 +303,14 @@ async fn deploy(
         .await
     {
         return install_error(&e);
+    }
+    if let Some(init) = init
+        && let Err(e) = node.agents.register(function, &init)
+    {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": e.to_string() }),
+        );
     }
     node.host.remember_name(&record);
     node.names.put(&record.name, function);
@@ -333,6 +354,7 @@ async fn deploy(
     }
     Json(Deployed {
         function,
+        agent: params.agent,
         name: params.name,
         publisher: publisher.to_string(),
         replicas: params.replicas,

@@ -252,7 +252,7 @@ impl Host {
         ids
     }
 
-    fn function(&self, id: &FunctionId) -> Option<Function> {
+    pub(crate) fn function(&self, id: &FunctionId) -> Option<Function> {
         self.functions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -491,7 +491,18 @@ impl Host {
         invoke: &Invoke,
         done: impl FnOnce(Result<Outcome, FnError>) + Send + 'static,
     ) -> Result<(), FnError> {
-        let mut limits = Limits::default();
+        self.submit_with(function, invoke, Limits::default(), done)
+    }
+
+    /// [`Self::submit`] with limits other than the default (a lower fuel
+    /// limit the invoke asks for still applies).
+    fn submit_with(
+        &self,
+        function: Function,
+        invoke: &Invoke,
+        mut limits: Limits,
+        done: impl FnOnce(Result<Outcome, FnError>) + Send + 'static,
+    ) -> Result<(), FnError> {
         if let Some(fuel) = invoke.fuel {
             limits.fuel = limits.fuel.min(fuel);
         }
@@ -520,8 +531,18 @@ impl Host {
         function: Function,
         invoke: &Invoke,
     ) -> Result<Outcome, FnError> {
+        self.call_with(function, invoke, Limits::default()).await
+    }
+
+    /// Runs a call on the pool with `limits`.
+    pub(crate) async fn call_with(
+        &self,
+        function: Function,
+        invoke: &Invoke,
+        limits: Limits,
+    ) -> Result<Outcome, FnError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(function, invoke, move |result| {
+        self.submit_with(function, invoke, limits, move |result| {
             let _ = tx.send(result);
         })?;
         rx.await
@@ -625,9 +646,12 @@ impl Host {
                 Ok(bytes) => Response::Module(bytes),
                 Err(_) => Response::Refused(format!("no module {function} here")),
             },
-            Request::Query(_) | Request::FetchBlock { .. } | Request::Sync { .. } => {
-                Response::Refused("not a function request".into())
-            }
+            Request::Query(_)
+            | Request::FetchBlock { .. }
+            | Request::Sync { .. }
+            | Request::Agent(_)
+            | Request::AgentState { .. }
+            | Request::AgentLog { .. } => Response::Refused("not a function request".into()),
             Request::Host { function } => {
                 if self.function(&function).is_some() {
                     return Response::Hosting {

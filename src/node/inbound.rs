@@ -70,6 +70,11 @@ async fn answer(node: &Node, peer: PeerId, request: Request, channel: Reply) {
         }
         return;
     }
-    let response = node.host.answer(node, peer, request).await;
+    let response = match request {
+        Request::Agent(_) | Request::AgentState { .. } | Request::AgentLog { .. } => {
+            super::agents::answer(node, peer, request).await
+        }
+        request => node.host.answer(node, peer, request).await,
+    };
     node.host.deliver(channel, response);
 }

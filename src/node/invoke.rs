@@ -170,7 +170,7 @@ pub(crate) async fn resolve_name(node: &Node, target: &str) -> Result<FunctionId
 
 /// The providers of `id` the routing dataflow knows, best first: from its
 /// cache when that has any that are not busy, else by a lookup.
-async fn providers(node: &Node, id: FunctionId) -> Result<Vec<Provider>, InvokeError> {
+pub(crate) async fn providers(node: &Node, id: FunctionId) -> Result<Vec<Provider>, InvokeError> {
     if let Some(found) = node.routing.cached(id)
         && !found.is_empty()
     {

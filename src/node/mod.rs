@@ -26,6 +26,7 @@
 //! dataflows, closes the network and flushes sled. Nothing here prints:
 //! `orb node` (the binary) reports what the handle says.
 
+mod agents;
 mod api;
 mod byzantine;
 mod config;
@@ -67,6 +68,8 @@ pub struct Node {
     pub(crate) routing: Routing,
     pub(crate) host: Host,
     pub(crate) names: names::NameCache,
+    /// The agents hosted here.
+    pub(crate) agents: agents::Agents,
     pub(crate) peer_id: String,
     pub(crate) ledger: Option<Arc<ledger::Ledger>>,
     /// Every task of the node (calls in flight, background loops).

@@ -22,7 +22,7 @@ use super::handle::{NodeHandle, Stop};
 use super::host::{self, Host, HostLimits};
 use super::ledger::LedgerStart;
 use super::tasks::Tasks;
-use super::{Error, Node, NodeConfig, http, inbound, invoke, names, scale, token};
+use super::{Error, Node, NodeConfig, agents, http, inbound, invoke, names, scale, token};
 
 /// How long the network may take to report its listen addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,6 +108,12 @@ impl Node {
         })?;
         let secret = orb_net::identity::ed25519_secret(&key);
         let ledger = LedgerStart::open(&data_dir, config.genesis.as_deref(), secret, &db)?;
+        let agents = agents::Agents::new(agents::store::AgentStore::open(&db, &db_path).map_err(
+            |source| Error::Database {
+                path: db_path.clone(),
+                source,
+            },
+        )?);
 
         // From here on things run: a failure stops them before returning.
         let net_config = NetConfig {
@@ -159,6 +165,7 @@ impl Node {
             routing,
             host,
             names: names::NameCache::default(),
+            agents,
             peer_id: peer_id.to_string(),
             ledger,
             tasks: tasks.clone(),

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `orb` binary: real processes, real files.
 //! One test binary with a module per behaviour.
 
+mod agents;
 mod consensus;
 mod delay;
 mod exhaust;

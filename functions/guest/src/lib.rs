@@ -10,6 +10,13 @@
 //!
 //! An `Err` is written to stderr (Orb keeps it as the call's log) and the
 //! guest exits with code 1, which the caller sees as a guest failure.
+//!
+//! An agent (a module with state that lives on the network) is a closure
+//! too: see [`agent()`].
+
+pub mod agent;
+
+pub use agent::agent;
 
 use std::fmt::Display;
 use std::io::{Read, Write};

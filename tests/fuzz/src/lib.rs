@@ -456,8 +456,45 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 Response::Block(Some(Box::new(f.block.clone()))),
                 Response::Blocks(vec![f.block.clone()]),
                 Response::Votes(vec![f.vote.clone(), f.vote.clone()]),
+                Response::Applied(orb_net::Applied {
+                    seq: 7,
+                    reply: b"8".to_vec(),
+                    duplicate: false,
+                }),
+                Response::AgentState(Some(orb_net::AgentState {
+                    function: FunctionId::of(TINY_MODULE),
+                    seq: 7,
+                    state: b"8".to_vec(),
+                    hash: [1; 32],
+                })),
+                Response::AgentLog(vec![orb_net::AgentLogEntry {
+                    seq: 7,
+                    message_id: [2; 16],
+                    sender: "client".into(),
+                    message: b"inc".to_vec(),
+                    reply: b"8".to_vec(),
+                    function: FunctionId::of(TINY_MODULE),
+                    before: [3; 32],
+                    after: [4; 32],
+                }]),
+            ];
+            let asks = [
+                Request::Agent(orb_net::AgentMessage {
+                    agent: "counter/alice".into(),
+                    function: FunctionId::of(TINY_MODULE),
+                    message_id: [2; 16],
+                    message: b"inc".to_vec(),
+                }),
+                Request::AgentState {
+                    agent: "counter/alice".into(),
+                },
+                Request::AgentLog {
+                    agent: "counter/alice".into(),
+                    from: 1,
+                },
             ];
             let mut out = vec![frame_bytes(&(1u64, invoke))];
+            out.extend(asks.into_iter().map(|a| frame_bytes(&(1u64, a))));
             out.extend(answers.into_iter().map(|a| frame_bytes(&(2u64, a))));
             out
         }

@@ -1,0 +1,235 @@
+//! Agents: WebAssembly actors whose state lives on the network.
+//!
+//! An agent is a module plus state, addressed as `module/id`
+//! (`counter/alice`). Each message is one **step**, run by the node that
+//! hosts the agent: (state, message, context) → (new state, reply). A step
+//! is deterministic (no clock, no randomness but what the context
+//! carries), and the node applies an agent's messages one at a time in
+//! one order, each exactly once, and keeps the new state durably before
+//! it sends the reply.
+//!
+//! The module stays a WASI preview-1 command: the node writes a
+//! [`StepInput`] to stdin and reads a [`StepOutput`] from stdout, both in
+//! postcard; a step that exits with an error changes nothing. This module
+//! does the plumbing, so an agent is one closure:
+//!
+//! ```no_run
+//! // A counter: `inc` adds one, `get` reads; the reply is the count.
+//! orb_guest::agent::<u64, String, _, _>(|count, message, _ctx| {
+//!     match message.trim() {
+//!         "inc" => *count += 1,
+//!         "get" => {}
+//!         other => return Err(format!("unknown message {other:?}")),
+//!     }
+//!     Ok(count.to_string())
+//! });
+//! ```
+//!
+//! The state is kept as JSON (what `orb agent state` shows); a new agent
+//! starts from the state given at deploy (`--init`) or, without one, from
+//! `State::default()`.
+
+use std::fmt::Display;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Who and where a step runs: everything a step may depend on besides its
+/// state and message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
+    /// The agent: `module/id`.
+    pub agent: String,
+    /// Who sent the message (a node's peer id, or `client` for the HTTP
+    /// API's callers).
+    pub sender: String,
+    /// The message's place in the agent's order (1 for the first): the
+    /// agent's logical time.
+    pub seq: u64,
+    /// The message's id: a retry carries the same one and is applied once.
+    pub message_id: [u8; 16],
+}
+
+/// What the node writes to a step's stdin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepInput {
+    /// Version 1: passive agents (a message in, a reply out).
+    V1 {
+        /// The step's context.
+        context: Context,
+        /// The state before the step; empty for a new agent without an
+        /// initial state.
+        state: Vec<u8>,
+        /// The message.
+        message: Vec<u8>,
+    },
+}
+
+/// What a step writes to stdout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepOutput {
+    /// Version 1.
+    V1 {
+        /// The state after the step.
+        state: Vec<u8>,
+        /// The reply to the sender.
+        reply: Vec<u8>,
+    },
+}
+
+impl StepInput {
+    /// The canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Reads the canonical bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        postcard::from_bytes(bytes).map_err(|e| format!("not a step input: {e}"))
+    }
+}
+
+impl StepOutput {
+    /// The canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Reads the canonical bytes; anything after them is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        match postcard::take_from_bytes(bytes) {
+            Ok((out, [])) => Ok(out),
+            Ok((_, rest)) => Err(format!(
+                "{} bytes after the step output (an agent writes nothing else to stdout)",
+                rest.len()
+            )),
+            Err(e) => Err(format!("not a step output: {e}")),
+        }
+    }
+}
+
+/// A message an agent can read: text ([`String`]), bytes (`Vec<u8>`), or
+/// JSON ([`Json`]).
+pub trait Message: Sized {
+    /// Reads the message's bytes.
+    fn from_bytes(bytes: Vec<u8>) -> Result<Self, String>;
+}
+
+/// A reply an agent can give.
+pub trait Reply {
+    /// The reply's bytes.
+    fn into_bytes(self) -> Vec<u8>;
+}
+
+/// A message or reply carried as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Json<T>(pub T);
+
+impl Message for String {
+    fn from_bytes(bytes: Vec<u8>) -> Result<Self, String> {
+        String::from_utf8(bytes).map_err(|e| format!("the message is not UTF-8: {e}"))
+    }
+}
+
+impl Message for Vec<u8> {
+    fn from_bytes(bytes: Vec<u8>) -> Result<Self, String> {
+        Ok(bytes)
+    }
+}
+
+impl<T: DeserializeOwned> Message for Json<T> {
+    fn from_bytes(bytes: Vec<u8>) -> Result<Self, String> {
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|e| format!("the message is not the JSON this agent reads: {e}"))
+    }
+}
+
+impl Reply for String {
+    fn into_bytes(self) -> Vec<u8> {
+        String::into_bytes(self)
+    }
+}
+
+impl Reply for Vec<u8> {
+    fn into_bytes(self) -> Vec<u8> {
+        self
+    }
+}
+
+impl<T: Serialize> Reply for Json<T> {
+    fn into_bytes(self) -> Vec<u8> {
+        serde_json::to_vec(&self.0).unwrap_or_default()
+    }
+}
+
+/// Runs one step of an agent with state `S` (kept as JSON) reading
+/// messages `M`: reads the step input from stdin, calls `f`, writes the
+/// step output to stdout. An `Err` (from `f`, or a state or message that
+/// does not decode) goes to stderr and the step fails: the state stays
+/// as it was.
+pub fn agent<S, M, R, E>(f: impl FnOnce(&mut S, M, &Context) -> Result<R, E>)
+where
+    S: Serialize + DeserializeOwned + Default,
+    M: Message,
+    R: Reply,
+    E: Display,
+{
+    let StepInput::V1 {
+        context,
+        state,
+        message,
+    } = StepInput::decode(&crate::input()).unwrap_or_else(|e| crate::fail(e));
+    let mut s: S = if state.is_empty() {
+        S::default()
+    } else {
+        serde_json::from_slice(&state)
+            .unwrap_or_else(|e| crate::fail(format!("the state does not decode: {e}")))
+    };
+    let message = M::from_bytes(message).unwrap_or_else(|e| crate::fail(e));
+    match f(&mut s, message, &context) {
+        Ok(reply) => {
+            let state = serde_json::to_vec(&s)
+                .unwrap_or_else(|e| crate::fail(format!("the state does not encode: {e}")));
+            let out = StepOutput::V1 {
+                state,
+                reply: reply.into_bytes(),
+            };
+            crate::output(&out.encode());
+        }
+        Err(e) => crate::fail(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_envelopes_round_trip_and_trailing_bytes_are_refused() {
+        let input = StepInput::V1 {
+            context: Context {
+                agent: "counter/alice".into(),
+                sender: "client".into(),
+                seq: 7,
+                message_id: [3; 16],
+            },
+            state: b"41".to_vec(),
+            message: b"inc".to_vec(),
+        };
+        assert_eq!(StepInput::decode(&input.encode()), Ok(input));
+        let out = StepOutput::V1 {
+            state: b"42".to_vec(),
+            reply: b"42".to_vec(),
+        };
+        let mut bytes = out.encode();
+        assert_eq!(StepOutput::decode(&bytes), Ok(out));
+        bytes.push(0);
+        assert!(
+            StepOutput::decode(&bytes)
+                .unwrap_err()
+                .contains("1 bytes after")
+        );
+        assert!(StepOutput::decode(b"hello").is_err());
+    }
+}

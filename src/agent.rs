@@ -1,0 +1,377 @@
+//! `orb agent`: deploy agent modules, send agents messages, read their
+//! state and log, through a node's HTTP API (`--node`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::client::{Client, ListArgs, Publish, parse, publish};
+use crate::exit::CliError;
+
+/// `orb agent` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum AgentCommand {
+    /// Deploy an agent module through a node, which then hosts its agents.
+    #[command(after_help = DEPLOY_HELP)]
+    Deploy(DeployArgs),
+    /// Send a message to an agent (MODULE/ID) and print its reply.
+    #[command(after_help = SEND_HELP)]
+    Send(SendArgs),
+    /// Print an agent's state (after its last applied message).
+    State(NameArgs),
+    /// Print the messages an agent applied, in order.
+    Log(LogArgs),
+    /// List the agents a node hosts.
+    Ls(ListArgs),
+}
+
+const DEPLOY_HELP: &str = "\
+An agent module is built with orb_guest::agent (examples/agents). Its agents are
+MODULE/ID for any ID: each is created by its first message, from --init (or the
+module's default state). The node you deploy through hosts them; its data dir
+keeps their state.";
+
+const SEND_HELP: &str = "\
+Each message carries an id (--id, or one drawn here). If the node cannot be
+reached or answers busy, the message is sent again with the same id, up to 5
+times: the agent applies it once, and a retry gets the reply the first one got.";
+
+/// `orb agent deploy` flags.
+#[derive(Args, Debug)]
+pub(crate) struct DeployArgs {
+    /// The agent module (WebAssembly, built with orb_guest::agent).
+    module: PathBuf,
+    /// The module's name (a-z, 0-9, '.', '_', '-'): its agents are NAME/ID.
+    #[arg(long)]
+    name: String,
+    /// The state a new agent starts from, as JSON (default: the module's
+    /// default state).
+    #[arg(long, value_name = "JSON")]
+    init: Option<String>,
+    /// The node's API token, needed when its API is reachable beyond
+    /// loopback.
+    #[arg(
+        long,
+        env = "ORB_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
+    /// Print the node's answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `orb agent send` flags.
+#[derive(Args, Debug)]
+pub(crate) struct SendArgs {
+    /// The agent: MODULE/ID (e.g. counter/alice).
+    agent: String,
+    /// The message, as text (or --message-file).
+    #[arg(required_unless_present = "message_file")]
+    message: Option<String>,
+    /// Read the message from a file (`-` for stdin).
+    #[arg(long, value_name = "PATH", conflicts_with = "message")]
+    message_file: Option<PathBuf>,
+    /// The message's id (32 hex digits): sending again with the same id
+    /// applies it once.
+    #[arg(long, value_name = "HEX")]
+    id: Option<String>,
+    /// Print reply, sequence number and message id as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Flags of the commands that name one agent.
+#[derive(Args, Debug)]
+pub(crate) struct NameArgs {
+    /// The agent: MODULE/ID.
+    agent: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `orb agent log` flags.
+#[derive(Args, Debug)]
+pub(crate) struct LogArgs {
+    /// The agent: MODULE/ID.
+    agent: String,
+    /// The first sequence number to print.
+    #[arg(long, default_value_t = 1)]
+    from: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(cmd: AgentCommand, node: &str, data_dir: &Path) -> Result<(), CliError> {
+    match cmd {
+        AgentCommand::Deploy(args) => deploy(args, node, data_dir),
+        AgentCommand::Send(args) => send(args, node),
+        AgentCommand::State(args) => state(args, node),
+        AgentCommand::Log(args) => log(args, node),
+        AgentCommand::Ls(args) => ls(args, node),
+    }
+}
+
+/// `MODULE/ID` as a URL path, checked the way the node checks it.
+fn agent_path(agent: &str) -> Result<String, CliError> {
+    let Some((module, id)) = agent.split_once('/') else {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "agent {agent:?}: an agent is addressed as MODULE/ID, e.g. counter/alice"
+        )));
+    };
+    orb_net::check_name(module).map_err(CliError::usage)?;
+    Ok(format!("/agent/{module}/{id}"))
+}
+
+fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<(), CliError> {
+    let mut extra = "&agent=true".to_owned();
+    if let Some(init) = &args.init {
+        serde_json::from_str::<Value>(init)
+            .context("--init is not JSON")
+            .map_err(CliError::usage)?;
+        extra.push_str("&init=");
+        extra.push_str(&urlencode(init));
+    }
+    let value = publish(
+        &Publish {
+            module: &args.module,
+            name: &args.name,
+            replicas: 1,
+            api_token: args.api_token.as_deref(),
+            extra: &extra,
+        },
+        node,
+        data_dir,
+    )?;
+    if args.json {
+        outln!("{value}");
+    } else {
+        outln!(
+            "deployed agent module {} as {}: send to {}/ID",
+            value["function"].as_str().unwrap_or("?"),
+            args.name,
+            args.name
+        );
+        for p in value["providers"].as_array().into_iter().flatten() {
+            outln!("  hosted by {}", p.as_str().unwrap_or("?"));
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn read_message(args: &SendArgs) -> Result<Vec<u8>, CliError> {
+    match (&args.message, &args.message_file) {
+        (Some(text), _) => Ok(text.clone().into_bytes()),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .context("cannot read stdin")
+                .map_err(CliError::usage)?;
+            Ok(buf)
+        }
+        (None, Some(path)) => std::fs::read(path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(CliError::usage),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+/// How many times a message is sent before giving up.
+const TRIES: u32 = 5;
+
+fn send(args: SendArgs, node: &str) -> Result<(), CliError> {
+    let path = agent_path(&args.agent)?;
+    let message = read_message(&args)?;
+    let id = match &args.id {
+        Some(id) if id.len() == 32 && hex::decode(id).is_ok() => id.to_lowercase(),
+        Some(id) => {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--id {id:?}: a message id is 32 hex digits"
+            )));
+        }
+        None => hex::encode(rand::random::<[u8; 16]>()),
+    };
+    let client = Client::new(node, Duration::from_secs(120));
+    let url = format!("{}{path}?message_id={id}", client.base);
+    let mut tries = 0;
+    let (status, headers, body) = loop {
+        tries += 1;
+        let again = |why: String| {
+            eprintln!("{why}; sending again with the same id ({tries}/{TRIES})");
+            std::thread::sleep(Duration::from_millis(200 << tries));
+        };
+        match client.agent.post(&url).send(&message[..]) {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let headers = (header("x-orb-seq"), header("x-orb-duplicate"));
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(64 << 20)
+                    .read_to_vec()
+                    .map_err(|e| client.unreachable(e))?;
+                if matches!(status, 502 | 503) && tries < TRIES {
+                    again(format!("the node answered {status}"));
+                    continue;
+                }
+                break (status, headers, body);
+            }
+            Err(e) if tries < TRIES => {
+                again(format!("cannot reach the node at {}: {e}", client.base))
+            }
+            Err(e) => return Err(client.unreachable(e)),
+        }
+    };
+    if status >= 300 {
+        return parse(status, &body).map(|_| ());
+    }
+    let (seq, duplicate) = headers;
+    let duplicate = duplicate == "true";
+    if args.json {
+        let value = serde_json::json!({
+            "agent": args.agent,
+            "reply": String::from_utf8_lossy(&body),
+            "seq": seq.parse::<u64>().unwrap_or(0),
+            "message_id": id,
+            "duplicate": duplicate,
+        });
+        outln!("{value}");
+        return Ok(());
+    }
+    let mut out = std::io::stdout();
+    let newline = std::str::from_utf8(&body).is_ok() && !body.ends_with(b"\n");
+    if let Err(e) = out
+        .write_all(&body)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush())
+    {
+        crate::exit::stdout_failed(e);
+    }
+    eprintln!(
+        "seq {seq} · message {id}{}",
+        if duplicate {
+            " · applied before: this is the reply it got then"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn state(args: NameArgs, node: &str) -> Result<(), CliError> {
+    let path = agent_path(&args.agent)?;
+    let client = Client::new(node, Duration::from_secs(30));
+    let value = client.get(&format!("{path}/state"))?;
+    if args.json {
+        outln!("{value}");
+        return Ok(());
+    }
+    match value.get("state") {
+        Some(state) => outln!("{state}"),
+        None => outln!("{}", value["state_hex"].as_str().unwrap_or("")),
+    }
+    eprintln!(
+        "seq {} · hash {} · module {}",
+        value["seq"],
+        value["hash"].as_str().unwrap_or("?"),
+        value["function"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+fn show(v: &Value) -> String {
+    v["text"]
+        .as_str()
+        .map(|t| format!("{t:?}"))
+        .or_else(|| v["hex"].as_str().map(|h| format!("0x{h}")))
+        .unwrap_or_default()
+}
+
+fn log(args: LogArgs, node: &str) -> Result<(), CliError> {
+    let path = agent_path(&args.agent)?;
+    let client = Client::new(node, Duration::from_secs(30));
+    let mut from = args.from;
+    let mut all = Vec::new();
+    // The node answers a batch at a time.
+    loop {
+        let value = client.get(&format!("{path}/log?from={from}"))?;
+        let entries = value["entries"].as_array().cloned().unwrap_or_default();
+        let Some(last) = entries.last().and_then(|e| e["seq"].as_u64()) else {
+            break;
+        };
+        all.extend(entries);
+        from = last + 1;
+    }
+    if args.json {
+        outln!("{}", Value::Array(all));
+        return Ok(());
+    }
+    for e in &all {
+        outln!(
+            "{:>6}  {}  {} → {}",
+            e["seq"],
+            e["message_id"].as_str().unwrap_or("?"),
+            show(&e["message"]),
+            show(&e["reply"])
+        );
+    }
+    if all.is_empty() {
+        eprintln!("no messages applied from {} on", args.from);
+    }
+    Ok(())
+}
+
+fn ls(args: ListArgs, node: &str) -> Result<(), CliError> {
+    let client = Client::new(node, Duration::from_secs(30));
+    let value = client.get("/api/agents")?;
+    if args.json {
+        outln!("{value}");
+        return Ok(());
+    }
+    let agents = value.as_array().cloned().unwrap_or_default();
+    if agents.is_empty() {
+        outln!("no agents hosted on this node");
+    }
+    for a in &agents {
+        outln!(
+            "{:<40} seq {:>8}  hash {}",
+            a["agent"].as_str().unwrap_or("?"),
+            a["seq"],
+            &a["hash"].as_str().unwrap_or("?")[..16.min(a["hash"].as_str().unwrap_or("").len())]
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The agents' HTTP API.
+//!
+//! - `POST /agent/{module}/{id}`: the body is the message, the response
+//!   body the agent's reply; `?message_id=` (32 hex digits) makes a retry
+//!   safe: a message id the agent has applied gets the reply it got then
+//!   (`x-orb-duplicate: true`). Without one the node draws an id, and a
+//!   retry is a new message. Headers `x-orb-seq` (the message's place in
+//!   the agent's order) and `x-orb-message-id`.
+//! - `GET /agent/{module}/{id}/state`: `{agent, seq, function, hash,
+//!   state}` (the state as JSON when it is JSON, else `state_hex`); 404
+//!   before the agent's first message.
+//! - `GET /agent/{module}/{id}/log?from=SEQ`: the applied messages from
+//!   `from` on (at most 1,000).
+//! - `GET /api/agents`: the agents this node hosts.
+//!
+//! Errors are JSON `{error, kind}`: 400 `bad_name`, 404 `no_module`, 413
+//! `too_large`, 422 `step_failed` / `not_an_agent` / `state_too_large`
+//! (the agent's state is unchanged), 502 `unreachable` (its host did not
+//! answer: retry with the same message id), 503 `busy` (with
+//! `Retry-After`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use orb_net::{AgentLogEntry, AgentState};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AgentError, AgentName, MAX_STATE};
+use crate::node::Node;
+use crate::node::api::{busy, error};
+
+/// Largest initial state given at deploy (it travels in the URL).
+const MAX_INIT: usize = 16 << 10;
+
+pub(crate) fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/agent/{module}/{id}", post(send))
+        .route("/agent/{module}/{id}/state", get(state))
+        .route("/agent/{module}/{id}/log", get(log))
+        .route("/api/agents", get(list))
+}
+
+/// The initial state of an agent deploy (`None`: not an agent): JSON, at
+/// most [`MAX_INIT`]; agents have one host for now.
+pub(crate) fn deploy_init(
+    agent: bool,
+    replicas: usize,
+    init: Option<String>,
+) -> Result<Option<Vec<u8>>, String> {
+    if !agent {
+        return match init {
+            Some(_) => Err("init is for agents (agent=true)".into()),
+            None => Ok(None),
+        };
+    }
+    if replicas != 1 {
+        return Err("an agent is hosted by one node for now: deploy it with one replica".into());
+    }
+    let Some(init) = init else {
+        return Ok(Some(Vec::new()));
+    };
+    if init.len() > MAX_INIT.min(MAX_STATE) {
+        return Err(format!(
+            "the initial state is {} bytes; at deploy it may have at most {MAX_INIT} (send a \
+             larger one as a message)",
+            init.len()
+        ));
+    }
+    serde_json::from_str::<Value>(&init)
+        .map_err(|e| format!("the initial state is not JSON: {e}"))?;
+    Ok(Some(init.into_bytes()))
+}
+
+fn agent_error(e: &AgentError) -> Response {
+    let body = json!({ "error": e.to_string(), "kind": e.kind() });
+    let status = match e.kind() {
+        "bad_name" => StatusCode::BAD_REQUEST,
+        "no_module" => StatusCode::NOT_FOUND,
+        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "step_failed" | "not_an_agent" | "state_too_large" => StatusCode::UNPROCESSABLE_ENTITY,
+        "unreachable" => StatusCode::BAD_GATEWAY,
+        "busy" => return busy(body, "1"),
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, body)
+}
+
+fn name(module: &str, id: &str) -> Result<AgentName, AgentError> {
+    AgentName::parse(&format!("{module}/{id}"))
+}
+
+#[derive(Deserialize)]
+struct SendParams {
+    message_id: Option<String>,
+}
+
+async fn send(
+    State(node): State<Arc<Node>>,
+    Path((module, id)): Path<(String, String)>,
+    Query(params): Query<SendParams>,
+    message: Bytes,
+) -> Response {
+    let agent = match name(&module, &id) {
+        Ok(a) => a,
+        Err(e) => return agent_error(&e),
+    };
+    let message_id = match params.message_id.as_deref().map(hex::decode) {
+        None => rand::random::<[u8; 16]>(),
+        Some(Ok(bytes)) if bytes.len() == 16 => {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&bytes);
+            id
+        }
+        Some(_) => {
+            return agent_error(&AgentError::BadName(
+                "message_id must be 32 hex digits".into(),
+            ));
+        }
+    };
+    match super::send(&node, &agent, message_id, Vec::from(message)).await {
+        Ok(applied) => {
+            let mut headers = HeaderMap::new();
+            for (k, v) in [
+                ("x-orb-seq", applied.seq.to_string()),
+                ("x-orb-message-id", hex::encode(message_id)),
+                ("x-orb-duplicate", applied.duplicate.to_string()),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    headers.insert(k, v);
+                }
+            }
+            (StatusCode::OK, headers, applied.reply).into_response()
+        }
+        Err(e) => agent_error(&e),
+    }
+}
+
+/// The state as the API shows it.
+fn state_json(agent: &str, s: &AgentState) -> Value {
+    let mut v = json!({
+        "agent": agent,
+        "seq": s.seq,
+        "function": s.function.to_hex(),
+        "hash": hex::encode(s.hash),
+    });
+    match serde_json::from_slice::<Value>(&s.state) {
+        Ok(state) => v["state"] = state,
+        Err(_) if s.state.is_empty() => v["state"] = Value::Null,
+        Err(_) => v["state_hex"] = Value::String(hex::encode(&s.state)),
+    }
+    v
+}
+
+async fn state(
+    State(node): State<Arc<Node>>,
+    Path((module, id)): Path<(String, String)>,
+) -> Response {
+    let agent = match name(&module, &id) {
+        Ok(a) => a,
+        Err(e) => return agent_error(&e),
+    };
+    match super::state(&node, &agent).await {
+        Ok(Some(s)) => Json(state_json(&agent.to_string(), &s)).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            json!({ "error": format!("no message has reached {agent} yet"), "kind": "no_agent" }),
+        ),
+        Err(e) => agent_error(&e),
+    }
+}
+
+fn text_or_hex(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => json!({ "text": s }),
+        Err(_) => json!({ "hex": hex::encode(bytes) }),
+    }
+}
+
+fn entry_json(e: &AgentLogEntry) -> Value {
+    json!({
+        "seq": e.seq,
+        "message_id": hex::encode(e.message_id),
+        "sender": e.sender,
+        "message": text_or_hex(&e.message),
+        "reply": text_or_hex(&e.reply),
+        "function": e.function.to_hex(),
+        "before": hex::encode(e.before),
+        "after": hex::encode(e.after),
+    })
+}
+
+#[derive(Deserialize)]
+struct LogParams {
+    #[serde(default)]
+    from: u64,
+}
+
+async fn log(
+    State(node): State<Arc<Node>>,
+    Path((module, id)): Path<(String, String)>,
+    Query(params): Query<LogParams>,
+) -> Response {
+    let agent = match name(&module, &id) {
+        Ok(a) => a,
+        Err(e) => return agent_error(&e),
+    };
+    match super::log(&node, &agent, params.from).await {
+        Ok(entries) => Json(json!({
+            "agent": agent.to_string(),
+            "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => agent_error(&e),
+    }
+}
+
+async fn list(State(node): State<Arc<Node>>) -> Response {
+    match node.agents.list(10_000) {
+        Ok(agents) => Json(
+            agents
+                .iter()
+                .map(|(name, s)| state_json(name, s))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => agent_error(&e),
+    }
+}

@@ -1,0 +1,590 @@
+//! Agents: named WebAssembly actors whose state lives on the network.
+//!
+//! An agent is `module/id`: the module is an agent module deployed under
+//! a name (as a function is), the id any name its senders choose; one
+//! module backs many agents (`counter/alice`, `counter/bob`), each
+//! created by its first message. A message to an agent goes to the node
+//! that hosts its module (this one, or the one the routing table names,
+//! chosen by the agent's name among the module's providers); that node
+//! applies the agent's messages one at a time in the order they arrive,
+//! each exactly once: a message carries an id, and a retry with the same
+//! id gets the reply the first one got (for the last
+//! [`store::KEEP`] messages of each agent). A step runs the module on the
+//! executor pool like a call ([`orb_guest::agent`] is the step's
+//! envelope); its new state, log entry and id are fsync'd before the
+//! reply leaves the node, so a reply a sender saw survives a SIGKILL or a
+//! power cut of the host.
+//!
+//! One host per agent for now: its state is on that node's disk and the
+//! agent is unavailable while the node is down.
+
+pub(crate) mod http;
+pub(crate) mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use orb_functions::{Error as FnError, Function, FunctionId};
+use orb_guest::agent::{Context, StepInput, StepOutput};
+use orb_net::{
+    AGENT_LOG_BATCH, AgentLogEntry, AgentMessage, AgentState, Applied, Invoke, PeerId, Request,
+    Response,
+};
+
+use super::Node;
+use super::invoke::{InvokeError, providers, resolve_name};
+use store::AgentStore;
+
+/// Largest state a step may leave.
+pub(crate) const MAX_STATE: usize = 1 << 20;
+/// Largest message.
+pub(crate) const MAX_MESSAGE: usize = 1 << 20;
+/// Largest reply.
+pub(crate) const MAX_REPLY: usize = 1 << 20;
+/// Messages waiting for one agent before more are answered busy.
+pub(crate) const MAX_QUEUED: usize = 256;
+/// Longest agent id.
+const MAX_ID: usize = 64;
+
+/// An agent's address: `module/id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AgentName {
+    pub(crate) module: String,
+    pub(crate) id: String,
+}
+
+impl AgentName {
+    /// Reads `module/id`: the module a function name, the id 1 to 64 of
+    /// a-z, 0-9, '.', '_', '-'.
+    pub(crate) fn parse(s: &str) -> Result<Self, AgentError> {
+        let bad = |why: String| AgentError::BadName(format!("agent {s:?}: {why}"));
+        let Some((module, id)) = s.split_once('/') else {
+            return Err(bad(
+                "an agent is addressed as MODULE/ID, e.g. counter/alice".into(),
+            ));
+        };
+        orb_net::check_name(module).map_err(|e| bad(e.to_string()))?;
+        if id.is_empty()
+            || id.len() > MAX_ID
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            return Err(bad(format!(
+                "the id must be 1 to {MAX_ID} of a-z, 0-9, '.', '_', '-'"
+            )));
+        }
+        Ok(Self {
+            module: module.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for AgentName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.module, self.id)
+    }
+}
+
+/// Why a message was not applied; in every case the agent's state is as
+/// it was.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AgentError {
+    #[error("{0}")]
+    BadName(String),
+    #[error("no agent module {0} on the network (deploy it with `orb agent deploy`)")]
+    NoModule(String),
+    #[error("the message is {size} bytes; an agent takes at most {MAX_MESSAGE}")]
+    TooLarge { size: usize },
+    #[error("busy: {0}")]
+    Busy(String),
+    #[error("the step of {agent} failed ({kind}): {message}; its state is unchanged")]
+    Step {
+        agent: String,
+        kind: String,
+        message: String,
+    },
+    #[error(
+        "{module} is not an agent module: {why} (an agent is built with orb_guest::agent and \
+         deployed with `orb agent deploy`)"
+    )]
+    NotAgent { module: String, why: String },
+    #[error(
+        "the step of {agent} left a state of {size} bytes, over the limit of {MAX_STATE}; its \
+         state is unchanged"
+    )]
+    StateTooLarge { agent: String, size: usize },
+    #[error("the node hosting {agent} did not answer: {why}")]
+    Unreachable { agent: String, why: String },
+    /// An error the hosting node reported, by kind.
+    #[error("{message}")]
+    Remote { kind: String, message: String },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AgentError {
+    /// A stable name of the kind of error (the API's `kind`).
+    pub(crate) fn kind(&self) -> &str {
+        match self {
+            AgentError::BadName(_) => "bad_name",
+            AgentError::NoModule(_) => "no_module",
+            AgentError::TooLarge { .. } => "too_large",
+            AgentError::Busy(_) => "busy",
+            AgentError::Step { .. } => "step_failed",
+            AgentError::NotAgent { .. } => "not_an_agent",
+            AgentError::StateTooLarge { .. } => "state_too_large",
+            AgentError::Unreachable { .. } => "unreachable",
+            AgentError::Remote { kind, .. } => kind,
+            AgentError::Internal(_) => "internal",
+        }
+    }
+
+    /// What a peer that forwarded the message is answered.
+    fn response(&self) -> Response {
+        match self {
+            AgentError::Busy(_) => Response::Busy,
+            e => Response::Failed {
+                kind: e.kind().to_owned(),
+                message: e.to_string(),
+                fuel: None,
+            },
+        }
+    }
+}
+
+impl From<InvokeError> for AgentError {
+    fn from(e: InvokeError) -> Self {
+        match e {
+            InvokeError::NoProvider(m) => AgentError::NoModule(m),
+            InvokeError::BadTarget(m) => AgentError::BadName(m),
+            InvokeError::Busy(m) => AgentError::Busy(m),
+            other => AgentError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// One agent's turn: steps of one agent run one at a time.
+#[derive(Default)]
+struct Slot {
+    turn: tokio::sync::Mutex<()>,
+    waiting: AtomicUsize,
+}
+
+/// The agents this node hosts.
+pub(crate) struct Agents {
+    store: AgentStore,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+impl Agents {
+    pub(crate) fn new(store: AgentStore) -> Self {
+        Self {
+            store,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a module deployed here as an agent module; its agents start
+    /// from `init` (empty: the module's default state).
+    pub(crate) fn register(&self, function: FunctionId, init: &[u8]) -> Result<(), AgentError> {
+        self.store
+            .register(function, init)
+            .map_err(AgentError::Internal)
+    }
+
+    /// The agents kept here.
+    pub(crate) fn list(&self, max: usize) -> Result<Vec<(String, AgentState)>, AgentError> {
+        self.store.list(max).map_err(AgentError::Internal)
+    }
+
+    fn slot(&self, agent: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.entry(agent.to_owned()).or_default().clone()
+    }
+
+    /// Forgets an agent's slot when nobody else holds it (slots are taken
+    /// under the same lock, so nobody can be about to).
+    fn release(&self, agent: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.get(agent).is_some_and(|s| Arc::strong_count(s) == 1) {
+            slots.remove(agent);
+        }
+    }
+
+    /// Applies `message` from `sender` to `agent`, whose module `function`
+    /// this node hosts.
+    async fn apply(
+        &self,
+        node: &Node,
+        function: Function,
+        agent: &AgentName,
+        sender: &str,
+        message: &AgentMessage,
+    ) -> Result<Applied, AgentError> {
+        let name = agent.to_string();
+        let slot = self.slot(&name);
+        if slot.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
+            slot.waiting.fetch_sub(1, Ordering::AcqRel);
+            drop(slot);
+            self.release(&name);
+            return Err(AgentError::Busy(format!(
+                "{MAX_QUEUED} messages are waiting for {name}: try again in a moment"
+            )));
+        }
+        let result = {
+            let _turn = slot.turn.lock().await;
+            slot.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.step(node, function, agent, &name, sender, message)
+                .await
+        };
+        drop(slot);
+        self.release(&name);
+        result
+    }
+
+    /// One step, in the agent's turn.
+    async fn step(
+        &self,
+        node: &Node,
+        function: Function,
+        agent: &AgentName,
+        name: &str,
+        sender: &str,
+        message: &AgentMessage,
+    ) -> Result<Applied, AgentError> {
+        let internal = AgentError::Internal;
+        if let Some(entry) = self
+            .store
+            .seen(name, &message.message_id)
+            .map_err(internal)?
+        {
+            return Ok(Applied {
+                seq: entry.seq,
+                reply: entry.reply,
+                duplicate: true,
+            });
+        }
+        let id = function.id();
+        let before = match self.store.state(name).map_err(internal)? {
+            Some(s) => s,
+            None => {
+                let Some(init) = self.store.init(&id).map_err(internal)? else {
+                    return Err(AgentError::NotAgent {
+                        module: agent.module.clone(),
+                        why: format!("{id} was not deployed here as an agent"),
+                    });
+                };
+                AgentState {
+                    function: id,
+                    seq: 0,
+                    hash: *blake3::hash(&init).as_bytes(),
+                    state: init,
+                }
+            }
+        };
+        let seq = before.seq + 1;
+        let input = StepInput::V1 {
+            context: Context {
+                agent: name.to_owned(),
+                sender: sender.to_owned(),
+                seq,
+                message_id: message.message_id,
+            },
+            state: before.state.clone(),
+            message: message.message.clone(),
+        };
+        let invoke = Invoke {
+            invocation: u128::from_be_bytes(message.message_id),
+            function: id,
+            input: input.encode(),
+            fuel: None,
+        };
+        // Room on stdout for the largest state and reply, so that a state
+        // over its limit is told as such.
+        let limits = orb_functions::Limits {
+            output_bytes: MAX_STATE + MAX_REPLY + 64,
+            ..Default::default()
+        };
+        let outcome = match node.host.call_with(function, &invoke, limits).await {
+            Ok(o) => o,
+            Err(FnError::Busy { .. }) => {
+                return Err(AgentError::Busy(
+                    "this node's executors are full: try again in a moment".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(AgentError::Step {
+                    agent: name.to_owned(),
+                    kind: e.kind().to_owned(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let StepOutput::V1 { state, reply } =
+            StepOutput::decode(&outcome.output).map_err(|why| AgentError::NotAgent {
+                module: agent.module.clone(),
+                why,
+            })?;
+        if state.len() > MAX_STATE {
+            return Err(AgentError::StateTooLarge {
+                agent: name.to_owned(),
+                size: state.len(),
+            });
+        }
+        if reply.len() > MAX_REPLY {
+            return Err(AgentError::Step {
+                agent: name.to_owned(),
+                kind: "reply_too_large".into(),
+                message: format!(
+                    "a reply of {} bytes, over the limit of {MAX_REPLY}",
+                    reply.len()
+                ),
+            });
+        }
+        let after = AgentState {
+            function: id,
+            seq,
+            hash: *blake3::hash(&state).as_bytes(),
+            state,
+        };
+        let entry = AgentLogEntry {
+            seq,
+            message_id: message.message_id,
+            sender: sender.to_owned(),
+            message: message.message.clone(),
+            reply: reply.clone(),
+            function: id,
+            before: before.hash,
+            after: after.hash,
+        };
+        // The output gate: the reply leaves only once the step is on disk.
+        let store = self.store.clone();
+        let agent_key = name.to_owned();
+        tokio::task::spawn_blocking(move || store.commit(&agent_key, &after, &entry))
+            .await
+            .map_err(|e| AgentError::Internal(format!("agent commit task: {e}")))?
+            .map_err(AgentError::Internal)?;
+        Ok(Applied {
+            seq,
+            reply,
+            duplicate: false,
+        })
+    }
+}
+
+/// The module behind `agent` and the node to send its messages to: this
+/// one (with the compiled module) or a peer.
+enum Host {
+    Here(Function),
+    Peer(PeerId),
+}
+
+async fn host_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Host), AgentError> {
+    let id = resolve_name(node, &agent.module).await?;
+    if let Some(function) = node.host.function(&id) {
+        return Ok((id, Host::Here(function)));
+    }
+    let found = providers(node, id).await?;
+    // The same agent goes to the same provider from every node: the one
+    // whose hash with the agent's name is highest.
+    let name = agent.to_string();
+    let chosen = found
+        .iter()
+        .filter_map(|p| p.peer.parse::<PeerId>().ok())
+        .max_by_key(|peer| {
+            let mut h = blake3::Hasher::new();
+            h.update(name.as_bytes());
+            h.update(&peer.to_bytes());
+            *h.finalize().as_bytes()
+        })
+        .ok_or_else(|| AgentError::NoModule(agent.module.clone()))?;
+    Ok((id, Host::Peer(chosen)))
+}
+
+/// What a peer answered about an agent, as this node's error.
+fn remote_error(agent: &AgentName, response: Response) -> AgentError {
+    match response {
+        Response::Failed { kind, message, .. } => AgentError::Remote { kind, message },
+        Response::Busy => AgentError::Busy(format!("the node hosting {agent} is busy")),
+        Response::NotHosted => AgentError::Unreachable {
+            agent: agent.to_string(),
+            why: "it no longer hosts the module".into(),
+        },
+        Response::Refused(why) => AgentError::Remote {
+            kind: "refused".into(),
+            message: why,
+        },
+        other => AgentError::Internal(format!("unexpected answer about {agent}: {other:?}")),
+    }
+}
+
+/// Sends `message` (with its id) to `agent`, wherever it is hosted.
+pub(crate) async fn send(
+    node: &Node,
+    agent: &AgentName,
+    message_id: [u8; 16],
+    message: Vec<u8>,
+) -> Result<Applied, AgentError> {
+    if message.len() > MAX_MESSAGE {
+        return Err(AgentError::TooLarge {
+            size: message.len(),
+        });
+    }
+    let (function, host) = host_of(node, agent).await?;
+    let message = AgentMessage {
+        agent: agent.to_string(),
+        function,
+        message_id,
+        message,
+    };
+    match host {
+        Host::Here(f) => {
+            node.agents
+                .apply(node, f, agent, &node.peer_id, &message)
+                .await
+        }
+        Host::Peer(peer) => match node.net.request(peer, &Request::Agent(message)).await {
+            Ok(Response::Applied(applied)) => Ok(applied),
+            Ok(other) => Err(remote_error(agent, other)),
+            Err(e) => Err(AgentError::Unreachable {
+                agent: agent.to_string(),
+                why: e.to_string(),
+            }),
+        },
+    }
+}
+
+/// An agent's state, wherever it is hosted (`None`: no message reached it
+/// yet).
+pub(crate) async fn state(
+    node: &Node,
+    agent: &AgentName,
+) -> Result<Option<AgentState>, AgentError> {
+    if let Some(s) = node
+        .agents
+        .store
+        .state(&agent.to_string())
+        .map_err(AgentError::Internal)?
+    {
+        return Ok(Some(s));
+    }
+    match host_of(node, agent).await? {
+        (_, Host::Here(_)) => Ok(None),
+        (_, Host::Peer(peer)) => {
+            let request = Request::AgentState {
+                agent: agent.to_string(),
+            };
+            match node.net.request(peer, &request).await {
+                Ok(Response::AgentState(s)) => Ok(s),
+                Ok(other) => Err(remote_error(agent, other)),
+                Err(e) => Err(AgentError::Unreachable {
+                    agent: agent.to_string(),
+                    why: e.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+/// An agent's applied messages from `from` on (one batch), wherever it is
+/// hosted.
+pub(crate) async fn log(
+    node: &Node,
+    agent: &AgentName,
+    from: u64,
+) -> Result<Vec<AgentLogEntry>, AgentError> {
+    let name = agent.to_string();
+    let here = node
+        .agents
+        .store
+        .state(&name)
+        .map_err(AgentError::Internal)?;
+    let host = match here {
+        Some(_) => None,
+        None => match host_of(node, agent).await? {
+            (_, Host::Here(_)) => None,
+            (_, Host::Peer(peer)) => Some(peer),
+        },
+    };
+    let Some(peer) = host else {
+        return node
+            .agents
+            .store
+            .log(&name, from, AGENT_LOG_BATCH)
+            .map_err(AgentError::Internal);
+    };
+    match node
+        .net
+        .request(peer, &Request::AgentLog { agent: name, from })
+        .await
+    {
+        Ok(Response::AgentLog(entries)) => Ok(entries),
+        Ok(other) => Err(remote_error(agent, other)),
+        Err(e) => Err(AgentError::Unreachable {
+            agent: agent.to_string(),
+            why: e.to_string(),
+        }),
+    }
+}
+
+/// Answers a peer's agent request.
+pub(crate) async fn answer(node: &Node, peer: PeerId, request: Request) -> Response {
+    let parsed = |agent: &str| AgentName::parse(agent);
+    match request {
+        Request::Agent(message) => {
+            let agent = match parsed(&message.agent) {
+                Ok(a) => a,
+                Err(e) => return e.response(),
+            };
+            let Some(function) = node.host.function(&message.function) else {
+                return Response::NotHosted;
+            };
+            match node
+                .agents
+                .apply(node, function, &agent, &peer.to_string(), &message)
+                .await
+            {
+                Ok(applied) => Response::Applied(applied),
+                Err(e) => e.response(),
+            }
+        }
+        Request::AgentState { agent } => match node.agents.store.state(&agent) {
+            Ok(s) => Response::AgentState(s),
+            Err(e) => AgentError::Internal(e).response(),
+        },
+        Request::AgentLog { agent, from } => {
+            match node.agents.store.log(&agent, from, AGENT_LOG_BATCH) {
+                Ok(entries) => Response::AgentLog(entries),
+                Err(e) => AgentError::Internal(e).response(),
+            }
+        }
+        _ => Response::Refused("not an agent request".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_names_are_module_slash_id() {
+        let a = AgentName::parse("counter/alice").unwrap();
+        assert_eq!((a.module.as_str(), a.id.as_str()), ("counter", "alice"));
+        assert_eq!(a.to_string(), "counter/alice");
+        for bad in [
+            "counter",
+            "counter/",
+            "/alice",
+            "counter/Alice",
+            "counter/a/b",
+            "Counter/a",
+        ] {
+            let e = AgentName::parse(bad).unwrap_err();
+            assert_eq!(e.kind(), "bad_name", "{bad}: {e}");
+        }
+        assert!(AgentName::parse(&format!("c/{}", "x".repeat(65))).is_err());
+    }
+}

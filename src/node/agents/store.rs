@@ -1,0 +1,186 @@
+//! Where the agents hosted here keep their state: four trees of the
+//! node's database.
+//!
+//! - `agent_modules`: the agent modules deployed here, each with the
+//!   state a new agent starts from (empty: the module's default);
+//! - `agent_state`: agent → its [`AgentState`] after the last applied
+//!   message;
+//! - `agent_log`: agent, sequence number → the applied message
+//!   ([`AgentLogEntry`]), the last [`KEEP`] of each agent;
+//! - `agent_seen`: agent, message id → its sequence number, for the same
+//!   messages: a retry finds its reply here instead of being applied
+//!   again.
+//!
+//! One step is one sled transaction over the last three, then a flush and
+//! an fsync of the database file: when [`AgentStore::commit`] returns, the
+//! step survives the process being killed and the machine losing power.
+
+use std::path::{Path, PathBuf};
+
+use orb_functions::FunctionId;
+use orb_net::{AgentLogEntry, AgentState};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// Applied messages kept per agent (and deduplicated against).
+pub(crate) const KEEP: u64 = 10_000;
+
+/// The agents' trees.
+#[derive(Clone)]
+pub(crate) struct AgentStore {
+    db: sled::Db,
+    path: PathBuf,
+    modules: sled::Tree,
+    states: sled::Tree,
+    log: sled::Tree,
+    seen: sled::Tree,
+}
+
+fn key(agent: &str, tail: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agent.len() + 1 + tail.len());
+    k.extend_from_slice(agent.as_bytes());
+    k.push(0);
+    k.extend_from_slice(tail);
+    k
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("a stored {what} does not decode: {e}"))
+}
+
+fn io(e: impl std::fmt::Display) -> String {
+    format!("agent store: {e}")
+}
+
+impl AgentStore {
+    /// Opens the trees in `db`, whose directory is `path`.
+    pub(crate) fn open(db: &sled::Db, path: &Path) -> Result<Self, sled::Error> {
+        Ok(Self {
+            db: db.clone(),
+            path: path.to_path_buf(),
+            modules: db.open_tree("agent_modules")?,
+            states: db.open_tree("agent_state")?,
+            log: db.open_tree("agent_log")?,
+            seen: db.open_tree("agent_seen")?,
+        })
+    }
+
+    /// Records `function` as an agent module, new agents starting from
+    /// `init`.
+    pub(crate) fn register(&self, function: FunctionId, init: &[u8]) -> Result<(), String> {
+        self.modules.insert(function.as_bytes(), init).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    /// The state a new agent of `function` starts from, if it is an agent
+    /// module deployed here.
+    pub(crate) fn init(&self, function: &FunctionId) -> Result<Option<Vec<u8>>, String> {
+        Ok(self
+            .modules
+            .get(function.as_bytes())
+            .map_err(io)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// An agent's state.
+    pub(crate) fn state(&self, agent: &str) -> Result<Option<AgentState>, String> {
+        self.states
+            .get(agent.as_bytes())
+            .map_err(io)?
+            .map(|v| decode("agent state", &v))
+            .transpose()
+    }
+
+    /// The applied message with this id, if it is among the kept ones.
+    pub(crate) fn seen(
+        &self,
+        agent: &str,
+        message_id: &[u8; 16],
+    ) -> Result<Option<AgentLogEntry>, String> {
+        let Some(seq) = self.seen.get(key(agent, message_id)).map_err(io)? else {
+            return Ok(None);
+        };
+        self.log
+            .get(key(agent, &seq))
+            .map_err(io)?
+            .map(|v| decode("agent log entry", &v))
+            .transpose()
+    }
+
+    /// Up to `max` applied messages from sequence number `from` on.
+    pub(crate) fn log(
+        &self,
+        agent: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<AgentLogEntry>, String> {
+        let start = key(agent, &from.to_be_bytes());
+        let end = key(agent, &u64::MAX.to_be_bytes());
+        self.log
+            .range(start..=end)
+            .take(max)
+            .map(|kv| {
+                let (_, v) = kv.map_err(io)?;
+                decode("agent log entry", &v)
+            })
+            .collect()
+    }
+
+    /// The agents kept here (at most `max`), by name.
+    pub(crate) fn list(&self, max: usize) -> Result<Vec<(String, AgentState)>, String> {
+        self.states
+            .iter()
+            .take(max)
+            .map(|kv| {
+                let (k, v) = kv.map_err(io)?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    decode("agent state", &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Writes one applied step durably: the new state, its log entry and
+    /// its id, dropping the entry [`KEEP`] messages back. Blocks on the
+    /// fsync.
+    pub(crate) fn commit(
+        &self,
+        agent: &str,
+        state: &AgentState,
+        entry: &AgentLogEntry,
+    ) -> Result<(), String> {
+        let state_bytes = postcard::to_stdvec(state).map_err(io)?;
+        let entry_bytes = postcard::to_stdvec(entry).map_err(io)?;
+        let seq = entry.seq.to_be_bytes();
+        let old = entry
+            .seq
+            .checked_sub(KEEP)
+            .filter(|s| *s > 0)
+            .map(|s| key(agent, &s.to_be_bytes()));
+        let result: Result<(), TransactionError<String>> = (&self.states, &self.log, &self.seen)
+            .transaction(|(states, log, seen)| {
+                states.insert(agent.as_bytes(), state_bytes.as_slice())?;
+                log.insert(key(agent, &seq), entry_bytes.as_slice())?;
+                seen.insert(key(agent, &entry.message_id), &seq)?;
+                if let Some(old) = &old
+                    && let Some(gone) = log.remove(old.as_slice())?
+                {
+                    let gone: AgentLogEntry = decode("agent log entry", &gone)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    seen.remove(key(agent, &gone.message_id))?;
+                }
+                Ok(())
+            });
+        result.map_err(|e| match e {
+            TransactionError::Abort(why) => why,
+            TransactionError::Storage(e) => io(e),
+        })?;
+        self.db.flush().map_err(io)?;
+        // sled's flush does not reach the disk's cache: fsync the file.
+        std::fs::File::open(self.path.join("db"))
+            .and_then(|f| f.sync_all())
+            .map_err(io)
+    }
+}

@@ -1,0 +1,237 @@
+//! Agents on real nodes: the `counter` example hosted on node `a`, its
+//! messages sent through node `b` (the supernode `s` joins them), over
+//! HTTP and with `orb agent`.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::example;
+use crate::network::NodeProc;
+use crate::replication::{node, wait_providers};
+
+/// `orb agent ARGS… --node NODE` with the client dir `client`.
+fn agent_cli(node: &NodeProc, client: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orb"))
+        .arg("agent")
+        .args(args)
+        .args(["--node", &node.api])
+        .env("ORB_DATA_DIR", client)
+        .env_remove("ORB_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run orb agent")
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// What a POST of `message` to `agent` through `node` answered: status,
+/// body, `x-orb-seq`, `x-orb-duplicate`.
+fn post(node: &NodeProc, agent: &str, message: &str, id: &str) -> (u16, String, u64, bool) {
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}/agent/{agent}?message_id={id}", node.api);
+    let mut r = http.post(&url).send(message).expect("post a message");
+    let header = |r: &ureq::http::Response<ureq::Body>, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let seq = header(&r, "x-orb-seq").parse().unwrap_or(0);
+    let duplicate = header(&r, "x-orb-duplicate") == "true";
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().expect("body");
+    (status, body, seq, duplicate)
+}
+
+fn id(n: u32) -> String {
+    format!("{n:032x}")
+}
+
+/// An agent module whose step leaves a state of 1 MiB + 1 byte.
+fn oversized_state_agent() -> Vec<u8> {
+    // stdout gets: variant 0, varint 1,048,577, that many zero bytes, an
+    // empty reply (varint 0).
+    wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 17)
+  (data (i32.const 0) "\64\00\00\00\06\00\10\00")
+  (data (i32.const 100) "\00\81\80\40")
+  (func (export "_start")
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    )
+    .expect("wat")
+}
+
+#[test]
+fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sigkill() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let s = node(r, "s", None, &["--no-autoscale"]);
+    let boot = s.addrs[0].clone();
+    let a = node(r, "a", Some(&boot), &["--no-autoscale"]);
+    let b = node(r, "b", Some(&boot), &["--no-autoscale"]);
+    let counter = example("counter");
+    let deployed = json_of(&agent_cli(
+        &a,
+        &client,
+        &[
+            "deploy",
+            counter.to_str().unwrap(),
+            "--name",
+            "counter",
+            "--init",
+            "10",
+            "--json",
+        ],
+    ));
+    assert_eq!(deployed["agent"], true, "{deployed}");
+    wait_providers(&[&b], "counter", 1);
+
+    // 30 messages through b, each applied once, in order, from --init.
+    for n in 1..=30u32 {
+        let (status, body, seq, dup) = post(&b, "counter/alice", "inc", &id(n));
+        assert_eq!(
+            (status, body.as_str(), seq, dup),
+            (200, (10 + n).to_string().as_str(), u64::from(n), false)
+        );
+    }
+    // A retry of message 5 gets the reply it got then; nothing is applied.
+    let (status, body, seq, dup) = post(&b, "counter/alice", "inc", &id(5));
+    assert_eq!((status, body.as_str(), seq, dup), (200, "15", 5, true));
+    let sent = json_of(&agent_cli(
+        &b,
+        &client,
+        &["send", "counter/alice", "add 5", "--json"],
+    ));
+    assert_eq!(
+        (sent["reply"].as_str(), sent["seq"].as_u64()),
+        (Some("45"), Some(31))
+    );
+    // Another agent of the same module has its own state.
+    let (_, bob, bob_seq, _) = post(&b, "counter/bob", "inc", &id(1));
+    assert_eq!((bob.as_str(), bob_seq), ("11", 1));
+
+    // A message the agent refuses changes nothing.
+    let (status, body, _, _) = post(&b, "counter/alice", "jump", &id(99));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("step_failed") && body.contains("unknown message"),
+        "{body}"
+    );
+    let state = json_of(&agent_cli(
+        &b,
+        &client,
+        &["state", "counter/alice", "--json"],
+    ));
+    assert_eq!(
+        (state["state"].as_u64(), state["seq"].as_u64()),
+        (Some(45), Some(31))
+    );
+
+    // The host is SIGKILLed and restarted with its data dir: the count is
+    // the one it acknowledged.
+    a.stop();
+    let a = node(r, "a", Some(&boot), &["--no-autoscale"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let out = agent_cli(&b, &client, &["send", "counter/alice", "get", "--json"]);
+        if out.status.success() {
+            break json_of(&out);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counter/alice unreachable after the restart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        (got["reply"].as_str(), got["seq"].as_u64()),
+        (Some("45"), Some(32))
+    );
+    let (_, body, seq, _) = post(&b, "counter/alice", "inc", &id(33));
+    assert_eq!((body.as_str(), seq), ("46", 33));
+
+    // The log: every message once, in order, each step's state chained to
+    // the one before.
+    let log = json_of(&agent_cli(&b, &client, &["log", "counter/alice", "--json"]));
+    let entries = log.as_array().unwrap();
+    assert_eq!(entries.len(), 33);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["seq"].as_u64(), Some(i as u64 + 1));
+        if i > 0 {
+            assert_eq!(e["before"], entries[i - 1]["after"], "entry {}", i + 1);
+        }
+    }
+    assert_eq!(entries[30]["message"]["text"], "add 5");
+    let listed = json_of(&agent_cli(&a, &client, &["ls", "--json"]));
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["agent"].as_str())
+        .collect();
+    assert_eq!(names, ["counter/alice", "counter/bob"]);
+
+    // Bad input, each a clear error.
+    let out = agent_cli(&b, &client, &["send", "nobody/x", "inc"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no agent module nobody"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = agent_cli(&b, &client, &["send", "counter", "inc"]);
+    assert_eq!(out.status.code(), Some(2), "a bad name is a usage error");
+    let (status, body, _, _) = post(&b, "counter/Alice", "inc", &id(1));
+    assert_eq!(status, 400, "{body}");
+    // A module that is not an agent.
+    json_of(&agent_cli(
+        &a,
+        &client,
+        &[
+            "deploy",
+            example("echo").to_str().unwrap(),
+            "--name",
+            "echo",
+            "--json",
+        ],
+    ));
+    wait_providers(&[&b], "echo", 1);
+    let (status, body, _, _) = post(&b, "echo/x", "hello", &id(1));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("not_an_agent"), "{body}");
+    let out = agent_cli(&b, &client, &["state", "echo/x"]);
+    assert!(!out.status.success(), "no state after a refused step");
+    // A step that leaves a state over the limit.
+    let big = r.join("big.wasm");
+    std::fs::write(&big, oversized_state_agent()).unwrap();
+    json_of(&agent_cli(
+        &a,
+        &client,
+        &["deploy", big.to_str().unwrap(), "--name", "big", "--json"],
+    ));
+    let (status, body, _, _) = post(&a, "big/x", "grow", &id(1));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("state_too_large"), "{body}");
+}
