@@ -32,7 +32,7 @@ use orb_functions::FunctionId;
 use orb_net::NameRecord;
 
 mod support;
-use support::{deploy_echo, percentile, start};
+use support::{deploy_echo, echo_latencies, peak_rss_mib, report_latencies, start};
 
 const CALLS: usize = 2000;
 const MODULE: usize = 1 << 20;
@@ -66,34 +66,6 @@ fn big_module(size: usize, salt: u64) -> Vec<u8> {
         r#"(module (memory (export "memory") {pages}) (data (i32.const 0) "{data}") (func (export "_start")))"#
     ))
     .expect("wat")
-}
-
-/// `calls` echo calls in a row: their latencies in µs, sorted.
-fn echo_latencies(api: &str, calls: usize) -> Vec<f64> {
-    let agent = http();
-    let url = format!("{api}/fn/echo");
-    let mut samples = Vec::with_capacity(calls);
-    for i in 0..calls {
-        let input = format!("hello {i}");
-        let started = Instant::now();
-        let mut response = agent.post(&url).send(input.as_bytes()).expect("echo");
-        let body = response.body_mut().read_to_vec().expect("body");
-        samples.push(started.elapsed().as_secs_f64() * 1e6);
-        assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(body, input.as_bytes());
-    }
-    samples.sort_by(f64::total_cmp);
-    samples
-}
-
-fn report(what: &str, samples: &[f64]) -> f64 {
-    let (p50, p90, p99) = (
-        percentile(samples, 0.5),
-        percentile(samples, 0.9),
-        percentile(samples, 0.99),
-    );
-    println!("{what:<34} p50 {p50:>9.0} µs   p90 {p90:>9.0} µs   p99 {p99:>9.0} µs");
-    p50
 }
 
 type Outcomes = Arc<Mutex<BTreeMap<String, u64>>>;
@@ -133,7 +105,7 @@ where
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let samples = echo_latencies(api, CALLS);
+    let samples = echo_latencies(&http(), api, CALLS);
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.join().expect("client thread");
@@ -159,17 +131,6 @@ fn status(api: &str) -> serde_json::Value {
         .call()
         .expect("status");
     serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("json")
-}
-
-fn peak_rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib / 1024)
 }
 
 fn main() {
@@ -212,8 +173,8 @@ fn main() {
             .collect(),
     );
 
-    let _warm = echo_latencies(&s.api, CALLS);
-    let idle = echo_latencies(&s.api, CALLS);
+    let _warm = echo_latencies(&http(), &s.api, CALLS);
+    let idle = echo_latencies(&http(), &s.api, CALLS);
 
     let deployers = (0..DEPLOYERS)
         .map(|t| {
@@ -268,20 +229,20 @@ fn main() {
          calling distinct unknown names",
         MODULE >> 10
     );
-    let idle_p50 = report("echo, idle", &idle);
-    let deploy_p50 = report("echo, beside the deploy flood", &deploying);
+    let (idle_p50, _) = report_latencies("echo, idle", &idle);
+    let (deploy_p50, _) = report_latencies("echo, beside the deploy flood", &deploying);
     print_outcomes(&deploy_outcomes);
     println!(
         "    stored on s: {} bytes (quotas: 16 MiB per publisher, 48 MiB in all)",
         after_deploys["stored_bytes"]
     );
-    let lookup_p50 = report("echo, beside the name flood", &looking);
+    let (lookup_p50, _) = report_latencies("echo, beside the name flood", &looking);
     print_outcomes(&lookup_outcomes);
     println!(
         "    names s remembers: {} resolved, {} missing (bound 10,000 each); peak RSS {rss} MiB",
         after_lookups["names"]["resolved"], after_lookups["names"]["missing"]
     );
-    let floor_p50 = report("echo, beside a flood of 404s", &flooded);
+    let (floor_p50, _) = report_latencies("echo, beside a flood of 404s", &flooded);
     print_outcomes(&flood_outcomes);
     for (what, p50) in [("deploy flood", deploy_p50), ("name flood", lookup_p50)] {
         let ratio = p50 / idle_p50;

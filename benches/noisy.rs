@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{deploy, percentile, start};
+use support::{deploy, echo_latencies, report_latencies, start};
 
 const CALLS: usize = 2000;
 /// Calls measured on the node without shares: each may wait seconds.
@@ -49,33 +49,6 @@ fn http() -> ureq::Agent {
         .timeout_global(Some(Duration::from_secs(60)))
         .build()
         .into()
-}
-
-/// `calls` echo calls in a row: their latencies in µs, sorted.
-fn echo_latencies(agent: &ureq::Agent, api: &str, calls: usize) -> Vec<f64> {
-    let url = format!("{api}/fn/echo");
-    let mut samples = Vec::with_capacity(calls);
-    for i in 0..calls {
-        let input = format!("hello {i}");
-        let started = Instant::now();
-        let mut response = agent.post(&url).send(input.as_bytes()).expect("echo");
-        let body = response.body_mut().read_to_vec().expect("body");
-        samples.push(started.elapsed().as_secs_f64() * 1e6);
-        assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(body, input.as_bytes());
-    }
-    samples.sort_by(f64::total_cmp);
-    samples
-}
-
-fn report(what: &str, samples: &[f64]) -> f64 {
-    let (p50, p90, p99) = (
-        percentile(samples, 0.5),
-        percentile(samples, 0.9),
-        percentile(samples, 0.99),
-    );
-    println!("{what:<28} p50 {p50:>9.0} µs   p90 {p90:>9.0} µs   p99 {p99:>9.0} µs");
-    p99
 }
 
 /// Echo's latencies (`calls` in a row) on the node at `api` while 150
@@ -170,10 +143,10 @@ fn main() {
         "echo on one node, calls in a row, idle and beside {} adversarial callers",
         adversaries().len() * PER_ADVERSARY
     );
-    let idle_p99 = report("echo, idle", &idle);
-    let loaded_p99 = report("echo, under load", &loaded);
+    let (_, idle_p99) = report_latencies("echo, idle", &idle);
+    let (_, loaded_p99) = report_latencies("echo, under load", &loaded);
     print_outcomes(&outcomes);
-    report(&format!("echo, load, {cores}-thread pool"), &shared);
+    report_latencies(&format!("echo, load, {cores}-thread pool"), &shared);
     print_outcomes(&shared_outcomes);
     let ratio = loaded_p99 / idle_p99;
     let verdict = if ratio <= TARGET { "✓" } else { "✗" };

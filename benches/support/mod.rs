@@ -140,3 +140,45 @@ pub(crate) fn deploy(api: &str, name: &str, replicas: u32, client_dir: &std::pat
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `calls` echo calls in a row through `agent` on the node at `api`, one
+/// after another on a keep-alive connection: their latencies in µs,
+/// sorted.
+pub(crate) fn echo_latencies(agent: &ureq::Agent, api: &str, calls: usize) -> Vec<f64> {
+    let url = format!("{api}/fn/echo");
+    let mut samples = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let input = format!("hello {i}");
+        let started = std::time::Instant::now();
+        let mut response = agent.post(&url).send(input.as_bytes()).expect("echo");
+        let body = response.body_mut().read_to_vec().expect("body");
+        samples.push(started.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(body, input.as_bytes());
+    }
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
+/// Prints p50, p90 and p99 of sorted `samples` (µs) under `what`.
+pub(crate) fn report_latencies(what: &str, samples: &[f64]) -> (f64, f64) {
+    let (p50, p90, p99) = (
+        percentile(samples, 0.5),
+        percentile(samples, 0.9),
+        percentile(samples, 0.99),
+    );
+    println!("{what:<34} p50 {p50:>9.0} µs   p90 {p90:>9.0} µs   p99 {p99:>9.0} µs");
+    (p50, p99)
+}
+
+/// A process's peak resident memory (VmHWM), in MiB; 0 when unknown.
+pub(crate) fn peak_rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
