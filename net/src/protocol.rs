@@ -87,6 +87,9 @@ pub struct Applied {
     /// Whether it had been applied before (this was a retry: the reply is
     /// the one it gave then).
     pub duplicate: bool,
+    /// On a ledger, the host's signed receipt of the step, charging the
+    /// node the message came from (none for a retry: the first was paid).
+    pub receipt: Option<Receipt>,
 }
 
 /// An agent's state after its last applied message.

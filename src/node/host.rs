@@ -625,7 +625,7 @@ impl Host {
 
     /// Who pays for `peer`'s call: nobody without a ledger, the peer's key
     /// if it has credits; else why the call is refused.
-    fn invoker(node: &Node, peer: &PeerId) -> Result<Option<PublicKey>, String> {
+    pub(crate) fn invoker(node: &Node, peer: &PeerId) -> Result<Option<PublicKey>, String> {
         match (&node.ledger, super::ledger::key_of(peer)) {
             (None, _) => Ok(None),
             (Some(ledger), Some(invoker)) if ledger.can_pay(&invoker) => Ok(Some(invoker)),

@@ -235,3 +235,61 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("state_too_large"), "{body}");
 }
+
+/// Receipts of `executor` in the chain kept in `dir`.
+fn receipts_of(dir: &Path, executor: &orb_ledger::PublicKey) -> usize {
+    let chain = orb_ledger::Chain::open_dir(&dir.join("ledger"), None).expect("open the chain");
+    (1..=chain.height())
+        .filter_map(|h| chain.block(h).expect("readable"))
+        .map(|b| {
+            b.receipts()
+                .filter(|(_, r)| r.body.executor == *executor)
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn agent_steps_are_paid_once_like_calls_and_a_retry_is_not_paid_again() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, _, _) = crate::consensus::ledger_network(
+        root.path(),
+        3,
+        "agent-receipts",
+        orb_ledger::Params::new(3, 2, 2, 2).unwrap(),
+        "200",
+        &[],
+    );
+    let client = root.path().join("client");
+    // n1 hosts the counter; n0 (the funded node) sends, so it pays.
+    let counter = example("counter");
+    json_of(&agent_cli(
+        &nodes[1],
+        &client,
+        &["deploy", counter.to_str().unwrap(), "--name", "counter", "--json"],
+    ));
+    wait_providers(&[&nodes[0]], "counter", 1);
+    for n in 1..=6u32 {
+        let (status, body, _, dup) = post(&nodes[0], "counter/paid", "inc", &id(n));
+        assert_eq!((status, body, dup), (200, n.to_string(), false));
+    }
+    let (_, body, _, dup) = post(&nodes[0], "counter/paid", "inc", &id(3));
+    assert_eq!((body.as_str(), dup), ("3", true));
+    let host = crate::consensus::key_of(&nodes[1].dir);
+    // The six settlements in committed blocks, every node at one height.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crate::consensus::ledger(&nodes[0])["unsettled"].as_u64() != Some(0) {
+        assert!(Instant::now() < deadline, "settlements never committed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    crate::hostile::wait_agreed(&all, 1);
+    let dirs: Vec<_> = nodes.into_iter().map(NodeProc::stop).collect();
+    for dir in &dirs {
+        crate::consensus::audit_clean(dir);
+        assert_eq!(receipts_of(dir, &host), 6, "{}", dir.display());
+    }
+}

@@ -215,7 +215,7 @@ fn executors_paid(dir: &Path) -> HashSet<PublicKey> {
 
 /// Waits until `nodes` agree on one height of at least `at_least`, with
 /// nothing left in their mempools.
-fn wait_agreed(nodes: &[&NodeProc], at_least: u64) {
+pub(crate) fn wait_agreed(nodes: &[&NodeProc], at_least: u64) {
     wait_all(nodes, "the honest nodes at one height", 90, |ls| {
         let h = height(&ls[0]);
         h >= at_least && ls.iter().all(|l| height(l) == h && l["mempool"] == 0)

@@ -27,13 +27,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use orb_functions::{Error as FnError, Function, FunctionId};
 use orb_guest::agent::{Context, StepInput, StepOutput};
+use orb_ledger::{Digest, PublicKey, Receipt};
 use orb_net::{
     AGENT_LOG_BATCH, AgentLogEntry, AgentMessage, AgentState, Applied, Invoke, PeerId, Request,
     Response,
 };
 
 use super::Node;
+use super::host::Host as FunctionHost;
 use super::invoke::{InvokeError, providers, resolve_name};
+use super::ledger::key_of;
 use store::AgentStore;
 
 /// Largest state a step may leave.
@@ -222,6 +225,7 @@ impl Agents {
         function: Function,
         agent: &AgentName,
         sender: &str,
+        invoker: Option<PublicKey>,
         message: &AgentMessage,
     ) -> Result<Applied, AgentError> {
         let name = agent.to_string();
@@ -237,7 +241,7 @@ impl Agents {
         let result = {
             let _turn = slot.turn.lock().await;
             slot.waiting.fetch_sub(1, Ordering::AcqRel);
-            self.step(node, function, agent, &name, sender, message)
+            self.step(node, function, agent, &name, (sender, invoker), message)
                 .await
         };
         drop(slot);
@@ -252,7 +256,7 @@ impl Agents {
         function: Function,
         agent: &AgentName,
         name: &str,
-        sender: &str,
+        (sender, invoker): (&str, Option<PublicKey>),
         message: &AgentMessage,
     ) -> Result<Applied, AgentError> {
         let internal = AgentError::Internal;
@@ -265,6 +269,7 @@ impl Agents {
                 seq: entry.seq,
                 reply: entry.reply,
                 duplicate: true,
+                receipt: None,
             });
         }
         let id = function.id();
@@ -297,7 +302,7 @@ impl Agents {
             message: message.message.clone(),
         };
         let invoke = Invoke {
-            invocation: u128::from_be_bytes(message.message_id),
+            invocation: invocation_of(name, &message.message_id),
             function: id,
             input: input.encode(),
             fuel: None,
@@ -367,11 +372,67 @@ impl Agents {
             .await
             .map_err(|e| AgentError::Internal(format!("agent commit task: {e}")))?
             .map_err(AgentError::Internal)?;
+        // Paid like a call: the receipt charges the node the message came
+        // from, which settles it.
+        let receipt = match (&node.ledger, invoker) {
+            (Some(ledger), Some(invoker)) => {
+                Some(ledger.sign_receipt(invoker, &invoke, &outcome.output, outcome.fuel))
+            }
+            _ => None,
+        };
         Ok(Applied {
             seq,
             reply,
             duplicate: false,
+            receipt,
         })
+    }
+}
+
+/// The invocation a step is settled as: its own namespace, so that no
+/// message id can collide with a call's invocation or another agent's.
+fn invocation_of(agent: &str, message_id: &[u8; 16]) -> u128 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"orb/agent-step/v1\0");
+    h.update(agent.as_bytes());
+    h.update(&[0]);
+    h.update(message_id);
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    u128::from_be_bytes(first)
+}
+
+/// Whether `receipt` is what the host `peer` owes for the step of
+/// `message`, charging `me`. The entry node does not know the state, so
+/// the input and output digests are the host's word (as for a call with
+/// one replica).
+fn receipt_checks(
+    receipt: &Receipt,
+    peer: &PeerId,
+    me: PublicKey,
+    message: &AgentMessage,
+) -> Result<(), String> {
+    let b = &receipt.body;
+    let expected_invocation = invocation_of(&message.agent, &message.message_id);
+    if !receipt.verify() {
+        return Err("its signature does not verify".into());
+    }
+    if b.invocation != expected_invocation
+        || b.function != Digest(*message.function.as_bytes())
+        || b.invoker != me
+        || Some(b.executor) != key_of(peer)
+    {
+        return Err("it is not the receipt of this step by this host for this node".into());
+    }
+    Ok(())
+}
+
+/// Settles a step's receipt on this node's ledger (a retry has none).
+async fn settle(node: &Node, applied: &Applied) {
+    if let (Some(ledger), Some(receipt)) = (&node.ledger, &applied.receipt) {
+        ledger
+            .settle(receipt.body.invocation, vec![receipt.clone()])
+            .await;
     }
 }
 
@@ -440,21 +501,39 @@ pub(crate) async fn send(
         message_id,
         message,
     };
-    match host {
+    let applied = match host {
         Host::Here(f) => {
+            let me = node.ledger.as_ref().map(|l| l.me);
             node.agents
-                .apply(node, f, agent, &node.peer_id, &message)
-                .await
+                .apply(node, f, agent, &node.peer_id, me, &message)
+                .await?
         }
-        Host::Peer(peer) => match node.net.request(peer, &Request::Agent(message)).await {
-            Ok(Response::Applied(applied)) => Ok(applied),
-            Ok(other) => Err(remote_error(agent, other)),
-            Err(e) => Err(AgentError::Unreachable {
-                agent: agent.to_string(),
-                why: e.to_string(),
-            }),
+        Host::Peer(peer) => match node
+            .net
+            .request(peer, &Request::Agent(message.clone()))
+            .await
+        {
+            Ok(Response::Applied(mut applied)) => {
+                if let (Some(ledger), Some(receipt)) = (&node.ledger, &applied.receipt)
+                    && let Err(why) = receipt_checks(receipt, &peer, ledger.me, &message)
+                {
+                    tracing::warn!(%peer, agent = %agent, "agent step receipt refused: {why}");
+                    node.net.report(peer, orb_net::Offence::Invalid);
+                    applied.receipt = None;
+                }
+                applied
+            }
+            Ok(other) => return Err(remote_error(agent, other)),
+            Err(e) => {
+                return Err(AgentError::Unreachable {
+                    agent: agent.to_string(),
+                    why: e.to_string(),
+                });
+            }
         },
-    }
+    };
+    settle(node, &applied).await;
+    Ok(applied)
 }
 
 /// An agent's state, wherever it is hosted (`None`: no message reached it
@@ -542,9 +621,13 @@ pub(crate) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
             let Some(function) = node.host.function(&message.function) else {
                 return Response::NotHosted;
             };
+            let invoker = match FunctionHost::invoker(node, &peer) {
+                Ok(invoker) => invoker,
+                Err(why) => return Response::Refused(why),
+            };
             match node
                 .agents
-                .apply(node, function, &agent, &peer.to_string(), &message)
+                .apply(node, function, &agent, &peer.to_string(), invoker, &message)
                 .await
             {
                 Ok(applied) => Response::Applied(applied),

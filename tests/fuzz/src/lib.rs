@@ -460,6 +460,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     seq: 7,
                     reply: b"8".to_vec(),
                     duplicate: false,
+                    receipt: Some(f.receipt.clone()),
                 }),
                 Response::AgentState(Some(orb_net::AgentState {
                     function: FunctionId::of(TINY_MODULE),

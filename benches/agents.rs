@@ -1,0 +1,134 @@
+//! `scripts/bench agents`: messages/s and latency of agent steps against
+//! stateless calls through the same node, in one run.
+//!
+//! One release node hosts `echo` (a function) and `counter` (an agent
+//! module). Measured, each for a fixed time after a warm-up:
+//! - one client, calls in a row: `POST /fn/echo` (the stateless floor),
+//!   then `inc` to one agent (`POST /agent/counter/one`);
+//! - 16 clients: `echo`, then `inc` to one agent (its steps run one at a
+//!   time), then `inc` spread over 100 agents.
+//!
+//! A step does what a call does (a WASM instance on the executor pool)
+//! plus reading the state, a sled transaction and an fsync before the
+//! reply, so its floor is the call plus the disk's fsync. Target: steps/s
+//! of one agent, one client ≥ 0.5 × the stateless calls/s.
+
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+mod support;
+use support::{agent, deploy_echo, functions_dir, start, summary};
+
+const WARM_UP: Duration = Duration::from_secs(2);
+const MEASURE: Duration = Duration::from_secs(8);
+const TARGET: f64 = 0.5;
+
+/// `clients` threads posting `body` to the path `path(client, n)` for
+/// [`MEASURE`] after [`WARM_UP`]: requests/s and latency p50/p99 (ms).
+fn load(
+    api: &str,
+    clients: usize,
+    body: &'static str,
+    path: impl Fn(usize, u64) -> String + Send + Sync + 'static,
+) -> (f64, f64, f64) {
+    let path = Arc::new(path);
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (path, stop, measuring, done) =
+                (path.clone(), stop.clone(), measuring.clone(), done.clone());
+            let api = api.to_owned();
+            std::thread::spawn(move || {
+                let http = agent();
+                let mut samples = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let url = format!("{api}{}", path(c, n));
+                    let started = Instant::now();
+                    let mut r = http.post(&url).send(body).expect("request");
+                    let _ = r.body_mut().read_to_vec().expect("body");
+                    if measuring.load(Ordering::Relaxed) {
+                        samples.push(started.elapsed().as_secs_f64() * 1e3);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    n += 1;
+                }
+                samples
+            })
+        })
+        .collect();
+    std::thread::sleep(WARM_UP);
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    std::thread::sleep(MEASURE);
+    let count = done.load(Ordering::Relaxed);
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let samples: Vec<f64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("client"))
+        .collect();
+    let (p50, p99) = summary(samples);
+    (rate, p50, p99)
+}
+
+fn row(what: &str, (rate, p50, p99): (f64, f64, f64)) -> f64 {
+    println!("{what:<44} {rate:>9.0} /s   p50 {p50:>7.2} ms   p99 {p99:>7.2} ms");
+    rate
+}
+
+fn main() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let client = root.path().join("client");
+    let node = start(&root.path().join("node"), &["--no-autoscale"]);
+    deploy_echo(&node.api, 1, &client);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["--node", &node.api, "agent", "deploy", "--name", "counter"])
+        .arg(functions_dir().join("counter.wasm"))
+        .env("ORB_DATA_DIR", &client)
+        .output()
+        .expect("orb agent deploy");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    println!("one node; echo calls vs counter steps (inc), each fsync'd before its reply");
+    let call1 = row(
+        "echo, 1 client",
+        load(&node.api, 1, "hello", |_, _| "/fn/echo".into()),
+    );
+    let step1 = row(
+        "counter/one, 1 client",
+        load(&node.api, 1, "inc", |_, _| "/agent/counter/one".into()),
+    );
+    let call16 = row(
+        "echo, 16 clients",
+        load(&node.api, 16, "hello", |_, _| "/fn/echo".into()),
+    );
+    let one16 = row(
+        "counter/one, 16 clients",
+        load(&node.api, 16, "inc", |_, _| "/agent/counter/one".into()),
+    );
+    let many16 = row(
+        "100 counters, 16 clients",
+        load(&node.api, 16, "inc", |c, n| {
+            format!("/agent/counter/a{}", (c as u64 * 7 + n) % 100)
+        }),
+    );
+    node.stop();
+    let ratio = step1 / call1;
+    let verdict = if ratio >= TARGET { "✓" } else { "✗" };
+    println!("steps/s of one agent / calls/s, 1 client: {ratio:.2} (target ≥ {TARGET}) {verdict}");
+    println!(
+        "16 clients: one agent {:.2}×, 100 agents {:.2}× the calls/s",
+        one16 / call16,
+        many16 / call16
+    );
+}
