@@ -10,8 +10,9 @@
 //!
 //! A step does what a call does (a WASM instance on the executor pool)
 //! plus reading the state, a sled transaction and an fsync before the
-//! reply, so its floor is the call plus the disk's fsync. Target: steps/s
-//! of one agent, one client ≥ 0.5 × the stateless calls/s.
+//! reply, so its floor is the call plus a durable write on this disk
+//! (measured in the same run: a sled insert, flush and fsync). Target:
+//! steps/s of one agent, one client ≥ 0.5 × the stateless calls/s.
 
 #![allow(clippy::print_stdout)]
 
@@ -77,6 +78,23 @@ fn load(
     (rate, p50, p99)
 }
 
+/// p50 of one durable small write on this disk, as a step makes it: a
+/// sled insert, its flush and an fsync of the file (ms).
+fn durable_write_p50(dir: &std::path::Path) -> f64 {
+    let db = sled::open(dir).expect("sled");
+    let file = std::fs::File::open(dir.join("db")).expect("sled's file");
+    let samples: Vec<f64> = (0..500u32)
+        .map(|i| {
+            let started = Instant::now();
+            db.insert(i.to_be_bytes(), vec![7u8; 200]).expect("insert");
+            db.flush().expect("flush");
+            file.sync_all().expect("fsync");
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    summary(samples).0
+}
+
 fn row(what: &str, (rate, p50, p99): (f64, f64, f64)) -> f64 {
     println!("{what:<44} {rate:>9.0} /s   p50 {p50:>7.2} ms   p99 {p99:>7.2} ms");
     rate
@@ -123,6 +141,16 @@ fn main() {
         }),
     );
     node.stop();
+    let write = durable_write_p50(&root.path().join("floor"));
+    println!(
+        "floor of a step, 1 client: an echo call ({:.2} ms: 1 / calls per s) + a durable sled write p50 {write:.2} ms = {:.2} ms",
+        1e3 / call1,
+        1e3 / call1 + write
+    );
+    println!(
+        "one agent, 1 client, vs that floor: {:.2}",
+        (1e3 / call1 + write) / (1e3 / step1)
+    );
     let ratio = step1 / call1;
     let verdict = if ratio >= TARGET { "✓" } else { "✗" };
     println!("steps/s of one agent / calls/s, 1 client: {ratio:.2} (target ≥ {TARGET}) {verdict}");

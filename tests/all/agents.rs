@@ -269,7 +269,13 @@ fn agent_steps_are_paid_once_like_calls_and_a_retry_is_not_paid_again() {
     json_of(&agent_cli(
         &nodes[1],
         &client,
-        &["deploy", counter.to_str().unwrap(), "--name", "counter", "--json"],
+        &[
+            "deploy",
+            counter.to_str().unwrap(),
+            "--name",
+            "counter",
+            "--json",
+        ],
     ));
     wait_providers(&[&nodes[0]], "counter", 1);
     for n in 1..=6u32 {

@@ -22,7 +22,7 @@ pub(crate) mod http;
 pub(crate) mod store;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use orb_functions::{Error as FnError, Function, FunctionId};
@@ -176,10 +176,40 @@ struct Slot {
     waiting: AtomicUsize,
 }
 
+/// Group commit: steps write at once and then wait for a sync that
+/// started after their write; one sync at a time, each covering every
+/// write finished before it began.
+#[derive(Default)]
+struct Durability {
+    /// Writes finished (each step's number is its place in this count).
+    written: AtomicU64,
+    /// The writes the last sync covered; held while a sync runs.
+    synced: tokio::sync::Mutex<u64>,
+}
+
+impl Durability {
+    /// Returns once write number `mine` is durable.
+    async fn wait(&self, store: &AgentStore, mine: u64) -> Result<(), AgentError> {
+        let mut synced = self.synced.lock().await;
+        if *synced >= mine {
+            return Ok(());
+        }
+        let covers = self.written.load(Ordering::Acquire);
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.sync())
+            .await
+            .map_err(|e| AgentError::Internal(format!("agent sync task: {e}")))?
+            .map_err(AgentError::Internal)?;
+        *synced = covers;
+        Ok(())
+    }
+}
+
 /// The agents this node hosts.
 pub(crate) struct Agents {
     store: AgentStore,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    durability: Durability,
 }
 
 impl Agents {
@@ -187,6 +217,7 @@ impl Agents {
         Self {
             store,
             slots: Mutex::new(HashMap::new()),
+            durability: Durability::default(),
         }
     }
 
@@ -265,6 +296,10 @@ impl Agents {
             .seen(name, &message.message_id)
             .map_err(internal)?
         {
+            // Its write may not have reached the disk (a sync that failed):
+            // the retry's reply waits for a sync too.
+            let written = self.durability.written.load(Ordering::Acquire);
+            self.durability.wait(&self.store, written).await?;
             return Ok(Applied {
                 seq: entry.seq,
                 reply: entry.reply,
@@ -366,12 +401,13 @@ impl Agents {
             after: after.hash,
         };
         // The output gate: the reply leaves only once the step is on disk.
-        let store = self.store.clone();
-        let agent_key = name.to_owned();
-        tokio::task::spawn_blocking(move || store.commit(&agent_key, &after, &entry))
-            .await
-            .map_err(|e| AgentError::Internal(format!("agent commit task: {e}")))?
+        // The write lands in sled's memory (no I/O to wait for); the sync
+        // is what blocks, on a thread of its own.
+        self.store
+            .write(name, &after, &entry)
             .map_err(AgentError::Internal)?;
+        let mine = self.durability.written.fetch_add(1, Ordering::AcqRel) + 1;
+        self.durability.wait(&self.store, mine).await?;
         // Paid like a call: the receipt charges the node the message came
         // from, which settles it.
         let receipt = match (&node.ledger, invoker) {

@@ -11,11 +11,15 @@
 //!   messages: a retry finds its reply here instead of being applied
 //!   again.
 //!
-//! One step is one sled transaction over the last three, then a flush and
-//! an fsync of the database file: when [`AgentStore::commit`] returns, the
-//! step survives the process being killed and the machine losing power.
+//! One step is one sled transaction over the last three
+//! ([`AgentStore::write`]), then a flush and an fsync of the database file
+//! ([`AgentStore::sync`]): once both have returned, the step survives the
+//! process being killed and the machine losing power. One sync makes every
+//! write before it durable, so steps of different agents share them
+//! (group commit, [`super::Durability`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use orb_functions::FunctionId;
 use orb_net::{AgentLogEntry, AgentState};
@@ -29,7 +33,8 @@ pub(crate) const KEEP: u64 = 10_000;
 #[derive(Clone)]
 pub(crate) struct AgentStore {
     db: sled::Db,
-    path: PathBuf,
+    /// sled's file, kept open for the fsync.
+    file: Arc<std::fs::File>,
     modules: sled::Tree,
     states: sled::Tree,
     log: sled::Tree,
@@ -57,7 +62,7 @@ impl AgentStore {
     pub(crate) fn open(db: &sled::Db, path: &Path) -> Result<Self, sled::Error> {
         Ok(Self {
             db: db.clone(),
-            path: path.to_path_buf(),
+            file: Arc::new(std::fs::File::open(path.join("db"))?),
             modules: db.open_tree("agent_modules")?,
             states: db.open_tree("agent_state")?,
             log: db.open_tree("agent_log")?,
@@ -142,10 +147,10 @@ impl AgentStore {
             .collect()
     }
 
-    /// Writes one applied step durably: the new state, its log entry and
-    /// its id, dropping the entry [`KEEP`] messages back. Blocks on the
-    /// fsync.
-    pub(crate) fn commit(
+    /// Writes one applied step: the new state, its log entry and its id,
+    /// dropping the entry [`KEEP`] messages back. Durable after the next
+    /// [`Self::sync`].
+    pub(crate) fn write(
         &self,
         agent: &str,
         state: &AgentState,
@@ -176,11 +181,13 @@ impl AgentStore {
         result.map_err(|e| match e {
             TransactionError::Abort(why) => why,
             TransactionError::Storage(e) => io(e),
-        })?;
+        })
+    }
+
+    /// Makes every write so far durable: sled's flush, then an fsync of
+    /// its file (the flush alone does not reach the disk's cache). Blocks.
+    pub(crate) fn sync(&self) -> Result<(), String> {
         self.db.flush().map_err(io)?;
-        // sled's flush does not reach the disk's cache: fsync the file.
-        std::fs::File::open(self.path.join("db"))
-            .and_then(|f| f.sync_all())
-            .map_err(io)
+        self.file.sync_all().map_err(io)
     }
 }
