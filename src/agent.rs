@@ -342,7 +342,7 @@ fn log(args: LogArgs, node: &str) -> Result<(), CliError> {
     for e in &all {
         outln!(
             "{:>6}  {}  {} → {}",
-            e["seq"],
+            e["seq"].as_u64().unwrap_or(0),
             e["message_id"].as_str().unwrap_or("?"),
             show(&e["message"]),
             show(&e["reply"])
@@ -369,7 +369,7 @@ fn ls(args: ListArgs, node: &str) -> Result<(), CliError> {
         outln!(
             "{:<40} seq {:>8}  hash {}",
             a["agent"].as_str().unwrap_or("?"),
-            a["seq"],
+            a["seq"].as_u64().unwrap_or(0),
             &a["hash"].as_str().unwrap_or("?")[..16.min(a["hash"].as_str().unwrap_or("").len())]
         );
     }
