@@ -75,6 +75,8 @@ pub struct AgentMessage {
     pub message_id: [u8; 16],
     /// The message.
     pub message: Vec<u8>,
+    /// The agent that sent it, when one did (as the sending node says).
+    pub from_agent: Option<String>,
 }
 
 /// An agent applied a message.

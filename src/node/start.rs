@@ -217,6 +217,7 @@ impl Node {
             config.max_inbound_requests,
         ));
         tasks.spawn_until_cancelled(host::republish_forever(node.clone()));
+        tasks.spawn_until_cancelled(agents::deliver_forever(node.clone()));
         if node.host.is_slow() {
             let slow = node.clone();
             tasks.spawn_until_cancelled(async move {

@@ -193,6 +193,55 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
         .collect();
     assert_eq!(names, ["counter/alice", "counter/bob"]);
 
+    // An agent that sends: each message to relay/r makes it send `inc`
+    // to counter/x, delivered once after its step is durable, a retry of
+    // relay's message included.
+    json_of(&agent_cli(
+        &a,
+        &client,
+        &[
+            "deploy",
+            example("relay").to_str().unwrap(),
+            "--name",
+            "relay",
+            "--json",
+        ],
+    ));
+    wait_providers(&[&b], "relay", 1);
+    for n in 1..=5u32 {
+        let (status, body, _, _) = post(&b, "relay/r", "x", &id(100 + n));
+        assert_eq!((status, body), (200, n.to_string()));
+    }
+    let (_, body, _, dup) = post(&b, "relay/r", "x", &id(102));
+    assert_eq!((body.as_str(), dup), ("2", true));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state = loop {
+        let out = agent_cli(&b, &client, &["state", "counter/x", "--json"]);
+        if out.status.success() {
+            let state = json_of(&out);
+            if state["seq"].as_u64() >= Some(5) {
+                break state;
+            }
+        }
+        assert!(Instant::now() < deadline, "relay's messages not delivered");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Nothing more arrives: five messages, each applied once.
+    std::thread::sleep(Duration::from_millis(1200));
+    let again = json_of(&agent_cli(&b, &client, &["state", "counter/x", "--json"]));
+    assert_eq!(
+        (state["state"].as_u64(), again["seq"].as_u64()),
+        (Some(15), Some(5))
+    );
+    let log = json_of(&agent_cli(&b, &client, &["log", "counter/x", "--json"]));
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["sender"] == "relay/r" && e["message"]["text"] == "inc"),
+        "{log}"
+    );
+
     // Bad input, each a clear error.
     let out = agent_cli(&b, &client, &["send", "nobody/x", "inc"]);
     assert!(!out.status.success());

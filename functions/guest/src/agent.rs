@@ -75,6 +75,43 @@ pub enum StepOutput {
         /// The reply to the sender.
         reply: Vec<u8>,
     },
+    /// Version 2: a step that also sends messages to other agents.
+    V2 {
+        /// The state after the step.
+        state: Vec<u8>,
+        /// The reply to the sender.
+        reply: Vec<u8>,
+        /// Messages to other agents, delivered exactly once after the
+        /// step is durable, in this order.
+        sends: Vec<Outgoing>,
+    },
+}
+
+/// A message a step sends to another agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outgoing {
+    /// The agent: `module/id`.
+    pub to: String,
+    /// The message.
+    pub message: Vec<u8>,
+}
+
+/// What a step does besides its new state and reply (see [`actor`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    sends: Vec<Outgoing>,
+}
+
+impl Effects {
+    /// Sends `message` to the agent `to` (`module/id`) once this step is
+    /// durable: fire and forget, exactly once, in the order sent. Its
+    /// reply is not seen by this agent.
+    pub fn send(&mut self, to: impl Into<String>, message: impl Into<Vec<u8>>) {
+        self.sends.push(Outgoing {
+            to: to.into(),
+            message: message.into(),
+        });
+    }
 }
 
 impl StepInput {
@@ -175,6 +212,18 @@ where
     R: Reply,
     E: Display,
 {
+    actor::<S, M, R, E>(|state, message, ctx, _| f(state, message, ctx));
+}
+
+/// [`agent()`] for a step that may also send messages to other agents,
+/// through its [`Effects`].
+pub fn actor<S, M, R, E>(f: impl FnOnce(&mut S, M, &Context, &mut Effects) -> Result<R, E>)
+where
+    S: Serialize + DeserializeOwned + Default,
+    M: Message,
+    R: Reply,
+    E: Display,
+{
     let StepInput::V1 {
         context,
         state,
@@ -187,13 +236,20 @@ where
             .unwrap_or_else(|e| crate::fail(format!("the state does not decode: {e}")))
     };
     let message = M::from_bytes(message).unwrap_or_else(|e| crate::fail(e));
-    match f(&mut s, message, &context) {
+    let mut effects = Effects::default();
+    match f(&mut s, message, &context, &mut effects) {
         Ok(reply) => {
             let state = serde_json::to_vec(&s)
                 .unwrap_or_else(|e| crate::fail(format!("the state does not encode: {e}")));
-            let out = StepOutput::V1 {
-                state,
-                reply: reply.into_bytes(),
+            let reply = reply.into_bytes();
+            let out = if effects.sends.is_empty() {
+                StepOutput::V1 { state, reply }
+            } else {
+                StepOutput::V2 {
+                    state,
+                    reply,
+                    sends: effects.sends,
+                }
             };
             crate::output(&out.encode());
         }

@@ -16,7 +16,7 @@
 
 pub mod agent;
 
-pub use agent::agent;
+pub use agent::{actor, agent};
 
 use std::fmt::Display;
 use std::io::{Read, Write};

@@ -123,7 +123,7 @@ async fn send(
             ));
         }
     };
-    match super::send(&node, &agent, message_id, Vec::from(message)).await {
+    match super::send(&node, &agent, message_id, Vec::from(message), None).await {
         Ok(applied) => {
             let mut headers = HeaderMap::new();
             for (k, v) in [

@@ -37,7 +37,7 @@ use super::Node;
 use super::host::Host as FunctionHost;
 use super::invoke::{InvokeError, providers, resolve_name};
 use super::ledger::key_of;
-use store::AgentStore;
+use store::{AgentStore, Pending};
 
 /// Largest state a step may leave.
 pub(crate) const MAX_STATE: usize = 1 << 20;
@@ -49,6 +49,8 @@ pub(crate) const MAX_REPLY: usize = 1 << 20;
 pub(crate) const MAX_QUEUED: usize = 256;
 /// Longest agent id.
 const MAX_ID: usize = 64;
+/// Messages one step may send to other agents.
+pub(crate) const MAX_SENDS: usize = 64;
 
 /// An agent's address: `module/id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,6 +212,8 @@ pub(crate) struct Agents {
     store: AgentStore,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     durability: Durability,
+    /// Woken when a step left messages for other agents.
+    outbox: tokio::sync::Notify,
 }
 
 impl Agents {
@@ -218,6 +222,7 @@ impl Agents {
             store,
             slots: Mutex::new(HashMap::new()),
             durability: Durability::default(),
+            outbox: tokio::sync::Notify::new(),
         }
     }
 
@@ -363,11 +368,21 @@ impl Agents {
                 });
             }
         };
-        let StepOutput::V1 { state, reply } =
-            StepOutput::decode(&outcome.output).map_err(|why| AgentError::NotAgent {
-                module: agent.module.clone(),
-                why,
-            })?;
+        let (state, reply, sends) = match StepOutput::decode(&outcome.output) {
+            Ok(StepOutput::V1 { state, reply }) => (state, reply, Vec::new()),
+            Ok(StepOutput::V2 {
+                state,
+                reply,
+                sends,
+            }) => (state, reply, sends),
+            Err(why) => {
+                return Err(AgentError::NotAgent {
+                    module: agent.module.clone(),
+                    why,
+                });
+            }
+        };
+        let sends = outgoing(name, seq, sends)?;
         if state.len() > MAX_STATE {
             return Err(AgentError::StateTooLarge {
                 agent: name.to_owned(),
@@ -404,10 +419,13 @@ impl Agents {
         // The write lands in sled's memory (no I/O to wait for); the sync
         // is what blocks, on a thread of its own.
         self.store
-            .write(name, &after, &entry)
+            .write(name, &after, &entry, &sends)
             .map_err(AgentError::Internal)?;
         let mine = self.durability.written.fetch_add(1, Ordering::AcqRel) + 1;
         self.durability.wait(&self.store, mine).await?;
+        if !sends.is_empty() {
+            self.outbox.notify_one();
+        }
         // Paid like a call: the receipt charges the node the message came
         // from, which settles it.
         let receipt = match (&node.ledger, invoker) {
@@ -422,6 +440,105 @@ impl Agents {
             duplicate: false,
             receipt,
         })
+    }
+}
+
+/// Checks what a step sends and gives each message its id (derived from
+/// the step, so that a redelivery is applied once).
+fn outgoing(
+    from: &str,
+    seq: u64,
+    sends: Vec<orb_guest::agent::Outgoing>,
+) -> Result<Vec<Pending>, AgentError> {
+    let refuse = |message: String| AgentError::Step {
+        agent: from.to_owned(),
+        kind: "bad_send".into(),
+        message,
+    };
+    if sends.len() > MAX_SENDS {
+        return Err(refuse(format!(
+            "{} messages sent in one step, over the limit of {MAX_SENDS}",
+            sends.len()
+        )));
+    }
+    sends
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            AgentName::parse(&s.to).map_err(|e| refuse(e.to_string()))?;
+            if s.message.len() > MAX_MESSAGE {
+                return Err(refuse(format!(
+                    "a message of {} bytes to {}, over the limit of {MAX_MESSAGE}",
+                    s.message.len(),
+                    s.to
+                )));
+            }
+            let mut h = blake3::Hasher::new();
+            h.update(b"orb/agent-send/v1\0");
+            h.update(from.as_bytes());
+            h.update(&[0]);
+            h.update(&seq.to_be_bytes());
+            h.update(&(i as u32).to_be_bytes());
+            let mut message_id = [0u8; 16];
+            message_id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+            Ok(Pending {
+                from: from.to_owned(),
+                to: s.to,
+                message_id,
+                message: s.message,
+            })
+        })
+        .collect()
+}
+
+/// How long a message that could not be delivered waits before the next
+/// try (and how often the outbox is looked at without a wake-up).
+const REDELIVER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Delivers what steps sent to other agents, until the node stops: each
+/// message with its id, so that the receiver applies it once however
+/// often it is delivered; forgotten once the receiver applied it or
+/// refused it for good (a failed step, an unknown module: logged).
+/// Messages of one sender go in order: after one that must be tried
+/// again, the sender's later ones wait.
+pub(crate) async fn deliver_forever(node: Arc<Node>) {
+    loop {
+        let pending = match node.agents.store.pending(1000) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("agent outbox: {e}");
+                Vec::new()
+            }
+        };
+        let mut held: Vec<String> = Vec::new();
+        for (key, p) in pending {
+            if held.contains(&p.from) {
+                continue;
+            }
+            let to = match AgentName::parse(&p.to) {
+                Ok(to) => to,
+                Err(e) => {
+                    tracing::warn!(from = %p.from, "dropped a message to {}: {e}", p.to);
+                    let _ = node.agents.store.delivered(&key);
+                    continue;
+                }
+            };
+            match send(&node, &to, p.message_id, p.message, Some(&p.from)).await {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), "busy" | "unreachable" | "internal" | "refused") => {
+                    tracing::debug!(from = %p.from, to = %p.to, "to be tried again: {e}");
+                    held.push(p.from);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(from = %p.from, to = %p.to, "a sent message was refused: {e}");
+                }
+            }
+            if let Err(e) = node.agents.store.delivered(&key) {
+                tracing::warn!("agent outbox: {e}");
+            }
+        }
+        let _ = tokio::time::timeout(REDELIVER, node.agents.outbox.notified()).await;
     }
 }
 
@@ -524,6 +641,7 @@ pub(crate) async fn send(
     agent: &AgentName,
     message_id: [u8; 16],
     message: Vec<u8>,
+    from_agent: Option<&str>,
 ) -> Result<Applied, AgentError> {
     if message.len() > MAX_MESSAGE {
         return Err(AgentError::TooLarge {
@@ -536,12 +654,14 @@ pub(crate) async fn send(
         function,
         message_id,
         message,
+        from_agent: from_agent.map(str::to_owned),
     };
     let applied = match host {
         Host::Here(f) => {
             let me = node.ledger.as_ref().map(|l| l.me);
+            let sender = from_agent.unwrap_or(&node.peer_id);
             node.agents
-                .apply(node, f, agent, &node.peer_id, me, &message)
+                .apply(node, f, agent, sender, me, &message)
                 .await?
         }
         Host::Peer(peer) => match node
@@ -661,9 +781,13 @@ pub(crate) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
                 Ok(invoker) => invoker,
                 Err(why) => return Response::Refused(why),
             };
+            let sender = message
+                .from_agent
+                .clone()
+                .unwrap_or_else(|| peer.to_string());
             match node
                 .agents
-                .apply(node, function, &agent, &peer.to_string(), invoker, &message)
+                .apply(node, function, &agent, &sender, invoker, &message)
                 .await
             {
                 Ok(applied) => Response::Applied(applied),

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use orb_functions::FunctionId;
 use orb_net::{AgentLogEntry, AgentState};
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
@@ -39,6 +40,19 @@ pub(crate) struct AgentStore {
     states: sled::Tree,
     log: sled::Tree,
     seen: sled::Tree,
+    outbox: sled::Tree,
+}
+
+/// A message a step sent to another agent, kept until it is delivered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Pending {
+    /// The sending agent.
+    pub(crate) from: String,
+    /// The agent it goes to.
+    pub(crate) to: String,
+    /// Its id: the same on every delivery attempt.
+    pub(crate) message_id: [u8; 16],
+    pub(crate) message: Vec<u8>,
 }
 
 fn key(agent: &str, tail: &[u8]) -> Vec<u8> {
@@ -67,6 +81,7 @@ impl AgentStore {
             states: db.open_tree("agent_state")?,
             log: db.open_tree("agent_log")?,
             seen: db.open_tree("agent_seen")?,
+            outbox: db.open_tree("agent_outbox")?,
         })
     }
 
@@ -155,7 +170,18 @@ impl AgentStore {
         agent: &str,
         state: &AgentState,
         entry: &AgentLogEntry,
+        sends: &[Pending],
     ) -> Result<(), String> {
+        let sends: Vec<(Vec<u8>, Vec<u8>)> = sends
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut tail = entry.seq.to_be_bytes().to_vec();
+                tail.extend_from_slice(&(i as u32).to_be_bytes());
+                postcard::to_stdvec(p).map(|v| (key(agent, &tail), v))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
         let state_bytes = postcard::to_stdvec(state).map_err(io)?;
         let entry_bytes = postcard::to_stdvec(entry).map_err(io)?;
         let seq = entry.seq.to_be_bytes();
@@ -164,24 +190,49 @@ impl AgentStore {
             .checked_sub(KEEP)
             .filter(|s| *s > 0)
             .map(|s| key(agent, &s.to_be_bytes()));
-        let result: Result<(), TransactionError<String>> = (&self.states, &self.log, &self.seen)
-            .transaction(|(states, log, seen)| {
-                states.insert(agent.as_bytes(), state_bytes.as_slice())?;
-                log.insert(key(agent, &seq), entry_bytes.as_slice())?;
-                seen.insert(key(agent, &entry.message_id), &seq)?;
-                if let Some(old) = &old
-                    && let Some(gone) = log.remove(old.as_slice())?
-                {
-                    let gone: AgentLogEntry = decode("agent log entry", &gone)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    seen.remove(key(agent, &gone.message_id))?;
-                }
-                Ok(())
-            });
+        let result: Result<(), TransactionError<String>> =
+            (&self.states, &self.log, &self.seen, &self.outbox).transaction(
+                |(states, log, seen, outbox)| {
+                    for (k, v) in &sends {
+                        outbox.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    states.insert(agent.as_bytes(), state_bytes.as_slice())?;
+                    log.insert(key(agent, &seq), entry_bytes.as_slice())?;
+                    seen.insert(key(agent, &entry.message_id), &seq)?;
+                    if let Some(old) = &old
+                        && let Some(gone) = log.remove(old.as_slice())?
+                    {
+                        let gone: AgentLogEntry = decode("agent log entry", &gone)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        seen.remove(key(agent, &gone.message_id))?;
+                    }
+                    Ok(())
+                },
+            );
         result.map_err(|e| match e {
             TransactionError::Abort(why) => why,
             TransactionError::Storage(e) => io(e),
         })
+    }
+
+    /// Up to `max` undelivered messages, oldest first (by sender, then
+    /// its step and place in it).
+    pub(crate) fn pending(&self, max: usize) -> Result<Vec<(Vec<u8>, Pending)>, String> {
+        self.outbox
+            .iter()
+            .take(max)
+            .map(|kv| {
+                let (k, v) = kv.map_err(io)?;
+                Ok((k.to_vec(), decode("outgoing agent message", &v)?))
+            })
+            .collect()
+    }
+
+    /// Forgets a delivered message (delivering it again would be harmless:
+    /// its id makes the receiver apply it once).
+    pub(crate) fn delivered(&self, key: &[u8]) -> Result<(), String> {
+        self.outbox.remove(key).map_err(io)?;
+        Ok(())
     }
 
     /// Makes every write so far durable: sled's flush, then an fsync of

@@ -485,6 +485,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     function: FunctionId::of(TINY_MODULE),
                     message_id: [2; 16],
                     message: b"inc".to_vec(),
+                    from_agent: Some("relay/r".into()),
                 }),
                 Request::AgentState {
                     agent: "counter/alice".into(),
