@@ -580,7 +580,13 @@ fn calls_succeed_and_finality_goes_on_over_slow_lossy_links() {
     let refused = calls.count(None, SPLIT, |o| matches!(o, Outcome::ClearError(_)));
     let end = heights(&nodes);
     assert!(calls.violations().is_empty(), "{:?}", calls.violations());
-    assert_eq!(refused, 0, "calls refused over a slow link");
+    // With 100 ms ± 50 ms each way and 5 % loss, a call may still meet a
+    // provider that timed out on every route and be refused with a clear
+    // error (a client retries it); at most 1 % may be, never a hang.
+    assert!(
+        refused * 100 <= answered,
+        "{refused} calls refused over a slow link, {answered} answered"
+    );
     assert!(answered >= NODES, "{answered} calls answered");
     if !lab.delays.is_empty() {
         // Every node dialled at least the supernode through its proxy.
@@ -597,9 +603,9 @@ fn calls_succeed_and_finality_goes_on_over_slow_lossy_links() {
             "{applied} on every node for {:.0} s",
             began.elapsed().as_secs_f64()
         ),
-        "every call answered; finality went on",
+        "every call answered or clearly refused (≤ 1 %), none hung; finality went on",
         &format!(
-            "{answered} calls, p50 {:?}; blocks finalized per node {grew:?}; {} node-to-node connections through the delaying proxies",
+            "{answered} calls answered, {refused} refused, p50 {:?}; blocks finalized per node {grew:?}; {} node-to-node connections through the delaying proxies",
             calls.p50(SPLIT),
             lab.delayed_connections()
         ),
