@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::client::{Client, ListArgs, Publish, parse, publish};
+use crate::client::{Client, ListArgs, Publish, parse, publish, read_input};
 use crate::exit::CliError;
 
 /// `orb agent` subcommands.
@@ -178,29 +178,12 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-fn read_message(args: &SendArgs) -> Result<Vec<u8>, CliError> {
-    match (&args.message, &args.message_file) {
-        (Some(text), _) => Ok(text.clone().into_bytes()),
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                .context("cannot read stdin")
-                .map_err(CliError::usage)?;
-            Ok(buf)
-        }
-        (None, Some(path)) => std::fs::read(path)
-            .with_context(|| format!("cannot read {}", path.display()))
-            .map_err(CliError::usage),
-        (None, None) => Ok(Vec::new()),
-    }
-}
-
 /// How many times a message is sent before giving up.
 const TRIES: u32 = 5;
 
 fn send(args: SendArgs, node: &str) -> Result<(), CliError> {
     let path = agent_path(&args.agent)?;
-    let message = read_message(&args)?;
+    let message = read_input(args.message.as_deref(), args.message_file.as_deref())?;
     let id = match &args.id {
         Some(id) if id.len() == 32 && hex::decode(id).is_ok() => id.to_lowercase(),
         Some(id) => {

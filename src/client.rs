@@ -217,25 +217,31 @@ pub(crate) fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<()
     Ok(())
 }
 
-pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
-    if args.target.parse::<FunctionId>().is_err() {
-        orb_net::check_name(&args.target).map_err(CliError::usage)?;
-    }
-    let input = match (&args.input, &args.input_file) {
-        (Some(text), _) => text.clone().into_bytes(),
+/// The bytes to send: `text`, else the file `file` (`-`: stdin), else
+/// nothing.
+pub(crate) fn read_input(text: Option<&str>, file: Option<&Path>) -> Result<Vec<u8>, CliError> {
+    match (text, file) {
+        (Some(text), _) => Ok(text.as_bytes().to_vec()),
         (None, Some(path)) if path.as_os_str() == "-" => {
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
                 .context("cannot read stdin")
                 .map_err(CliError::usage)?;
-            buf
+            Ok(buf)
         }
         (None, Some(path)) => std::fs::read(path)
             .with_context(|| format!("cannot read {}", path.display()))
-            .map_err(CliError::usage)?,
-        (None, None) => Vec::new(),
-    };
+            .map_err(CliError::usage),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
+    if args.target.parse::<FunctionId>().is_err() {
+        orb_net::check_name(&args.target).map_err(CliError::usage)?;
+    }
+    let input = read_input(args.input.as_deref(), args.input_file.as_deref())?;
     let client = Client::new(node, Duration::from_secs(120));
     let mut url = format!("{}/fn/{}", client.base, args.target);
     let mut query = Vec::new();

@@ -75,7 +75,7 @@ impl Delay {
                         return;
                     }
                 };
-                accept_loop(&listener, shape, seed, &stop, &connections);
+                accept_loop(&listener, shape, seed, stop, &connections);
             })
         };
         started
@@ -98,16 +98,16 @@ impl Drop for Delay {
     }
 }
 
-/// Accepts redirected connections until `stop`, then joins their threads.
+/// Accepts redirected connections until `stop`, then joins their threads
+/// (which stop on the same flag).
 fn accept_loop(
     listener: &TcpListener,
     shape: Shape,
     seed: u64,
-    stop: &AtomicBool,
+    stop: Arc<AtomicBool>,
     connections: &AtomicU64,
 ) {
     let mut pumps: Vec<JoinHandle<()>> = Vec::new();
-    let stop_all = Arc::new(AtomicBool::new(false));
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
@@ -122,13 +122,7 @@ fn accept_loop(
                             (outbound.try_clone(), inbound.try_clone()),
                         ] {
                             if let (Ok(from), Ok(to)) = (from, to) {
-                                pumps.extend(direction(
-                                    from,
-                                    to,
-                                    shape,
-                                    rng.clone(),
-                                    stop_all.clone(),
-                                ));
+                                pumps.extend(direction(from, to, shape, rng.clone(), stop.clone()));
                             }
                         }
                     }
@@ -143,7 +137,6 @@ fn accept_loop(
         }
         pumps.retain(|p| !p.is_finished());
     }
-    stop_all.store(true, Ordering::Relaxed);
     for p in pumps {
         let _ = p.join();
     }

@@ -473,14 +473,15 @@ fn outgoing(
                     s.to
                 )));
             }
-            let mut h = blake3::Hasher::new();
-            h.update(b"orb/agent-send/v1\0");
-            h.update(from.as_bytes());
-            h.update(&[0]);
-            h.update(&seq.to_be_bytes());
-            h.update(&(i as u32).to_be_bytes());
-            let mut message_id = [0u8; 16];
-            message_id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+            let message_id = derive16(
+                b"orb/agent-send/v1\0",
+                &[
+                    from.as_bytes(),
+                    &[0],
+                    &seq.to_be_bytes(),
+                    &(i as u32).to_be_bytes(),
+                ],
+            );
             Ok(Pending {
                 from: from.to_owned(),
                 to: s.to,
@@ -542,17 +543,25 @@ pub(crate) async fn deliver_forever(node: Arc<Node>) {
     }
 }
 
+/// The first 16 bytes of blake3 over `tag` and `parts`.
+fn derive16(tag: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    h.update(tag);
+    for p in parts {
+        h.update(p);
+    }
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    first
+}
+
 /// The invocation a step is settled as: its own namespace, so that no
 /// message id can collide with a call's invocation or another agent's.
 fn invocation_of(agent: &str, message_id: &[u8; 16]) -> u128 {
-    let mut h = blake3::Hasher::new();
-    h.update(b"orb/agent-step/v1\0");
-    h.update(agent.as_bytes());
-    h.update(&[0]);
-    h.update(message_id);
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    u128::from_be_bytes(first)
+    u128::from_be_bytes(derive16(
+        b"orb/agent-step/v1\0",
+        &[agent.as_bytes(), &[0], message_id],
+    ))
 }
 
 /// Whether `receipt` is what the host `peer` owes for the step of
@@ -618,6 +627,39 @@ async fn host_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Host), A
     Ok((id, Host::Peer(chosen)))
 }
 
+/// Asks `peer`, the host of `agent`; no answer is `Unreachable`.
+async fn ask(
+    node: &Node,
+    peer: PeerId,
+    agent: &AgentName,
+    request: &Request,
+) -> Result<Response, AgentError> {
+    node.net
+        .request(peer, request)
+        .await
+        .map_err(|e| AgentError::Unreachable {
+            agent: agent.to_string(),
+            why: e.to_string(),
+        })
+}
+
+/// Where `agent`'s state is to be read: here (`None`) when this node keeps
+/// it or hosts its module, else the host.
+async fn holder(node: &Node, agent: &AgentName) -> Result<Option<PeerId>, AgentError> {
+    if node
+        .agents
+        .store
+        .has(&agent.to_string())
+        .map_err(AgentError::Internal)?
+    {
+        return Ok(None);
+    }
+    match host_of(node, agent).await? {
+        (_, Host::Here(_)) => Ok(None),
+        (_, Host::Peer(peer)) => Ok(Some(peer)),
+    }
+}
+
 /// What a peer answered about an agent, as this node's error.
 fn remote_error(agent: &AgentName, response: Response) -> AgentError {
     match response {
@@ -664,12 +706,8 @@ pub(crate) async fn send(
                 .apply(node, f, agent, sender, me, &message)
                 .await?
         }
-        Host::Peer(peer) => match node
-            .net
-            .request(peer, &Request::Agent(message.clone()))
-            .await
-        {
-            Ok(Response::Applied(mut applied)) => {
+        Host::Peer(peer) => match ask(node, peer, agent, &Request::Agent(message.clone())).await? {
+            Response::Applied(mut applied) => {
                 if let (Some(ledger), Some(receipt)) = (&node.ledger, &applied.receipt)
                     && let Err(why) = receipt_checks(receipt, &peer, ledger.me, &message)
                 {
@@ -679,13 +717,7 @@ pub(crate) async fn send(
                 }
                 applied
             }
-            Ok(other) => return Err(remote_error(agent, other)),
-            Err(e) => {
-                return Err(AgentError::Unreachable {
-                    agent: agent.to_string(),
-                    why: e.to_string(),
-                });
-            }
+            other => return Err(remote_error(agent, other)),
         },
     };
     settle(node, &applied).await;
@@ -698,29 +730,13 @@ pub(crate) async fn state(
     node: &Node,
     agent: &AgentName,
 ) -> Result<Option<AgentState>, AgentError> {
-    if let Some(s) = node
-        .agents
-        .store
-        .state(&agent.to_string())
-        .map_err(AgentError::Internal)?
-    {
-        return Ok(Some(s));
-    }
-    match host_of(node, agent).await? {
-        (_, Host::Here(_)) => Ok(None),
-        (_, Host::Peer(peer)) => {
-            let request = Request::AgentState {
-                agent: agent.to_string(),
-            };
-            match node.net.request(peer, &request).await {
-                Ok(Response::AgentState(s)) => Ok(s),
-                Ok(other) => Err(remote_error(agent, other)),
-                Err(e) => Err(AgentError::Unreachable {
-                    agent: agent.to_string(),
-                    why: e.to_string(),
-                }),
-            }
-        }
+    let name = agent.to_string();
+    let Some(peer) = holder(node, agent).await? else {
+        return node.agents.store.state(&name).map_err(AgentError::Internal);
+    };
+    match ask(node, peer, agent, &Request::AgentState { agent: name }).await? {
+        Response::AgentState(s) => Ok(s),
+        other => Err(remote_error(agent, other)),
     }
 }
 
@@ -732,45 +748,24 @@ pub(crate) async fn log(
     from: u64,
 ) -> Result<Vec<AgentLogEntry>, AgentError> {
     let name = agent.to_string();
-    let here = node
-        .agents
-        .store
-        .state(&name)
-        .map_err(AgentError::Internal)?;
-    let host = match here {
-        Some(_) => None,
-        None => match host_of(node, agent).await? {
-            (_, Host::Here(_)) => None,
-            (_, Host::Peer(peer)) => Some(peer),
-        },
-    };
-    let Some(peer) = host else {
+    let Some(peer) = holder(node, agent).await? else {
         return node
             .agents
             .store
             .log(&name, from, AGENT_LOG_BATCH)
             .map_err(AgentError::Internal);
     };
-    match node
-        .net
-        .request(peer, &Request::AgentLog { agent: name, from })
-        .await
-    {
-        Ok(Response::AgentLog(entries)) => Ok(entries),
-        Ok(other) => Err(remote_error(agent, other)),
-        Err(e) => Err(AgentError::Unreachable {
-            agent: agent.to_string(),
-            why: e.to_string(),
-        }),
+    match ask(node, peer, agent, &Request::AgentLog { agent: name, from }).await? {
+        Response::AgentLog(entries) => Ok(entries),
+        other => Err(remote_error(agent, other)),
     }
 }
 
 /// Answers a peer's agent request.
 pub(crate) async fn answer(node: &Node, peer: PeerId, request: Request) -> Response {
-    let parsed = |agent: &str| AgentName::parse(agent);
     match request {
         Request::Agent(message) => {
-            let agent = match parsed(&message.agent) {
+            let agent = match AgentName::parse(&message.agent) {
                 Ok(a) => a,
                 Err(e) => return e.response(),
             };

@@ -112,6 +112,11 @@ impl AgentStore {
             .transpose()
     }
 
+    /// Whether this node keeps a state for `agent`.
+    pub(crate) fn has(&self, agent: &str) -> Result<bool, String> {
+        self.states.contains_key(agent.as_bytes()).map_err(io)
+    }
+
     /// The applied message with this id, if it is among the kept ones.
     pub(crate) fn seen(
         &self,
