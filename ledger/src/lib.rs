@@ -19,6 +19,9 @@
 //! - [`consensus`]: the [`consensus::Replica`], one node's consensus as a
 //!   pure state machine (step / ready / advance): committee, proposer
 //!   lottery, mempool, polls, decisions; drivers carry out its I/O.
+//! - [`sequencer`]: the pure rules by which an agent's hosts put its
+//!   messages in one order and agree on its states (ballots, prepare,
+//!   sync, replicate, strict majorities of the hosts).
 //! - [`Chain`] on a [`LedgerStore`] ([`SledStore`]): validated appends,
 //!   one atomic, fsync'd commit per block; [`State`]: balances folded from
 //!   the chain.
@@ -51,6 +54,7 @@ mod koth;
 pub mod merkle;
 pub mod proof;
 mod receipt;
+pub mod sequencer;
 mod settlement;
 pub mod sim;
 mod snowball;

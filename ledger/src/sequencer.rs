@@ -1,0 +1,638 @@
+//! Sequencing: how an agent's hosts put its messages in one order and
+//! agree on its states.
+//!
+//! An agent is hosted by a fixed list of R hosts. One of them, the
+//! *sequencer*, takes the agent's messages, gives each the next sequence
+//! number and asks every host to apply it; a step counts once a strict
+//! majority of the R hosts have applied it durably and agree on its
+//! result (the state hashes before and after and the reply). The rules
+//! are Paxos over the agent's history, with the state hash standing for
+//! the history:
+//!
+//! - A sequencer leads under a [`Ballot`] (a round number and its place in
+//!   the host list; ballots are totally ordered). It starts by asking the
+//!   hosts to *prepare*: each promises to ignore lower ballots and tells
+//!   its [`Head`] (sequence number, state hash, and the ballot under which
+//!   it accepted that state). With a strict majority of promises, the
+//!   sequencer takes the head with the highest (ballot, seq) among them
+//!   ([`Recovery`]): any step a majority acknowledged is in it, because
+//!   every majority shares a host with that one. It then *syncs* the
+//!   hosts to that head (a host whose head differs fetches the state and
+//!   the log from the sequencer) before it sequences anything new.
+//! - Each message is replicated with its sequence number and the hash of
+//!   the state it applies to; a host applies it only on exactly that state
+//!   ([`Standing::replicate`]), else it catches up first.
+//! - The votes of one step are counted by a [`Round`]: a result held by a
+//!   strict majority of the hosts is the agent's; the hosts that gave
+//!   another are outvoted and resynchronised from the majority.
+//!
+//! Nothing here does I/O or reads a clock: a node's driver persists the
+//! [`Standing`] before answering, sends the requests and feeds the
+//! answers in; the same rules run in the tests' simulation below.
+
+use serde::{Deserialize, Serialize};
+
+/// A sequencer's term: a round number, then the sequencer's place in the
+/// agent's host list (so two hosts never lead under equal ballots).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Ballot {
+    /// Increases with every takeover.
+    pub round: u64,
+    /// The sequencer's index in the host list.
+    pub leader: u32,
+}
+
+impl Ballot {
+    /// The ballot host `leader` takes over with after seeing `highest`.
+    pub fn after(highest: Ballot, leader: u32) -> Ballot {
+        Ballot {
+            round: highest.round + 1,
+            leader,
+        }
+    }
+}
+
+/// Where a host's copy of an agent stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// Messages applied.
+    pub seq: u64,
+    /// blake3 of the state after them.
+    pub hash: [u8; 32],
+    /// The ballot under which this state was accepted.
+    pub accepted: Ballot,
+}
+
+impl Head {
+    /// An agent no message reached yet, starting from the state hashed
+    /// `hash`.
+    pub fn genesis(hash: [u8; 32]) -> Head {
+        Head {
+            seq: 0,
+            hash,
+            accepted: Ballot::default(),
+        }
+    }
+
+    /// Orders heads for recovery: a later ballot first, then more applied.
+    fn rank(&self) -> (Ballot, u64) {
+        (self.accepted, self.seq)
+    }
+}
+
+/// One host's part in an agent's replication: the highest ballot it
+/// promised and its head. Persisted with the state it describes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standing {
+    /// Ballots below this one are refused.
+    pub promised: Ballot,
+    /// The host's copy.
+    pub head: Head,
+}
+
+/// A host's answer to a prepare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Prepared {
+    /// It promised; here is its head.
+    Promise(Head),
+    /// It promised a higher ballot before.
+    Stale {
+        /// That ballot.
+        promised: Ballot,
+    },
+}
+
+/// What a host does with a replicated message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replicated {
+    /// Apply it: the host has exactly the state it applies to.
+    Apply,
+    /// The host is past it: if its log holds this very message at that
+    /// place it votes what it voted then, else it catches up.
+    Past,
+    /// The host is behind or elsewhere: it catches up from the sequencer.
+    CatchUp,
+    /// A higher ballot was promised: the sender no longer leads.
+    Stale {
+        /// The ballot promised.
+        promised: Ballot,
+    },
+}
+
+/// What a host does with a sync to the sequencer's head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synced {
+    /// It has that state: it accepts it under the new ballot.
+    Same,
+    /// It catches up from the sequencer.
+    CatchUp,
+    /// A higher ballot was promised.
+    Stale {
+        /// The ballot promised.
+        promised: Ballot,
+    },
+}
+
+impl Standing {
+    /// A host of an agent no message reached yet.
+    pub fn new(genesis: [u8; 32]) -> Standing {
+        Standing {
+            promised: Ballot::default(),
+            head: Head::genesis(genesis),
+        }
+    }
+
+    /// Answers a prepare under `ballot` (promising it when it is not
+    /// below the promise: a sequencer may prepare again).
+    pub fn prepare(&mut self, ballot: Ballot) -> Prepared {
+        if ballot < self.promised {
+            return Prepared::Stale {
+                promised: self.promised,
+            };
+        }
+        self.promised = ballot;
+        Prepared::Promise(self.head)
+    }
+
+    /// What to do with message number `seq`, which applies to the state
+    /// hashed `before`, replicated under `ballot`.
+    pub fn replicate(&self, ballot: Ballot, seq: u64, before: [u8; 32]) -> Replicated {
+        if ballot < self.promised {
+            return Replicated::Stale {
+                promised: self.promised,
+            };
+        }
+        if seq == self.head.seq + 1 && before == self.head.hash {
+            Replicated::Apply
+        } else if seq <= self.head.seq {
+            Replicated::Past
+        } else {
+            Replicated::CatchUp
+        }
+    }
+
+    /// What to do with a sync to `head` under `ballot`.
+    pub fn sync(&self, ballot: Ballot, head: &Head) -> Synced {
+        if ballot < self.promised {
+            return Synced::Stale {
+                promised: self.promised,
+            };
+        }
+        if head.seq == self.head.seq && head.hash == self.head.hash {
+            Synced::Same
+        } else {
+            Synced::CatchUp
+        }
+    }
+
+    /// The host now holds state `hash` after `seq` messages, accepted
+    /// under `ballot` (applied, synced or caught up).
+    pub fn accept(&mut self, ballot: Ballot, seq: u64, hash: [u8; 32]) {
+        self.promised = self.promised.max(ballot);
+        self.head = Head {
+            seq,
+            hash,
+            accepted: ballot,
+        };
+    }
+}
+
+/// A strict majority of `hosts`.
+pub fn majority(hosts: usize) -> usize {
+    hosts / 2 + 1
+}
+
+/// A sequencer's takeover: the promises of the hosts so far.
+#[derive(Clone, Debug)]
+pub struct Recovery<E> {
+    hosts: usize,
+    promises: Vec<(E, Head)>,
+    refused: Option<Ballot>,
+    failed: usize,
+}
+
+/// What a recovering sequencer does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovering<E> {
+    /// Answers are outstanding and no majority promised yet.
+    Wait,
+    /// A strict majority promised: lead from the head of `from`.
+    Lead {
+        /// The host holding the head to start from.
+        from: E,
+        /// That head.
+        head: Head,
+    },
+    /// A host promised a higher ballot: another sequencer leads.
+    Superseded(Ballot),
+    /// Too many hosts failed to answer for a majority.
+    NoQuorum,
+}
+
+impl<E: Clone> Recovery<E> {
+    /// A takeover among `hosts` hosts, the sequencer's own promise first.
+    pub fn new(hosts: usize, me: E, head: Head) -> Self {
+        Self {
+            hosts,
+            promises: vec![(me, head)],
+            refused: None,
+            failed: 0,
+        }
+    }
+
+    /// A host's answer.
+    pub fn answer(&mut self, from: E, prepared: Prepared) {
+        match prepared {
+            Prepared::Promise(head) => self.promises.push((from, head)),
+            Prepared::Stale { promised } => {
+                self.refused = Some(self.refused.map_or(promised, |r| r.max(promised)))
+            }
+        }
+    }
+
+    /// A host gave no answer.
+    pub fn failed(&mut self) {
+        self.failed += 1;
+    }
+
+    /// The decision on the answers so far.
+    pub fn decision(&self) -> Recovering<E> {
+        if let Some(b) = self.refused {
+            return Recovering::Superseded(b);
+        }
+        if self.promises.len() >= majority(self.hosts) {
+            let (from, head) = self
+                .promises
+                .iter()
+                .max_by_key(|(_, h)| h.rank())
+                .cloned()
+                .unwrap_or_else(|| unreachable!("a majority is at least one promise"));
+            return Recovering::Lead { from, head };
+        }
+        if self.hosts - self.failed < majority(self.hosts) {
+            return Recovering::NoQuorum;
+        }
+        Recovering::Wait
+    }
+}
+
+/// The votes of one step: each host's result (its state hashes before and
+/// after and its reply, digested together), or no answer.
+#[derive(Clone, Debug)]
+pub struct Round<E, V> {
+    hosts: usize,
+    votes: Vec<(E, V)>,
+    failed: Vec<E>,
+}
+
+/// The outcome of a [`Round`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Counted<E, V> {
+    /// No result can be known yet.
+    Wait,
+    /// A strict majority of the hosts gave `result`.
+    Agreed {
+        /// Their result.
+        result: V,
+        /// The hosts that gave it, in the order they answered.
+        agreed: Vec<E>,
+        /// The hosts that gave another, in the order they answered.
+        outvoted: Vec<E>,
+    },
+    /// No result can reach a strict majority of the hosts any more.
+    NoMajority,
+}
+
+impl<E: Clone, V: Clone + PartialEq> Round<E, V> {
+    /// A round among `hosts` hosts.
+    pub fn new(hosts: usize) -> Self {
+        Self {
+            hosts,
+            votes: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// A host's vote.
+    pub fn vote(&mut self, from: E, result: V) {
+        self.votes.push((from, result));
+    }
+
+    /// A host gave no vote (no answer, or it could not apply the step).
+    pub fn failed(&mut self, from: E) {
+        self.failed.push(from);
+    }
+
+    /// Whether every host answered.
+    pub fn complete(&self) -> bool {
+        self.votes.len() + self.failed.len() >= self.hosts
+    }
+
+    /// The count so far.
+    pub fn decision(&self) -> Counted<E, V> {
+        let need = majority(self.hosts);
+        for (_, candidate) in &self.votes {
+            let agreed: Vec<E> = self
+                .votes
+                .iter()
+                .filter(|(_, v)| v == candidate)
+                .map(|(e, _)| e.clone())
+                .collect();
+            if agreed.len() >= need {
+                return Counted::Agreed {
+                    result: candidate.clone(),
+                    agreed,
+                    outvoted: self
+                        .votes
+                        .iter()
+                        .filter(|(_, v)| v != candidate)
+                        .map(|(e, _)| e.clone())
+                        .collect(),
+                };
+            }
+        }
+        let outstanding = self.hosts - self.votes.len() - self.failed.len();
+        let best = self
+            .votes
+            .iter()
+            .map(|(_, c)| self.votes.iter().filter(|(_, v)| v == c).count())
+            .max()
+            .unwrap_or(0);
+        if best + outstanding < need {
+            Counted::NoMajority
+        } else {
+            Counted::Wait
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A simulation of the rules: R hosts whose state is the list of the
+    //! message ids they applied, sequencers that take over at random,
+    //! crashes at every point of a step (some hosts got the message, some
+    //! did not) and lost answers. After every step the sequencer
+    //! acknowledges, the acknowledged messages must be in every later
+    //! agreed state, once each and in the order acknowledged.
+    use super::*;
+
+    fn hash(state: &[u64]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        for m in state {
+            h.update(&m.to_be_bytes());
+        }
+        *h.finalize().as_bytes()
+    }
+
+    #[derive(Clone, Default)]
+    struct Host {
+        standing: Standing,
+        state: Vec<u64>,
+        up: bool,
+    }
+
+    impl Host {
+        fn catch_up(&mut self, ballot: Ballot, from: &[u64]) {
+            self.state = from.to_vec();
+            self.standing
+                .accept(ballot, from.len() as u64, hash(&self.state));
+        }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    /// Host `me` takes over and, if it can, applies message `m`: returns
+    /// whether `m` was acknowledged.
+    fn lead_and_step(hosts: &mut [Host], me: usize, m: u64, rng: &mut Rng) -> bool {
+        let r = hosts.len();
+        let highest = hosts.iter().map(|h| h.standing.promised).max().unwrap();
+        let ballot = Ballot::after(highest, me as u32);
+        let Prepared::Promise(mine) = hosts[me].standing.prepare(ballot) else {
+            unreachable!()
+        };
+        let mut recovery = Recovery::new(r, me, mine);
+        for i in (0..r).filter(|i| *i != me) {
+            if hosts[i].up && !rng.chance(10) {
+                let answer = hosts[i].standing.prepare(ballot);
+                recovery.answer(i, answer);
+            } else {
+                recovery.failed();
+            }
+        }
+        let (from, head) = match recovery.decision() {
+            Recovering::Lead { from, head } => (from, head),
+            Recovering::NoQuorum => return false,
+            other => panic!("{:?}", other.clone()),
+        };
+        let source = hosts[from].state.clone();
+        hosts[me].catch_up(ballot, &source);
+        assert_eq!(hosts[me].standing.head.hash, head.hash);
+        // Sync: a majority must hold the head under this ballot.
+        let mut synced = 1;
+        for i in (0..r).filter(|i| *i != me) {
+            if !hosts[i].up || rng.chance(10) {
+                continue;
+            }
+            match hosts[i].standing.sync(ballot, &hosts[me].standing.head) {
+                Synced::Same => {
+                    let (seq, h) = (hosts[i].standing.head.seq, hosts[i].standing.head.hash);
+                    hosts[i].standing.accept(ballot, seq, h);
+                }
+                Synced::CatchUp => hosts[i].catch_up(ballot, &source),
+                Synced::Stale { .. } => continue,
+            }
+            synced += 1;
+        }
+        if synced < majority(r) {
+            return false;
+        }
+        // The step: every host that gets the message applies it; the
+        // sequencer may crash after any number of them did.
+        let seq = hosts[me].standing.head.seq + 1;
+        let before = hosts[me].standing.head.hash;
+        let mut after = hosts[me].state.clone();
+        after.push(m);
+        let result = hash(&after);
+        let mut round = Round::new(r);
+        let crash_after = if rng.chance(20) {
+            Some(rng.next() as usize % r)
+        } else {
+            None
+        };
+        for (n, i) in (0..r).filter(|i| *i != me).enumerate() {
+            if crash_after == Some(n) {
+                hosts[me].up = false;
+                return false;
+            }
+            if !hosts[i].up || rng.chance(10) {
+                round.failed(i);
+                continue;
+            }
+            match hosts[i].standing.replicate(ballot, seq, before) {
+                Replicated::Apply => {
+                    hosts[i].state.push(m);
+                    let h = hash(&hosts[i].state);
+                    hosts[i].standing.accept(ballot, seq, h);
+                    round.vote(i, h);
+                }
+                Replicated::CatchUp | Replicated::Past => {
+                    hosts[i].catch_up(ballot, &source);
+                    round.failed(i);
+                }
+                Replicated::Stale { .. } => round.failed(i),
+            }
+        }
+        // The sequencer's own write comes last, before the reply.
+        round.vote(me, result);
+        match round.decision() {
+            Counted::Agreed { result: agreed, .. } => {
+                assert_eq!(agreed, result);
+                hosts[me].state = after;
+                hosts[me].standing.accept(ballot, seq, result);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn acknowledged_messages_survive_takeovers_and_crashes_once_and_in_order() {
+        for seed in 1..=200u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let r = [1, 3, 3, 5][seed as usize % 4];
+            let genesis = hash(&[]);
+            let mut hosts = vec![
+                Host {
+                    standing: Standing::new(genesis),
+                    state: Vec::new(),
+                    up: true,
+                };
+                r
+            ];
+            let mut acknowledged = Vec::new();
+            for m in 0..200u64 {
+                // Churn: hosts go down and come back (a restart keeps what
+                // was persisted: the standing and the state).
+                for h in hosts.iter_mut() {
+                    if rng.chance(5) {
+                        h.up = !h.up;
+                    }
+                }
+                if hosts.iter().filter(|h| h.up).count() < majority(r) {
+                    for h in hosts.iter_mut() {
+                        h.up = true;
+                    }
+                }
+                let up: Vec<usize> = (0..r).filter(|i| hosts[*i].up).collect();
+                let me = up[rng.next() as usize % up.len()];
+                if lead_and_step(&mut hosts, me, m, &mut rng) {
+                    acknowledged.push(m);
+                }
+                // Every acknowledged message is in the state the next
+                // takeover would recover, once, in order.
+                // Whichever majority answers it.
+                for set in (1u32..1 << r).filter(|s| s.count_ones() as usize == majority(r)) {
+                    let best = (0..r)
+                        .filter(|i| set & (1 << i) != 0)
+                        .map(|i| &hosts[i])
+                        .max_by_key(|h| h.standing.head.rank())
+                        .unwrap()
+                        .state
+                        .clone();
+                    let kept: Vec<u64> = best
+                        .iter()
+                        .copied()
+                        .filter(|x| acknowledged.contains(x))
+                        .collect();
+                    assert_eq!(kept, acknowledged, "seed {seed}, R = {r}, after {m}");
+                    let mut once = best.clone();
+                    once.sort_unstable();
+                    once.dedup();
+                    assert_eq!(once.len(), best.len(), "seed {seed}: applied twice");
+                }
+            }
+            assert!(
+                acknowledged.len() > 50,
+                "seed {seed}: only {} acknowledged",
+                acknowledged.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_lower_ballot_is_refused_once_a_higher_one_is_promised() {
+        let mut s = Standing::new([0; 32]);
+        let b1 = Ballot::after(Ballot::default(), 0);
+        let b2 = Ballot::after(b1, 1);
+        assert_eq!(s.prepare(b2), Prepared::Promise(s.head));
+        assert_eq!(s.prepare(b1), Prepared::Stale { promised: b2 });
+        assert_eq!(
+            s.replicate(b1, 1, [0; 32]),
+            Replicated::Stale { promised: b2 }
+        );
+        assert_eq!(s.replicate(b2, 1, [0; 32]), Replicated::Apply);
+        assert_eq!(s.replicate(b2, 1, [1; 32]), Replicated::CatchUp);
+        s.accept(b2, 1, [1; 32]);
+        assert_eq!(s.replicate(b2, 1, [0; 32]), Replicated::Past);
+        assert_eq!(s.replicate(b2, 3, [1; 32]), Replicated::CatchUp);
+    }
+
+    #[test]
+    fn a_round_agrees_on_a_strict_majority_of_the_hosts_not_of_the_answers() {
+        let mut round: Round<u8, u8> = Round::new(3);
+        round.vote(0, 7);
+        assert_eq!(round.decision(), Counted::Wait);
+        round.failed(1);
+        assert_eq!(round.decision(), Counted::Wait);
+        round.vote(2, 9);
+        assert_eq!(round.decision(), Counted::NoMajority);
+        let mut round: Round<u8, u8> = Round::new(3);
+        round.vote(0, 7);
+        round.vote(1, 9);
+        round.vote(2, 7);
+        assert_eq!(
+            round.decision(),
+            Counted::Agreed {
+                result: 7,
+                agreed: vec![0, 2],
+                outvoted: vec![1]
+            }
+        );
+    }
+
+    #[test]
+    fn recovery_leads_from_the_latest_ballot_then_the_longest_history() {
+        let h = |seq, round| Head {
+            seq,
+            hash: [seq as u8; 32],
+            accepted: Ballot { round, leader: 0 },
+        };
+        let mut rec = Recovery::new(3, 'a', h(9, 1));
+        assert_eq!(rec.decision(), Recovering::Wait);
+        rec.answer('b', Prepared::Promise(h(5, 2)));
+        assert_eq!(
+            rec.decision(),
+            Recovering::Lead {
+                from: 'b',
+                head: h(5, 2)
+            }
+        );
+        let mut rec = Recovery::new(3, 'a', h(1, 1));
+        rec.failed();
+        rec.failed();
+        assert_eq!(rec.decision(), Recovering::NoQuorum);
+    }
+}
