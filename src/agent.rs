@@ -32,8 +32,12 @@ pub(crate) enum AgentCommand {
 const DEPLOY_HELP: &str = "\
 An agent module is built with orb_guest::agent (examples/agents). Its agents are
 MODULE/ID for any ID: each is created by its first message, from --init (or the
-module's default state). The node you deploy through hosts them; its data dir
-keeps their state.";
+module's default state). The node you deploy through hosts them, with
+--replicas R-1 more nodes it asks: every agent of the module lives on all R
+hosts, which apply its messages in one order (one host sequences them, the
+next takes over when it is down); a reply leaves once a strict majority of the
+hosts have the step on disk and agree on it, so an agent with R = 3 keeps
+answering while one host is down.";
 
 const SEND_HELP: &str = "\
 Each message carries an id (--id, or one drawn here). If the node cannot be
@@ -52,6 +56,10 @@ pub(crate) struct DeployArgs {
     /// default state).
     #[arg(long, value_name = "JSON")]
     init: Option<String>,
+    /// Hosts of every agent of the module (1 to 7): each message is applied
+    /// by all of them, and counts once a strict majority agree.
+    #[arg(long, default_value_t = 1, value_name = "R")]
+    replicas: u32,
     /// The node's API token, needed when its API is reachable beyond
     /// loopback.
     #[arg(
@@ -143,7 +151,7 @@ fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<(), CliError>
         &Publish {
             module: &args.module,
             name: &args.name,
-            replicas: 1,
+            replicas: args.replicas,
             api_token: args.api_token.as_deref(),
             extra: &extra,
         },
@@ -213,7 +221,11 @@ fn send(args: SendArgs, node: &str) -> Result<(), CliError> {
                         .unwrap_or("")
                         .to_owned()
                 };
-                let headers = (header("x-orb-seq"), header("x-orb-duplicate"));
+                let headers = (
+                    header("x-orb-seq"),
+                    header("x-orb-duplicate"),
+                    header("x-orb-outvoted"),
+                );
                 let body = response
                     .body_mut()
                     .with_config()
@@ -235,8 +247,12 @@ fn send(args: SendArgs, node: &str) -> Result<(), CliError> {
     if status >= 300 {
         return parse(status, &body).map(|_| ());
     }
-    let (seq, duplicate) = headers;
+    let (seq, duplicate, outvoted) = headers;
     let duplicate = duplicate == "true";
+    let outvoted: Vec<&str> = outvoted.split(',').filter(|p| !p.is_empty()).collect();
+    for peer in &outvoted {
+        eprintln!("outvoted: host {peer} gave another result than the majority");
+    }
     if args.json {
         let value = serde_json::json!({
             "agent": args.agent,
@@ -244,6 +260,7 @@ fn send(args: SendArgs, node: &str) -> Result<(), CliError> {
             "seq": seq.parse::<u64>().unwrap_or(0),
             "message_id": id,
             "duplicate": duplicate,
+            "outvoted": outvoted,
         });
         outln!("{value}");
         return Ok(());

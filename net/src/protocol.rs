@@ -11,7 +11,8 @@ use std::io;
 
 use futures::{AsyncRead, AsyncReadExt};
 use orb_functions::FunctionId;
-use orb_ledger::{Block, Claim, Digest, Receipt, Settlement, Vote};
+use orb_ledger::sequencer::{Ballot, Head, Prepared};
+use orb_ledger::{Block, Claim, Digest, PublicKey, Receipt, Settlement, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,97 @@ pub enum Request {
         /// The first sequence number wanted.
         from: u64,
     },
+    /// Keep this agent module's registration: new agents start from
+    /// `init` and are hosted by `hosts` (the peer already hosts the
+    /// module).
+    AgentModule {
+        /// The module.
+        function: FunctionId,
+        /// The state a new agent starts from (empty: the module's default).
+        init: Vec<u8>,
+        /// Every agent of the module is hosted by these peers, in this
+        /// order (a sequencer's ballot names its place here).
+        hosts: Vec<String>,
+    },
+    /// A sequencer taking over an agent asks its hosts to promise `ballot`.
+    AgentPrepare {
+        /// The agent: `module/id`.
+        agent: String,
+        /// Its module.
+        function: FunctionId,
+        /// The ballot to promise.
+        ballot: Ballot,
+    },
+    /// The sequencer asks a host to hold its head under `ballot` (catching
+    /// up from the sequencer when its own differs).
+    AgentSync {
+        /// The agent: `module/id`.
+        agent: String,
+        /// Its module.
+        function: FunctionId,
+        /// The sequencer's ballot.
+        ballot: Ballot,
+        /// The sequencer's head.
+        head: Head,
+    },
+    /// The sequencer asks a host to apply message number `seq`.
+    AgentReplicate(Box<Replicate>),
+    /// A host catching up asks for the agent's state and its log from
+    /// `from` on.
+    AgentCatchUp {
+        /// The agent: `module/id`.
+        agent: String,
+        /// The first log entry wanted.
+        from: u64,
+    },
+}
+
+/// One message replicated to an agent's hosts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicate {
+    /// The sequencer's ballot.
+    pub ballot: Ballot,
+    /// The message's place in the agent's order.
+    pub seq: u64,
+    /// The hash of the state it applies to.
+    pub before: [u8; 32],
+    /// Messages of the agent the sequencer knows a majority holds.
+    pub committed: u64,
+    /// The message.
+    pub message: AgentMessage,
+    /// Who sent it, as the agent's context says.
+    pub sender: String,
+    /// The node that pays for the step, on a ledger.
+    pub invoker: Option<PublicKey>,
+}
+
+/// A host's vote on one step: the state it reached and the reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepVote {
+    /// The step's place in the agent's order.
+    pub seq: u64,
+    /// The hash of the state after it.
+    pub after: [u8; 32],
+    /// The reply.
+    pub reply: Vec<u8>,
+    /// On a ledger, the host's receipt of the step (none when it voted
+    /// from its log, having applied the step before).
+    pub receipt: Option<Receipt>,
+}
+
+/// What an agent's host answers its sequencer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaAnswer {
+    /// To a prepare.
+    Prepared(Prepared),
+    /// It holds the sequencer's head.
+    Synced,
+    /// It applied the step.
+    Vote(Box<StepVote>),
+    /// It could not apply the step (catching up failed, or the step did).
+    NotApplied(String),
+    /// It promised a higher ballot.
+    Stale(Ballot),
 }
 
 /// Log entries one [`Request::AgentLog`] answers at most.
@@ -89,9 +181,13 @@ pub struct Applied {
     /// Whether it had been applied before (this was a retry: the reply is
     /// the one it gave then).
     pub duplicate: bool,
-    /// On a ledger, the host's signed receipt of the step, charging the
+    /// On a ledger, the hosts' signed receipts of the step, charging the
     /// node the message came from (none for a retry: the first was paid).
-    pub receipt: Option<Receipt>,
+    pub receipts: Vec<Receipt>,
+    /// The hosts whose result the others outvoted (peer ids).
+    pub outvoted: Vec<String>,
+    /// The host that sequenced it (peer id).
+    pub sequencer: String,
 }
 
 /// An agent's state after its last applied message.
@@ -130,6 +226,21 @@ pub struct AgentLogEntry {
 }
 
 impl Request {
+    /// Whether it is about agents.
+    pub fn is_agent(&self) -> bool {
+        matches!(
+            self,
+            Request::Agent(_)
+                | Request::AgentState { .. }
+                | Request::AgentLog { .. }
+                | Request::AgentModule { .. }
+                | Request::AgentPrepare { .. }
+                | Request::AgentSync { .. }
+                | Request::AgentReplicate(_)
+                | Request::AgentCatchUp { .. }
+        )
+    }
+
     /// Whether the ledger answers it (queries, blocks, sync).
     pub fn is_ledger(&self) -> bool {
         matches!(
@@ -209,6 +320,16 @@ pub enum Response {
     AgentState(Option<AgentState>),
     /// Entries of an agent's log, in order.
     AgentLog(Vec<AgentLogEntry>),
+    /// An agent host's answer to its sequencer.
+    Replica(ReplicaAnswer),
+    /// An agent's state and the log entries asked for, up to it.
+    AgentCatchUp {
+        /// The state (`None`: no message reached the agent here).
+        state: Option<AgentState>,
+        /// Log entries from the asked one to the state's, in order (at
+        /// most [`AGENT_LOG_BATCH`]: the latest ones).
+        entries: Vec<AgentLogEntry>,
+    },
 }
 
 /// What a node tells everyone on gossipsub.

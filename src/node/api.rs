@@ -304,14 +304,6 @@ async fn deploy(
     {
         return install_error(&e);
     }
-    if let Some(init) = init
-        && let Err(e) = node.agents.register(function, &init)
-    {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({ "error": e.to_string() }),
-        );
-    }
     node.host.remember_name(&record);
     node.names.put(&record.name, function);
     // The provider record goes out from the routing dataflow, which saw our
@@ -349,6 +341,41 @@ async fn deploy(
                 }
                 Ok(other) => declined.push(format!("{peer}: {other:?}")),
                 Err(e) => declined.push(format!("{peer}: {e}")),
+            }
+        }
+    }
+    if let Some(init) = init {
+        // Every host keeps the same registration: the initial state and
+        // the host list, in the order ballots name the hosts.
+        let hosts = if providers.len() > 1 {
+            providers.clone()
+        } else {
+            Vec::new()
+        };
+        if let Err(e) = node.agents.register(function, &init, hosts.clone()) {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "error": e.to_string() }),
+            );
+        }
+        let register = Request::AgentModule {
+            function,
+            init,
+            hosts,
+        };
+        for peer in providers.iter().skip(1) {
+            let Ok(id) = peer.parse() else { continue };
+            match node.net.request(id, &register).await {
+                Ok(NetResponse::Hosting { accepted: true, .. }) => {}
+                other => {
+                    return error(
+                        StatusCode::BAD_GATEWAY,
+                        json!({ "error": format!(
+                            "{peer} hosts the module but did not keep it as an agent module \
+                             ({other:?}): deploy again"
+                        ) }),
+                    );
+                }
             }
         }
     }

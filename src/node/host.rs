@@ -189,6 +189,12 @@ impl Host {
         }
     }
 
+    /// Whether this is a Byzantine test node that corrupts what it
+    /// computes (agent states too).
+    pub(crate) fn corrupts_outputs(&self) -> bool {
+        self.byzantine.has(Mode::WrongOutput)
+    }
+
     /// Whether this is a slow Byzantine test node ([`Host::send_late`]
     /// must then run).
     pub(crate) fn is_slow(&self) -> bool {
@@ -646,12 +652,6 @@ impl Host {
                 Ok(bytes) => Response::Module(bytes),
                 Err(_) => Response::Refused(format!("no module {function} here")),
             },
-            Request::Query(_)
-            | Request::FetchBlock { .. }
-            | Request::Sync { .. }
-            | Request::Agent(_)
-            | Request::AgentState { .. }
-            | Request::AgentLog { .. } => Response::Refused("not a function request".into()),
             Request::Host { function } => {
                 if self.function(&function).is_some() {
                     return Response::Hosting {
@@ -682,6 +682,7 @@ impl Host {
                     },
                 }
             }
+            _ => Response::Refused("not a function request".into()),
         }
     }
 }

@@ -71,9 +71,7 @@ async fn answer(node: &Node, peer: PeerId, request: Request, channel: Reply) {
         return;
     }
     let response = match request {
-        Request::Agent(_) | Request::AgentState { .. } | Request::AgentLog { .. } => {
-            super::agents::answer(node, peer, request).await
-        }
+        request if request.is_agent() => super::agents::answer(node, peer, request).await,
         request => node.host.answer(node, peer, request).await,
     };
     node.host.deliver(channel, response);

@@ -180,7 +180,10 @@ pub(crate) async fn run_until_cancelled(node: Arc<Node>, config: ScaleConfig) {
     let mut last = Instant::now();
     let cancel = node.tasks.token().clone();
     while cancel.run_until_cancelled(every.tick()).await.is_some() {
-        let load = node.host.take_window(last.elapsed());
+        let mut load = node.host.take_window(last.elapsed());
+        // Agent modules keep the hosts they were deployed on.
+        load.functions
+            .retain(|f| !node.agents.is_module(&f.function));
         last = Instant::now();
         if !load.functions.is_empty() {
             let _ = node.net.announce(Announcement::Load(load.clone())).await;

@@ -348,3 +348,298 @@ fn agent_steps_are_paid_once_like_calls_and_a_retry_is_not_paid_again() {
         assert_eq!(receipts_of(dir, &host), 6, "{}", dir.display());
     }
 }
+
+/// What a POST answered, with the headers of a replicated agent.
+struct Reply {
+    status: u16,
+    body: String,
+    seq: u64,
+    sequencer: String,
+    outvoted: String,
+}
+
+fn post_full(node: &NodeProc, agent: &str, message: &str, id: &str) -> Option<Reply> {
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let url = format!("{}/agent/{agent}?message_id={id}", node.api);
+    let mut r = http.post(&url).send(message).ok()?;
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (seq, sequencer, outvoted) = (
+        header("x-orb-seq").parse().unwrap_or(0),
+        header("x-orb-sequencer"),
+        header("x-orb-outvoted"),
+    );
+    Some(Reply {
+        status: r.status().as_u16(),
+        body: r.body_mut().read_to_string().ok()?,
+        seq,
+        sequencer,
+        outvoted,
+    })
+}
+
+/// Sends `message` with id `id` until it is applied (retrying with the
+/// same id on 502/503 or no answer, as `orb agent send` does).
+fn send_until_applied(node: &NodeProc, agent: &str, message: &str, id: &str) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match post_full(node, agent, message, id) {
+            Some(r) if r.status == 200 => return r,
+            Some(r) if r.status != 502 && r.status != 503 => {
+                panic!("{agent} {message}: {} {}", r.status, r.body)
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{agent}: message {id} never applied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Node `i`, which is up.
+fn up(nodes: &[Option<NodeProc>], i: usize) -> &NodeProc {
+    nodes[i].as_ref().expect("a node that is up")
+}
+
+fn agent_state_on(node: &NodeProc, agent: &str) -> Value {
+    let out = ureq::get(&format!("{}/agent/{agent}/state", node.api))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    serde_json::from_str(&out).unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_counter_on_three_hosts_applies_1000_messages_once_while_its_sequencers_are_killed() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let flags = ["--no-autoscale"];
+    let s = node(r, "s", None, &flags);
+    let boot = s.addrs[0].clone();
+    let mut nodes = vec![s];
+    for name in ["a", "b", "c", "d"] {
+        nodes.push(node(r, name, Some(&boot), &flags));
+    }
+    let names = ["s", "a", "b", "c", "d"];
+    for n in &nodes {
+        n.wait_status("4 connected peers", |st| {
+            st["connected"].as_u64().unwrap_or(0) >= 4
+        });
+    }
+    let deployed = json_of(&agent_cli(
+        &nodes[1],
+        &client,
+        &[
+            "deploy",
+            example("counter").to_str().unwrap(),
+            "--name",
+            "counter",
+            "--replicas",
+            "3",
+            "--json",
+        ],
+    ));
+    let hosts: Vec<usize> = deployed["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            nodes
+                .iter()
+                .position(|n| n.peer_id == p.as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(hosts.len(), 3, "{deployed}");
+    let entry = (0..nodes.len()).find(|i| !hosts.contains(i)).unwrap();
+    wait_providers(&[&nodes[entry]], "counter", 3);
+    let peer_ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
+    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
+
+    let agent = "counter/x";
+    let mut sequencers = Vec::new();
+    let mut killed: Vec<usize> = Vec::new();
+    for n in 1..=1000u32 {
+        let reply = send_until_applied(up(&nodes, entry), agent, "inc", &id(n));
+        assert_eq!(
+            (reply.body.as_str(), reply.seq),
+            (n.to_string().as_str(), u64::from(n)),
+            "message {n}"
+        );
+        if sequencers.last() != Some(&reply.sequencer) {
+            sequencers.push(reply.sequencer.clone());
+        }
+        // Kill the agent's sequencer at 300 and the next one at 600
+        // (never the supernode: the others join through it); restart
+        // each 200 messages later with its data dir.
+        if n == 300 || n == 600 {
+            let victim = hosts
+                .iter()
+                .copied()
+                .find(|i| peer_ids[*i] == reply.sequencer && *i != 0)
+                .or_else(|| {
+                    hosts
+                        .iter()
+                        .copied()
+                        .find(|i| *i != 0 && !killed.contains(i))
+                })
+                .unwrap();
+            killed.push(victim);
+            nodes[victim].take().unwrap().stop();
+        }
+        if n == 500 || n == 800 {
+            let victim = *killed.last().unwrap();
+            nodes[victim] = Some(node(r, names[victim], Some(&boot), &flags));
+        }
+    }
+    assert!(
+        sequencers.len() >= 2,
+        "the sequencer never changed: {sequencers:?}"
+    );
+    // Every host ends at 1,000, each message applied once.
+    for h in &hosts {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = agent_state_on(up(&nodes, *h), agent);
+            if st["seq"].as_u64() == Some(1000) {
+                assert_eq!(st["state"].as_u64(), Some(1000), "{}: {st}", names[*h]);
+                break;
+            }
+            // A host that was down catches up on the next step.
+            if Instant::now() > deadline {
+                let nudge =
+                    send_until_applied(up(&nodes, entry), agent, "get", &id(5000 + *h as u32));
+                assert_eq!(nudge.body, "1000");
+                panic!("{} stays at {st}", names[*h]);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let log = json_of(&agent_cli(
+        up(&nodes, entry),
+        &client,
+        &["log", agent, "--json"],
+    ));
+    let entries = log.as_array().unwrap();
+    assert_eq!(entries.len(), 1000);
+    let mut ids: Vec<&str> = entries
+        .iter()
+        .map(|e| e["message_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000, "a message applied twice");
+}
+
+#[test]
+fn a_byzantine_agent_host_is_outvoted_on_every_step_and_earns_nothing() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, _, _) = crate::consensus::ledger_network(
+        root.path(),
+        3,
+        "agent-byzantine",
+        orb_ledger::Params::new(3, 2, 2, 2).unwrap(),
+        "200",
+        &[&[], &[], &["--byzantine", "wrong-output"]],
+    );
+    let client = root.path().join("client");
+    for n in &nodes {
+        n.wait_status("2 connected peers", |st| {
+            st["connected"].as_u64().unwrap_or(0) >= 2
+        });
+    }
+    // n1 deploys on all three; n0 (funded) sends and pays.
+    let deployed = json_of(&agent_cli(
+        &nodes[1],
+        &client,
+        &[
+            "deploy",
+            example("counter").to_str().unwrap(),
+            "--name",
+            "counter",
+            "--replicas",
+            "3",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        deployed["providers"].as_array().unwrap().len(),
+        3,
+        "{deployed}"
+    );
+    wait_providers(&[&nodes[0]], "counter", 3);
+    let liar = nodes[2].peer_id.clone();
+    for n in 1..=10u32 {
+        let reply = send_until_applied(&nodes[0], "counter/b", "inc", &id(n));
+        assert_eq!(reply.body, n.to_string(), "message {n}");
+        assert_eq!(reply.outvoted, liar, "message {n}");
+    }
+    // The honest hosts agree; the liar took part in every step (as the
+    // sequencer it fetches the majority's state after each of its own; as
+    // a follower it is resynchronised before the next one).
+    let honest = agent_state_on(&nodes[1], "counter/b");
+    assert_eq!(honest["state"].as_u64(), Some(10), "{honest}");
+    assert_eq!(
+        agent_state_on(&nodes[0], "counter/b")["hash"],
+        honest["hash"]
+    );
+    assert_eq!(agent_state_on(&nodes[2], "counter/b")["seq"], 10);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crate::consensus::ledger(&nodes[0])["unsettled"].as_u64() != Some(0) {
+        assert!(Instant::now() < deadline, "settlements never committed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    crate::hostile::wait_agreed(&all, 1);
+    let keys: Vec<_> = nodes
+        .iter()
+        .map(|n| crate::consensus::key_of(&n.dir))
+        .collect();
+    let dirs: Vec<_> = nodes.into_iter().map(NodeProc::stop).collect();
+    for dir in &dirs {
+        crate::consensus::audit_clean(dir);
+    }
+    // Every step is one settlement of three receipts; the liar's receipt
+    // is disputed in each, and it earned block rewards at most.
+    let chain = orb_ledger::Chain::open_dir(&dirs[0].join("ledger"), None).unwrap();
+    let (mut steps, mut liar_rewards) = (0, 0u128);
+    for h in 1..=chain.height() {
+        let block = chain.block(h).unwrap().unwrap();
+        if block.header.proposer.key == keys[2] {
+            liar_rewards += u128::from(chain.genesis().block_reward);
+        }
+        for settlement in &block.settlements {
+            let verdict = settlement.verdict();
+            assert_eq!(settlement.body.receipts.len(), 3);
+            for (i, r) in settlement.body.receipts.iter().enumerate() {
+                assert_eq!(
+                    verdict.disputed.contains(&i),
+                    r.body.executor == keys[2],
+                    "only the liar's receipt is disputed"
+                );
+            }
+            steps += 1;
+        }
+    }
+    assert_eq!(steps, 10);
+    assert_eq!(chain.balance(&keys[2]), liar_rewards);
+}

@@ -5,7 +5,9 @@
 //!   safe: a message id the agent has applied gets the reply it got then
 //!   (`x-orb-duplicate: true`). Without one the node draws an id, and a
 //!   retry is a new message. Headers `x-orb-seq` (the message's place in
-//!   the agent's order) and `x-orb-message-id`.
+//!   the agent's order), `x-orb-message-id`, `x-orb-sequencer` (the host
+//!   that put it in that order) and `x-orb-outvoted` (the hosts whose
+//!   result the majority of the agent's hosts outvoted).
 //! - `GET /agent/{module}/{id}/state`: `{agent, seq, function, hash,
 //!   state}` (the state as JSON when it is JSON, else `state_hex`); 404
 //!   before the agent's first message.
@@ -16,8 +18,9 @@
 //! Errors are JSON `{error, kind}`: 400 `bad_name`, 404 `no_module`, 413
 //! `too_large`, 422 `step_failed` / `not_an_agent` / `state_too_large`
 //! (the agent's state is unchanged), 502 `unreachable` (its host did not
-//! answer: retry with the same message id), 503 `busy` (with
-//! `Retry-After`).
+//! answer: retry with the same message id), 503 `busy` or `no_majority`
+//! (too few of a replicated agent's hosts applied it alike; with
+//! `Retry-After`: retry with the same message id).
 
 use std::sync::Arc;
 
@@ -35,6 +38,9 @@ use super::{AgentError, AgentName, MAX_STATE};
 use crate::node::Node;
 use crate::node::api::{busy, error};
 
+/// Most hosts of an agent module (each step runs on all of them).
+const MAX_HOSTS: usize = 7;
+
 /// Largest initial state given at deploy (it travels in the URL).
 const MAX_INIT: usize = 16 << 10;
 
@@ -47,7 +53,7 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
 }
 
 /// The initial state of an agent deploy (`None`: not an agent): JSON, at
-/// most [`MAX_INIT`]; agents have one host for now.
+/// most [`MAX_INIT`].
 pub(crate) fn deploy_init(
     agent: bool,
     replicas: usize,
@@ -59,8 +65,10 @@ pub(crate) fn deploy_init(
             None => Ok(None),
         };
     }
-    if replicas != 1 {
-        return Err("an agent is hosted by one node for now: deploy it with one replica".into());
+    if replicas > MAX_HOSTS {
+        return Err(format!(
+            "an agent module has at most {MAX_HOSTS} hosts, not {replicas}"
+        ));
     }
     let Some(init) = init else {
         return Ok(Some(Vec::new()));
@@ -85,7 +93,7 @@ fn agent_error(e: &AgentError) -> Response {
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "step_failed" | "not_an_agent" | "state_too_large" => StatusCode::UNPROCESSABLE_ENTITY,
         "unreachable" => StatusCode::BAD_GATEWAY,
-        "busy" => return busy(body, "1"),
+        "busy" | "no_majority" => return busy(body, "1"),
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, body)
@@ -130,6 +138,8 @@ async fn send(
                 ("x-orb-seq", applied.seq.to_string()),
                 ("x-orb-message-id", hex::encode(message_id)),
                 ("x-orb-duplicate", applied.duplicate.to_string()),
+                ("x-orb-outvoted", applied.outvoted.join(",")),
+                ("x-orb-sequencer", applied.sequencer.clone()),
             ] {
                 if let Ok(v) = HeaderValue::from_str(&v) {
                     headers.insert(k, v);

@@ -15,10 +15,14 @@
 //! reply leaves the node, so a reply a sender saw survives a SIGKILL or a
 //! power cut of the host.
 //!
-//! One host per agent for now: its state is on that node's disk and the
-//! agent is unavailable while the node is down.
+//! An agent module deployed with `--replicas R` has R hosts, and each of
+//! its agents is replicated on all of them ([`replicas`]): one host
+//! sequences its messages, each step counts once a strict majority of the
+//! hosts applied it durably and agree on its result, and the next host
+//! takes over when the sequencer is down.
 
 pub(crate) mod http;
+mod replicas;
 pub(crate) mod store;
 
 use std::collections::HashMap;
@@ -37,7 +41,7 @@ use super::Node;
 use super::host::Host as FunctionHost;
 use super::invoke::{InvokeError, providers, resolve_name};
 use super::ledger::key_of;
-use store::{AgentStore, Pending};
+use store::{AgentModule, AgentStore, Pending, Stand};
 
 /// Largest state a step may leave.
 pub(crate) const MAX_STATE: usize = 1 << 20;
@@ -123,6 +127,9 @@ pub(crate) enum AgentError {
     StateTooLarge { agent: String, size: usize },
     #[error("the node hosting {agent} did not answer: {why}")]
     Unreachable { agent: String, why: String },
+    /// Too few of the agent's hosts applied the step alike.
+    #[error("no strict majority of the hosts of {agent} applied the message: {why}")]
+    NoMajority { agent: String, why: String },
     /// An error the hosting node reported, by kind.
     #[error("{message}")]
     Remote { kind: String, message: String },
@@ -142,6 +149,7 @@ impl AgentError {
             AgentError::NotAgent { .. } => "not_an_agent",
             AgentError::StateTooLarge { .. } => "state_too_large",
             AgentError::Unreachable { .. } => "unreachable",
+            AgentError::NoMajority { .. } => "no_majority",
             AgentError::Remote { kind, .. } => kind,
             AgentError::Internal(_) => "internal",
         }
@@ -214,6 +222,19 @@ pub(crate) struct Agents {
     durability: Durability,
     /// Woken when a step left messages for other agents.
     outbox: tokio::sync::Notify,
+    /// The replicated agents this node sequences, with its ballot.
+    leases: Mutex<HashMap<String, orb_ledger::sequencer::Ballot>>,
+}
+
+/// A step run here, not yet written.
+struct Executed {
+    after: AgentState,
+    entry: AgentLogEntry,
+    sends: Vec<Pending>,
+    invoke: Invoke,
+    /// What the receipt states as the output.
+    output: Vec<u8>,
+    fuel: u64,
 }
 
 impl Agents {
@@ -223,15 +244,32 @@ impl Agents {
             slots: Mutex::new(HashMap::new()),
             durability: Durability::default(),
             outbox: tokio::sync::Notify::new(),
+            leases: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records a module deployed here as an agent module; its agents start
-    /// from `init` (empty: the module's default state).
-    pub(crate) fn register(&self, function: FunctionId, init: &[u8]) -> Result<(), AgentError> {
+    /// Records a module deployed here as an agent module: its agents
+    /// start from `init` (empty: the module's default state) and are
+    /// hosted by `hosts` (empty: this node alone).
+    pub(crate) fn register(
+        &self,
+        function: FunctionId,
+        init: &[u8],
+        hosts: Vec<String>,
+    ) -> Result<(), AgentError> {
+        let module = AgentModule {
+            init: init.to_vec(),
+            hosts,
+        };
         self.store
-            .register(function, init)
+            .register(function, &module)
             .map_err(AgentError::Internal)
+    }
+
+    /// Whether `function` is an agent module deployed here (not scaled
+    /// out like a function: its hosts are fixed at deploy).
+    pub(crate) fn is_module(&self, function: &FunctionId) -> bool {
+        self.store.module(function).ok().flatten().is_some()
     }
 
     /// The agents kept here.
@@ -296,44 +334,110 @@ impl Agents {
         message: &AgentMessage,
     ) -> Result<Applied, AgentError> {
         let internal = AgentError::Internal;
-        if let Some(entry) = self
-            .store
-            .seen(name, &message.message_id)
-            .map_err(internal)?
-        {
-            // Its write may not have reached the disk (a sync that failed):
-            // the retry's reply waits for a sync too.
-            let written = self.durability.written.load(Ordering::Acquire);
-            self.durability.wait(&self.store, written).await?;
-            return Ok(Applied {
-                seq: entry.seq,
-                reply: entry.reply,
-                duplicate: true,
-                receipt: None,
-            });
-        }
         let id = function.id();
-        let before = match self.store.state(name).map_err(internal)? {
-            Some(s) => s,
-            None => {
-                let Some(init) = self.store.init(&id).map_err(internal)? else {
-                    return Err(AgentError::NotAgent {
-                        module: agent.module.clone(),
-                        why: format!("{id} was not deployed here as an agent"),
-                    });
-                };
-                AgentState {
+        let Some(module) = self.store.module(&id).map_err(internal)? else {
+            return Err(AgentError::NotAgent {
+                module: agent.module.clone(),
+                why: format!("{id} was not deployed here as an agent"),
+            });
+        };
+        if module.hosts.len() > 1 {
+            return replicas::lead(
+                self,
+                node,
+                function,
+                &module,
+                agent,
+                (sender, invoker),
+                message,
+            )
+            .await;
+        }
+        if let Some(applied) = self.duplicate(node, name, &message.message_id).await? {
+            return Ok(applied);
+        }
+        let before = self.current(name, id, &module)?;
+        let executed = self
+            .execute(node, function, agent, sender, message, &before)
+            .await?;
+        self.commit(name, &executed, None).await?;
+        Ok(Applied {
+            seq: executed.after.seq,
+            receipts: receipt(node, invoker, &executed).into_iter().collect(),
+            reply: executed.entry.reply,
+            duplicate: false,
+            outvoted: Vec::new(),
+            sequencer: node.peer_id.clone(),
+        })
+    }
+
+    /// The reply a message applied before got, if it is among the kept
+    /// ones.
+    async fn duplicate(
+        &self,
+        node: &Node,
+        name: &str,
+        message_id: &[u8; 16],
+    ) -> Result<Option<Applied>, AgentError> {
+        let Some(entry) = self
+            .store
+            .seen(name, message_id)
+            .map_err(AgentError::Internal)?
+        else {
+            return Ok(None);
+        };
+        // Its write may not have reached the disk (a sync that failed):
+        // the retry's reply waits for a sync too.
+        let written = self.durability.written.load(Ordering::Acquire);
+        self.durability.wait(&self.store, written).await?;
+        Ok(Some(Applied {
+            seq: entry.seq,
+            reply: entry.reply,
+            duplicate: true,
+            receipts: Vec::new(),
+            outvoted: Vec::new(),
+            sequencer: node.peer_id.clone(),
+        }))
+    }
+
+    /// The state `agent` is at here (its module's initial state before its
+    /// first message).
+    fn current(
+        &self,
+        name: &str,
+        id: FunctionId,
+        module: &AgentModule,
+    ) -> Result<AgentState, AgentError> {
+        Ok(
+            match self.store.state(name).map_err(AgentError::Internal)? {
+                Some(s) => s,
+                None => AgentState {
                     function: id,
                     seq: 0,
-                    hash: *blake3::hash(&init).as_bytes(),
-                    state: init,
-                }
-            }
-        };
+                    hash: *blake3::hash(&module.init).as_bytes(),
+                    state: module.init.clone(),
+                },
+            },
+        )
+    }
+
+    /// Runs the next step of `agent` on the state `before`, checking what
+    /// it leaves; nothing is written.
+    async fn execute(
+        &self,
+        node: &Node,
+        function: Function,
+        agent: &AgentName,
+        sender: &str,
+        message: &AgentMessage,
+        before: &AgentState,
+    ) -> Result<Executed, AgentError> {
+        let name = agent.to_string();
+        let id = function.id();
         let seq = before.seq + 1;
         let input = StepInput::V1 {
             context: Context {
-                agent: name.to_owned(),
+                agent: name.clone(),
                 sender: sender.to_owned(),
                 seq,
                 message_id: message.message_id,
@@ -342,7 +446,7 @@ impl Agents {
             message: message.message.clone(),
         };
         let invoke = Invoke {
-            invocation: invocation_of(name, &message.message_id),
+            invocation: invocation_of(&name, &message.message_id),
             function: id,
             input: input.encode(),
             fuel: None,
@@ -353,7 +457,7 @@ impl Agents {
             output_bytes: MAX_STATE + MAX_REPLY + 64,
             ..Default::default()
         };
-        let outcome = match node.host.call_with(function, &invoke, limits).await {
+        let mut outcome = match node.host.call_with(function, &invoke, limits).await {
             Ok(o) => o,
             Err(FnError::Busy { .. }) => {
                 return Err(AgentError::Busy(
@@ -362,13 +466,13 @@ impl Agents {
             }
             Err(e) => {
                 return Err(AgentError::Step {
-                    agent: name.to_owned(),
+                    agent: name,
                     kind: e.kind().to_owned(),
                     message: e.to_string(),
                 });
             }
         };
-        let (state, reply, sends) = match StepOutput::decode(&outcome.output) {
+        let (mut state, reply, sends) = match StepOutput::decode(&outcome.output) {
             Ok(StepOutput::V1 { state, reply }) => (state, reply, Vec::new()),
             Ok(StepOutput::V2 {
                 state,
@@ -382,16 +486,23 @@ impl Agents {
                 });
             }
         };
-        let sends = outgoing(name, seq, sends)?;
+        if node.host.corrupts_outputs() {
+            // A Byzantine test host: a state its peers will not agree on.
+            state.extend_from_slice(b" ");
+            outcome
+                .output
+                .extend_from_slice(b" [corrupted agent state]");
+        }
+        let sends = outgoing(&name, seq, sends)?;
         if state.len() > MAX_STATE {
             return Err(AgentError::StateTooLarge {
-                agent: name.to_owned(),
+                agent: name,
                 size: state.len(),
             });
         }
         if reply.len() > MAX_REPLY {
             return Err(AgentError::Step {
-                agent: name.to_owned(),
+                agent: name,
                 kind: "reply_too_large".into(),
                 message: format!(
                     "a reply of {} bytes, over the limit of {MAX_REPLY}",
@@ -410,36 +521,61 @@ impl Agents {
             message_id: message.message_id,
             sender: sender.to_owned(),
             message: message.message.clone(),
-            reply: reply.clone(),
+            reply,
             function: id,
             before: before.hash,
             after: after.hash,
         };
-        // The output gate: the reply leaves only once the step is on disk.
-        // The write lands in sled's memory (no I/O to wait for); the sync
-        // is what blocks, on a thread of its own.
+        Ok(Executed {
+            after,
+            entry,
+            sends,
+            invoke,
+            output: outcome.output,
+            fuel: outcome.fuel,
+        })
+    }
+
+    /// Writes a step and returns once it is durable (the output gate: the
+    /// reply leaves only once the step is on disk). The write lands in
+    /// sled's memory; the sync is what blocks, on a thread of its own.
+    async fn commit(
+        &self,
+        name: &str,
+        executed: &Executed,
+        stand: Option<&Stand>,
+    ) -> Result<(), AgentError> {
         self.store
-            .write(name, &after, &entry, &sends)
+            .write(
+                name,
+                &executed.after,
+                &executed.entry,
+                &executed.sends,
+                stand,
+            )
             .map_err(AgentError::Internal)?;
-        let mine = self.durability.written.fetch_add(1, Ordering::AcqRel) + 1;
-        self.durability.wait(&self.store, mine).await?;
-        if !sends.is_empty() {
+        self.durable().await?;
+        if !executed.sends.is_empty() {
             self.outbox.notify_one();
         }
-        // Paid like a call: the receipt charges the node the message came
-        // from, which settles it.
-        let receipt = match (&node.ledger, invoker) {
-            (Some(ledger), Some(invoker)) => {
-                Some(ledger.sign_receipt(invoker, &invoke, &outcome.output, outcome.fuel))
-            }
-            _ => None,
-        };
-        Ok(Applied {
-            seq,
-            reply,
-            duplicate: false,
-            receipt,
-        })
+        Ok(())
+    }
+
+    /// Returns once every write so far is durable.
+    async fn durable(&self) -> Result<(), AgentError> {
+        let mine = self.durability.written.fetch_add(1, Ordering::AcqRel) + 1;
+        self.durability.wait(&self.store, mine).await
+    }
+}
+
+/// On a ledger, this node's receipt of a step it ran, charging `invoker`
+/// (paid like a call).
+fn receipt(node: &Node, invoker: Option<PublicKey>, executed: &Executed) -> Option<Receipt> {
+    match (&node.ledger, invoker) {
+        (Some(ledger), Some(invoker)) => {
+            Some(ledger.sign_receipt(invoker, &executed.invoke, &executed.output, executed.fuel))
+        }
+        _ => None,
     }
 }
 
@@ -512,8 +648,15 @@ pub(crate) async fn deliver_forever(node: Arc<Node>) {
             }
         };
         let mut held: Vec<String> = Vec::new();
-        for (key, p) in pending {
+        for (key, seq, p) in pending {
             if held.contains(&p.from) {
+                continue;
+            }
+            // A replicated sender's step may leave once a majority has it.
+            if let Ok(Some(stand)) = node.agents.store.stand(&p.from)
+                && seq > stand.committed
+            {
+                held.push(p.from);
                 continue;
             }
             let to = match AgentName::parse(&p.to) {
@@ -564,13 +707,13 @@ fn invocation_of(agent: &str, message_id: &[u8; 16]) -> u128 {
     ))
 }
 
-/// Whether `receipt` is what the host `peer` owes for the step of
+/// Whether `receipt` is what a host of the agent owes for the step of
 /// `message`, charging `me`. The entry node does not know the state, so
-/// the input and output digests are the host's word (as for a call with
-/// one replica).
+/// the input and output digests are the hosts' word; with several hosts
+/// the ledger pays the receipts a strict majority of them agree on.
 fn receipt_checks(
     receipt: &Receipt,
-    peer: &PeerId,
+    hosts: &[PeerId],
     me: PublicKey,
     message: &AgentMessage,
 ) -> Result<(), String> {
@@ -582,49 +725,81 @@ fn receipt_checks(
     if b.invocation != expected_invocation
         || b.function != Digest(*message.function.as_bytes())
         || b.invoker != me
-        || Some(b.executor) != key_of(peer)
+        || !hosts.iter().any(|h| key_of(h) == Some(b.executor))
     {
-        return Err("it is not the receipt of this step by this host for this node".into());
+        return Err("it is not the receipt of this step by a host of it for this node".into());
     }
     Ok(())
 }
 
-/// Settles a step's receipt on this node's ledger (a retry has none).
+/// Settles a step's receipts on this node's ledger (a retry has none).
 async fn settle(node: &Node, applied: &Applied) {
-    if let (Some(ledger), Some(receipt)) = (&node.ledger, &applied.receipt) {
+    if let (Some(ledger), Some(first)) = (&node.ledger, applied.receipts.first()) {
         ledger
-            .settle(receipt.body.invocation, vec![receipt.clone()])
+            .settle(first.body.invocation, applied.receipts.clone())
             .await;
     }
 }
 
-/// The module behind `agent` and the node to send its messages to: this
-/// one (with the compiled module) or a peer.
+/// Where a message to an agent goes: this node (with the compiled module)
+/// or a peer.
 enum Host {
     Here(Function),
     Peer(PeerId),
 }
 
-async fn host_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Host), AgentError> {
+/// Hosts one agent's messages are tried on, at most.
+const TRIED_HOSTS: usize = 5;
+
+/// The module behind `agent` and its hosts in the order its messages try
+/// them: by the hash of the agent's name with each host's, so that every
+/// node sends one agent's messages to the same host first and different
+/// agents spread over the hosts.
+async fn hosts_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Vec<Host>), AgentError> {
     let id = resolve_name(node, &agent.module).await?;
+    let name = agent.to_string();
+    let rank = |peer: &PeerId| {
+        let mut h = blake3::Hasher::new();
+        h.update(name.as_bytes());
+        h.update(&peer.to_bytes());
+        std::cmp::Reverse(*h.finalize().as_bytes())
+    };
     if let Some(function) = node.host.function(&id) {
-        return Ok((id, Host::Here(function)));
+        let module = node
+            .agents
+            .store
+            .module(&id)
+            .map_err(AgentError::Internal)?;
+        let mut peers: Vec<PeerId> = module
+            .map(|m| m.hosts)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if peers.len() <= 1 {
+            return Ok((id, vec![Host::Here(function)]));
+        }
+        peers.sort_by_key(rank);
+        let order = peers
+            .into_iter()
+            .map(|p| {
+                if p.to_string() == node.peer_id {
+                    Host::Here(function.clone())
+                } else {
+                    Host::Peer(p)
+                }
+            })
+            .collect();
+        return Ok((id, order));
     }
     let found = providers(node, id).await?;
-    // The same agent goes to the same provider from every node: the one
-    // whose hash with the agent's name is highest.
-    let name = agent.to_string();
-    let chosen = found
-        .iter()
-        .filter_map(|p| p.peer.parse::<PeerId>().ok())
-        .max_by_key(|peer| {
-            let mut h = blake3::Hasher::new();
-            h.update(name.as_bytes());
-            h.update(&peer.to_bytes());
-            *h.finalize().as_bytes()
-        })
-        .ok_or_else(|| AgentError::NoModule(agent.module.clone()))?;
-    Ok((id, Host::Peer(chosen)))
+    let mut peers: Vec<PeerId> = found.iter().filter_map(|p| p.peer.parse().ok()).collect();
+    if peers.is_empty() {
+        return Err(AgentError::NoModule(agent.module.clone()));
+    }
+    peers.sort_by_key(rank);
+    peers.truncate(TRIED_HOSTS);
+    Ok((id, peers.into_iter().map(Host::Peer).collect()))
 }
 
 /// Asks `peer`, the host of `agent`; no answer is `Unreachable`.
@@ -641,23 +816,6 @@ async fn ask(
             agent: agent.to_string(),
             why: e.to_string(),
         })
-}
-
-/// Where `agent`'s state is to be read: here (`None`) when this node keeps
-/// it or hosts its module, else the host.
-async fn holder(node: &Node, agent: &AgentName) -> Result<Option<PeerId>, AgentError> {
-    if node
-        .agents
-        .store
-        .has(&agent.to_string())
-        .map_err(AgentError::Internal)?
-    {
-        return Ok(None);
-    }
-    match host_of(node, agent).await? {
-        (_, Host::Here(_)) => Ok(None),
-        (_, Host::Peer(peer)) => Ok(Some(peer)),
-    }
 }
 
 /// What a peer answered about an agent, as this node's error.
@@ -677,6 +835,11 @@ fn remote_error(agent: &AgentName, response: Response) -> AgentError {
     }
 }
 
+/// Whether to try the agent's next host after this error.
+fn try_next(e: &AgentError) -> bool {
+    matches!(e, AgentError::Unreachable { .. })
+}
+
 /// Sends `message` (with its id) to `agent`, wherever it is hosted.
 pub(crate) async fn send(
     node: &Node,
@@ -690,7 +853,7 @@ pub(crate) async fn send(
             size: message.len(),
         });
     }
-    let (function, host) = host_of(node, agent).await?;
+    let (function, order) = hosts_of(node, agent).await?;
     let message = AgentMessage {
         agent: agent.to_string(),
         function,
@@ -698,30 +861,87 @@ pub(crate) async fn send(
         message,
         from_agent: from_agent.map(str::to_owned),
     };
-    let applied = match host {
-        Host::Here(f) => {
-            let me = node.ledger.as_ref().map(|l| l.me);
-            let sender = from_agent.unwrap_or(&node.peer_id);
-            node.agents
-                .apply(node, f, agent, sender, me, &message)
-                .await?
-        }
-        Host::Peer(peer) => match ask(node, peer, agent, &Request::Agent(message.clone())).await? {
-            Response::Applied(mut applied) => {
-                if let (Some(ledger), Some(receipt)) = (&node.ledger, &applied.receipt)
-                    && let Err(why) = receipt_checks(receipt, &peer, ledger.me, &message)
-                {
-                    tracing::warn!(%peer, agent = %agent, "agent step receipt refused: {why}");
-                    node.net.report(peer, orb_net::Offence::Invalid);
-                    applied.receipt = None;
-                }
-                applied
+    let peers: Vec<PeerId> = order
+        .iter()
+        .filter_map(|h| match h {
+            Host::Here(_) => node.peer_id.parse().ok(),
+            Host::Peer(p) => Some(*p),
+        })
+        .collect();
+    let mut last = None;
+    for host in order {
+        let result = match host {
+            Host::Here(f) => {
+                let me = node.ledger.as_ref().map(|l| l.me);
+                let sender = from_agent.unwrap_or(&node.peer_id);
+                node.agents
+                    .apply(node, f, agent, sender, me, &message)
+                    .await
             }
-            other => return Err(remote_error(agent, other)),
-        },
-    };
-    settle(node, &applied).await;
-    Ok(applied)
+            Host::Peer(peer) => {
+                match ask(node, peer, agent, &Request::Agent(message.clone())).await {
+                    Ok(Response::Applied(applied)) => Ok(applied),
+                    Ok(other) => Err(remote_error(agent, other)),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(mut applied) => {
+                if let Some(ledger) = &node.ledger {
+                    applied.receipts.retain(|receipt| {
+                        match receipt_checks(receipt, &peers, ledger.me, &message) {
+                            Ok(()) => true,
+                            Err(why) => {
+                                let executor = receipt.body.executor;
+                                tracing::warn!(agent = %agent, %executor, "agent step receipt refused: {why}");
+                                if let Some(peer) = peers.iter().find(|p| key_of(p) == Some(executor)) {
+                                    node.net.report(*peer, orb_net::Offence::Invalid);
+                                }
+                                false
+                            }
+                        }
+                    });
+                }
+                settle(node, &applied).await;
+                return Ok(applied);
+            }
+            Err(e) if try_next(&e) => {
+                tracing::debug!(agent = %agent, "trying the agent's next host: {e}");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| AgentError::NoModule(agent.module.clone())))
+}
+
+/// Asks `agent`'s hosts in order until one answers `request`; `here`
+/// answers when this node keeps the agent or hosts its module.
+async fn read<T>(
+    node: &Node,
+    agent: &AgentName,
+    request: Request,
+    here: impl Fn() -> Result<T, String>,
+    answered: impl Fn(Response) -> Result<T, AgentError>,
+) -> Result<T, AgentError> {
+    let name = agent.to_string();
+    if node.agents.store.has(&name).map_err(AgentError::Internal)? {
+        return here().map_err(AgentError::Internal);
+    }
+    let (_, order) = hosts_of(node, agent).await?;
+    let mut last = None;
+    for host in order {
+        let peer = match host {
+            Host::Here(_) => return here().map_err(AgentError::Internal),
+            Host::Peer(p) => p,
+        };
+        match ask(node, peer, agent, &request).await {
+            Ok(response) => return answered(response),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| AgentError::NoModule(agent.module.clone())))
 }
 
 /// An agent's state, wherever it is hosted (`None`: no message reached it
@@ -731,13 +951,19 @@ pub(crate) async fn state(
     agent: &AgentName,
 ) -> Result<Option<AgentState>, AgentError> {
     let name = agent.to_string();
-    let Some(peer) = holder(node, agent).await? else {
-        return node.agents.store.state(&name).map_err(AgentError::Internal);
-    };
-    match ask(node, peer, agent, &Request::AgentState { agent: name }).await? {
-        Response::AgentState(s) => Ok(s),
-        other => Err(remote_error(agent, other)),
-    }
+    read(
+        node,
+        agent,
+        Request::AgentState {
+            agent: name.clone(),
+        },
+        || node.agents.store.state(&name),
+        |response| match response {
+            Response::AgentState(s) => Ok(s),
+            other => Err(remote_error(agent, other)),
+        },
+    )
+    .await
 }
 
 /// An agent's applied messages from `from` on (one batch), wherever it is
@@ -748,17 +974,20 @@ pub(crate) async fn log(
     from: u64,
 ) -> Result<Vec<AgentLogEntry>, AgentError> {
     let name = agent.to_string();
-    let Some(peer) = holder(node, agent).await? else {
-        return node
-            .agents
-            .store
-            .log(&name, from, AGENT_LOG_BATCH)
-            .map_err(AgentError::Internal);
-    };
-    match ask(node, peer, agent, &Request::AgentLog { agent: name, from }).await? {
-        Response::AgentLog(entries) => Ok(entries),
-        other => Err(remote_error(agent, other)),
-    }
+    read(
+        node,
+        agent,
+        Request::AgentLog {
+            agent: name.clone(),
+            from,
+        },
+        || node.agents.store.log(&name, from, AGENT_LOG_BATCH),
+        |response| match response {
+            Response::AgentLog(entries) => Ok(entries),
+            other => Err(remote_error(agent, other)),
+        },
+    )
+    .await
 }
 
 /// Answers a peer's agent request.
@@ -799,7 +1028,7 @@ pub(crate) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
                 Err(e) => AgentError::Internal(e).response(),
             }
         }
-        _ => Response::Refused("not an agent request".into()),
+        request => replicas::answer(node, peer, request).await,
     }
 }
 

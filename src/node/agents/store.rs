@@ -2,7 +2,10 @@
 //! node's database.
 //!
 //! - `agent_modules`: the agent modules deployed here, each with the
-//!   state a new agent starts from (empty: the module's default);
+//!   state a new agent starts from (empty: the module's default) and its
+//!   hosts ([`AgentModule`]);
+//! - `agent_standing`: agent → this host's [`Stand`] in its replication
+//!   (agents with more than one host);
 //! - `agent_state`: agent → its [`AgentState`] after the last applied
 //!   message;
 //! - `agent_log`: agent, sequence number → the applied message
@@ -22,6 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use orb_functions::FunctionId;
+use orb_ledger::sequencer::Standing;
 use orb_net::{AgentLogEntry, AgentState};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -41,6 +45,27 @@ pub(crate) struct AgentStore {
     log: sled::Tree,
     seen: sled::Tree,
     outbox: sled::Tree,
+    standing: sled::Tree,
+}
+
+/// An agent module as registered on each of its hosts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AgentModule {
+    /// The state a new agent starts from (empty: the module's default).
+    pub(crate) init: Vec<u8>,
+    /// The hosts of every agent of the module (peer ids), in the order
+    /// ballots name them; empty: this node alone.
+    pub(crate) hosts: Vec<String>,
+}
+
+/// This host's part in one agent's replication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stand {
+    /// Its promise and head.
+    pub(crate) standing: Standing,
+    /// Messages it knows a majority of the hosts applied: sends of steps
+    /// up to here may leave, later ones wait.
+    pub(crate) committed: u64,
 }
 
 /// A message a step sent to another agent, kept until it is delivered.
@@ -82,25 +107,123 @@ impl AgentStore {
             log: db.open_tree("agent_log")?,
             seen: db.open_tree("agent_seen")?,
             outbox: db.open_tree("agent_outbox")?,
+            standing: db.open_tree("agent_standing")?,
         })
     }
 
-    /// Records `function` as an agent module, new agents starting from
-    /// `init`.
-    pub(crate) fn register(&self, function: FunctionId, init: &[u8]) -> Result<(), String> {
-        self.modules.insert(function.as_bytes(), init).map_err(io)?;
-        self.db.flush().map_err(io)?;
+    /// Records `function` as an agent module.
+    pub(crate) fn register(
+        &self,
+        function: FunctionId,
+        module: &AgentModule,
+    ) -> Result<(), String> {
+        let bytes = postcard::to_stdvec(module).map_err(io)?;
+        self.modules
+            .insert(function.as_bytes(), bytes)
+            .map_err(io)?;
+        self.sync()
+    }
+
+    /// The registration of `function`, if it is an agent module deployed
+    /// here.
+    pub(crate) fn module(&self, function: &FunctionId) -> Result<Option<AgentModule>, String> {
+        self.modules
+            .get(function.as_bytes())
+            .map_err(io)?
+            .map(|v| decode("agent module", &v))
+            .transpose()
+    }
+
+    /// This host's standing in `agent`'s replication, if it has one.
+    pub(crate) fn stand(&self, agent: &str) -> Result<Option<Stand>, String> {
+        self.standing
+            .get(agent.as_bytes())
+            .map_err(io)?
+            .map(|v| decode("agent standing", &v))
+            .transpose()
+    }
+
+    /// Writes this host's standing alone (a promise, a sync). Durable after
+    /// the next [`Self::sync`].
+    pub(crate) fn put_stand(&self, agent: &str, stand: &Stand) -> Result<(), String> {
+        let bytes = postcard::to_stdvec(stand).map_err(io)?;
+        self.standing.insert(agent.as_bytes(), bytes).map_err(io)?;
         Ok(())
     }
 
-    /// The state a new agent of `function` starts from, if it is an agent
-    /// module deployed here.
-    pub(crate) fn init(&self, function: &FunctionId) -> Result<Option<Vec<u8>>, String> {
-        Ok(self
-            .modules
-            .get(function.as_bytes())
+    /// The applied message number `seq`, if it is kept.
+    pub(crate) fn entry(&self, agent: &str, seq: u64) -> Result<Option<AgentLogEntry>, String> {
+        self.log
+            .get(key(agent, &seq.to_be_bytes()))
             .map_err(io)?
-            .map(|v| v.to_vec()))
+            .map(|v| decode("agent log entry", &v))
+            .transpose()
+    }
+
+    /// Replaces this host's copy of `agent` by one fetched from another
+    /// host: its state, the log entries that lead to it, and the standing;
+    /// this host's own log above the first fetched entry, and what its
+    /// steps above `keep_sends` were to send, are dropped (they were never
+    /// agreed). Durable after the next [`Self::sync`].
+    pub(crate) fn adopt(
+        &self,
+        agent: &str,
+        state: &AgentState,
+        entries: &[AgentLogEntry],
+        stand: &Stand,
+        keep_sends: u64,
+    ) -> Result<(), String> {
+        let first = entries.first().map_or(state.seq + 1, |e| e.seq);
+        let end = key(agent, &u64::MAX.to_be_bytes());
+        let stale_log: Vec<(Vec<u8>, AgentLogEntry)> = self
+            .log
+            .range(key(agent, &first.to_be_bytes())..=end.clone())
+            .map(|kv| {
+                let (k, v) = kv.map_err(io)?;
+                Ok((k.to_vec(), decode("agent log entry", &v)?))
+            })
+            .collect::<Result<_, String>>()?;
+        let stale_sends: Vec<Vec<u8>> = self
+            .outbox
+            .range(key(agent, &(keep_sends + 1).to_be_bytes())..=end)
+            .keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(io))
+            .collect::<Result<_, String>>()?;
+        let entries: Vec<(u64, [u8; 16], Vec<u8>)> = entries
+            .iter()
+            .map(|e| postcard::to_stdvec(e).map(|v| (e.seq, e.message_id, v)))
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        let state_bytes = postcard::to_stdvec(state).map_err(io)?;
+        let stand_bytes = postcard::to_stdvec(stand).map_err(io)?;
+        let result: Result<(), TransactionError<String>> = (
+            &self.states,
+            &self.log,
+            &self.seen,
+            &self.outbox,
+            &self.standing,
+        )
+            .transaction(|(states, log, seen, outbox, standing)| {
+                for (k, gone) in &stale_log {
+                    log.remove(k.as_slice())?;
+                    seen.remove(key(agent, &gone.message_id))?;
+                }
+                for k in &stale_sends {
+                    outbox.remove(k.as_slice())?;
+                }
+                for (seq, id, bytes) in &entries {
+                    let seq = seq.to_be_bytes();
+                    log.insert(key(agent, &seq), bytes.as_slice())?;
+                    seen.insert(key(agent, id), &seq)?;
+                }
+                states.insert(agent.as_bytes(), state_bytes.as_slice())?;
+                standing.insert(agent.as_bytes(), stand_bytes.as_slice())?;
+                Ok(())
+            });
+        result.map_err(|e| match e {
+            TransactionError::Abort(why) => why,
+            TransactionError::Storage(e) => io(e),
+        })
     }
 
     /// An agent's state.
@@ -176,6 +299,7 @@ impl AgentStore {
         state: &AgentState,
         entry: &AgentLogEntry,
         sends: &[Pending],
+        stand: Option<&Stand>,
     ) -> Result<(), String> {
         let sends: Vec<(Vec<u8>, Vec<u8>)> = sends
             .iter()
@@ -188,6 +312,7 @@ impl AgentStore {
             .collect::<Result<_, _>>()
             .map_err(io)?;
         let state_bytes = postcard::to_stdvec(state).map_err(io)?;
+        let stand_bytes = stand.map(postcard::to_stdvec).transpose().map_err(io)?;
         let entry_bytes = postcard::to_stdvec(entry).map_err(io)?;
         let seq = entry.seq.to_be_bytes();
         let old = entry
@@ -195,25 +320,32 @@ impl AgentStore {
             .checked_sub(KEEP)
             .filter(|s| *s > 0)
             .map(|s| key(agent, &s.to_be_bytes()));
-        let result: Result<(), TransactionError<String>> =
-            (&self.states, &self.log, &self.seen, &self.outbox).transaction(
-                |(states, log, seen, outbox)| {
-                    for (k, v) in &sends {
-                        outbox.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    states.insert(agent.as_bytes(), state_bytes.as_slice())?;
-                    log.insert(key(agent, &seq), entry_bytes.as_slice())?;
-                    seen.insert(key(agent, &entry.message_id), &seq)?;
-                    if let Some(old) = &old
-                        && let Some(gone) = log.remove(old.as_slice())?
-                    {
-                        let gone: AgentLogEntry = decode("agent log entry", &gone)
-                            .map_err(ConflictableTransactionError::Abort)?;
-                        seen.remove(key(agent, &gone.message_id))?;
-                    }
-                    Ok(())
-                },
-            );
+        let result: Result<(), TransactionError<String>> = (
+            &self.states,
+            &self.log,
+            &self.seen,
+            &self.outbox,
+            &self.standing,
+        )
+            .transaction(|(states, log, seen, outbox, standing)| {
+                for (k, v) in &sends {
+                    outbox.insert(k.as_slice(), v.as_slice())?;
+                }
+                if let Some(bytes) = &stand_bytes {
+                    standing.insert(agent.as_bytes(), bytes.as_slice())?;
+                }
+                states.insert(agent.as_bytes(), state_bytes.as_slice())?;
+                log.insert(key(agent, &seq), entry_bytes.as_slice())?;
+                seen.insert(key(agent, &entry.message_id), &seq)?;
+                if let Some(old) = &old
+                    && let Some(gone) = log.remove(old.as_slice())?
+                {
+                    let gone: AgentLogEntry = decode("agent log entry", &gone)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    seen.remove(key(agent, &gone.message_id))?;
+                }
+                Ok(())
+            });
         result.map_err(|e| match e {
             TransactionError::Abort(why) => why,
             TransactionError::Storage(e) => io(e),
@@ -222,13 +354,20 @@ impl AgentStore {
 
     /// Up to `max` undelivered messages, oldest first (by sender, then
     /// its step and place in it).
-    pub(crate) fn pending(&self, max: usize) -> Result<Vec<(Vec<u8>, Pending)>, String> {
+    pub(crate) fn pending(&self, max: usize) -> Result<Vec<(Vec<u8>, u64, Pending)>, String> {
         self.outbox
             .iter()
             .take(max)
             .map(|kv| {
                 let (k, v) = kv.map_err(io)?;
-                Ok((k.to_vec(), decode("outgoing agent message", &v)?))
+                let p: Pending = decode("outgoing agent message", &v)?;
+                let at = p.from.len() + 1;
+                let seq = k
+                    .get(at..at + 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| io("an outbox key without its step"))?;
+                Ok((k.to_vec(), seq, p))
             })
             .collect()
     }

@@ -432,6 +432,10 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 input: b"hello network".to_vec(),
                 fuel: Some(1_000_000),
             });
+            let ballot = orb_ledger::sequencer::Ballot {
+                round: 2,
+                leader: 1,
+            };
             let answers = [
                 Response::Output {
                     output: b"hello network".to_vec(),
@@ -460,8 +464,28 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     seq: 7,
                     reply: b"8".to_vec(),
                     duplicate: false,
-                    receipt: Some(f.receipt.clone()),
+                    receipts: vec![f.receipt.clone()],
+                    outvoted: vec!["12D3KooWpeer".into()],
+                    sequencer: "12D3KooWseq".into(),
                 }),
+                Response::Replica(orb_net::ReplicaAnswer::Vote(Box::new(orb_net::StepVote {
+                    seq: 7,
+                    after: [4; 32],
+                    reply: b"8".to_vec(),
+                    receipt: Some(f.receipt.clone()),
+                }))),
+                Response::Replica(orb_net::ReplicaAnswer::Prepared(
+                    orb_ledger::sequencer::Prepared::Promise(orb_ledger::sequencer::Head {
+                        seq: 7,
+                        hash: [4; 32],
+                        accepted: ballot,
+                    }),
+                )),
+                Response::Replica(orb_net::ReplicaAnswer::Stale(ballot)),
+                Response::AgentCatchUp {
+                    state: None,
+                    entries: Vec::new(),
+                },
                 Response::AgentState(Some(orb_net::AgentState {
                     function: FunctionId::of(TINY_MODULE),
                     seq: 7,
@@ -491,6 +515,35 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     agent: "counter/alice".into(),
                 },
                 Request::AgentLog {
+                    agent: "counter/alice".into(),
+                    from: 1,
+                },
+                Request::AgentModule {
+                    function: FunctionId::of(TINY_MODULE),
+                    init: b"0".to_vec(),
+                    hosts: vec!["12D3KooWa".into(), "12D3KooWb".into()],
+                },
+                Request::AgentPrepare {
+                    agent: "counter/alice".into(),
+                    function: FunctionId::of(TINY_MODULE),
+                    ballot,
+                },
+                Request::AgentReplicate(Box::new(orb_net::Replicate {
+                    ballot,
+                    seq: 8,
+                    before: [4; 32],
+                    committed: 7,
+                    message: orb_net::AgentMessage {
+                        agent: "counter/alice".into(),
+                        function: FunctionId::of(TINY_MODULE),
+                        message_id: [2; 16],
+                        message: b"inc".to_vec(),
+                        from_agent: None,
+                    },
+                    sender: "client".into(),
+                    invoker: None,
+                })),
+                Request::AgentCatchUp {
                     agent: "counter/alice".into(),
                     from: 1,
                 },
