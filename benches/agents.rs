@@ -13,6 +13,11 @@
 //! reply, so its floor is the call plus a durable write on this disk
 //! (measured in the same run: a sled insert, flush and fsync). Target:
 //! steps/s of one agent, one client ≥ 0.5 × the stateless calls/s.
+//!
+//! Then two more nodes join and `counter3` is deployed on all three
+//! (`--replicas 3`): one agent with one client and 100 agents with 16
+//! (target: R = 3 ≥ 0.3 × R = 1), and the time from a SIGKILL of an
+//! agent's sequencer to its next message applied through another node.
 
 #![allow(clippy::print_stdout)]
 
@@ -26,6 +31,8 @@ use support::{agent, deploy_echo, functions_dir, start, summary};
 const WARM_UP: Duration = Duration::from_secs(2);
 const MEASURE: Duration = Duration::from_secs(8);
 const TARGET: f64 = 0.5;
+/// Steps/s of an agent on three hosts against one.
+const R3_TARGET: f64 = 0.3;
 
 /// `clients` threads posting `body` to the path `path(client, n)` for
 /// [`MEASURE`] after [`WARM_UP`]: requests/s and latency p50/p99 (ms).
@@ -140,7 +147,139 @@ fn main() {
             format!("/agent/counter/a{}", (c as u64 * 7 + n) % 100)
         }),
     );
-    node.stop();
+    // R = 3: two more nodes; `counter3` on all three.
+    let dirs = ["node", "n1", "n2"];
+    let others: Vec<_> = dirs[1..]
+        .iter()
+        .map(|d| {
+            start(
+                &root.path().join(d),
+                &["--bootstrap", &node.addr, "--no-autoscale"],
+            )
+        })
+        .collect();
+    let status = |api: &str| -> serde_json::Value {
+        agent()
+            .get(&format!("{api}/api/status"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&node.api)["connected"].as_u64().unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "the nodes never connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["--node", &node.api, "agent", "deploy", "--name", "counter3"])
+        .args(["--replicas", "3"])
+        .arg(functions_dir().join("counter.wasm"))
+        .env("ORB_DATA_DIR", &client)
+        .output()
+        .expect("orb agent deploy --replicas 3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let step3 = row(
+        "counter3/one (R = 3), 1 client",
+        load(&node.api, 1, "inc", |_, _| "/agent/counter3/one".into()),
+    );
+    let many3 = row(
+        "100 counters3 (R = 3), 16 clients",
+        load(&node.api, 16, "inc", |c, n| {
+            format!("/agent/counter3/a{}", (c as u64 * 7 + n) % 100)
+        }),
+    );
+    // Recovery: SIGKILL the sequencer of counter3/one, then time the first
+    // message through another node that is applied.
+    let send = |api: &str, id: u32| {
+        agent()
+            .post(&format!("{api}/agent/counter3/one?message_id={id:032x}"))
+            .send("inc")
+            .ok()
+            .map(|r| {
+                r.headers()
+                    .get("x-orb-sequencer")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            })
+    };
+    let sequencer = send(&node.api, 1).expect("a step before the kill");
+    let mut all = vec![node];
+    all.extend(others);
+    let apis: Vec<String> = all.iter().map(|n| n.api.clone()).collect();
+    let victim = apis
+        .iter()
+        .position(|a| status(a)["peer_id"] == sequencer.as_str())
+        .expect("the sequencer among the nodes");
+    let entry = apis[(victim + 1) % 3].clone();
+    let mut victim_node = all.remove(victim);
+    let killed = Instant::now();
+    let _ = victim_node.child.kill();
+    let _ = victim_node.child.wait();
+    let mut tries = 0;
+    while send(&entry, 2).is_none() {
+        tries += 1;
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "never served again"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let recovery = killed.elapsed().as_secs_f64() * 1e3;
+    println!(
+        "recovery after a SIGKILL of the sequencer (R = 3): served again in {recovery:.0} ms ({tries} refused tries)"
+    );
+    // Replay: 500 messages while it is down, then restart it on its data
+    // dir and time its first message, which first brings it up to date.
+    for id in 3..503 {
+        send(&entry, id).expect("a step while a host is down");
+    }
+    let entry_addr = all
+        .iter()
+        .find(|n| n.api == entry)
+        .map(|n| n.addr.clone())
+        .expect("the entry node");
+    let restarted = Instant::now();
+    let back = start(
+        &root.path().join(dirs[victim]),
+        &["--bootstrap", &entry_addr, "--no-autoscale"],
+    );
+    let up = restarted.elapsed().as_secs_f64() * 1e3;
+    let mut refused = 0;
+    while send(&back.api, 503).is_none() {
+        refused += 1;
+        assert!(
+            restarted.elapsed() < Duration::from_secs(60),
+            "never served again"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let served = restarted.elapsed().as_secs_f64() * 1e3;
+    let seq = |api: &str| {
+        agent()
+            .get(&format!("{api}/agent/counter3/one/state"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["seq"].as_u64())
+            .unwrap_or(0)
+    };
+    println!(
+        "restart of that host after 500 more messages: API up in {up:.0} ms, its first message applied in {served:.0} ms ({refused} refused tries), its copy at seq {} as the others' {}",
+        seq(&back.api),
+        seq(&entry)
+    );
+    all.push(back);
+    for n in all {
+        n.stop();
+    }
     let write = durable_write_p50(&root.path().join("floor"));
     println!(
         "floor of a step, 1 client: an echo call ({:.2} ms: 1 / calls per s) + a durable sled write p50 {write:.2} ms = {:.2} ms",
@@ -158,5 +297,11 @@ fn main() {
         "16 clients: one agent {:.2}×, 100 agents {:.2}× the calls/s",
         one16 / call16,
         many16 / call16
+    );
+    let r3 = step3 / step1;
+    let verdict = if r3 >= R3_TARGET { "✓" } else { "✗" };
+    println!(
+        "R = 3 / R = 1, one agent, 1 client: {r3:.2} (target ≥ {R3_TARGET}) {verdict}; 100 agents, 16 clients: {:.2}",
+        many3 / many16
     );
 }

@@ -225,6 +225,7 @@ fn send(args: SendArgs, node: &str) -> Result<(), CliError> {
                     header("x-orb-seq"),
                     header("x-orb-duplicate"),
                     header("x-orb-outvoted"),
+                    header("x-orb-sequencer"),
                 );
                 let body = response
                     .body_mut()
@@ -247,7 +248,7 @@ fn send(args: SendArgs, node: &str) -> Result<(), CliError> {
     if status >= 300 {
         return parse(status, &body).map(|_| ());
     }
-    let (seq, duplicate, outvoted) = headers;
+    let (seq, duplicate, outvoted, sequencer) = headers;
     let duplicate = duplicate == "true";
     let outvoted: Vec<&str> = outvoted.split(',').filter(|p| !p.is_empty()).collect();
     for peer in &outvoted {
@@ -261,6 +262,7 @@ fn send(args: SendArgs, node: &str) -> Result<(), CliError> {
             "message_id": id,
             "duplicate": duplicate,
             "outvoted": outvoted,
+            "sequencer": sequencer,
         });
         outln!("{value}");
         return Ok(());
@@ -280,8 +282,13 @@ fn send(args: SendArgs, node: &str) -> Result<(), CliError> {
     {
         crate::exit::stdout_failed(e);
     }
+    let by = if sequencer.is_empty() {
+        String::new()
+    } else {
+        format!(" · sequencer {sequencer}")
+    };
     eprintln!(
-        "seq {seq} · message {id}{}",
+        "seq {seq} · message {id}{by}{}",
         if duplicate {
             " · applied before: this is the reply it got then"
         } else {
