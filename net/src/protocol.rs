@@ -121,6 +121,9 @@ pub struct Replicate {
     pub sender: String,
     /// The node that pays for the step, on a ledger.
     pub invoker: Option<PublicKey>,
+    /// The step's time (milliseconds since the Unix epoch on the
+    /// sequencer's clock): what reminders the step sets are due after.
+    pub time: u64,
 }
 
 /// A host's vote on one step: the state it reached and the reply.

@@ -485,27 +485,23 @@ fn a_counter_on_three_hosts_applies_1000_messages_once_while_its_sequencers_are_
         if sequencers.last() != Some(&reply.sequencer) {
             sequencers.push(reply.sequencer.clone());
         }
-        // Kill the agent's sequencer at 300 and the next one at 600
-        // (never the supernode: the others join through it); restart
-        // each 200 messages later with its data dir.
+        // Kill the agent's sequencer at 300 and the next one at 600;
+        // restart each 200 messages later with its data dir, joining
+        // through the entry node (which stays up: the supernode may be
+        // one of the hosts).
         if n == 300 || n == 600 {
             let victim = hosts
                 .iter()
                 .copied()
-                .find(|i| peer_ids[*i] == reply.sequencer && *i != 0)
-                .or_else(|| {
-                    hosts
-                        .iter()
-                        .copied()
-                        .find(|i| *i != 0 && !killed.contains(i))
-                })
+                .find(|i| peer_ids[*i] == reply.sequencer)
                 .unwrap();
             killed.push(victim);
             nodes[victim].take().unwrap().stop();
         }
         if n == 500 || n == 800 {
             let victim = *killed.last().unwrap();
-            nodes[victim] = Some(node(r, names[victim], Some(&boot), &flags));
+            let rejoin = up(&nodes, entry).addrs[0].clone();
+            nodes[victim] = Some(node(r, names[victim], Some(&rejoin), &flags));
         }
     }
     assert!(
@@ -642,4 +638,122 @@ fn a_byzantine_agent_host_is_outvoted_on_every_step_and_earns_nothing() {
     }
     assert_eq!(steps, 10);
     assert_eq!(chain.balance(&keys[2]), liar_rewards);
+}
+
+#[test]
+fn a_reminder_fires_once_at_its_time_across_a_sigkill_and_restart_of_every_host() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let flags = ["--no-autoscale"];
+    let s = node(r, "s", None, &flags);
+    let boot = s.addrs[0].clone();
+    let mut nodes = vec![s];
+    for name in ["a", "b", "c"] {
+        nodes.push(node(r, name, Some(&boot), &flags));
+    }
+    let names = ["s", "a", "b", "c"];
+    for n in &nodes {
+        n.wait_status("3 connected peers", |st| {
+            st["connected"].as_u64().unwrap_or(0) >= 3
+        });
+    }
+    let deployed = json_of(&agent_cli(
+        &nodes[1],
+        &client,
+        &[
+            "deploy",
+            example("auction").to_str().unwrap(),
+            "--name",
+            "auction",
+            "--replicas",
+            "3",
+            "--json",
+        ],
+    ));
+    let hosts: Vec<usize> = deployed["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            nodes
+                .iter()
+                .position(|n| n.peer_id == p.as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(hosts.len(), 3, "{deployed}");
+    let entry = (0..nodes.len()).find(|i| !hosts.contains(i)).unwrap();
+    wait_providers(&[&nodes[entry]], "auction", 3);
+    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
+
+    // Open for 4 s, bid, then SIGKILL every host before the deadline.
+    let agent = "auction/x";
+    let opened = Instant::now();
+    let reply = send_until_applied(up(&nodes, entry), agent, "open 4", &id(1));
+    assert_eq!(reply.body, "open for 4 s");
+    assert_eq!(
+        send_until_applied(up(&nodes, entry), agent, "bid ann 7", &id(2)).body,
+        "leading"
+    );
+    // Nobody but the reminder closes it.
+    let refused = post_full(up(&nodes, entry), agent, "close", &id(3)).unwrap();
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    for h in &hosts {
+        nodes[*h].take().unwrap().stop();
+    }
+    // Back on their data dirs, joining through the node that stayed up.
+    let rejoin = up(&nodes, entry).addrs[0].clone();
+    for h in &hosts {
+        nodes[*h] = Some(node(r, names[*h], Some(&rejoin), &flags));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let closed = loop {
+        let st = agent_state_on(up(&nodes, entry), agent);
+        if st["state"]["closed"] == true {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the auction never closed: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        opened.elapsed() >= Duration::from_secs(4),
+        "closed before its deadline: {closed}"
+    );
+    assert_eq!(closed["state"]["closes"], 1, "{closed}");
+    assert_eq!(closed["state"]["best"], serde_json::json!(["ann", 7]));
+    // A bid after the deadline is refused; the close was applied once,
+    // sent by the agent itself, on every host.
+    assert_eq!(
+        send_until_applied(up(&nodes, entry), agent, "bid bob 9", &id(4)).body,
+        "refused: sold to ann for 7"
+    );
+    let log = json_of(&agent_cli(
+        up(&nodes, entry),
+        &client,
+        &["log", agent, "--json"],
+    ));
+    let closes: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"]["text"] == "close")
+        .collect();
+    assert_eq!(closes.len(), 1, "{log}");
+    assert_eq!(closes[0]["sender"], agent, "{log}");
+    for h in &hosts {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = agent_state_on(up(&nodes, *h), agent);
+            if st["seq"].as_u64() == Some(4) {
+                assert_eq!(st["state"]["closes"], 1, "{}: {st}", names[*h]);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} stays at {st}", names[*h]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

@@ -28,6 +28,10 @@
 //! The state is kept as JSON (what `orb agent state` shows); a new agent
 //! starts from the state given at deploy (`--init`) or, without one, from
 //! `State::default()`.
+//!
+//! With [`actor`] a step also gets [`Effects`]: it may send messages to
+//! other agents and set reminders (a message to itself some time after
+//! the step), each taking effect exactly once after the step is durable.
 
 use std::fmt::Display;
 
@@ -85,6 +89,38 @@ pub enum StepOutput {
         /// step is durable, in this order.
         sends: Vec<Outgoing>,
     },
+    /// Version 3: a step that may also set and cancel reminders.
+    V3 {
+        /// The state after the step.
+        state: Vec<u8>,
+        /// The reply to the sender.
+        reply: Vec<u8>,
+        /// As in version 2.
+        sends: Vec<Outgoing>,
+        /// Reminders set or cancelled, in this order.
+        reminders: Vec<ReminderOp>,
+    },
+}
+
+/// A reminder a step sets or cancels (see [`Effects::remind`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReminderOp {
+    /// Sets the reminder `name` (replacing one of that name): `message`
+    /// comes back to the agent `after_ms` milliseconds after this step.
+    Set {
+        /// Names the reminder among the agent's.
+        name: String,
+        /// Milliseconds after this step (the step's time is its
+        /// sequencer's clock when it put the message in order).
+        after_ms: u64,
+        /// The message it brings.
+        message: Vec<u8>,
+    },
+    /// Cancels the reminder `name`, if it is set.
+    Cancel {
+        /// See [`ReminderOp::Set`].
+        name: String,
+    },
 }
 
 /// A message a step sends to another agent.
@@ -100,6 +136,7 @@ pub struct Outgoing {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
     sends: Vec<Outgoing>,
+    reminders: Vec<ReminderOp>,
 }
 
 impl Effects {
@@ -111,6 +148,29 @@ impl Effects {
             to: to.into(),
             message: message.into(),
         });
+    }
+
+    /// Sets the reminder `name`: once this step is durable, `message`
+    /// comes back to this agent `after` this step, exactly once, even if
+    /// every host restarts in between; its sender is the agent itself.
+    /// Setting a name again replaces the reminder of that name.
+    pub fn remind(
+        &mut self,
+        name: impl Into<String>,
+        after: std::time::Duration,
+        message: impl Into<Vec<u8>>,
+    ) {
+        self.reminders.push(ReminderOp::Set {
+            name: name.into(),
+            after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+            message: message.into(),
+        });
+    }
+
+    /// Cancels the reminder `name` if it is set and has not fired.
+    pub fn cancel(&mut self, name: impl Into<String>) {
+        self.reminders
+            .push(ReminderOp::Cancel { name: name.into() });
     }
 }
 
@@ -242,14 +302,19 @@ where
             let state = serde_json::to_vec(&s)
                 .unwrap_or_else(|e| crate::fail(format!("the state does not encode: {e}")));
             let reply = reply.into_bytes();
-            let out = if effects.sends.is_empty() {
-                StepOutput::V1 { state, reply }
-            } else {
-                StepOutput::V2 {
+            let out = match (effects.sends.is_empty(), effects.reminders.is_empty()) {
+                (true, true) => StepOutput::V1 { state, reply },
+                (false, true) => StepOutput::V2 {
                     state,
                     reply,
                     sends: effects.sends,
-                }
+                },
+                _ => StepOutput::V3 {
+                    state,
+                    reply,
+                    sends: effects.sends,
+                    reminders: effects.reminders,
+                },
             };
             crate::output(&out.encode());
         }

@@ -41,7 +41,7 @@ use super::Node;
 use super::host::Host as FunctionHost;
 use super::invoke::{InvokeError, providers, resolve_name};
 use super::ledger::key_of;
-use store::{AgentModule, AgentStore, Pending, Stand};
+use store::{AgentModule, AgentStore, Pending, Reminder, ReminderChange, Stand};
 
 /// Largest state a step may leave.
 pub(crate) const MAX_STATE: usize = 1 << 20;
@@ -55,6 +55,10 @@ pub(crate) const MAX_QUEUED: usize = 256;
 const MAX_ID: usize = 64;
 /// Messages one step may send to other agents.
 pub(crate) const MAX_SENDS: usize = 64;
+/// Reminders one agent may have set at once.
+pub(crate) const MAX_REMINDERS: usize = 64;
+/// Bytes of a reminder's name.
+const MAX_REMINDER_NAME: usize = 128;
 
 /// An agent's address: `module/id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,6 +235,7 @@ struct Executed {
     after: AgentState,
     entry: AgentLogEntry,
     sends: Vec<Pending>,
+    reminders: Vec<ReminderChange>,
     invoke: Invoke,
     /// What the receipt states as the output.
     output: Vec<u8>,
@@ -358,7 +363,7 @@ impl Agents {
         }
         let before = self.current(name, id, &module)?;
         let executed = self
-            .execute(node, function, agent, sender, message, &before)
+            .execute(node, function, agent, (sender, now_ms()), message, &before)
             .await?;
         self.commit(name, &executed, None).await?;
         Ok(Applied {
@@ -421,14 +426,15 @@ impl Agents {
         )
     }
 
-    /// Runs the next step of `agent` on the state `before`, checking what
-    /// it leaves; nothing is written.
+    /// Runs the next step of `agent` on the state `before` at `time` (the
+    /// step's time: milliseconds since the Unix epoch on its sequencer's
+    /// clock), checking what it leaves; nothing is written.
     async fn execute(
         &self,
         node: &Node,
         function: Function,
         agent: &AgentName,
-        sender: &str,
+        (sender, time): (&str, u64),
         message: &AgentMessage,
         before: &AgentState,
     ) -> Result<Executed, AgentError> {
@@ -472,13 +478,19 @@ impl Agents {
                 });
             }
         };
-        let (mut state, reply, sends) = match StepOutput::decode(&outcome.output) {
-            Ok(StepOutput::V1 { state, reply }) => (state, reply, Vec::new()),
+        let (mut state, reply, sends, reminders) = match StepOutput::decode(&outcome.output) {
+            Ok(StepOutput::V1 { state, reply }) => (state, reply, Vec::new(), Vec::new()),
             Ok(StepOutput::V2 {
                 state,
                 reply,
                 sends,
-            }) => (state, reply, sends),
+            }) => (state, reply, sends, Vec::new()),
+            Ok(StepOutput::V3 {
+                state,
+                reply,
+                sends,
+                reminders,
+            }) => (state, reply, sends, reminders),
             Err(why) => {
                 return Err(AgentError::NotAgent {
                     module: agent.module.clone(),
@@ -494,6 +506,11 @@ impl Agents {
                 .extend_from_slice(b" [corrupted agent state]");
         }
         let sends = outgoing(&name, seq, sends)?;
+        let set = self
+            .store
+            .reminders_of(&name)
+            .map_err(AgentError::Internal)?;
+        let reminders = reminding(&name, (seq, time), message, &set, reminders)?;
         if state.len() > MAX_STATE {
             return Err(AgentError::StateTooLarge {
                 agent: name,
@@ -530,6 +547,7 @@ impl Agents {
             after,
             entry,
             sends,
+            reminders,
             invoke,
             output: outcome.output,
             fuel: outcome.fuel,
@@ -551,11 +569,12 @@ impl Agents {
                 &executed.after,
                 &executed.entry,
                 &executed.sends,
+                &executed.reminders,
                 stand,
             )
             .map_err(AgentError::Internal)?;
         self.durable().await?;
-        if !executed.sends.is_empty() {
+        if !executed.sends.is_empty() || !executed.reminders.is_empty() {
             self.outbox.notify_one();
         }
         Ok(())
@@ -628,6 +647,95 @@ fn outgoing(
         .collect()
 }
 
+/// Checks the reminders a step sets or cancels against the ones `set`
+/// before it, and gives each new one its due time and message id (both
+/// derived from the step, so every host keeps the same reminder).
+fn reminding(
+    agent: &str,
+    (seq, time): (u64, u64),
+    message: &AgentMessage,
+    set: &[Reminder],
+    ops: Vec<orb_guest::agent::ReminderOp>,
+) -> Result<Vec<ReminderChange>, AgentError> {
+    use orb_guest::agent::ReminderOp;
+    let refuse = |message: String| AgentError::Step {
+        agent: agent.to_owned(),
+        kind: "bad_reminder".into(),
+        message,
+    };
+    // The names set after the step: the one that brought this message is
+    // spent.
+    let mut names: Vec<String> = set
+        .iter()
+        .filter(|r| r.message_id != message.message_id)
+        .map(|r| r.name.clone())
+        .collect();
+    let mut changes = Vec::with_capacity(ops.len());
+    for (i, op) in ops.into_iter().enumerate() {
+        let name = match &op {
+            ReminderOp::Set { name, .. } | ReminderOp::Cancel { name } => name.clone(),
+        };
+        if name.is_empty() || name.len() > MAX_REMINDER_NAME {
+            return Err(refuse(format!(
+                "a reminder's name has 1 to {MAX_REMINDER_NAME} bytes, not {}",
+                name.len()
+            )));
+        }
+        match op {
+            ReminderOp::Set {
+                name,
+                after_ms,
+                message,
+            } => {
+                if message.len() > MAX_MESSAGE {
+                    return Err(refuse(format!(
+                        "reminder {name:?} brings {} bytes, over the message limit of {MAX_MESSAGE}",
+                        message.len()
+                    )));
+                }
+                if !names.contains(&name) {
+                    if names.len() >= MAX_REMINDERS {
+                        return Err(refuse(format!(
+                            "{agent} has {MAX_REMINDERS} reminders set, the limit: cancel one first"
+                        )));
+                    }
+                    names.push(name.clone());
+                }
+                let message_id = derive16(
+                    b"orb/agent-reminder/v1\0",
+                    &[
+                        agent.as_bytes(),
+                        &[0],
+                        &seq.to_be_bytes(),
+                        &(i as u32).to_be_bytes(),
+                    ],
+                );
+                changes.push(ReminderChange::Set(Reminder {
+                    agent: agent.to_owned(),
+                    name,
+                    set_at: seq,
+                    due: time.saturating_add(after_ms),
+                    message_id,
+                    message,
+                }));
+            }
+            ReminderOp::Cancel { name } => {
+                names.retain(|n| *n != name);
+                changes.push(ReminderChange::Cancel(name));
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// Milliseconds since the Unix epoch on this node's clock: the time a
+/// step gets when this node puts it in its agent's order.
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// How long a message that could not be delivered waits before the next
 /// try (and how often the outbox is looked at without a wake-up).
 const REDELIVER: std::time::Duration = std::time::Duration::from_millis(500);
@@ -669,7 +777,12 @@ pub(crate) async fn deliver_forever(node: Arc<Node>) {
             };
             match send(&node, &to, p.message_id, p.message, Some(&p.from)).await {
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), "busy" | "unreachable" | "internal" | "refused") => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        "busy" | "unreachable" | "internal" | "refused" | "no_majority"
+                    ) =>
+                {
                     tracing::debug!(from = %p.from, to = %p.to, "to be tried again: {e}");
                     held.push(p.from);
                     continue;
@@ -682,8 +795,65 @@ pub(crate) async fn deliver_forever(node: Arc<Node>) {
                 tracing::warn!("agent outbox: {e}");
             }
         }
-        let _ = tokio::time::timeout(REDELIVER, node.agents.outbox.notified()).await;
+        let wait = remind(&node).await;
+        let _ = tokio::time::timeout(wait, node.agents.outbox.notified()).await;
     }
+}
+
+/// Brings every due reminder's message to its agent (each host of the
+/// agent does; the message's id makes the agent apply it once), and
+/// forgets the ones delivered. Returns how long until the next is due
+/// (at most [`REDELIVER`]).
+async fn remind(node: &Node) -> std::time::Duration {
+    let store = &node.agents.store;
+    let reminders = match store.reminders(10_000) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("agent reminders: {e}");
+            return REDELIVER;
+        }
+    };
+    let mut wait = REDELIVER;
+    for r in reminders {
+        let now = now_ms();
+        if r.due > now {
+            wait = wait.min(std::time::Duration::from_millis(r.due - now));
+            continue;
+        }
+        // Set by a replicated step: it fires once a majority has the step.
+        if let Ok(Some(stand)) = store.stand(&r.agent)
+            && r.set_at > stand.committed
+        {
+            continue;
+        }
+        let Ok(to) = AgentName::parse(&r.agent) else {
+            let _ = store.spent(&r);
+            continue;
+        };
+        match send(node, &to, r.message_id, r.message.clone(), Some(&r.agent)).await {
+            Ok(applied) => {
+                tracing::debug!(agent = %r.agent, reminder = %r.name, seq = applied.seq, "a reminder fired");
+            }
+            // The agent's module is hosted here, so a name not found yet
+            // (just after a restart) is found later.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    "busy" | "unreachable" | "internal" | "refused" | "no_majority" | "no_module"
+                ) =>
+            {
+                tracing::debug!(agent = %r.agent, reminder = %r.name, "to be tried again: {e}");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(agent = %r.agent, reminder = %r.name, "a reminder's message was refused: {e}");
+            }
+        }
+        if let Err(e) = store.spent(&r) {
+            tracing::warn!("agent reminders: {e}");
+        }
+    }
+    wait
 }
 
 /// The first 16 bytes of blake3 over `tag` and `parts`.
@@ -1005,6 +1175,23 @@ pub(crate) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
                 Ok(invoker) => invoker,
                 Err(why) => return Response::Refused(why),
             };
+            // A message from the agent to itself is a reminder, which only
+            // its hosts keep and bring.
+            if message.from_agent.as_deref() == Some(message.agent.as_str()) {
+                let hosts = node
+                    .agents
+                    .store
+                    .module(&message.function)
+                    .ok()
+                    .flatten()
+                    .map(|m| m.hosts)
+                    .unwrap_or_default();
+                if !hosts.contains(&peer.to_string()) {
+                    return Response::Refused(format!(
+                        "{peer} is not a host of {agent}: only its hosts bring its reminders"
+                    ));
+                }
+            }
             let sender = message
                 .from_agent
                 .clone()
@@ -1053,5 +1240,95 @@ mod tests {
             assert_eq!(e.kind(), "bad_name", "{bad}: {e}");
         }
         assert!(AgentName::parse(&format!("c/{}", "x".repeat(65))).is_err());
+    }
+
+    fn message(id: u8) -> AgentMessage {
+        AgentMessage {
+            agent: "auction/x".into(),
+            function: FunctionId::of(b"m"),
+            message_id: [id; 16],
+            message: b"close".to_vec(),
+            from_agent: None,
+        }
+    }
+
+    fn set(name: &str, after_ms: u64) -> orb_guest::agent::ReminderOp {
+        orb_guest::agent::ReminderOp::Set {
+            name: name.into(),
+            after_ms,
+            message: b"close".to_vec(),
+        }
+    }
+
+    #[test]
+    fn reminders_are_due_after_the_step_and_the_same_on_every_host() {
+        let ops = || vec![set("deadline", 4000), set("later", 9000)];
+        let a = reminding("auction/x", (7, 1_000), &message(1), &[], ops()).unwrap();
+        let b = reminding("auction/x", (7, 1_000), &message(1), &[], ops()).unwrap();
+        assert_eq!(a, b);
+        let ReminderChange::Set(first) = &a[0] else {
+            panic!("{a:?}")
+        };
+        assert_eq!((first.due, first.set_at), (5_000, 7));
+        let ReminderChange::Set(second) = &a[1] else {
+            panic!("{a:?}")
+        };
+        assert_ne!(first.message_id, second.message_id);
+        // Another step gives another id.
+        let c = reminding("auction/x", (8, 1_000), &message(1), &[], ops()).unwrap();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn the_reminder_count_counts_replacements_once_and_the_spent_one_not_at_all() {
+        let full: Vec<Reminder> = (0..MAX_REMINDERS)
+            .map(|i| Reminder {
+                agent: "auction/x".into(),
+                name: format!("r{i}"),
+                set_at: 1,
+                due: 10,
+                message_id: [i as u8; 16],
+                message: Vec::new(),
+            })
+            .collect();
+        // Replacing one is fine; a new name is one too many.
+        assert!(
+            reminding(
+                "auction/x",
+                (2, 0),
+                &message(200),
+                &full,
+                vec![set("r3", 1)]
+            )
+            .is_ok()
+        );
+        let e = reminding(
+            "auction/x",
+            (2, 0),
+            &message(200),
+            &full,
+            vec![set("new", 1)],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("64 reminders"), "{e}");
+        // Cancelling first makes room, and so does the reminder whose
+        // message this step applies (it is spent).
+        let cancel = orb_guest::agent::ReminderOp::Cancel { name: "r0".into() };
+        assert!(
+            reminding(
+                "auction/x",
+                (2, 0),
+                &message(200),
+                &full,
+                vec![cancel, set("new", 1)]
+            )
+            .is_ok()
+        );
+        assert!(reminding("auction/x", (2, 0), &message(5), &full, vec![set("new", 1)]).is_ok());
+        for bad in [String::new(), "n".repeat(MAX_REMINDER_NAME + 1)] {
+            let e =
+                reminding("auction/x", (2, 0), &message(1), &[], vec![set(&bad, 1)]).unwrap_err();
+            assert_eq!(e.kind(), "step_failed", "{e}");
+        }
     }
 }

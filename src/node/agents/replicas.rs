@@ -166,8 +166,9 @@ pub(super) async fn lead(
     }
     let before = agents.current(&name, id, module)?;
     let mut stand = agents.stand_of(&name, &before)?;
+    let time = super::now_ms();
     let executed = agents
-        .execute(node, function, agent, sender, message, &before)
+        .execute(node, function, agent, (sender, time), message, &before)
         .await?;
     let seq = executed.after.seq;
     let request = Request::AgentReplicate(Box::new(Replicate {
@@ -178,6 +179,7 @@ pub(super) async fn lead(
         message: message.clone(),
         sender: sender.to_owned(),
         invoker,
+        time,
     }));
     let mut round = Round::new(hosts.peers.len());
     round.vote(
@@ -644,7 +646,14 @@ async fn replicate(node: &Node, peer: PeerId, r: Replicate) -> Result<Response, 
                 Replicated::Apply => {
                     agents.yield_to(&name, r.ballot);
                     let executed = match agents
-                        .execute(node, function, &agent, &r.sender, &r.message, &before)
+                        .execute(
+                            node,
+                            function,
+                            &agent,
+                            (&r.sender, r.time),
+                            &r.message,
+                            &before,
+                        )
                         .await
                     {
                         Ok(e) => e,

@@ -14,7 +14,13 @@
 //!   messages: a retry finds its reply here instead of being applied
 //!   again.
 //!
-//! One step is one sled transaction over the last three
+//! - `agent_outbox`: agent, step, index → a message a step sent to
+//!   another agent ([`Pending`]), until it is delivered;
+//! - `agent_reminders`: agent, name → a reminder a step set
+//!   ([`Reminder`]), until the message it brings is applied or a step
+//!   cancels it.
+//!
+//! One step is one sled transaction over these trees
 //! ([`AgentStore::write`]), then a flush and an fsync of the database file
 //! ([`AgentStore::sync`]): once both have returned, the step survives the
 //! process being killed and the machine losing power. One sync makes every
@@ -46,6 +52,7 @@ pub(crate) struct AgentStore {
     seen: sled::Tree,
     outbox: sled::Tree,
     standing: sled::Tree,
+    reminders: sled::Tree,
 }
 
 /// An agent module as registered on each of its hosts.
@@ -80,6 +87,31 @@ pub(crate) struct Pending {
     pub(crate) message: Vec<u8>,
 }
 
+/// A reminder an agent set: `message` comes back to it once the clock
+/// passes `due`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Reminder {
+    /// The agent it belongs to.
+    pub(crate) agent: String,
+    /// Its name among the agent's reminders.
+    pub(crate) name: String,
+    /// The step that set it.
+    pub(crate) set_at: u64,
+    /// When it is due: milliseconds since the Unix epoch.
+    pub(crate) due: u64,
+    /// The id of the message it brings, the same on every host and every
+    /// attempt (the agent applies it once).
+    pub(crate) message_id: [u8; 16],
+    pub(crate) message: Vec<u8>,
+}
+
+/// What a step does to its agent's reminders, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ReminderChange {
+    Set(Reminder),
+    Cancel(String),
+}
+
 fn key(agent: &str, tail: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(agent.len() + 1 + tail.len());
     k.extend_from_slice(agent.as_bytes());
@@ -108,6 +140,7 @@ impl AgentStore {
             seen: db.open_tree("agent_seen")?,
             outbox: db.open_tree("agent_outbox")?,
             standing: db.open_tree("agent_standing")?,
+            reminders: db.open_tree("agent_reminders")?,
         })
     }
 
@@ -189,6 +222,12 @@ impl AgentStore {
             .keys()
             .map(|k| k.map(|k| k.to_vec()).map_err(io))
             .collect::<Result<_, String>>()?;
+        let stale_reminders: Vec<Vec<u8>> = self
+            .reminders_of(agent)?
+            .into_iter()
+            .filter(|r| r.set_at > keep_sends)
+            .map(|r| key(agent, r.name.as_bytes()))
+            .collect();
         let entries: Vec<(u64, [u8; 16], Vec<u8>)> = entries
             .iter()
             .map(|e| postcard::to_stdvec(e).map(|v| (e.seq, e.message_id, v)))
@@ -202,8 +241,12 @@ impl AgentStore {
             &self.seen,
             &self.outbox,
             &self.standing,
+            &self.reminders,
         )
-            .transaction(|(states, log, seen, outbox, standing)| {
+            .transaction(|(states, log, seen, outbox, standing, reminders)| {
+                for k in &stale_reminders {
+                    reminders.remove(k.as_slice())?;
+                }
                 for (k, gone) in &stale_log {
                     log.remove(k.as_slice())?;
                     seen.remove(key(agent, &gone.message_id))?;
@@ -299,8 +342,24 @@ impl AgentStore {
         state: &AgentState,
         entry: &AgentLogEntry,
         sends: &[Pending],
+        reminders: &[ReminderChange],
         stand: Option<&Stand>,
     ) -> Result<(), String> {
+        // The reminder that brought this message, if one did, is spent.
+        let fired: Option<Vec<u8>> = self
+            .reminders_of(agent)?
+            .into_iter()
+            .find(|r| r.message_id == entry.message_id)
+            .map(|r| key(agent, r.name.as_bytes()));
+        let reminders: Vec<(Vec<u8>, Option<Vec<u8>>)> = reminders
+            .iter()
+            .map(|change| match change {
+                ReminderChange::Set(r) => postcard::to_stdvec(r)
+                    .map(|v| (key(agent, r.name.as_bytes()), Some(v)))
+                    .map_err(io),
+                ReminderChange::Cancel(name) => Ok((key(agent, name.as_bytes()), None)),
+            })
+            .collect::<Result<_, _>>()?;
         let sends: Vec<(Vec<u8>, Vec<u8>)> = sends
             .iter()
             .enumerate()
@@ -326,8 +385,18 @@ impl AgentStore {
             &self.seen,
             &self.outbox,
             &self.standing,
+            &self.reminders,
         )
-            .transaction(|(states, log, seen, outbox, standing)| {
+            .transaction(|(states, log, seen, outbox, standing, tree)| {
+                if let Some(k) = &fired {
+                    tree.remove(k.as_slice())?;
+                }
+                for (k, v) in &reminders {
+                    match v {
+                        Some(v) => tree.insert(k.as_slice(), v.as_slice())?,
+                        None => tree.remove(k.as_slice())?,
+                    };
+                }
                 for (k, v) in &sends {
                     outbox.insert(k.as_slice(), v.as_slice())?;
                 }
@@ -370,6 +439,51 @@ impl AgentStore {
                 Ok((k.to_vec(), seq, p))
             })
             .collect()
+    }
+
+    /// The reminders `agent` has set, by name.
+    pub(crate) fn reminders_of(&self, agent: &str) -> Result<Vec<Reminder>, String> {
+        self.reminders
+            .scan_prefix(key(agent, b""))
+            .map(|kv| {
+                let (_, v) = kv.map_err(io)?;
+                decode("agent reminder", &v)
+            })
+            .collect()
+    }
+
+    /// Every reminder kept here (at most `max`), by agent and name.
+    pub(crate) fn reminders(&self, max: usize) -> Result<Vec<Reminder>, String> {
+        self.reminders
+            .iter()
+            .take(max)
+            .map(|kv| {
+                let (_, v) = kv.map_err(io)?;
+                decode("agent reminder", &v)
+            })
+            .collect()
+    }
+
+    /// Forgets a reminder whose message was applied, unless a step set it
+    /// again since.
+    pub(crate) fn spent(&self, reminder: &Reminder) -> Result<(), String> {
+        let k = key(&reminder.agent, reminder.name.as_bytes());
+        let Some(now) = self.reminders.get(&k).map_err(io)? else {
+            return Ok(());
+        };
+        let now: Reminder = decode("agent reminder", &now)?;
+        if now.message_id == reminder.message_id {
+            // Fails harmlessly if a step replaced it meanwhile.
+            let _ = self
+                .reminders
+                .compare_and_swap(
+                    &k,
+                    Some(postcard::to_stdvec(&now).map_err(io)?),
+                    None::<&[u8]>,
+                )
+                .map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Forgets a delivered message (delivering it again would be harmless:
