@@ -102,6 +102,22 @@ fn durable_write_p50(dir: &std::path::Path) -> f64 {
     summary(samples).0
 }
 
+/// `orb agent deploy counter.wasm --name NAME --replicas R` through `api`.
+fn deploy_counter(api: &str, name: &str, replicas: u32, client: &std::path::Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["--node", api, "agent", "deploy", "--name", name])
+        .args(["--replicas", &replicas.to_string()])
+        .arg(functions_dir().join("counter.wasm"))
+        .env("ORB_DATA_DIR", client)
+        .output()
+        .expect("orb agent deploy");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn row(what: &str, (rate, p50, p99): (f64, f64, f64)) -> f64 {
     println!("{what:<44} {rate:>9.0} /s   p50 {p50:>7.2} ms   p99 {p99:>7.2} ms");
     rate
@@ -112,17 +128,7 @@ fn main() {
     let client = root.path().join("client");
     let node = start(&root.path().join("node"), &["--no-autoscale"]);
     deploy_echo(&node.api, 1, &client);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
-        .args(["--node", &node.api, "agent", "deploy", "--name", "counter"])
-        .arg(functions_dir().join("counter.wasm"))
-        .env("ORB_DATA_DIR", &client)
-        .output()
-        .expect("orb agent deploy");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    deploy_counter(&node.api, "counter", 1, &client);
 
     println!("one node; echo calls vs counter steps (inc), each fsync'd before its reply");
     let call1 = row(
@@ -172,18 +178,7 @@ fn main() {
         assert!(Instant::now() < deadline, "the nodes never connected");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
-        .args(["--node", &node.api, "agent", "deploy", "--name", "counter3"])
-        .args(["--replicas", "3"])
-        .arg(functions_dir().join("counter.wasm"))
-        .env("ORB_DATA_DIR", &client)
-        .output()
-        .expect("orb agent deploy --replicas 3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    deploy_counter(&node.api, "counter3", 3, &client);
     let step3 = row(
         "counter3/one (R = 3), 1 client",
         load(&node.api, 1, "inc", |_, _| "/agent/counter3/one".into()),

@@ -421,6 +421,61 @@ fn agent_state_on(node: &NodeProc, agent: &str) -> Value {
     serde_json::from_str(&out).unwrap_or(Value::Null)
 }
 
+/// A network of `names.len()` nodes on loopback (the first a supernode)
+/// and the agent module `module` deployed as itself through the second
+/// with `--replicas 3`: the nodes, the indices of its three hosts, and a
+/// node that is not one of them (which knows the three).
+fn three_hosts(
+    r: &Path,
+    client: &Path,
+    names: &[&str],
+    module: &str,
+) -> (Vec<NodeProc>, Vec<usize>, usize) {
+    let flags = ["--no-autoscale"];
+    let s = node(r, names[0], None, &flags);
+    let boot = s.addrs[0].clone();
+    let mut nodes = vec![s];
+    for name in &names[1..] {
+        nodes.push(node(r, name, Some(&boot), &flags));
+    }
+    let others = (names.len() - 1) as u64;
+    for n in &nodes {
+        n.wait_status("every other node connected", |st| {
+            st["connected"].as_u64().unwrap_or(0) >= others
+        });
+    }
+    let deployed = json_of(&agent_cli(
+        &nodes[1],
+        client,
+        &[
+            "deploy",
+            example(module).to_str().expect("utf-8"),
+            "--name",
+            module,
+            "--replicas",
+            "3",
+            "--json",
+        ],
+    ));
+    let hosts: Vec<usize> = deployed["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .map(|p| {
+            nodes
+                .iter()
+                .position(|n| Some(n.peer_id.as_str()) == p.as_str())
+                .expect("a host among the nodes")
+        })
+        .collect();
+    assert_eq!(hosts.len(), 3, "{deployed}");
+    let entry = (0..nodes.len())
+        .find(|i| !hosts.contains(i))
+        .expect("a node that is not a host");
+    wait_providers(&[&nodes[entry]], module, 3);
+    (nodes, hosts, entry)
+}
+
 #[test]
 fn a_counter_on_three_hosts_applies_1000_messages_once_while_its_sequencers_are_killed() {
     let _heavy = crate::HEAVY
@@ -430,45 +485,8 @@ fn a_counter_on_three_hosts_applies_1000_messages_once_while_its_sequencers_are_
     let r = root.path();
     let client = r.join("client");
     let flags = ["--no-autoscale"];
-    let s = node(r, "s", None, &flags);
-    let boot = s.addrs[0].clone();
-    let mut nodes = vec![s];
-    for name in ["a", "b", "c", "d"] {
-        nodes.push(node(r, name, Some(&boot), &flags));
-    }
     let names = ["s", "a", "b", "c", "d"];
-    for n in &nodes {
-        n.wait_status("4 connected peers", |st| {
-            st["connected"].as_u64().unwrap_or(0) >= 4
-        });
-    }
-    let deployed = json_of(&agent_cli(
-        &nodes[1],
-        &client,
-        &[
-            "deploy",
-            example("counter").to_str().unwrap(),
-            "--name",
-            "counter",
-            "--replicas",
-            "3",
-            "--json",
-        ],
-    ));
-    let hosts: Vec<usize> = deployed["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            nodes
-                .iter()
-                .position(|n| n.peer_id == p.as_str().unwrap())
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(hosts.len(), 3, "{deployed}");
-    let entry = (0..nodes.len()).find(|i| !hosts.contains(i)).unwrap();
-    wait_providers(&[&nodes[entry]], "counter", 3);
+    let (nodes, hosts, entry) = three_hosts(r, &client, &names, "counter");
     let peer_ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
     let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
 
@@ -649,45 +667,8 @@ fn a_reminder_fires_once_at_its_time_across_a_sigkill_and_restart_of_every_host(
     let r = root.path();
     let client = r.join("client");
     let flags = ["--no-autoscale"];
-    let s = node(r, "s", None, &flags);
-    let boot = s.addrs[0].clone();
-    let mut nodes = vec![s];
-    for name in ["a", "b", "c"] {
-        nodes.push(node(r, name, Some(&boot), &flags));
-    }
     let names = ["s", "a", "b", "c"];
-    for n in &nodes {
-        n.wait_status("3 connected peers", |st| {
-            st["connected"].as_u64().unwrap_or(0) >= 3
-        });
-    }
-    let deployed = json_of(&agent_cli(
-        &nodes[1],
-        &client,
-        &[
-            "deploy",
-            example("auction").to_str().unwrap(),
-            "--name",
-            "auction",
-            "--replicas",
-            "3",
-            "--json",
-        ],
-    ));
-    let hosts: Vec<usize> = deployed["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            nodes
-                .iter()
-                .position(|n| n.peer_id == p.as_str().unwrap())
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(hosts.len(), 3, "{deployed}");
-    let entry = (0..nodes.len()).find(|i| !hosts.contains(i)).unwrap();
-    wait_providers(&[&nodes[entry]], "auction", 3);
+    let (nodes, hosts, entry) = three_hosts(r, &client, &names, "auction");
     let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
 
     // Open for 4 s, bid, then SIGKILL every host before the deadline.
