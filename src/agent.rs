@@ -18,6 +18,10 @@ pub(crate) enum AgentCommand {
     /// Deploy an agent module through a node, which then hosts its agents.
     #[command(after_help = DEPLOY_HELP)]
     Deploy(DeployArgs),
+    /// Move every agent of a module to a new version of it, keeping their
+    /// state.
+    #[command(after_help = UPGRADE_HELP)]
+    Upgrade(UpgradeArgs),
     /// Send a message to an agent (MODULE/ID) and print its reply.
     #[command(after_help = SEND_HELP)]
     Send(SendArgs),
@@ -38,6 +42,14 @@ hosts, which apply its messages in one order (one host sequences them, the
 next takes over when it is down); a reply leaves once a strict majority of the
 hosts have the step on disk and agree on it, so an agent with R = 3 keeps
 answering while one host is down.";
+
+const UPGRADE_HELP: &str = "\
+Send it through one of the module's hosts (orb ls shows them): the new module
+is hosted and registered on every host of the old one, and only then does NAME
+point at it. Each agent moves to the new module on its next message, at the
+same sequence number on every host, and the new module gets the old state; a
+message sent to the old version after that runs on the new one. The new
+module must read the state the old one wrote.";
 
 const SEND_HELP: &str = "\
 Each message carries an id (--id, or one drawn here). If the node cannot be
@@ -60,6 +72,27 @@ pub(crate) struct DeployArgs {
     /// by all of them, and counts once a strict majority agree.
     #[arg(long, default_value_t = 1, value_name = "R")]
     replicas: u32,
+    /// The node's API token, needed when its API is reachable beyond
+    /// loopback.
+    #[arg(
+        long,
+        env = "ORB_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
+    /// Print the node's answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `orb agent upgrade` flags.
+#[derive(Args, Debug)]
+pub(crate) struct UpgradeArgs {
+    /// The agent module's name (as deployed with --name).
+    name: String,
+    /// The new version of the module (WebAssembly).
+    module: PathBuf,
     /// The node's API token, needed when its API is reachable beyond
     /// loopback.
     #[arg(
@@ -120,6 +153,7 @@ pub(crate) struct LogArgs {
 pub(crate) fn run(cmd: AgentCommand, node: &str, data_dir: &Path) -> Result<(), CliError> {
     match cmd {
         AgentCommand::Deploy(args) => deploy(args, node, data_dir),
+        AgentCommand::Upgrade(args) => upgrade(args, node, data_dir),
         AgentCommand::Send(args) => send(args, node),
         AgentCommand::State(args) => state(args, node),
         AgentCommand::Log(args) => log(args, node),
@@ -166,6 +200,34 @@ fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<(), CliError>
             value["function"].as_str().unwrap_or("?"),
             args.name,
             args.name
+        );
+        for p in value["providers"].as_array().into_iter().flatten() {
+            outln!("  hosted by {}", p.as_str().unwrap_or("?"));
+        }
+    }
+    Ok(())
+}
+
+fn upgrade(args: UpgradeArgs, node: &str, data_dir: &Path) -> Result<(), CliError> {
+    let value = publish(
+        &Publish {
+            module: &args.module,
+            name: &args.name,
+            replicas: 1,
+            api_token: args.api_token.as_deref(),
+            extra: "&agent=true&upgrade=true",
+        },
+        node,
+        data_dir,
+    )?;
+    if args.json {
+        outln!("{value}");
+    } else {
+        outln!(
+            "upgraded agent module {} from {} to {}: its agents move on their next message",
+            args.name,
+            value["replaces"].as_str().unwrap_or("?"),
+            value["function"].as_str().unwrap_or("?"),
         );
         for p in value["providers"].as_array().into_iter().flatten() {
             outln!("  hosted by {}", p.as_str().unwrap_or("?"));

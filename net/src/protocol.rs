@@ -70,6 +70,9 @@ pub enum Request {
         /// Every agent of the module is hosted by these peers, in this
         /// order (a sequencer's ballot names its place here).
         hosts: Vec<String>,
+        /// The agent module this one upgrades (`orb agent upgrade`): its
+        /// agents move to this module, keeping their state.
+        replaces: Option<FunctionId>,
     },
     /// A sequencer taking over an agent asks its hosts to promise `ballot`.
     AgentPrepare {

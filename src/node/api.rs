@@ -250,6 +250,10 @@ struct DeployParams {
     agent: bool,
     /// The state a new agent starts from (JSON; with `agent`).
     init: Option<String>,
+    /// Upgrade the agent module deployed as `name` to this one (with
+    /// `agent`; sent through one of its hosts).
+    #[serde(default)]
+    upgrade: bool,
 }
 
 fn one() -> usize {
@@ -297,6 +301,12 @@ async fn deploy(
         Ok(p) => p,
         Err(e) => return bad(e.to_string()),
     };
+    if params.upgrade {
+        if !params.agent {
+            return bad("upgrade is for agent modules (agent=true)".into());
+        }
+        return upgrade(&node, record, &publisher, &module).await;
+    }
     if let Err(e) = node
         .host
         .install(&node, &module, By::Publisher(&publisher))
@@ -352,7 +362,7 @@ async fn deploy(
         } else {
             Vec::new()
         };
-        if let Err(e) = node.agents.register(function, &init, hosts.clone()) {
+        if let Err(e) = node.agents.register(function, &init, hosts.clone(), None) {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({ "error": e.to_string() }),
@@ -362,6 +372,7 @@ async fn deploy(
             function,
             init,
             hosts,
+            replaces: None,
         };
         for peer in providers.iter().skip(1) {
             let Ok(id) = peer.parse() else { continue };
@@ -388,6 +399,130 @@ async fn deploy(
         providers,
         declined,
     })
+    .into_response()
+}
+
+/// `orb agent upgrade`: hosts `module` on every host of the agent module
+/// the record's name points at (this node is one of them), registers it
+/// there as that module's upgrade, and only then points the name at it.
+/// Each agent moves to it on its next step, keeping its state.
+async fn upgrade(
+    node: &Node,
+    record: NameRecord,
+    publisher: &orb_net::PeerId,
+    module: &[u8],
+) -> Response {
+    let failed = |status: StatusCode, message: String| error(status, json!({ "error": message }));
+    let function = record.function;
+    let old = match super::invoke::resolve_name(node, &record.name).await {
+        Ok(old) => old,
+        Err(e) => return failed(StatusCode::NOT_FOUND, format!("nothing to upgrade: {e}")),
+    };
+    if old == function {
+        return failed(
+            StatusCode::CONFLICT,
+            format!("{} already runs this module ({function})", record.name),
+        );
+    }
+    let registered = match node.agents.store_module(&old) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return failed(
+                StatusCode::CONFLICT,
+                format!(
+                    "this node does not host the agent module {} ({old}): send the upgrade \
+                     through one of its hosts (orb ls shows them)",
+                    record.name
+                ),
+            );
+        }
+        Err(e) => return failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if let Some(kept) = node.host.name_record(&record.name)
+        && kept.function == old
+        && kept.publisher != record.publisher
+    {
+        return failed(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} was published by another key: only its publisher upgrades it",
+                record.name
+            ),
+        );
+    }
+    if let Err(e) = node
+        .host
+        .install(node, module, By::Publisher(publisher))
+        .await
+    {
+        return install_error(&e);
+    }
+    let others: Vec<String> = registered
+        .hosts
+        .iter()
+        .filter(|p| **p != node.peer_id)
+        .cloned()
+        .collect();
+    for peer in &others {
+        let Ok(id) = peer.parse() else { continue };
+        match node.net.request(id, &Request::Host { function }).await {
+            Ok(NetResponse::Hosting { accepted: true, .. }) => {}
+            other => {
+                return failed(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "{peer}, a host of {}, did not take the upgrade ({other:?}): nothing moved; upgrade again",
+                        record.name
+                    ),
+                );
+            }
+        }
+    }
+    if let Err(e) = node.agents.register(
+        function,
+        &registered.init,
+        registered.hosts.clone(),
+        Some(old),
+    ) {
+        return failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    let register = Request::AgentModule {
+        function,
+        init: registered.init.clone(),
+        hosts: registered.hosts.clone(),
+        replaces: Some(old),
+    };
+    for peer in &others {
+        let Ok(id) = peer.parse() else { continue };
+        match node.net.request(id, &register).await {
+            Ok(NetResponse::Hosting { accepted: true, .. }) => {}
+            other => {
+                return failed(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "{peer} hosts the upgrade but did not register it ({other:?}): upgrade again"
+                    ),
+                );
+            }
+        }
+    }
+    // Every host knows the upgrade: now the name may point at it.
+    node.host.remember_name(&record);
+    node.names.put(&record.name, function);
+    let name = record.name.clone();
+    if let Err(e) = node.net.put_name(record).await {
+        tracing::debug!("name record: {e}");
+    }
+    let mut providers = vec![node.peer_id.clone()];
+    providers.extend(others);
+    Json(json!({
+        "function": function,
+        "replaces": old,
+        "agent": true,
+        "name": name,
+        "publisher": publisher.to_string(),
+        "providers": providers,
+    }))
     .into_response()
 }
 

@@ -454,6 +454,12 @@ impl Host {
         }
     }
 
+    /// The name record kept here for `name`, if any.
+    pub(crate) fn name_record(&self, name: &str) -> Option<NameRecord> {
+        let bytes = self.names.get(name.as_bytes()).ok().flatten()?;
+        NameRecord::decode(&bytes).ok()
+    }
+
     fn names(&self) -> Vec<NameRecord> {
         self.names
             .iter()

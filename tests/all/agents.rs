@@ -738,3 +738,101 @@ fn a_reminder_fires_once_at_its_time_across_a_sigkill_and_restart_of_every_host(
         }
     }
 }
+
+#[test]
+fn an_upgrade_moves_every_host_to_the_new_module_at_one_seq_keeping_the_state() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let (nodes, hosts, entry) = three_hosts(r, &client, &["s", "a", "b", "c"], "counter");
+    let agent = "counter/u";
+    for n in 1..=5u32 {
+        assert_eq!(
+            send_until_applied(&nodes[entry], agent, "inc", &id(n)).body,
+            n.to_string()
+        );
+    }
+    // `dec` is not a message of version 1.
+    let refused = post_full(&nodes[entry], agent, "dec", &id(6)).unwrap();
+    assert_eq!(refused.status, 422, "{}", refused.body);
+
+    // Through a node that does not host counter: refused, nothing moves.
+    let v2 = example("counter2");
+    let out = agent_cli(
+        &nodes[entry],
+        &client,
+        &["upgrade", "counter", v2.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("through one of its hosts"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let upgraded = json_of(&agent_cli(
+        &nodes[hosts[0]],
+        &client,
+        &["upgrade", "counter", v2.to_str().unwrap(), "--json"],
+    ));
+    let (old, new) = (
+        upgraded["replaces"].as_str().unwrap().to_owned(),
+        upgraded["function"].as_str().unwrap().to_owned(),
+    );
+    assert_ne!(old, new);
+    let mut upgraded_hosts: Vec<&str> = upgraded["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let mut expected: Vec<&str> = hosts.iter().map(|h| nodes[*h].peer_id.as_str()).collect();
+    upgraded_hosts.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(upgraded_hosts, expected);
+
+    // The next message runs version 2 on the state of version 1, through
+    // the entry node whichever version it resolves the name to.
+    let reply = send_until_applied(&nodes[entry], agent, "dec", &id(7));
+    assert_eq!((reply.body.as_str(), reply.seq), ("4", 6));
+    assert_eq!(
+        send_until_applied(&nodes[entry], agent, "inc", &id(8)).body,
+        "5"
+    );
+    // Every host switched at seq 6: before it version 1, from it version 2.
+    for h in &hosts {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = agent_state_on(&nodes[*h], agent);
+            if st["seq"].as_u64() == Some(7) {
+                assert_eq!(
+                    (st["state"].as_u64(), st["function"].as_str()),
+                    (Some(5), Some(new.as_str())),
+                    "{st}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "a host stays at {st}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let log = json_of(&agent_cli(
+        &nodes[hosts[0]],
+        &client,
+        &["log", agent, "--json"],
+    ));
+    let versions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, [&old, &old, &old, &old, &old, &new, &new]);
+    // Other agents of the module move too, from their initial state.
+    assert_eq!(
+        send_until_applied(&nodes[entry], "counter/fresh", "inc", &id(9)).body,
+        "1"
+    );
+}

@@ -255,20 +255,32 @@ impl Agents {
 
     /// Records a module deployed here as an agent module: its agents
     /// start from `init` (empty: the module's default state) and are
-    /// hosted by `hosts` (empty: this node alone).
+    /// hosted by `hosts` (empty: this node alone); with `replaces`, it is
+    /// an upgrade of that module.
     pub(crate) fn register(
         &self,
         function: FunctionId,
         init: &[u8],
         hosts: Vec<String>,
+        replaces: Option<FunctionId>,
     ) -> Result<(), AgentError> {
         let module = AgentModule {
             init: init.to_vec(),
             hosts,
+            replaces,
         };
         self.store
             .register(function, &module)
             .map_err(AgentError::Internal)
+    }
+
+    /// The registration of `function`, if it is an agent module deployed
+    /// here.
+    pub(crate) fn store_module(
+        &self,
+        function: &FunctionId,
+    ) -> Result<Option<AgentModule>, AgentError> {
+        self.store.module(function).map_err(AgentError::Internal)
     }
 
     /// Whether `function` is an agent module deployed here (not scaled
@@ -328,6 +340,30 @@ impl Agents {
         result
     }
 
+    /// Which version of its module runs a step: the newest upgrade of the
+    /// message's module registered here (an agent moves to an upgrade on
+    /// its next step and never back; a message addressed to an old version
+    /// runs on the newest).
+    fn version(&self, node: &Node, function: Function) -> Result<Function, AgentError> {
+        let mut newest = function.id();
+        for _ in 0..64 {
+            match self
+                .store
+                .upgrade_of(&newest)
+                .map_err(AgentError::Internal)?
+            {
+                Some(next) if node.host.function(&next).is_some() => newest = next,
+                _ => break,
+            }
+        }
+        if newest == function.id() {
+            return Ok(function);
+        }
+        node.host
+            .function(&newest)
+            .ok_or_else(|| AgentError::Internal(format!("the upgrade {newest} is not hosted here")))
+    }
+
     /// One step, in the agent's turn.
     async fn step(
         &self,
@@ -339,7 +375,19 @@ impl Agents {
         message: &AgentMessage,
     ) -> Result<Applied, AgentError> {
         let internal = AgentError::Internal;
+        let function = self.version(node, function)?;
         let id = function.id();
+        // The hosts that apply it run the version chosen here.
+        let moved;
+        let message = if message.function == id {
+            message
+        } else {
+            moved = AgentMessage {
+                function: id,
+                ..message.clone()
+            };
+            &moved
+        };
         let Some(module) = self.store.module(&id).map_err(internal)? else {
             return Err(AgentError::NotAgent {
                 module: agent.module.clone(),

@@ -499,7 +499,8 @@ pub(super) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
             function,
             init,
             hosts,
-        } => register(node, function, init, hosts),
+            replaces,
+        } => register(node, function, init, hosts, replaces),
         Request::AgentPrepare {
             agent,
             function,
@@ -526,6 +527,7 @@ fn register(
     function: FunctionId,
     init: Vec<u8>,
     hosts: Vec<String>,
+    replaces: Option<FunctionId>,
 ) -> Result<Response, AgentError> {
     if node.host.function(&function).is_none() {
         return Ok(Response::NotHosted);
@@ -533,7 +535,7 @@ fn register(
     if !hosts.contains(&node.peer_id) {
         return Ok(Response::Refused("this node is not among the hosts".into()));
     }
-    node.agents.register(function, &init, hosts)?;
+    node.agents.register(function, &init, hosts, replaces)?;
     Ok(Response::Hosting {
         accepted: true,
         reason: String::new(),

@@ -63,6 +63,16 @@ pub(crate) struct AgentModule {
     /// The hosts of every agent of the module (peer ids), in the order
     /// ballots name them; empty: this node alone.
     pub(crate) hosts: Vec<String>,
+    /// The module this one upgrades, if it is an upgrade: an agent at that
+    /// module moves to this one on its next step.
+    pub(crate) replaces: Option<FunctionId>,
+}
+
+/// An agent module as registered before upgrades existed.
+#[derive(Deserialize)]
+struct AgentModuleV0 {
+    init: Vec<u8>,
+    hosts: Vec<String>,
 }
 
 /// This host's part in one agent's replication.
@@ -163,8 +173,34 @@ impl AgentStore {
         self.modules
             .get(function.as_bytes())
             .map_err(io)?
-            .map(|v| decode("agent module", &v))
+            .map(|v| {
+                decode("agent module", &v).or_else(|e| {
+                    postcard::from_bytes::<AgentModuleV0>(&v)
+                        .map(|m| AgentModule {
+                            init: m.init,
+                            hosts: m.hosts,
+                            replaces: None,
+                        })
+                        .map_err(|_| e)
+                })
+            })
             .transpose()
+    }
+
+    /// The agent module registered here as an upgrade of `function`, if
+    /// one is.
+    pub(crate) fn upgrade_of(&self, function: &FunctionId) -> Result<Option<FunctionId>, String> {
+        for kv in self.modules.iter() {
+            let (k, _) = kv.map_err(io)?;
+            let Ok(id) = <[u8; 32]>::try_from(k.as_ref()) else {
+                continue;
+            };
+            let id = FunctionId::from_bytes(id);
+            if self.module(&id)?.and_then(|m| m.replaces) == Some(*function) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     /// This host's standing in `agent`'s replication, if it has one.

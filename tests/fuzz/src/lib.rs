@@ -522,6 +522,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     function: FunctionId::of(TINY_MODULE),
                     init: b"0".to_vec(),
                     hosts: vec!["12D3KooWa".into(), "12D3KooWb".into()],
+                    replaces: Some(FunctionId::of(b"old")),
                 },
                 Request::AgentPrepare {
                     agent: "counter/alice".into(),
