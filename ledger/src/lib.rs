@@ -59,6 +59,7 @@ mod settlement;
 pub mod sim;
 mod snowball;
 mod state;
+mod steps;
 mod store;
 mod vote;
 
@@ -76,10 +77,11 @@ pub use genesis::{Genesis, GenesisError};
 pub use keys::{Digest, Keypair, PublicKey, Signature, Verifier, verify_batch};
 pub use koth::{Claim, ClaimRefused, Koth};
 pub use proof::{Checkpoint, ConsistencyProof, InclusionProof};
-pub use receipt::{Receipt, ReceiptBody};
+pub use receipt::{AgentStep, Receipt, ReceiptBody};
 pub use settlement::{Settlement, SettlementBody, Verdict};
 pub use snowball::{Params, ParamsError, Snowball};
 pub use state::{Effects, State};
+pub use steps::{LoggedStep, StepsReport, check_steps};
 pub use store::{LedgerStore, MemStore, SledStore, StoreError, Table, Write};
 pub use vote::{Vote, VoteBody};
 

@@ -6,6 +6,54 @@ use crate::keys::{Digest, Keypair, PublicKey, Signature};
 
 const TAG: &[u8] = b"orb/receipt/1\0";
 
+/// One step of an agent as its receipt states it: a receipt of a step
+/// has [`AgentStep::input`] as its input digest and [`AgentStep::output`]
+/// as its output digest, so the chain's receipts can be checked against
+/// the agent's log (each entry's state hashes before and after).
+#[derive(Clone, Copy, Debug)]
+pub struct AgentStep<'a> {
+    /// The agent: `module/id`.
+    pub agent: &'a str,
+    /// The step's place in the agent's order.
+    pub seq: u64,
+    /// The message's id.
+    pub message_id: &'a [u8; 16],
+    /// The message.
+    pub message: &'a [u8],
+    /// blake3 of the state before the step.
+    pub before: &'a [u8; 32],
+    /// blake3 of the state after it.
+    pub after: &'a [u8; 32],
+    /// The reply.
+    pub reply: &'a [u8],
+}
+
+impl AgentStep<'_> {
+    /// The digest a receipt states as the step's input: the agent, the
+    /// step's place, the message and the state it applied to.
+    pub fn input(&self) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(b"orb/agent-step-in/1\0");
+        h.update(self.agent.as_bytes());
+        h.update(&[0]);
+        h.update(&self.seq.to_be_bytes());
+        h.update(self.message_id);
+        h.update(self.before);
+        h.update(blake3::hash(self.message).as_bytes());
+        Digest(*h.finalize().as_bytes())
+    }
+
+    /// The digest a receipt states as the step's output: the state it
+    /// left and the reply.
+    pub fn output(&self) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(b"orb/agent-step-out/1\0");
+        h.update(self.after);
+        h.update(blake3::hash(self.reply).as_bytes());
+        Digest(*h.finalize().as_bytes())
+    }
+}
+
 /// What an executor signs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptBody {

@@ -16,6 +16,8 @@ mod proof;
 mod show;
 mod store;
 
+pub(crate) use store::{guarded, open_chain};
+
 use std::path::Path;
 
 use anyhow::Context as _;

@@ -379,11 +379,31 @@ impl Ledger {
         output: &[u8],
         fuel: u64,
     ) -> Receipt {
+        self.sign_digests(
+            invoker,
+            invoke,
+            (
+                Digest(*blake3::hash(&invoke.input).as_bytes()),
+                Digest(*blake3::hash(output).as_bytes()),
+            ),
+            fuel,
+        )
+    }
+
+    /// [`Self::sign_receipt`] stating `(input, output)` digests of the
+    /// node's choosing (an agent step states its state hashes).
+    pub(crate) fn sign_digests(
+        &self,
+        invoker: PublicKey,
+        invoke: &Invoke,
+        (input, output): (Digest, Digest),
+        fuel: u64,
+    ) -> Receipt {
         ReceiptBody {
             invocation: invoke.invocation,
             function: Digest(*invoke.function.as_bytes()),
-            input: Digest(*blake3::hash(&invoke.input).as_bytes()),
-            output: Digest(*blake3::hash(output).as_bytes()),
+            input,
+            output,
             fuel,
             executor: self.me,
             invoker,

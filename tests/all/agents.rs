@@ -342,11 +342,50 @@ fn agent_steps_are_paid_once_like_calls_and_a_retry_is_not_paid_again() {
     }
     let all: Vec<&NodeProc> = nodes.iter().collect();
     crate::hostile::wait_agreed(&all, 1);
+    let log = json_of(&agent_cli(
+        &nodes[0],
+        &client,
+        &["log", "counter/paid", "--json"],
+    ));
     let dirs: Vec<_> = nodes.into_iter().map(NodeProc::stop).collect();
     for dir in &dirs {
         crate::consensus::audit_clean(dir);
         assert_eq!(receipts_of(dir, &host), 6, "{}", dir.display());
     }
+    // The receipts state each step's state hashes: `orb agent audit`
+    // checks the log against the chain, entry by entry.
+    let audit = |log: &Value| {
+        let file = root.path().join("log.json");
+        std::fs::write(&file, log.to_string()).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_orb"))
+            .args(["--data-dir", dirs[0].to_str().unwrap()])
+            .args(["agent", "audit", "counter/paid", "--log"])
+            .arg(&file)
+            .arg("--json")
+            .output()
+            .unwrap()
+    };
+    let report = json_of(&audit(&log));
+    assert_eq!(
+        (
+            report["clean"].as_bool(),
+            report["stated"].as_u64(),
+            report["receipts"].as_u64()
+        ),
+        (Some(true), Some(6), Some(6)),
+        "{report}"
+    );
+    assert_eq!(report["executors"].as_array().unwrap().len(), 1);
+    // A log that says step 3 replied otherwise is not what the chain states.
+    let mut forged = log.clone();
+    forged[2]["reply"]["text"] = Value::from("99");
+    let out = audit(&forged);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["problems"],
+        serde_json::json!(["no receipt in the chain states step 3"])
+    );
 }
 
 /// What a POST answered, with the headers of a replicated agent.

@@ -232,13 +232,13 @@ pub(crate) struct Agents {
 
 /// A step run here, not yet written.
 struct Executed {
+    /// The agent: `module/id`.
+    agent: String,
     after: AgentState,
     entry: AgentLogEntry,
     sends: Vec<Pending>,
     reminders: Vec<ReminderChange>,
     invoke: Invoke,
-    /// What the receipt states as the output.
-    output: Vec<u8>,
     fuel: u64,
 }
 
@@ -511,7 +511,7 @@ impl Agents {
             output_bytes: MAX_STATE + MAX_REPLY + 64,
             ..Default::default()
         };
-        let mut outcome = match node.host.call_with(function, &invoke, limits).await {
+        let outcome = match node.host.call_with(function, &invoke, limits).await {
             Ok(o) => o,
             Err(FnError::Busy { .. }) => {
                 return Err(AgentError::Busy(
@@ -549,9 +549,6 @@ impl Agents {
         if node.host.corrupts_outputs() {
             // A Byzantine test host: a state its peers will not agree on.
             state.extend_from_slice(b" ");
-            outcome
-                .output
-                .extend_from_slice(b" [corrupted agent state]");
         }
         let sends = outgoing(&name, seq, sends)?;
         let set = self
@@ -592,12 +589,12 @@ impl Agents {
             after: after.hash,
         };
         Ok(Executed {
+            agent: name,
             after,
             entry,
             sends,
             reminders,
             invoke,
-            output: outcome.output,
             fuel: outcome.fuel,
         })
     }
@@ -637,13 +634,28 @@ impl Agents {
 
 /// On a ledger, this node's receipt of a step it ran, charging `invoker`
 /// (paid like a call).
+/// Its digests are the step's state hashes ([`orb_ledger::AgentStep`]),
+/// so the chain can be checked against the agent's log.
 fn receipt(node: &Node, invoker: Option<PublicKey>, executed: &Executed) -> Option<Receipt> {
-    match (&node.ledger, invoker) {
-        (Some(ledger), Some(invoker)) => {
-            Some(ledger.sign_receipt(invoker, &executed.invoke, &executed.output, executed.fuel))
-        }
-        _ => None,
-    }
+    let (Some(ledger), Some(invoker)) = (&node.ledger, invoker) else {
+        return None;
+    };
+    let e = &executed.entry;
+    let step = orb_ledger::AgentStep {
+        agent: &executed.agent,
+        seq: e.seq,
+        message_id: &e.message_id,
+        message: &e.message,
+        before: &e.before,
+        after: &e.after,
+        reply: &e.reply,
+    };
+    Some(ledger.sign_digests(
+        invoker,
+        &executed.invoke,
+        (step.input(), step.output()),
+        executed.fuel,
+    ))
 }
 
 /// Checks what a step sends and gives each message its id (derived from

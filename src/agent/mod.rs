@@ -12,6 +12,8 @@ use serde_json::Value;
 use crate::client::{Client, ListArgs, Publish, parse, publish, read_input};
 use crate::exit::CliError;
 
+mod audit;
+
 /// `orb agent` subcommands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum AgentCommand {
@@ -31,6 +33,10 @@ pub(crate) enum AgentCommand {
     Log(LogArgs),
     /// List the agents a node hosts.
     Ls(ListArgs),
+    /// Check an agent's log against a node's chain: every step stated by a
+    /// receipt, each applying to the state the one before left (offline).
+    #[command(after_help = audit::HELP)]
+    Audit(audit::AuditArgs),
 }
 
 const DEPLOY_HELP: &str = "\
@@ -158,6 +164,7 @@ pub(crate) fn run(cmd: AgentCommand, node: &str, data_dir: &Path) -> Result<(), 
         AgentCommand::State(args) => state(args, node),
         AgentCommand::Log(args) => log(args, node),
         AgentCommand::Ls(args) => ls(args, node),
+        AgentCommand::Audit(args) => audit::run(args, data_dir),
     }
 }
 
