@@ -214,6 +214,12 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
     }
     let (_, body, _, dup) = post(&b, "relay/r", "x", &id(102));
     assert_eq!((body.as_str(), dup), ("2", true));
+    // Scheduled sends: one to counter/y in 1 s, one to counter/z that a
+    // later step cancels before it is due.
+    for (n, message) in [(106, "later y 1"), (107, "later z 1"), (108, "cancel z")] {
+        let (status, body, _, _) = post(&b, "relay/r", message, &id(n));
+        assert_eq!(status, 200, "{message}: {body}");
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     let state = loop {
         let out = agent_cli(&b, &client, &["state", "counter/x", "--json"]);
@@ -226,13 +232,30 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
         assert!(Instant::now() < deadline, "relay's messages not delivered");
         std::thread::sleep(Duration::from_millis(100));
     };
-    // Nothing more arrives: five messages, each applied once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = agent_cli(&b, &client, &["state", "counter/y", "--json"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the scheduled send never came");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing more arrives: five messages to x, each applied once; the
+    // scheduled one to y once; the cancelled one to z never.
     std::thread::sleep(Duration::from_millis(1200));
     let again = json_of(&agent_cli(&b, &client, &["state", "counter/x", "--json"]));
     assert_eq!(
         (state["state"].as_u64(), again["seq"].as_u64()),
         (Some(15), Some(5))
     );
+    let y = json_of(&agent_cli(&b, &client, &["state", "counter/y", "--json"]));
+    assert_eq!(
+        (y["state"].as_u64(), y["seq"].as_u64()),
+        (Some(11), Some(1))
+    );
+    let z = agent_cli(&b, &client, &["state", "counter/z", "--json"]);
+    assert!(!z.status.success(), "a cancelled send arrived");
     let log = json_of(&agent_cli(&b, &client, &["log", "counter/x", "--json"]));
     assert!(
         log.as_array()

@@ -106,7 +106,8 @@ pub enum StepOutput {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReminderOp {
     /// Sets the reminder `name` (replacing one of that name): `message`
-    /// comes back to the agent `after_ms` milliseconds after this step.
+    /// goes to `to` (the agent itself when `None`) `after_ms` milliseconds
+    /// after this step.
     Set {
         /// Names the reminder among the agent's.
         name: String,
@@ -115,6 +116,8 @@ pub enum ReminderOp {
         after_ms: u64,
         /// The message it brings.
         message: Vec<u8>,
+        /// The agent it goes to (`module/id`); `None`: this agent.
+        to: Option<String>,
     },
     /// Cancels the reminder `name`, if it is set.
     Cancel {
@@ -164,10 +167,31 @@ impl Effects {
             name: name.into(),
             after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
             message: message.into(),
+            to: None,
         });
     }
 
-    /// Cancels the reminder `name` if it is set and has not fired.
+    /// A scheduled send: `message` goes to the agent `to` (`module/id`)
+    /// `after` this step, exactly once, unless a later step cancels `name`
+    /// first ([`Effects::cancel`]); reminders and scheduled sends share
+    /// their names.
+    pub fn send_after(
+        &mut self,
+        name: impl Into<String>,
+        after: std::time::Duration,
+        to: impl Into<String>,
+        message: impl Into<Vec<u8>>,
+    ) {
+        self.reminders.push(ReminderOp::Set {
+            name: name.into(),
+            after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+            message: message.into(),
+            to: Some(to.into()),
+        });
+    }
+
+    /// Cancels the reminder or scheduled send `name` if it is set and has
+    /// not fired.
     pub fn cancel(&mut self, name: impl Into<String>) {
         self.reminders
             .push(ReminderOp::Cancel { name: name.into() });

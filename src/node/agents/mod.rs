@@ -746,7 +746,11 @@ fn reminding(
                 name,
                 after_ms,
                 message,
+                to,
             } => {
+                if let Some(to) = &to {
+                    AgentName::parse(to).map_err(|e| refuse(format!("reminder {name:?}: {e}")))?;
+                }
                 if message.len() > MAX_MESSAGE {
                     return Err(refuse(format!(
                         "reminder {name:?} brings {} bytes, over the message limit of {MAX_MESSAGE}",
@@ -777,6 +781,7 @@ fn reminding(
                     due: time.saturating_add(after_ms),
                     message_id,
                     message,
+                    to,
                 }));
             }
             ReminderOp::Cancel { name } => {
@@ -886,7 +891,7 @@ async fn remind(node: &Node) -> std::time::Duration {
         {
             continue;
         }
-        let Ok(to) = AgentName::parse(&r.agent) else {
+        let Ok(to) = AgentName::parse(r.to.as_deref().unwrap_or(&r.agent)) else {
             let _ = store.spent(&r);
             continue;
         };
@@ -894,13 +899,13 @@ async fn remind(node: &Node) -> std::time::Duration {
             Ok(applied) => {
                 tracing::debug!(agent = %r.agent, reminder = %r.name, seq = applied.seq, "a reminder fired");
             }
-            // The agent's module is hosted here, so a name not found yet
-            // (just after a restart) is found later.
+            // A reminder's own agent is hosted here, so its module's name
+            // not found yet (just after a restart) is found later.
             Err(e)
                 if matches!(
                     e.kind(),
-                    "busy" | "unreachable" | "internal" | "refused" | "no_majority" | "no_module"
-                ) =>
+                    "busy" | "unreachable" | "internal" | "refused" | "no_majority"
+                ) || (e.kind() == "no_module" && r.to.is_none()) =>
             {
                 tracing::debug!(agent = %r.agent, reminder = %r.name, "to be tried again: {e}");
                 continue;
@@ -1317,6 +1322,7 @@ mod tests {
             name: name.into(),
             after_ms,
             message: b"close".to_vec(),
+            to: None,
         }
     }
 
@@ -1349,6 +1355,7 @@ mod tests {
                 due: 10,
                 message_id: [i as u8; 16],
                 message: Vec::new(),
+                to: None,
             })
             .collect();
         // Replacing one is fine; a new name is one too many.

@@ -113,6 +113,8 @@ pub(crate) struct Reminder {
     /// attempt (the agent applies it once).
     pub(crate) message_id: [u8; 16],
     pub(crate) message: Vec<u8>,
+    /// The agent it goes to; `None`: the one that set it.
+    pub(crate) to: Option<String>,
 }
 
 /// What a step does to its agent's reminders, in order.
