@@ -175,6 +175,18 @@ pub struct AgentMessage {
     pub message: Vec<u8>,
     /// The agent that sent it, when one did (as the sending node says).
     pub from_agent: Option<String>,
+    /// Set when the message is the answer to a call the agent made
+    /// (`message` is then the function's output, or its error).
+    pub answer: Option<Answer>,
+}
+
+/// What an answer to an agent's call says besides its bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The name the step gave the call.
+    pub name: String,
+    /// Whether the call succeeded (else the message is the error).
+    pub ok: bool,
 }
 
 /// An agent applied a message.

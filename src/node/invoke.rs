@@ -546,7 +546,19 @@ pub(crate) async fn invoke(
     fuel: Option<u64>,
     replicas: Option<usize>,
 ) -> Result<Invoked, InvokeError> {
-    let invocation: u128 = rand::random();
+    invoke_as(node, rand::random(), target, input, fuel, replicas).await
+}
+
+/// [`invoke`] under a given invocation id (an agent's call: the same on
+/// every attempt, so that it is settled once).
+pub(crate) async fn invoke_as(
+    node: &Arc<Node>,
+    invocation: u128,
+    target: &str,
+    input: Vec<u8>,
+    fuel: Option<u64>,
+    replicas: Option<usize>,
+) -> Result<Invoked, InvokeError> {
     let span = info_span!("invoke", invocation = %format!("{invocation:032x}"), target);
     async move {
         let started = Instant::now();

@@ -898,3 +898,55 @@ fn an_upgrade_moves_every_host_to_the_new_module_at_one_seq_keeping_the_state() 
         "1"
     );
 }
+
+#[test]
+fn a_cognitive_agent_calls_a_function_and_gets_its_answer_once_as_a_message() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let s = node(r, "s", None, &["--no-autoscale"]);
+    let boot = s.addrs[0].clone();
+    let a = node(r, "a", Some(&boot), &["--no-autoscale"]);
+    let b = node(r, "b", Some(&boot), &["--no-autoscale"]);
+    crate::replication::deploy_on(&b, "wordcount", &client);
+    json_of(&agent_cli(
+        &a,
+        &client,
+        &[
+            "deploy",
+            example("wordstore").to_str().unwrap(),
+            "--name",
+            "wordstore",
+            "--json",
+        ],
+    ));
+    wait_providers(&[&a], "wordcount", 1);
+    wait_providers(&[&b], "wordstore", 1);
+    let (status, body, _, _) = post(&b, "wordstore/w", "the cat the hat", &id(1));
+    assert_eq!((status, body.as_str()), (200, "counting 1"));
+    // The answer comes back as the agent's next message, once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state = loop {
+        let st = agent_state_on(&b, "wordstore/w");
+        if st["state"]["counts"]["1"].is_string() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no answer: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        state["state"]["counts"]["1"],
+        r#"{"cat":1,"hat":1,"the":2}"#
+    );
+    assert_eq!(state["state"]["failed"], 0);
+    let (_, body, _, _) = post(&b, "wordstore/w", "get", &id(2));
+    assert_eq!(body, "1 of 1 counted");
+    let log = json_of(&agent_cli(&b, &client, &["log", "wordstore/w", "--json"]));
+    let entries = log.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{log}");
+    assert_eq!(entries[1]["sender"], "wordstore/w");
+    assert_eq!(entries[1]["reply"]["text"], "stored 1");
+}

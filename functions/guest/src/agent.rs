@@ -52,6 +52,20 @@ pub struct Context {
     pub seq: u64,
     /// The message's id: a retry carries the same one and is applied once.
     pub message_id: [u8; 16],
+    /// Set when the message answers a call this agent made
+    /// ([`Effects::call`]): the message is the function's output, or its
+    /// error when the call failed.
+    #[serde(skip)]
+    pub answer: Option<Answer>,
+}
+
+/// The call a message answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The name the step gave the call.
+    pub name: String,
+    /// Whether the call succeeded.
+    pub ok: bool,
 }
 
 /// What the node writes to a step's stdin.
@@ -66,6 +80,17 @@ pub enum StepInput {
         state: Vec<u8>,
         /// The message.
         message: Vec<u8>,
+    },
+    /// Version 2: a message that answers a call the agent made.
+    V2 {
+        /// The step's context.
+        context: Context,
+        /// The state before the step.
+        state: Vec<u8>,
+        /// The function's output (or its error).
+        message: Vec<u8>,
+        /// The call it answers.
+        answer: Answer,
     },
 }
 
@@ -123,6 +148,17 @@ pub enum ReminderOp {
     Cancel {
         /// See [`ReminderOp::Set`].
         name: String,
+    },
+    /// Calls the function `function` with `input` once the step is
+    /// durable; its output comes back to the agent as a message whose
+    /// context names the call.
+    Call {
+        /// Names the call (among the agent's reminders).
+        name: String,
+        /// The function's name.
+        function: String,
+        /// Its input.
+        input: Vec<u8>,
     },
 }
 
@@ -187,6 +223,24 @@ impl Effects {
             after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
             message: message.into(),
             to: Some(to.into()),
+        });
+    }
+
+    /// Calls the function `function` (as deployed, by name) with `input`
+    /// once this step is durable, exactly once; its output (or error)
+    /// comes back to this agent as a later message whose
+    /// [`Context::answer`] names the call. The agent goes on with other
+    /// messages meanwhile.
+    pub fn call(
+        &mut self,
+        name: impl Into<String>,
+        function: impl Into<String>,
+        input: impl Into<Vec<u8>>,
+    ) {
+        self.reminders.push(ReminderOp::Call {
+            name: name.into(),
+            function: function.into(),
+            input: input.into(),
         });
     }
 
@@ -308,11 +362,23 @@ where
     R: Reply,
     E: Display,
 {
-    let StepInput::V1 {
-        context,
-        state,
-        message,
-    } = StepInput::decode(&crate::input()).unwrap_or_else(|e| crate::fail(e));
+    let (context, state, message) =
+        match StepInput::decode(&crate::input()).unwrap_or_else(|e| crate::fail(e)) {
+            StepInput::V1 {
+                context,
+                state,
+                message,
+            } => (context, state, message),
+            StepInput::V2 {
+                mut context,
+                state,
+                message,
+                answer,
+            } => {
+                context.answer = Some(answer);
+                (context, state, message)
+            }
+        };
     let mut s: S = if state.is_empty() {
         S::default()
     } else {
@@ -358,6 +424,7 @@ mod tests {
                 sender: "client".into(),
                 seq: 7,
                 message_id: [3; 16],
+                answer: None,
             },
             state: b"41".to_vec(),
             message: b"inc".to_vec(),

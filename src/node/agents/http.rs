@@ -131,7 +131,7 @@ async fn send(
             ));
         }
     };
-    match super::send(&node, &agent, message_id, Vec::from(message), None).await {
+    match super::send(&node, &agent, message_id, Vec::from(message), (None, None)).await {
         Ok(applied) => {
             let mut headers = HeaderMap::new();
             for (k, v) in [

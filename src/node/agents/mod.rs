@@ -489,15 +489,28 @@ impl Agents {
         let name = agent.to_string();
         let id = function.id();
         let seq = before.seq + 1;
-        let input = StepInput::V1 {
-            context: Context {
-                agent: name.clone(),
-                sender: sender.to_owned(),
-                seq,
-                message_id: message.message_id,
+        let context = Context {
+            agent: name.clone(),
+            sender: sender.to_owned(),
+            seq,
+            message_id: message.message_id,
+            answer: None,
+        };
+        let input = match &message.answer {
+            None => StepInput::V1 {
+                context,
+                state: before.state.clone(),
+                message: message.message.clone(),
             },
-            state: before.state.clone(),
-            message: message.message.clone(),
+            Some(a) => StepInput::V2 {
+                context,
+                state: before.state.clone(),
+                message: message.message.clone(),
+                answer: orb_guest::agent::Answer {
+                    name: a.name.clone(),
+                    ok: a.ok,
+                },
+            },
         };
         let invoke = Invoke {
             invocation: invocation_of(&name, &message.message_id),
@@ -733,7 +746,9 @@ fn reminding(
     let mut changes = Vec::with_capacity(ops.len());
     for (i, op) in ops.into_iter().enumerate() {
         let name = match &op {
-            ReminderOp::Set { name, .. } | ReminderOp::Cancel { name } => name.clone(),
+            ReminderOp::Set { name, .. }
+            | ReminderOp::Cancel { name }
+            | ReminderOp::Call { name, .. } => name.clone(),
         };
         if name.is_empty() || name.len() > MAX_REMINDER_NAME {
             return Err(refuse(format!(
@@ -741,6 +756,7 @@ fn reminding(
                 name.len()
             )));
         }
+        let (op, call) = as_set(&name, op).map_err(refuse)?;
         match op {
             ReminderOp::Set {
                 name,
@@ -782,15 +798,42 @@ fn reminding(
                     message_id,
                     message,
                     to,
+                    call,
                 }));
             }
-            ReminderOp::Cancel { name } => {
+            ReminderOp::Cancel { name } | ReminderOp::Call { name, .. } => {
                 names.retain(|n| *n != name);
                 changes.push(ReminderChange::Cancel(name));
             }
         }
     }
     Ok(changes)
+}
+
+/// A call is kept as a reminder due at once whose message is the call's
+/// input: the op as a set, and the function it calls.
+fn as_set(
+    name: &str,
+    op: orb_guest::agent::ReminderOp,
+) -> Result<(orb_guest::agent::ReminderOp, Option<String>), String> {
+    use orb_guest::agent::ReminderOp;
+    match op {
+        ReminderOp::Call {
+            name: _,
+            function,
+            input,
+        } => {
+            orb_net::check_name(&function).map_err(|e| format!("call {name:?}: {e}"))?;
+            let set = ReminderOp::Set {
+                name: name.to_owned(),
+                after_ms: 0,
+                message: input,
+                to: None,
+            };
+            Ok((set, Some(function)))
+        }
+        op => Ok((op, None)),
+    }
 }
 
 /// Milliseconds since the Unix epoch on this node's clock: the time a
@@ -840,7 +883,7 @@ pub(crate) async fn deliver_forever(node: Arc<Node>) {
                     continue;
                 }
             };
-            match send(&node, &to, p.message_id, p.message, Some(&p.from)).await {
+            match send(&node, &to, p.message_id, p.message, (Some(&p.from), None)).await {
                 Ok(_) => {}
                 Err(e)
                     if matches!(
@@ -869,7 +912,7 @@ pub(crate) async fn deliver_forever(node: Arc<Node>) {
 /// agent does; the message's id makes the agent apply it once), and
 /// forgets the ones delivered. Returns how long until the next is due
 /// (at most [`REDELIVER`]).
-async fn remind(node: &Node) -> std::time::Duration {
+async fn remind(node: &Arc<Node>) -> std::time::Duration {
     let store = &node.agents.store;
     let reminders = match store.reminders(10_000) {
         Ok(r) => r,
@@ -895,7 +938,52 @@ async fn remind(node: &Node) -> std::time::Duration {
             let _ = store.spent(&r);
             continue;
         };
-        match send(node, &to, r.message_id, r.message.clone(), Some(&r.agent)).await {
+        let (message, answer) = match &r.call {
+            None => (r.message.clone(), None),
+            Some(function) => {
+                // One host makes the call: the agent's sequencer (or its
+                // only host), under an invocation derived from the call.
+                let hosts = node
+                    .agents
+                    .store
+                    .state(&r.agent)
+                    .ok()
+                    .flatten()
+                    .and_then(|s| node.agents.store.module(&s.function).ok().flatten())
+                    .map(|m| m.hosts.len())
+                    .unwrap_or(0);
+                if hosts > 1 && node.agents.lease(&r.agent).is_none() {
+                    continue;
+                }
+                let invocation = u128::from_be_bytes(r.message_id);
+                let result = super::invoke::invoke_as(
+                    node,
+                    invocation,
+                    function,
+                    r.message.clone(),
+                    None,
+                    None,
+                )
+                .await;
+                match result {
+                    Ok(done) => (
+                        done.output,
+                        Some(orb_net::Answer {
+                            name: r.name.clone(),
+                            ok: true,
+                        }),
+                    ),
+                    Err(e) => (
+                        e.to_string().into_bytes(),
+                        Some(orb_net::Answer {
+                            name: r.name.clone(),
+                            ok: false,
+                        }),
+                    ),
+                }
+            }
+        };
+        match send(node, &to, r.message_id, message, (Some(&r.agent), answer)).await {
             Ok(applied) => {
                 tracing::debug!(agent = %r.agent, reminder = %r.name, seq = applied.seq, "a reminder fired");
             }
@@ -1081,7 +1169,7 @@ pub(crate) async fn send(
     agent: &AgentName,
     message_id: [u8; 16],
     message: Vec<u8>,
-    from_agent: Option<&str>,
+    (from_agent, answer): (Option<&str>, Option<orb_net::Answer>),
 ) -> Result<Applied, AgentError> {
     if message.len() > MAX_MESSAGE {
         return Err(AgentError::TooLarge {
@@ -1095,6 +1183,7 @@ pub(crate) async fn send(
         message_id,
         message,
         from_agent: from_agent.map(str::to_owned),
+        answer,
     };
     let peers: Vec<PeerId> = order
         .iter()
@@ -1314,6 +1403,7 @@ mod tests {
             message_id: [id; 16],
             message: b"close".to_vec(),
             from_agent: None,
+            answer: None,
         }
     }
 
@@ -1356,6 +1446,7 @@ mod tests {
                 message_id: [i as u8; 16],
                 message: Vec::new(),
                 to: None,
+                call: None,
             })
             .collect();
         // Replacing one is fine; a new name is one too many.

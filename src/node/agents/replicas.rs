@@ -108,7 +108,7 @@ fn ask_all<'a>(
 }
 
 impl Agents {
-    fn lease(&self, name: &str) -> Option<Ballot> {
+    pub(super) fn lease(&self, name: &str) -> Option<Ballot> {
         self.leases
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -115,6 +115,9 @@ pub(crate) struct Reminder {
     pub(crate) message: Vec<u8>,
     /// The agent it goes to; `None`: the one that set it.
     pub(crate) to: Option<String>,
+    /// A call: the function (by name) `message` is the input of; its
+    /// output goes to the agent that set it.
+    pub(crate) call: Option<String>,
 }
 
 /// What a step does to its agent's reminders, in order.

@@ -510,6 +510,10 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     message_id: [2; 16],
                     message: b"inc".to_vec(),
                     from_agent: Some("relay/r".into()),
+                    answer: Some(orb_net::Answer {
+                        name: "count".into(),
+                        ok: true,
+                    }),
                 }),
                 Request::AgentState {
                     agent: "counter/alice".into(),
@@ -540,6 +544,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                         message_id: [2; 16],
                         message: b"inc".to_vec(),
                         from_agent: None,
+                        answer: None,
                     },
                     sender: "client".into(),
                     invoker: None,
