@@ -25,6 +25,16 @@ pub(crate) struct DeployArgs {
     /// How many nodes should host it (this node and R-1 others).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     replicas: u32,
+    #[command(flatten)]
+    token: ApiToken,
+    /// Print the node's answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The `--api-token` flag of the commands that deploy through a node.
+#[derive(Args, Debug)]
+pub(crate) struct ApiToken {
     /// The node's API token, needed when its API is reachable beyond
     /// loopback (the node keeps it in its DATA_DIR/api.token).
     #[arg(
@@ -33,10 +43,7 @@ pub(crate) struct DeployArgs {
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    api_token: Option<String>,
-    /// Print the node's answer as JSON.
-    #[arg(long)]
-    json: bool,
+    pub(crate) api_token: Option<String>,
 }
 
 /// `orb invoke` flags.
@@ -189,7 +196,7 @@ pub(crate) fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<()
         module: &args.module,
         name: &args.name,
         replicas: args.replicas,
-        api_token: args.api_token.as_deref(),
+        api_token: args.token.api_token.as_deref(),
         extra: "",
     };
     let value = publish(&publish_args, node, data_dir)?;

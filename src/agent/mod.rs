@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::client::{Client, ListArgs, Publish, parse, publish, read_input};
+use crate::client::{ApiToken, Client, ListArgs, Publish, parse, publish, read_input};
 use crate::exit::CliError;
 
 mod audit;
@@ -78,15 +78,8 @@ pub(crate) struct DeployArgs {
     /// by all of them, and counts once a strict majority agree.
     #[arg(long, default_value_t = 1, value_name = "R")]
     replicas: u32,
-    /// The node's API token, needed when its API is reachable beyond
-    /// loopback.
-    #[arg(
-        long,
-        env = "ORB_API_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    api_token: Option<String>,
+    #[command(flatten)]
+    token: ApiToken,
     /// Print the node's answer as JSON.
     #[arg(long)]
     json: bool,
@@ -99,15 +92,8 @@ pub(crate) struct UpgradeArgs {
     name: String,
     /// The new version of the module (WebAssembly).
     module: PathBuf,
-    /// The node's API token, needed when its API is reachable beyond
-    /// loopback.
-    #[arg(
-        long,
-        env = "ORB_API_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    api_token: Option<String>,
+    #[command(flatten)]
+    token: ApiToken,
     /// Print the node's answer as JSON.
     #[arg(long)]
     json: bool,
@@ -193,7 +179,7 @@ fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<(), CliError>
             module: &args.module,
             name: &args.name,
             replicas: args.replicas,
-            api_token: args.api_token.as_deref(),
+            api_token: args.token.api_token.as_deref(),
             extra: &extra,
         },
         node,
@@ -221,7 +207,7 @@ fn upgrade(args: UpgradeArgs, node: &str, data_dir: &Path) -> Result<(), CliErro
             module: &args.module,
             name: &args.name,
             replicas: 1,
-            api_token: args.api_token.as_deref(),
+            api_token: args.token.api_token.as_deref(),
             extra: "&agent=true&upgrade=true",
         },
         node,
