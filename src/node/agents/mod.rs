@@ -1433,6 +1433,42 @@ mod tests {
         // Another step gives another id.
         let c = reminding("auction/x", (8, 1_000), &message(1), &[], ops()).unwrap();
         assert_ne!(a, c);
+        // A call is due at once and names its function; a function name
+        // that cannot be one is refused.
+        let call = |function: &str| orb_guest::agent::ReminderOp::Call {
+            name: "count".into(),
+            function: function.into(),
+            input: b"the cat".to_vec(),
+        };
+        let calls = reminding(
+            "auction/x",
+            (9, 1_000),
+            &message(1),
+            &[],
+            vec![call("wordcount")],
+        )
+        .unwrap();
+        let [ReminderChange::Set(r)] = calls.as_slice() else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(
+            (
+                r.due,
+                r.call.as_deref(),
+                r.message.as_slice(),
+                r.to.as_deref()
+            ),
+            (1_000, Some("wordcount"), b"the cat".as_slice(), None)
+        );
+        let e = reminding(
+            "auction/x",
+            (9, 1_000),
+            &message(1),
+            &[],
+            vec![call("Word Count")],
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), "step_failed", "{e}");
     }
 
     #[test]
