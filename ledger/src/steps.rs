@@ -24,6 +24,21 @@ pub struct LoggedStep {
     pub reply: Vec<u8>,
 }
 
+impl LoggedStep {
+    /// The step as `agent`'s receipts state it.
+    pub fn step<'a>(&'a self, agent: &'a str) -> AgentStep<'a> {
+        AgentStep {
+            agent,
+            seq: self.seq,
+            message_id: &self.message_id,
+            message: &self.message,
+            before: &self.before,
+            after: &self.after,
+            reply: &self.reply,
+        }
+    }
+}
+
 /// What [`check_steps`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StepsReport {
@@ -75,15 +90,7 @@ pub fn check_steps<'r>(
             }
         }
         previous = Some(s);
-        let step = AgentStep {
-            agent,
-            seq: s.seq,
-            message_id: &s.message_id,
-            message: &s.message,
-            before: &s.before,
-            after: &s.after,
-            reply: &s.reply,
-        };
+        let step = s.step(agent);
         match by_digests.get(&(step.input(), step.output())) {
             Some(found) => {
                 report.stated += 1;
@@ -121,15 +128,7 @@ mod tests {
     }
 
     fn receipt_of(agent: &str, s: &LoggedStep, key: &Keypair) -> Receipt {
-        let step = AgentStep {
-            agent,
-            seq: s.seq,
-            message_id: &s.message_id,
-            message: &s.message,
-            before: &s.before,
-            after: &s.after,
-            reply: &s.reply,
-        };
+        let step = s.step(agent);
         ReceiptBody {
             invocation: u128::from(s.seq),
             function: Digest([0; 32]),

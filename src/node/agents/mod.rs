@@ -743,7 +743,10 @@ fn reminding(
         .filter(|r| r.message_id != message.message_id)
         .map(|r| r.name.clone())
         .collect();
-    let mut changes = Vec::with_capacity(ops.len());
+    let mut changes = Vec::with_capacity(ops.len() + 1);
+    if let Some(spent) = set.iter().find(|r| r.message_id == message.message_id) {
+        changes.push(ReminderChange::Cancel(spent.name.clone()));
+    }
     for (i, op) in ops.into_iter().enumerate() {
         let name = match &op {
             ReminderOp::Set { name, .. }
@@ -756,84 +759,68 @@ fn reminding(
                 name.len()
             )));
         }
-        let (op, call) = as_set(&name, op).map_err(refuse)?;
-        match op {
+        // A call is kept as a reminder due at once whose message is the
+        // call's input.
+        let (name, after_ms, message, to, call) = match op {
+            ReminderOp::Cancel { name } => {
+                names.retain(|n| *n != name);
+                changes.push(ReminderChange::Cancel(name));
+                continue;
+            }
             ReminderOp::Set {
                 name,
                 after_ms,
                 message,
                 to,
+            } => (name, after_ms, message, to, None),
+            ReminderOp::Call {
+                name,
+                function,
+                input,
             } => {
-                if let Some(to) = &to {
-                    AgentName::parse(to).map_err(|e| refuse(format!("reminder {name:?}: {e}")))?;
-                }
-                if message.len() > MAX_MESSAGE {
-                    return Err(refuse(format!(
-                        "reminder {name:?} brings {} bytes, over the message limit of {MAX_MESSAGE}",
-                        message.len()
-                    )));
-                }
-                if !names.contains(&name) {
-                    if names.len() >= MAX_REMINDERS {
-                        return Err(refuse(format!(
-                            "{agent} has {MAX_REMINDERS} reminders set, the limit: cancel one first"
-                        )));
-                    }
-                    names.push(name.clone());
-                }
-                let message_id = derive16(
-                    b"orb/agent-reminder/v1\0",
-                    &[
-                        agent.as_bytes(),
-                        &[0],
-                        &seq.to_be_bytes(),
-                        &(i as u32).to_be_bytes(),
-                    ],
-                );
-                changes.push(ReminderChange::Set(Reminder {
-                    agent: agent.to_owned(),
-                    name,
-                    set_at: seq,
-                    due: time.saturating_add(after_ms),
-                    message_id,
-                    message,
-                    to,
-                    call,
-                }));
+                orb_net::check_name(&function)
+                    .map_err(|e| refuse(format!("call {name:?}: {e}")))?;
+                (name, 0, input, None, Some(function))
             }
-            ReminderOp::Cancel { name } | ReminderOp::Call { name, .. } => {
-                names.retain(|n| *n != name);
-                changes.push(ReminderChange::Cancel(name));
-            }
+        };
+        if let Some(to) = &to {
+            AgentName::parse(to).map_err(|e| refuse(format!("reminder {name:?}: {e}")))?;
         }
+        if message.len() > MAX_MESSAGE {
+            return Err(refuse(format!(
+                "reminder {name:?} brings {} bytes, over the message limit of {MAX_MESSAGE}",
+                message.len()
+            )));
+        }
+        if !names.contains(&name) {
+            if names.len() >= MAX_REMINDERS {
+                return Err(refuse(format!(
+                    "{agent} has {MAX_REMINDERS} reminders set, the limit: cancel one first"
+                )));
+            }
+            names.push(name.clone());
+        }
+        let message_id = derive16(
+            b"orb/agent-reminder/v1\0",
+            &[
+                agent.as_bytes(),
+                &[0],
+                &seq.to_be_bytes(),
+                &(i as u32).to_be_bytes(),
+            ],
+        );
+        changes.push(ReminderChange::Set(Reminder {
+            agent: agent.to_owned(),
+            name,
+            set_at: seq,
+            due: time.saturating_add(after_ms),
+            message_id,
+            message,
+            to,
+            call,
+        }));
     }
     Ok(changes)
-}
-
-/// A call is kept as a reminder due at once whose message is the call's
-/// input: the op as a set, and the function it calls.
-fn as_set(
-    name: &str,
-    op: orb_guest::agent::ReminderOp,
-) -> Result<(orb_guest::agent::ReminderOp, Option<String>), String> {
-    use orb_guest::agent::ReminderOp;
-    match op {
-        ReminderOp::Call {
-            name: _,
-            function,
-            input,
-        } => {
-            orb_net::check_name(&function).map_err(|e| format!("call {name:?}: {e}"))?;
-            let set = ReminderOp::Set {
-                name: name.to_owned(),
-                after_ms: 0,
-                message: input,
-                to: None,
-            };
-            Ok((set, Some(function)))
-        }
-        op => Ok((op, None)),
-    }
 }
 
 /// Milliseconds since the Unix epoch on this node's clock: the time a

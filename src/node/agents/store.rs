@@ -120,7 +120,9 @@ pub(crate) struct Reminder {
     pub(crate) call: Option<String>,
 }
 
-/// What a step does to its agent's reminders, in order.
+/// What a step does to its agent's reminders, in order (first, when the
+/// step applies a reminder's message, that reminder is cancelled: it is
+/// spent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ReminderChange {
     Set(Reminder),
@@ -386,12 +388,6 @@ impl AgentStore {
         reminders: &[ReminderChange],
         stand: Option<&Stand>,
     ) -> Result<(), String> {
-        // The reminder that brought this message, if one did, is spent.
-        let fired: Option<Vec<u8>> = self
-            .reminders_of(agent)?
-            .into_iter()
-            .find(|r| r.message_id == entry.message_id)
-            .map(|r| key(agent, r.name.as_bytes()));
         let reminders: Vec<(Vec<u8>, Option<Vec<u8>>)> = reminders
             .iter()
             .map(|change| match change {
@@ -429,9 +425,6 @@ impl AgentStore {
             &self.reminders,
         )
             .transaction(|(states, log, seen, outbox, standing, tree)| {
-                if let Some(k) = &fired {
-                    tree.remove(k.as_slice())?;
-                }
                 for (k, v) in &reminders {
                     match v {
                         Some(v) => tree.insert(k.as_slice(), v.as_slice())?,
