@@ -42,7 +42,7 @@ use std::thread::JoinHandle;
 
 use differential_dataflow::AsCollection;
 use orb_functions::FunctionId;
-use orb_net::Net;
+use orb_net::{Net, PeerId};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -56,7 +56,7 @@ use crate::{EngineConfig, Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Provider {
     /// Its peer id.
-    pub peer: String,
+    pub peer: PeerId,
     /// Calls queued or running on it, as last announced.
     pub load: u32,
     /// Calls it runs at once (0 when unknown).
@@ -78,14 +78,14 @@ pub enum RoutingInput {
         /// The function.
         function: FunctionId,
         /// The provider's peer id.
-        peer: String,
+        peer: PeerId,
         /// Its row, or `None` to withdraw it.
         provider: Option<Provider>,
     },
     /// `peer` answered "busy": skip it in lookups asked before `until_ms`.
     Busy {
         /// The provider's peer id.
-        peer: String,
+        peer: PeerId,
         /// Until when to skip it (milliseconds since the Unix epoch); a
         /// busy window is only ever extended.
         until_ms: u64,
@@ -132,7 +132,7 @@ pub struct Routing {
 
 /// Starts the routing dataflow on its own thread. `local` is this node's
 /// peer id: rows for it are published to the DHT through `net`.
-pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHandle<()>)> {
+pub fn start_routing(net: Option<Net>, local: PeerId) -> Result<(Routing, JoinHandle<()>)> {
     let (input, inlet) = channel::<RoutingInput>(4096);
     let pending: Pending = Arc::default();
     let answers = pending.clone();
@@ -151,7 +151,7 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                     inlet.clone(),
                     answers.clone(),
                     net.clone(),
-                    local.clone(),
+                    local,
                     cache_rows.clone(),
                 );
                 worker.dataflow::<u64, _, _>(|scope| {
@@ -163,7 +163,7 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                             Exchange::new(|_: &RoutingInput| 0),
                             "upsert",
                             move |_, _| {
-                                let mut rows: HashMap<(FunctionId, String), Provider> =
+                                let mut rows: HashMap<(FunctionId, PeerId), Provider> =
                                     HashMap::new();
                                 let mut to_publish: Vec<(FunctionId, bool)> = Vec::new();
                                 move |input, output| {
@@ -177,7 +177,7 @@ pub fn start_routing(net: Option<Net>, local: String) -> Result<(Routing, JoinHa
                                                     peer,
                                                     mut provider,
                                                 } => {
-                                                    let key = (function, peer.clone());
+                                                    let key = (function, peer);
                                                     // A fresh announcement does not
                                                     // lift a recent "busy".
                                                     if let (Some(new), Some(old)) =
@@ -469,7 +469,7 @@ pub fn choose_providers(providers: Vec<Provider>, now_ms: u64, salt: u64) -> Vec
 
 /// A per-lookup order among equals (not a security boundary: a provider
 /// gains nothing by choosing its peer id, every lookup has another salt).
-fn spread(salt: u64, peer: &str) -> u64 {
+fn spread(salt: u64, peer: &PeerId) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     salt.hash(&mut h);
@@ -494,7 +494,7 @@ impl Routing {
     pub async fn announce(
         &self,
         function: FunctionId,
-        peer: String,
+        peer: PeerId,
         provider: Option<Provider>,
     ) -> Result<()> {
         self.input
@@ -525,13 +525,13 @@ impl Routing {
     }
 
     /// Skips `peer` in lookups for `for_ms` from now (it answered "busy").
-    pub async fn busy(&self, peer: String, for_ms: u64) -> Result<()> {
+    pub async fn busy(&self, peer: PeerId, for_ms: u64) -> Result<()> {
         self.busy_until(peer, now_ms().saturating_add(for_ms)).await
     }
 
     /// Skips `peer` in lookups asked before `until_ms` (milliseconds since
     /// the Unix epoch).
-    pub async fn busy_until(&self, peer: String, until_ms: u64) -> Result<()> {
+    pub async fn busy_until(&self, peer: PeerId, until_ms: u64) -> Result<()> {
         self.input
             .send_async(RoutingInput::Busy { peer, until_ms })
             .await
@@ -607,9 +607,21 @@ impl Routing {
 mod tests {
     use super::*;
 
-    fn provider(peer: &str, load: u32) -> Provider {
+    /// A peer id that reads back as `name` ([`name`]).
+    fn peer(name: &str) -> PeerId {
+        let mut bytes = vec![0, name.len() as u8];
+        bytes.extend(name.as_bytes());
+        PeerId::from_bytes(&bytes).unwrap()
+    }
+
+    /// The name [`peer`] made `peer` from.
+    fn name(peer: &PeerId) -> String {
+        String::from_utf8(peer.to_bytes()[2..].to_vec()).unwrap()
+    }
+
+    fn provider(name: &str, load: u32) -> Provider {
         Provider {
-            peer: peer.into(),
+            peer: peer(name),
             load,
             capacity: 4,
             cached: true,
@@ -631,32 +643,32 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let (routing, thread) = start_routing(None, "me".into()).unwrap();
+        let (routing, thread) = start_routing(None, peer("me")).unwrap();
         let f = FunctionId::of(b"f");
         assert_eq!(routing.cached_at(f, 0), None);
         rt.block_on(async {
             routing
-                .announce(f, "a".into(), Some(provider("a", 3)))
+                .announce(f, peer("a"), Some(provider("a", 3)))
                 .await
                 .unwrap();
             routing
-                .announce(f, "b".into(), Some(provider("b", 1)))
+                .announce(f, peer("b"), Some(provider("b", 1)))
                 .await
                 .unwrap();
         });
         eventually("both rows, least loaded first", || {
             routing.cached_at(f, 0) == Some(vec![provider("b", 1), provider("a", 3)])
         });
-        rt.block_on(routing.busy_until("b".into(), 1_300)).unwrap();
+        rt.block_on(routing.busy_until(peer("b"), 1_300)).unwrap();
         eventually("b busy until 1300", || {
             routing
                 .cached_at(f, 1_000)
-                .is_some_and(|p| p.len() == 1 && p[0].peer == "a")
+                .is_some_and(|p| p.len() == 1 && p[0].peer == peer("a"))
         });
         assert_eq!(routing.cached_at(f, 1_300).map(|p| p.len()), Some(2));
         rt.block_on(async {
-            routing.announce(f, "a".into(), None).await.unwrap();
-            routing.announce(f, "b".into(), None).await.unwrap();
+            routing.announce(f, peer("a"), None).await.unwrap();
+            routing.announce(f, peer("b"), None).await.unwrap();
         });
         eventually("no rows", || routing.cached_at(f, 0).is_none());
         drop(routing);
@@ -668,52 +680,52 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let (routing, thread) = start_routing(None, "me".into()).unwrap();
+        let (routing, thread) = start_routing(None, peer("me")).unwrap();
         let f = FunctionId::of(b"f");
         let g = FunctionId::of(b"g");
         rt.block_on(async {
             assert!(routing.resolve(f).await.unwrap().is_empty());
             routing
-                .announce(f, "a".into(), Some(provider("a", 3)))
+                .announce(f, peer("a"), Some(provider("a", 3)))
                 .await
                 .unwrap();
             routing
-                .announce(f, "b".into(), Some(provider("b", 1)))
+                .announce(f, peer("b"), Some(provider("b", 1)))
                 .await
                 .unwrap();
             routing
-                .announce(g, "a".into(), Some(provider("a", 0)))
+                .announce(g, peer("a"), Some(provider("a", 0)))
                 .await
                 .unwrap();
             let found = routing.resolve(f).await.unwrap();
             assert_eq!(found, vec![provider("b", 1), provider("a", 3)]);
             // An update replaces the row; a withdrawal removes it.
             routing
-                .announce(f, "a".into(), Some(provider("a", 0)))
+                .announce(f, peer("a"), Some(provider("a", 0)))
                 .await
                 .unwrap();
-            routing.announce(f, "b".into(), None).await.unwrap();
+            routing.announce(f, peer("b"), None).await.unwrap();
             assert_eq!(routing.resolve(f).await.unwrap(), vec![provider("a", 0)]);
             assert_eq!(routing.table().await.unwrap().len(), 2);
             // A busy provider is skipped until its window passes, even
             // when it announces itself again meanwhile; time is the one
             // the inputs carry.
             routing
-                .announce(f, "c".into(), Some(provider("c", 9)))
+                .announce(f, peer("c"), Some(provider("c", 9)))
                 .await
                 .unwrap();
-            routing.busy_until("a".into(), 1_300).await.unwrap();
+            routing.busy_until(peer("a"), 1_300).await.unwrap();
             routing
-                .announce(f, "a".into(), Some(provider("a", 0)))
+                .announce(f, peer("a"), Some(provider("a", 0)))
                 .await
                 .unwrap();
             let peers = |found: Vec<Provider>| -> Vec<String> {
-                found.into_iter().map(|p| p.peer).collect()
+                found.iter().map(|p| name(&p.peer)).collect()
             };
             assert_eq!(peers(routing.resolve_at(f, 1_000).await.unwrap()), ["c"]);
             assert_eq!(peers(routing.resolve_at(f, 1_299).await.unwrap()), ["c"]);
             // An earlier deadline does not shorten the window.
-            routing.busy_until("a".into(), 1_100).await.unwrap();
+            routing.busy_until(peer("a"), 1_100).await.unwrap();
             assert_eq!(peers(routing.resolve_at(f, 1_299).await.unwrap()), ["c"]);
             assert_eq!(
                 peers(routing.resolve_at(f, 1_300).await.unwrap()),
@@ -723,7 +735,7 @@ mod tests {
             assert_eq!(peers(routing.resolve_at(f, 1_200).await.unwrap()), ["c"]);
             // The handle stamps with the wall clock: a window from now hides
             // the provider from a lookup asked now.
-            routing.busy("c".into(), 60_000).await.unwrap();
+            routing.busy(peer("c"), 60_000).await.unwrap();
             assert_eq!(peers(routing.resolve(f).await.unwrap()), ["a"]);
         });
         drop(routing);
@@ -732,15 +744,15 @@ mod tests {
 
     #[test]
     fn the_rule_ranks_by_load_then_module_and_spreads_equals_over_lookups() {
-        let row = |peer: &str, load, capacity, cached, busy_until_ms| Provider {
-            peer: peer.into(),
+        let row = |name: &str, load, capacity, cached, busy_until_ms| Provider {
+            peer: peer(name),
             load,
             capacity,
             cached,
             busy_until_ms,
         };
         let peers =
-            |found: Vec<Provider>| -> Vec<String> { found.into_iter().map(|p| p.peer).collect() };
+            |found: Vec<Provider>| -> Vec<String> { found.iter().map(|p| name(&p.peer)).collect() };
         // (rows) → order, for any salt.
         let table: &[(Vec<Provider>, &[&str])] = &[
             (

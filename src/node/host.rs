@@ -390,7 +390,7 @@ impl Host {
             return;
         }
         info!(function = %id, "retired an idle auto-scaled replica");
-        if let Err(e) = node.routing.announce(id, node.peer_id.clone(), None).await {
+        if let Err(e) = node.routing.announce(id, node.net.peer_id(), None).await {
             warn!("routing: {e}");
         }
         let _ = node
@@ -777,7 +777,7 @@ fn publisher_of(by: By<'_>) -> Option<String> {
 pub(crate) async fn announce(node: &Node, id: FunctionId) {
     if let Err(e) = node
         .routing
-        .announce(id, node.peer_id.clone(), Some(own_row(node)))
+        .announce(id, node.net.peer_id(), Some(own_row(node)))
         .await
     {
         warn!("routing: {e}");
@@ -824,14 +824,14 @@ pub(crate) async fn learn(node: &Node, peer: PeerId, announcement: Announcement)
             }
             let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
             node.net.add_addresses_nowait(peer, addrs);
-            let row = hosting.then(|| orb_engine::Provider {
-                peer: peer.to_string(),
+            let row = hosting.then_some(orb_engine::Provider {
+                peer,
                 load,
                 capacity,
                 cached: true,
                 busy_until_ms: 0,
             });
-            if let Err(e) = node.routing.announce(function, peer.to_string(), row).await {
+            if let Err(e) = node.routing.announce(function, peer, row).await {
                 warn!("routing: {e}");
             }
         }

@@ -191,14 +191,14 @@ async fn discover(node: &Node, id: FunctionId) -> Result<Vec<Provider>, InvokeEr
         .map_err(|e| InvokeError::Internal(e.to_string()))?;
     for peer in found {
         let row = Provider {
-            peer: peer.to_string(),
+            peer,
             load: 0,
             capacity: 0,
             cached: false,
             busy_until_ms: 0,
         };
         node.routing
-            .announce(id, row.peer.clone(), Some(row))
+            .announce(id, row.peer, Some(row))
             .await
             .map_err(|e| InvokeError::Internal(e.to_string()))?;
     }
@@ -293,19 +293,8 @@ impl Schedule {
     async fn next(&mut self) -> Result<Option<PeerId>, InvokeError> {
         loop {
             if let Some(p) = self.queue.pop_front() {
-                let Ok(peer) = p.peer.parse::<PeerId>() else {
-                    // Rows come from peer ids; a malformed one is dropped.
-                    self.failures
-                        .push(format!("{}: not a peer id", short(&p.peer)));
-                    let _ = self
-                        .node
-                        .routing
-                        .announce(self.call.function, p.peer, None)
-                        .await;
-                    continue;
-                };
-                if self.tried.insert(peer) {
-                    return Ok(Some(peer));
+                if self.tried.insert(p.peer) {
+                    return Ok(Some(p.peer));
                 }
                 continue;
             }
@@ -317,11 +306,7 @@ impl Schedule {
             let fresh: VecDeque<Provider> = providers(&self.node, self.call.function)
                 .await?
                 .into_iter()
-                .filter(|p| {
-                    p.peer
-                        .parse::<PeerId>()
-                        .is_ok_and(|id| !self.tried.contains(&id))
-                })
+                .filter(|p| !self.tried.contains(&p.peer))
                 .collect();
             if !fresh.is_empty() {
                 self.queue = fresh;
@@ -413,10 +398,7 @@ fn spread(mut ranked: Vec<Provider>) -> VecDeque<Provider> {
 /// Leaves `peer` out of this node's scheduling for the busy window (it
 /// answered "busy", never answered, or answered far too late).
 async fn leave_out(node: &Node, peer: &PeerId) {
-    let _ = node
-        .routing
-        .busy(peer.to_string(), node.busy_window_ms)
-        .await;
+    let _ = node.routing.busy(*peer, node.busy_window_ms).await;
 }
 
 /// Runs `call` on `peer` (here when that is this node).
@@ -762,7 +744,7 @@ fn describe(answers: &[Answer]) -> String {
 /// knows what it hosts).
 async fn withdraw(node: &Node, id: FunctionId, peer: &PeerId) {
     if *peer != node.net.peer_id() {
-        let _ = node.routing.announce(id, peer.to_string(), None).await;
+        let _ = node.routing.announce(id, *peer, None).await;
     }
 }
 

@@ -96,7 +96,7 @@ pub struct Node {
 /// The routing row a node announces for itself.
 pub(crate) fn own_row(node: &Node) -> Provider {
     Provider {
-        peer: node.peer_id.clone(),
+        peer: node.net.peer_id(),
         load: node.host.load(),
         capacity: node.host.capacity(),
         cached: true,

@@ -88,17 +88,13 @@ impl Scaler {
         }
         for f in &load.functions {
             let row = orb_engine::Provider {
-                peer: peer.to_string(),
+                peer,
                 load: load.in_flight,
                 capacity: load.capacity,
                 cached: true,
                 busy_until_ms: 0,
             };
-            if let Err(e) = node
-                .routing
-                .announce(f.function, peer.to_string(), Some(row))
-                .await
-            {
+            if let Err(e) = node.routing.announce(f.function, peer, Some(row)).await {
                 warn!("routing: {e}");
             }
         }

@@ -137,7 +137,7 @@ impl Node {
             db,
             db_path,
         };
-        let routing = match start_routing(Some(net.clone()), peer_id.to_string()) {
+        let routing = match start_routing(Some(net.clone()), peer_id) {
             Ok((routing, thread)) => {
                 stop.threads.push(("routing", thread));
                 routing

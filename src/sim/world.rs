@@ -24,6 +24,7 @@ use orb_ledger::{
     Agreement, Block, Claim, Decision, Digest, Genesis, Keypair, Outcome, PublicKey, Receipt,
     ReceiptBody, SettlementBody, State, Verifier, Vote, VoteBody,
 };
+use orb_net::PeerId;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
@@ -262,7 +263,7 @@ pub(crate) struct World {
     /// The routing rows callers know, one per host (its load as last
     /// reported), and which host each row's peer is.
     rows: Vec<Provider>,
-    row_host: HashMap<String, u32>,
+    row_host: HashMap<PeerId, u32>,
     /// Calls each node is running.
     running: Vec<u32>,
     callers: Vec<u32>,
@@ -387,8 +388,10 @@ impl World {
             .map(|(i, n)| (n.key.public(), i as u32))
             .collect();
         for &h in &world.hosts {
-            let peer = world.nodes[h as usize].key.public().to_hex();
-            world.row_host.insert(peer.clone(), h);
+            // The peer id a real node with this key has.
+            let peer = orb_net::identity::peer_of(world.nodes[h as usize].key.public().0)
+                .expect("an ed25519 key is a peer id");
+            world.row_host.insert(peer, h);
             world.rows.push(Provider {
                 peer,
                 load: 0,

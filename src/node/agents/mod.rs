@@ -1103,7 +1103,7 @@ async fn hosts_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Vec<Hos
         return Ok((id, order));
     }
     let found = providers(node, id).await?;
-    let mut peers: Vec<PeerId> = found.iter().filter_map(|p| p.peer.parse().ok()).collect();
+    let mut peers: Vec<PeerId> = found.iter().map(|p| p.peer).collect();
     if peers.is_empty() {
         return Err(AgentError::NoModule(agent.module.clone()));
     }
