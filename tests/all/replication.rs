@@ -374,17 +374,18 @@ fn a_busy_function_gets_a_replica_and_the_idle_replica_retires() {
     // Load: four callers keep h's only thread busy until x takes fib on
     // and runs some of the calls.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let executors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let callers: Vec<_> = (0..4)
         .map(|_| {
-            let (api, client, stop) = (s.api.clone(), s.dir.join("client"), stop.clone());
+            let (api, client) = (s.api.clone(), s.dir.join("client"));
+            let (stop, executors) = (stop.clone(), executors.clone());
             std::thread::spawn(move || {
-                let mut executors = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let v = invoke_ok(&api, &client, "fib", "32", &[]);
                     assert_eq!(v["output"], "2178309");
-                    executors.push(v["executor"].as_str().unwrap().to_owned());
+                    let by = v["executor"].as_str().expect("an executor").to_owned();
+                    executors.lock().expect("executors").push(by);
                 }
-                executors
             })
         })
         .collect();
@@ -397,17 +398,19 @@ fn a_busy_function_gets_a_replica_and_the_idle_replica_retires() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // Calls go on until x has run one of them.
+    while !executors.lock().unwrap().contains(&x.peer_id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new replica ran none of {} calls",
+            executors.lock().unwrap().len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     stop.store(true, Ordering::Relaxed);
-    let executors: Vec<String> = callers
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
-    assert!(
-        executors.contains(&x.peer_id),
-        "the new replica ran none of {} calls",
-        executors.len()
-    );
+    for c in callers {
+        c.join().unwrap();
+    }
     // Idle for 3 s: x retires its replica and s stops routing to it; h,
     // which was deployed to, keeps fib.
     x.wait_status("x retired fib", |st| st["hosted"] == 0);
