@@ -347,11 +347,7 @@ impl Agents {
     fn version(&self, node: &Node, function: Function) -> Result<Function, AgentError> {
         let mut newest = function.id();
         for _ in 0..64 {
-            match self
-                .store
-                .upgrade_of(&newest)
-                .map_err(AgentError::Internal)?
-            {
+            match self.store.upgrade_of(&newest) {
                 Some(next) if node.host.function(&next).is_some() => newest = next,
                 _ => break,
             }

@@ -27,8 +27,9 @@
 //! write before it durable, so steps of different agents share them
 //! (group commit, [`super::Durability`]).
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use orb_functions::FunctionId;
 use orb_ledger::sequencer::Standing;
@@ -53,6 +54,10 @@ pub(crate) struct AgentStore {
     outbox: sled::Tree,
     standing: sled::Tree,
     reminders: sled::Tree,
+    /// Which registered module upgrades which (old → new), read from
+    /// `modules` at open and at each registration, so that a step finds
+    /// its version without a scan.
+    upgrades: Arc<RwLock<HashMap<FunctionId, FunctionId>>>,
 }
 
 /// An agent module as registered on each of its hosts.
@@ -148,7 +153,7 @@ fn io(e: impl std::fmt::Display) -> String {
 impl AgentStore {
     /// Opens the trees in `db`, whose directory is `path`.
     pub(crate) fn open(db: &sled::Db, path: &Path) -> Result<Self, sled::Error> {
-        Ok(Self {
+        let store = Self {
             db: db.clone(),
             file: Arc::new(std::fs::File::open(path.join("db"))?),
             modules: db.open_tree("agent_modules")?,
@@ -158,7 +163,37 @@ impl AgentStore {
             outbox: db.open_tree("agent_outbox")?,
             standing: db.open_tree("agent_standing")?,
             reminders: db.open_tree("agent_reminders")?,
-        })
+            upgrades: Arc::default(),
+        };
+        store.read_upgrades()?;
+        Ok(store)
+    }
+
+    /// Reads which module upgrades which from the registrations: for each
+    /// module upgraded, the upgrade with the least id (the one a scan in
+    /// key order meets first). A registration that does not decode names
+    /// no upgrade.
+    fn read_upgrades(&self) -> Result<(), sled::Error> {
+        let mut upgrades = HashMap::new();
+        for kv in self.modules.iter() {
+            let (k, _) = kv?;
+            let Ok(id) = <[u8; 32]>::try_from(k.as_ref()) else {
+                continue;
+            };
+            let id = FunctionId::from_bytes(id);
+            if let Ok(Some(AgentModule {
+                replaces: Some(old),
+                ..
+            })) = self.module(&id)
+            {
+                upgrades.entry(old).or_insert(id);
+            }
+        }
+        *self
+            .upgrades
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = upgrades;
+        Ok(())
     }
 
     /// Records `function` as an agent module.
@@ -171,6 +206,7 @@ impl AgentStore {
         self.modules
             .insert(function.as_bytes(), bytes)
             .map_err(io)?;
+        self.read_upgrades().map_err(io)?;
         self.sync()
     }
 
@@ -196,18 +232,12 @@ impl AgentStore {
 
     /// The agent module registered here as an upgrade of `function`, if
     /// one is.
-    pub(crate) fn upgrade_of(&self, function: &FunctionId) -> Result<Option<FunctionId>, String> {
-        for kv in self.modules.iter() {
-            let (k, _) = kv.map_err(io)?;
-            let Ok(id) = <[u8; 32]>::try_from(k.as_ref()) else {
-                continue;
-            };
-            let id = FunctionId::from_bytes(id);
-            if self.module(&id)?.and_then(|m| m.replaces) == Some(*function) {
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
+    pub(crate) fn upgrade_of(&self, function: &FunctionId) -> Option<FunctionId> {
+        self.upgrades
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(function)
+            .copied()
     }
 
     /// This host's standing in `agent`'s replication, if it has one.
