@@ -8,6 +8,10 @@
 //!   (its `x-orb-network-us` + `x-orb-execution-us` headers) for each call
 //!   of a client that posts to a's `POST /fn/echo` one call at a time;
 //! - end to end: the same calls timed by the client, HTTP hop included;
+//!   beside it the same client's calls to b's own `POST /fn/echo` (executed
+//!   where they land, no network hop) and to a bare axum server in this
+//!   process that echoes the body (tokio, hyper and axum as the node has
+//!   them): what the HTTP hop alone costs;
 //! - the floor: a round trip of the same bytes on one long-lived bare
 //!   libp2p stream to another process (this bench re-run as the echoing
 //!   peer), same TCP + Noise + yamux config, plus a local execution of the
@@ -78,6 +82,49 @@ fn tcp_round_trip() -> Vec<f64> {
         if i >= 200 {
             samples.push(t.elapsed().as_secs_f64() * 1e6);
         }
+    }
+    samples
+}
+
+/// Round trips of the same request, by the same client, to a bare axum
+/// server on its own runtime that answers with the body.
+fn http_round_trip() -> Vec<f64> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/",
+                axum::routing::post(|body: axum::body::Bytes| async move { body }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    let url = format!("http://{}/", rx.recv().expect("addr"));
+    timed(&url)
+}
+
+/// `CALLS` sequential posts of `INPUT` to `url` (after 200 unmeasured),
+/// each checked, in microseconds.
+fn timed(url: &str) -> Vec<f64> {
+    let client = agent();
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..CALLS + 200 {
+        let t = Instant::now();
+        let mut response = client.post(url).send(INPUT).expect("call");
+        let body = response.body_mut().read_to_vec().expect("body");
+        if i >= 200 {
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        assert_eq!(body, INPUT);
     }
     samples
 }
@@ -331,6 +378,8 @@ fn main() {
     let (hop50, hop99) = summary(hop);
     let (e2e50, e2e99) = summary(end_to_end);
     let floor = bare50 + exe50;
+    let (http50, http99) = summary(http_round_trip());
+    let (on_b50, on_b99) = summary(timed(&format!("{}/fn/echo", b.api)));
     let remote = clients_rate(&url);
     let local = clients_rate(&format!("{}/fn/echo", b.api));
 
@@ -353,6 +402,17 @@ fn main() {
     println!(
         "  end to end via HTTP on a    p50 {e2e50:8.1} us   p99 {e2e99:8.1} us   ratio to floor {:.2} (target <= 2.5)",
         e2e50 / floor
+    );
+    println!(
+        "  bare axum echo server       p50 {http50:8.1} us   p99 {http99:8.1} us   (the HTTP hop alone: same client, same server stack, nothing else)"
+    );
+    println!(
+        "  end to end via HTTP on b    p50 {on_b50:8.1} us   p99 {on_b99:8.1} us   (executed where it lands, no network hop)"
+    );
+    println!(
+        "  floor with the HTTP hop     p50 {:8.1} us   end to end on a / it {:.2}",
+        floor + http50,
+        e2e50 / (floor + http50)
     );
     println!(
         "  16 concurrent HTTP clients: {remote:.0} calls/s on a (executed on b), {local:.0} calls/s on b (executed there): ratio {:.2} (target >= 0.7)",
