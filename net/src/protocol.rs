@@ -127,6 +127,10 @@ pub struct Replicate {
     /// The step's time (milliseconds since the Unix epoch on the
     /// sequencer's clock): what reminders the step sets are due after.
     pub time: u64,
+    /// The reward chain's height on the sequencer when it put the step in
+    /// order (`None` without a chain): what reminders after blocks are
+    /// due after.
+    pub height: Option<u64>,
 }
 
 /// A host's vote on one step: the state it reached and the reply.

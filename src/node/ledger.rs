@@ -367,6 +367,15 @@ impl Ledger {
     }
 
     /// Whether `invoker` may be charged for a call (it has credits).
+    /// The height of the chain this node has committed.
+    pub(crate) fn height(&self) -> u64 {
+        self.consensus
+            .status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .height
+    }
+
     pub(crate) fn can_pay(&self, invoker: &PublicKey) -> bool {
         self.consensus.balance(invoker) > 0
     }

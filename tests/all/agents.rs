@@ -950,3 +950,99 @@ fn a_cognitive_agent_calls_a_function_and_gets_its_answer_once_as_a_message() {
     assert_eq!(entries[1]["sender"], "wordstore/w");
     assert_eq!(entries[1]["reply"]["text"], "stored 1");
 }
+
+#[test]
+fn a_send_after_blocks_arrives_once_when_the_chain_is_that_many_blocks_further() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, _, _) = crate::consensus::ledger_network(
+        root.path(),
+        3,
+        "agent-blocks",
+        orb_ledger::Params::new(3, 2, 2, 2).unwrap(),
+        "200",
+        &[],
+    );
+    let client = root.path().join("client");
+    // n1 hosts both modules; n0 (the funded node) sends, so its steps are
+    // settled, and settlements are what blocks are made of.
+    for module in ["counter", "relay"] {
+        let path = example(module);
+        json_of(&agent_cli(
+            &nodes[1],
+            &client,
+            &["deploy", path.to_str().unwrap(), "--name", module, "--json"],
+        ));
+        wait_providers(&[&nodes[0]], module, 1);
+    }
+    let height = |node: &NodeProc| {
+        crate::consensus::ledger(node)["height"]
+            .as_u64()
+            .expect("a height")
+    };
+    let count = |agent: &str| agent_state_on(&nodes[1], agent)["state"].as_u64();
+    let set_from = height(&nodes[1]);
+    let (status, body, _, _) = post(&nodes[0], "relay/r", "blocks b 3", &id(1));
+    assert_eq!((status, body.as_str()), (200, "1"));
+    // Traffic makes blocks; the inc arrives once the host's chain is 3
+    // blocks past its height when the relay step was put in order.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut n = 100;
+    let fired_at = loop {
+        let seen = height(&nodes[1]);
+        if count("counter/b") == Some(1) {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never arrived; chain at {seen}, set at {set_from}"
+        );
+        n += 1;
+        let (status, _, _, _) = post(&nodes[0], "counter/traffic", "inc", &id(n));
+        assert_eq!(status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "the inc arrived at height {fired_at}; the relay step was put in order at {set_from} or later"
+    );
+    assert!(
+        fired_at >= set_from + 3,
+        "arrived at height {fired_at}, set at {set_from}"
+    );
+    // Three more blocks: still once, sent by the relay.
+    while height(&nodes[1]) < fired_at + 3 {
+        assert!(Instant::now() < deadline, "the chain stopped");
+        n += 1;
+        post(&nodes[0], "counter/traffic", "inc", &id(n));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count("counter/b"), Some(1));
+    let log = json_of(&agent_cli(
+        &nodes[0],
+        &client,
+        &["log", "counter/b", "--json"],
+    ));
+    let entries = log.as_array().expect("a log");
+    assert_eq!(entries.len(), 1, "{log}");
+    assert_eq!(entries[0]["sender"], "relay/r", "{log}");
+    // Without a chain the step is refused and changes nothing.
+    let plain = tempfile::tempdir().unwrap();
+    let solo = node(plain.path(), "solo", None, &[]);
+    let relay = example("relay");
+    json_of(&agent_cli(
+        &solo,
+        &client,
+        &[
+            "deploy",
+            relay.to_str().unwrap(),
+            "--name",
+            "relay",
+            "--json",
+        ],
+    ));
+    let (status, body, _, _) = post(&solo, "relay/r", "blocks b 3", &id(1));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("no reward chain"), "{body}");
+}

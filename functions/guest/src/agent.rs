@@ -160,6 +160,21 @@ pub enum ReminderOp {
         /// Its input.
         input: Vec<u8>,
     },
+    /// Sets the reminder `name` (replacing one of that name): `message`
+    /// goes to `to` (the agent itself when `None`) once the network's
+    /// reward chain has finalized `blocks` more blocks than it had when
+    /// this step was put in order. Refused on a network without a chain.
+    SetAfterBlocks {
+        /// Names the reminder among the agent's.
+        name: String,
+        /// Blocks after this step's (the chain's height when its
+        /// sequencer put the message in order).
+        blocks: u64,
+        /// The message it brings.
+        message: Vec<u8>,
+        /// The agent it goes to (`module/id`); `None`: this agent.
+        to: Option<String>,
+    },
 }
 
 /// A message a step sends to another agent.
@@ -221,6 +236,43 @@ impl Effects {
         self.reminders.push(ReminderOp::Set {
             name: name.into(),
             after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+            message: message.into(),
+            to: Some(to.into()),
+        });
+    }
+
+    /// Sets the reminder `name` to come back after `blocks` blocks: once
+    /// the network's reward chain is `blocks` blocks past its height when
+    /// this step was put in order, `message` comes back to this agent,
+    /// exactly once, even if every host restarts in between. Blocks are
+    /// finalized as calls are settled, so it waits for the network's
+    /// traffic; on a network without a chain the step is refused.
+    pub fn remind_after_blocks(
+        &mut self,
+        name: impl Into<String>,
+        blocks: u64,
+        message: impl Into<Vec<u8>>,
+    ) {
+        self.reminders.push(ReminderOp::SetAfterBlocks {
+            name: name.into(),
+            blocks,
+            message: message.into(),
+            to: None,
+        });
+    }
+
+    /// A scheduled send after `blocks` blocks (see
+    /// [`Effects::remind_after_blocks`] and [`Effects::send_after`]).
+    pub fn send_after_blocks(
+        &mut self,
+        name: impl Into<String>,
+        blocks: u64,
+        to: impl Into<String>,
+        message: impl Into<Vec<u8>>,
+    ) {
+        self.reminders.push(ReminderOp::SetAfterBlocks {
+            name: name.into(),
+            blocks,
             message: message.into(),
             to: Some(to.into()),
         });

@@ -407,7 +407,14 @@ impl Agents {
         }
         let before = self.current(name, id, &module)?;
         let executed = self
-            .execute(node, function, agent, (sender, now_ms()), message, &before)
+            .execute(
+                node,
+                function,
+                agent,
+                (sender, When::now(node)),
+                message,
+                &before,
+            )
             .await?;
         self.commit(name, &executed, None).await?;
         Ok(Applied {
@@ -478,7 +485,7 @@ impl Agents {
         node: &Node,
         function: Function,
         agent: &AgentName,
-        (sender, time): (&str, u64),
+        (sender, when): (&str, When),
         message: &AgentMessage,
         before: &AgentState,
     ) -> Result<Executed, AgentError> {
@@ -564,7 +571,7 @@ impl Agents {
             .store
             .reminders_of(&name)
             .map_err(AgentError::Internal)?;
-        let reminders = reminding(&name, (seq, time), message, &set, reminders)?;
+        let reminders = reminding(&name, (seq, when), message, &set, reminders)?;
         if state.len() > MAX_STATE {
             return Err(AgentError::StateTooLarge {
                 agent: name,
@@ -721,7 +728,7 @@ fn outgoing(
 /// derived from the step, so every host keeps the same reminder).
 fn reminding(
     agent: &str,
-    (seq, time): (u64, u64),
+    (seq, when): (u64, When),
     message: &AgentMessage,
     set: &[Reminder],
     ops: Vec<orb_guest::agent::ReminderOp>,
@@ -746,6 +753,7 @@ fn reminding(
     for (i, op) in ops.into_iter().enumerate() {
         let name = match &op {
             ReminderOp::Set { name, .. }
+            | ReminderOp::SetAfterBlocks { name, .. }
             | ReminderOp::Cancel { name }
             | ReminderOp::Call { name, .. } => name.clone(),
         };
@@ -757,7 +765,7 @@ fn reminding(
         }
         // A call is kept as a reminder due at once whose message is the
         // call's input.
-        let (name, after_ms, message, to, call) = match op {
+        let (name, after_ms, message, to, call, due_height) = match op {
             ReminderOp::Cancel { name } => {
                 names.retain(|n| *n != name);
                 changes.push(ReminderChange::Cancel(name));
@@ -768,7 +776,22 @@ fn reminding(
                 after_ms,
                 message,
                 to,
-            } => (name, after_ms, message, to, None),
+            } => (name, after_ms, message, to, None, 0),
+            ReminderOp::SetAfterBlocks {
+                name,
+                blocks,
+                message,
+                to,
+            } => {
+                let Some(height) = when.height else {
+                    return Err(refuse(format!(
+                        "reminder {name:?} waits for blocks, and this network keeps no reward chain"
+                    )));
+                };
+                // Past the height it was set at, so never 0 (no height).
+                let due = height.saturating_add(blocks.max(1));
+                (name, 0, message, to, None, due)
+            }
             ReminderOp::Call {
                 name,
                 function,
@@ -776,7 +799,7 @@ fn reminding(
             } => {
                 orb_net::check_name(&function)
                     .map_err(|e| refuse(format!("call {name:?}: {e}")))?;
-                (name, 0, input, None, Some(function))
+                (name, 0, input, None, Some(function), 0)
             }
         };
         if let Some(to) = &to {
@@ -809,14 +832,35 @@ fn reminding(
             agent: agent.to_owned(),
             name,
             set_at: seq,
-            due: time.saturating_add(after_ms),
+            due: when.ms.saturating_add(after_ms),
             message_id,
             message,
             to,
             call,
+            due_height,
         }));
     }
     Ok(changes)
+}
+
+/// When a step was put in its agent's order, on its sequencer: what the
+/// reminders it sets are due after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct When {
+    /// Milliseconds since the Unix epoch on the sequencer's clock.
+    pub(super) ms: u64,
+    /// The reward chain's height there (`None` without a chain).
+    pub(super) height: Option<u64>,
+}
+
+impl When {
+    /// Now, on this node.
+    pub(super) fn now(node: &Node) -> Self {
+        Self {
+            ms: now_ms(),
+            height: node.ledger.as_ref().map(|l| l.height()),
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch on this node's clock: the time a
@@ -909,6 +953,15 @@ async fn remind(node: &Arc<Node>) -> std::time::Duration {
         let now = now_ms();
         if r.due > now {
             wait = wait.min(std::time::Duration::from_millis(r.due - now));
+            continue;
+        }
+        // After blocks: once this node's chain is that high.
+        if r.due_height > 0
+            && node
+                .ledger
+                .as_ref()
+                .is_none_or(|l| l.height() < r.due_height)
+        {
             continue;
         }
         // Set by a replicated step: it fires once a majority has the step.
@@ -1379,6 +1432,11 @@ mod tests {
         assert!(AgentName::parse(&format!("c/{}", "x".repeat(65))).is_err());
     }
 
+    /// A step put in order at `ms`, on a network without a chain.
+    fn at(ms: u64) -> When {
+        When { ms, height: None }
+    }
+
     fn message(id: u8) -> AgentMessage {
         AgentMessage {
             agent: "auction/x".into(),
@@ -1402,8 +1460,8 @@ mod tests {
     #[test]
     fn reminders_are_due_after_the_step_and_the_same_on_every_host() {
         let ops = || vec![set("deadline", 4000), set("later", 9000)];
-        let a = reminding("auction/x", (7, 1_000), &message(1), &[], ops()).unwrap();
-        let b = reminding("auction/x", (7, 1_000), &message(1), &[], ops()).unwrap();
+        let a = reminding("auction/x", (7, at(1_000)), &message(1), &[], ops()).unwrap();
+        let b = reminding("auction/x", (7, at(1_000)), &message(1), &[], ops()).unwrap();
         assert_eq!(a, b);
         let ReminderChange::Set(first) = &a[0] else {
             panic!("{a:?}")
@@ -1414,7 +1472,7 @@ mod tests {
         };
         assert_ne!(first.message_id, second.message_id);
         // Another step gives another id.
-        let c = reminding("auction/x", (8, 1_000), &message(1), &[], ops()).unwrap();
+        let c = reminding("auction/x", (8, at(1_000)), &message(1), &[], ops()).unwrap();
         assert_ne!(a, c);
         // A call is due at once and names its function; a function name
         // that cannot be one is refused.
@@ -1425,7 +1483,7 @@ mod tests {
         };
         let calls = reminding(
             "auction/x",
-            (9, 1_000),
+            (9, at(1_000)),
             &message(1),
             &[],
             vec![call("wordcount")],
@@ -1445,13 +1503,63 @@ mod tests {
         );
         let e = reminding(
             "auction/x",
-            (9, 1_000),
+            (9, at(1_000)),
             &message(1),
             &[],
             vec![call("Word Count")],
         )
         .unwrap_err();
         assert_eq!(e.kind(), "step_failed", "{e}");
+    }
+
+    #[test]
+    fn a_reminder_after_blocks_waits_for_the_sequencers_height_plus_them_and_needs_a_chain() {
+        let after = |blocks| orb_guest::agent::ReminderOp::SetAfterBlocks {
+            name: "settle".into(),
+            blocks,
+            message: b"close".to_vec(),
+            to: Some("counter/x".into()),
+        };
+        let when = When {
+            ms: 1_000,
+            height: Some(40),
+        };
+        // (blocks) → the height it is due at, due at once by the clock.
+        for (blocks, due_height) in [(3, 43), (1, 41), (0, 41), (u64::MAX, u64::MAX)] {
+            let changes = reminding(
+                "auction/x",
+                (9, when),
+                &message(1),
+                &[],
+                vec![after(blocks)],
+            )
+            .unwrap();
+            let [ReminderChange::Set(r)] = changes.as_slice() else {
+                panic!("{changes:?}")
+            };
+            assert_eq!(
+                (r.due_height, r.due, r.to.as_deref()),
+                (due_height, 1_000, Some("counter/x")),
+                "{blocks} blocks"
+            );
+        }
+        // A timed reminder waits for no height.
+        let timed = reminding("auction/x", (9, when), &message(1), &[], vec![set("t", 5)]).unwrap();
+        let [ReminderChange::Set(r)] = timed.as_slice() else {
+            panic!("{timed:?}")
+        };
+        assert_eq!((r.due_height, r.due), (0, 1_005));
+        let e = reminding(
+            "auction/x",
+            (9, at(1_000)),
+            &message(1),
+            &[],
+            vec![after(3)],
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), "step_failed", "{e}");
+        assert!(e.to_string().contains("(bad_reminder)"), "{e}");
+        assert!(e.to_string().contains("no reward chain"), "{e}");
     }
 
     #[test]
@@ -1466,13 +1574,14 @@ mod tests {
                 message: Vec::new(),
                 to: None,
                 call: None,
+                due_height: 0,
             })
             .collect();
         // Replacing one is fine; a new name is one too many.
         assert!(
             reminding(
                 "auction/x",
-                (2, 0),
+                (2, at(0)),
                 &message(200),
                 &full,
                 vec![set("r3", 1)]
@@ -1481,7 +1590,7 @@ mod tests {
         );
         let e = reminding(
             "auction/x",
-            (2, 0),
+            (2, at(0)),
             &message(200),
             &full,
             vec![set("new", 1)],
@@ -1494,17 +1603,32 @@ mod tests {
         assert!(
             reminding(
                 "auction/x",
-                (2, 0),
+                (2, at(0)),
                 &message(200),
                 &full,
                 vec![cancel, set("new", 1)]
             )
             .is_ok()
         );
-        assert!(reminding("auction/x", (2, 0), &message(5), &full, vec![set("new", 1)]).is_ok());
+        assert!(
+            reminding(
+                "auction/x",
+                (2, at(0)),
+                &message(5),
+                &full,
+                vec![set("new", 1)]
+            )
+            .is_ok()
+        );
         for bad in [String::new(), "n".repeat(MAX_REMINDER_NAME + 1)] {
-            let e =
-                reminding("auction/x", (2, 0), &message(1), &[], vec![set(&bad, 1)]).unwrap_err();
+            let e = reminding(
+                "auction/x",
+                (2, at(0)),
+                &message(1),
+                &[],
+                vec![set(&bad, 1)],
+            )
+            .unwrap_err();
             assert_eq!(e.kind(), "step_failed", "{e}");
         }
     }

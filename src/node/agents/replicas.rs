@@ -166,9 +166,9 @@ pub(super) async fn lead(
     }
     let before = agents.current(&name, id, module)?;
     let mut stand = agents.stand_of(&name, &before)?;
-    let time = super::now_ms();
+    let when = super::When::now(node);
     let executed = agents
-        .execute(node, function, agent, (sender, time), message, &before)
+        .execute(node, function, agent, (sender, when), message, &before)
         .await?;
     let seq = executed.after.seq;
     let request = Request::AgentReplicate(Box::new(Replicate {
@@ -179,7 +179,8 @@ pub(super) async fn lead(
         message: message.clone(),
         sender: sender.to_owned(),
         invoker,
-        time,
+        time: when.ms,
+        height: when.height,
     }));
     let mut round = Round::new(hosts.peers.len());
     round.vote(
@@ -652,7 +653,13 @@ async fn replicate(node: &Node, peer: PeerId, r: Replicate) -> Result<Response, 
                             node,
                             function,
                             &agent,
-                            (&r.sender, r.time),
+                            (
+                                &r.sender,
+                                super::When {
+                                    ms: r.time,
+                                    height: r.height,
+                                },
+                            ),
                             &r.message,
                             &before,
                         )

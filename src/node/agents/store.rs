@@ -103,7 +103,7 @@ pub(crate) struct Pending {
 }
 
 /// A reminder an agent set: `message` comes back to it once the clock
-/// passes `due`.
+/// passes `due` and the chain reaches `due_height`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Reminder {
     /// The agent it belongs to.
@@ -123,6 +123,39 @@ pub(crate) struct Reminder {
     /// A call: the function (by name) `message` is the input of; its
     /// output goes to the agent that set it.
     pub(crate) call: Option<String>,
+    /// The reward chain's height it waits for too (0: none).
+    pub(crate) due_height: u64,
+}
+
+/// A reminder as kept before reminders after blocks.
+#[derive(Deserialize)]
+struct ReminderV0 {
+    agent: String,
+    name: String,
+    set_at: u64,
+    due: u64,
+    message_id: [u8; 16],
+    message: Vec<u8>,
+    to: Option<String>,
+    call: Option<String>,
+}
+
+fn decode_reminder(bytes: &[u8]) -> Result<Reminder, String> {
+    decode("agent reminder", bytes).or_else(|e| {
+        postcard::from_bytes::<ReminderV0>(bytes)
+            .map(|r| Reminder {
+                agent: r.agent,
+                name: r.name,
+                set_at: r.set_at,
+                due: r.due,
+                message_id: r.message_id,
+                message: r.message,
+                to: r.to,
+                call: r.call,
+                due_height: 0,
+            })
+            .map_err(|_| e)
+    })
 }
 
 /// What a step does to its agent's reminders, in order (first, when the
@@ -511,7 +544,7 @@ impl AgentStore {
             .scan_prefix(key(agent, b""))
             .map(|kv| {
                 let (_, v) = kv.map_err(io)?;
-                decode("agent reminder", &v)
+                decode_reminder(&v)
             })
             .collect()
     }
@@ -523,7 +556,7 @@ impl AgentStore {
             .take(max)
             .map(|kv| {
                 let (_, v) = kv.map_err(io)?;
-                decode("agent reminder", &v)
+                decode_reminder(&v)
             })
             .collect()
     }
@@ -532,19 +565,14 @@ impl AgentStore {
     /// again since.
     pub(crate) fn spent(&self, reminder: &Reminder) -> Result<(), String> {
         let k = key(&reminder.agent, reminder.name.as_bytes());
-        let Some(now) = self.reminders.get(&k).map_err(io)? else {
+        let Some(kept) = self.reminders.get(&k).map_err(io)? else {
             return Ok(());
         };
-        let now: Reminder = decode("agent reminder", &now)?;
-        if now.message_id == reminder.message_id {
+        if decode_reminder(&kept)?.message_id == reminder.message_id {
             // Fails harmlessly if a step replaced it meanwhile.
             let _ = self
                 .reminders
-                .compare_and_swap(
-                    &k,
-                    Some(postcard::to_stdvec(&now).map_err(io)?),
-                    None::<&[u8]>,
-                )
+                .compare_and_swap(&k, Some(kept), None::<&[u8]>)
                 .map_err(io)?;
         }
         Ok(())

@@ -549,6 +549,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     sender: "client".into(),
                     invoker: None,
                     time: 1_800_000_000_000,
+                    height: Some(12),
                 })),
                 Request::AgentCatchUp {
                     agent: "counter/alice".into(),

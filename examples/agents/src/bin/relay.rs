@@ -1,8 +1,9 @@
 //! `relay`: an agent that sends other agents messages. A message `NAME`
 //! makes it send `inc` to `counter/NAME` (delivered exactly once, after
 //! this step is durable); `later NAME SECS` schedules that `inc` SECS
-//! seconds later, and `cancel NAME` cancels a scheduled one that has not
-//! gone yet. It counts the messages it relayed or scheduled and replies
+//! seconds later, `blocks NAME N` once the network's reward chain has
+//! finalized N more blocks, and `cancel NAME` cancels a scheduled one that
+//! has not gone yet. It counts the messages it relayed or scheduled and replies
 //! with that count.
 
 fn main() {
@@ -17,6 +18,15 @@ fn main() {
                 effects.send_after(
                     format!("later-{name}"),
                     std::time::Duration::from_secs(secs),
+                    format!("counter/{name}"),
+                    "inc",
+                );
+            }
+            ["blocks", name, n] => {
+                let n: u64 = n.parse().map_err(|_| format!("blocks NAME N, not {n:?}"))?;
+                effects.send_after_blocks(
+                    format!("later-{name}"),
+                    n,
                     format!("counter/{name}"),
                     "inc",
                 );
