@@ -30,6 +30,14 @@ impl CliError {
             error: error.into(),
         }
     }
+
+    /// A network failure: the node unreachable, a stream cut.
+    pub(crate) fn network(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: NETWORK,
+            error: error.into(),
+        }
+    }
 }
 
 /// The exit code an `orb-functions` error deserves.

@@ -27,6 +27,7 @@ mod remote;
 mod run;
 mod serve;
 mod sim;
+mod topic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +93,9 @@ enum Command {
     /// state, log, ls).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// Topics: read what agents publish (subscribe, read).
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
     /// Call a function anywhere on the network, by name or id.
     Invoke(client::InvokeArgs),
     /// List the peers a node knows.
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::Node(args) => serve::run(args, &data_dir),
         Command::Deploy(args) => client::deploy(args, &cli.node, &data_dir),
         Command::Agent(cmd) => agent::run(cmd, &cli.node, &data_dir),
+        Command::Topic(cmd) => topic::run(cmd, &cli.node),
         Command::Invoke(args) => client::invoke(args, &cli.node),
         Command::Peers(args) => client::peers(args, &cli.node),
         Command::Ls(args) => client::ls(args, &cli.node),

@@ -105,6 +105,17 @@ pub enum Request {
         /// The first log entry wanted.
         from: u64,
     },
+    /// Publications on an agent's topic after `after` (a publication's
+    /// `(seq, index)`; `(0, 0)` for the first kept), at most
+    /// [`TOPIC_BATCH`], in order.
+    AgentTopic {
+        /// The publishing agent: `module/id`.
+        agent: String,
+        /// The topic's name among the agent's.
+        topic: String,
+        /// The last publication already had.
+        after: (u64, u32),
+    },
 }
 
 /// One message replicated to an agent's hosts.
@@ -182,7 +193,26 @@ pub struct AgentMessage {
     /// Set when the message is the answer to a call the agent made
     /// (`message` is then the function's output, or its error).
     pub answer: Option<Answer>,
+    /// Set when the message is a publication on a topic the agent
+    /// subscribed to: the topic, `module/id/topic` (the sender is its
+    /// publisher).
+    pub topic: Option<String>,
 }
+
+/// One publication on an agent's topic, as its hosts keep it: its place
+/// is the step that published it and its index among that step's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publication {
+    /// The publishing step's sequence number.
+    pub seq: u64,
+    /// Its place among the step's publications on any topic.
+    pub index: u32,
+    /// The message.
+    pub message: Vec<u8>,
+}
+
+/// Publications one [`Request::AgentTopic`] answers at most.
+pub const TOPIC_BATCH: usize = 256;
 
 /// What an answer to an agent's call says besides its bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +285,7 @@ impl Request {
             Request::Agent(_)
                 | Request::AgentState { .. }
                 | Request::AgentLog { .. }
+                | Request::AgentTopic { .. }
                 | Request::AgentModule { .. }
                 | Request::AgentPrepare { .. }
                 | Request::AgentSync { .. }
@@ -352,6 +383,8 @@ pub enum Response {
         /// most [`AGENT_LOG_BATCH`]: the latest ones).
         entries: Vec<AgentLogEntry>,
     },
+    /// Publications on an agent's topic, in order.
+    AgentTopic(Vec<Publication>),
 }
 
 /// What a node tells everyone on gossipsub.

@@ -1046,3 +1046,163 @@ fn a_send_after_blocks_arrives_once_when_the_chain_is_that_many_blocks_further()
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("no reward chain"), "{body}");
 }
+
+/// What `child` printed, once it has exited by itself within `limit`
+/// (killed and failed past it).
+fn output_within(mut child: std::process::Child, limit: Duration) -> Vec<u8> {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut out).expect("stdout");
+        out
+    });
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "{status}");
+            return reader.join().expect("reader");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The lines a chat member has (its `get` reply, from its state).
+fn chat_lines(node: &NodeProc, member: &str) -> Vec<String> {
+    agent_state_on(node, member)["state"]["lines"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|s| s.as_str().expect("a line").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn subscribers_get_each_publication_once_in_order_across_a_sigkill_of_their_sequencer() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let names = ["s", "a", "b", "c", "d"];
+    let (nodes, hosts, entry) = three_hosts(r, &client, &names, "chat");
+    let peer_ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
+    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
+    let at = |nodes: &[Option<NodeProc>]| up(nodes, entry).api.clone();
+
+    // A client follows the topic through a node that hosts nothing.
+    let follower = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args([
+            "--node",
+            &at(&nodes),
+            "topic",
+            "subscribe",
+            "chat/lobby/lines",
+        ])
+        .args(["--count", "4", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut joined = Vec::new();
+    for (n, member) in ["chat/ann", "chat/bob"].into_iter().enumerate() {
+        let reply = send_until_applied(up(&nodes, entry), member, "join lobby", &id(n as u32));
+        assert_eq!(reply.body, "joined lobby");
+        joined.push(reply.sequencer);
+    }
+    let say = |nodes: &[Option<NodeProc>], n: u32, line: &str| {
+        let reply = send_until_applied(up(nodes, entry), "chat/lobby", line, &id(100 + n));
+        assert_eq!(reply.body, n.to_string());
+    };
+    say(&nodes, 1, "say ann hi");
+    say(&nodes, 2, "say bob yo there");
+    say(&nodes, 3, "say ann bye");
+    let wanted = ["ann: hi", "bob: yo there", "ann: bye", "bob: last"];
+    let wait_lines = |nodes: &[Option<NodeProc>], host: usize, member: &str, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let lines = chat_lines(up(nodes, host), member);
+            if lines.len() >= n {
+                assert_eq!(lines, wanted[..n], "{member} on {}", names[host]);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{member} on {} has {lines:?}",
+                names[host]
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_lines(&nodes, hosts[0], "chat/ann", 3);
+    // Ann's sequencer, which brought her the lines, is SIGKILLed; one
+    // more line is said; another host brings it, and nothing twice.
+    let victim = hosts
+        .iter()
+        .copied()
+        .find(|i| peer_ids[*i] == joined[0])
+        .expect("ann's sequencer is a host");
+    nodes[victim].take().unwrap().stop();
+    say(&nodes, 4, "say bob last");
+    for h in hosts.iter().copied().filter(|h| *h != victim) {
+        wait_lines(&nodes, h, "chat/ann", 4);
+        wait_lines(&nodes, h, "chat/bob", 4);
+    }
+    let live = hosts.iter().copied().find(|h| *h != victim).unwrap();
+    let log = json_of(&agent_cli(
+        up(&nodes, live),
+        &client,
+        &["log", "chat/ann", "--json"],
+    ));
+    let from_room: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["sender"] == "chat/lobby")
+        .collect();
+    assert_eq!(from_room.len(), 4, "{log}");
+    // The client got the four lines in order, each once, with their places.
+    let out = output_within(follower, Duration::from_secs(30));
+    let got: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let texts: Vec<&str> = got
+        .iter()
+        .map(|p| p["message"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, wanted);
+    assert!(got.iter().all(|p| p["publisher"] == "chat/lobby"));
+    let places: Vec<(u64, u64)> = got
+        .iter()
+        .map(|p| (p["seq"].as_u64().unwrap(), p["index"].as_u64().unwrap()))
+        .collect();
+    assert!(places.windows(2).all(|w| w[0] < w[1]), "{places:?}");
+    // One batch after the second line's place: the last two.
+    let (seq, index) = places[1];
+    let out = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["--node", &at(&nodes), "topic", "read", "chat/lobby/lines"])
+        .args(["--after", &format!("{seq}.{index}"), "--json"])
+        .output()
+        .unwrap();
+    let batch = json_of(&out);
+    let texts: Vec<&str> = batch["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["message"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["ann: bye", "bob: last"]);
+    // A topic that is not one is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["--node", &at(&nodes), "topic", "read", "chat/lobby"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

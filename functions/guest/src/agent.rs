@@ -57,6 +57,11 @@ pub struct Context {
     /// error when the call failed.
     #[serde(skip)]
     pub answer: Option<Answer>,
+    /// Set when the message is a publication on a topic this agent
+    /// subscribed to ([`Effects::subscribe`]): the topic
+    /// (`module/id/topic`); the sender is the publishing agent.
+    #[serde(skip)]
+    pub topic: Option<String>,
 }
 
 /// The call a message answers.
@@ -92,6 +97,17 @@ pub enum StepInput {
         /// The call it answers.
         answer: Answer,
     },
+    /// Version 3: a publication on a topic the agent subscribed to.
+    V3 {
+        /// The step's context (its sender is the publishing agent).
+        context: Context,
+        /// The state before the step.
+        state: Vec<u8>,
+        /// The publication.
+        message: Vec<u8>,
+        /// The topic: `module/id/topic`.
+        topic: String,
+    },
 }
 
 /// What a step writes to stdout.
@@ -124,6 +140,49 @@ pub enum StepOutput {
         sends: Vec<Outgoing>,
         /// Reminders set or cancelled, in this order.
         reminders: Vec<ReminderOp>,
+    },
+    /// Version 4: a step that may also publish on topics and subscribe to
+    /// them.
+    V4 {
+        /// The state after the step.
+        state: Vec<u8>,
+        /// The reply to the sender.
+        reply: Vec<u8>,
+        /// As in version 2.
+        sends: Vec<Outgoing>,
+        /// As in version 3.
+        reminders: Vec<ReminderOp>,
+        /// Messages published on this agent's topics, in this order.
+        publications: Vec<Publication>,
+        /// Subscriptions taken or dropped, in this order.
+        subscriptions: Vec<SubscriptionOp>,
+    },
+}
+
+/// A message a step publishes on one of its agent's topics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publication {
+    /// The topic's name among the agent's (its address is
+    /// `module/id/topic`).
+    pub topic: String,
+    /// The message.
+    pub message: Vec<u8>,
+}
+
+/// A subscription a step takes or drops (see [`Effects::subscribe`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubscriptionOp {
+    /// Every publication on `topic` (`module/id/topic`) comes to this
+    /// agent as a message, once, in publication order, from the first
+    /// the publisher's hosts keep.
+    Subscribe {
+        /// The topic: `module/id/topic`.
+        topic: String,
+    },
+    /// No more publications of `topic`.
+    Unsubscribe {
+        /// The topic: `module/id/topic`.
+        topic: String,
     },
 }
 
@@ -191,6 +250,8 @@ pub struct Outgoing {
 pub struct Effects {
     sends: Vec<Outgoing>,
     reminders: Vec<ReminderOp>,
+    publications: Vec<Publication>,
+    subscriptions: Vec<SubscriptionOp>,
 }
 
 impl Effects {
@@ -293,6 +354,34 @@ impl Effects {
             name: name.into(),
             function: function.into(),
             input: input.into(),
+        });
+    }
+
+    /// Publishes `message` on this agent's topic `topic` once this step
+    /// is durable. Subscribers (other agents, `orb topic subscribe`, the
+    /// `GET /topic/…` event stream, pipelines) get each publication once,
+    /// in the order this agent published them.
+    pub fn publish(&mut self, topic: impl Into<String>, message: impl Into<Vec<u8>>) {
+        self.publications.push(Publication {
+            topic: topic.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Subscribes this agent to `topic` (`module/id/topic`): from the first
+    /// publication its publisher's hosts keep, each comes to this agent
+    /// as a message, once, in publication order, with the publisher as its
+    /// sender and [`Context::topic`] naming the topic.
+    pub fn subscribe(&mut self, topic: impl Into<String>) {
+        self.subscriptions.push(SubscriptionOp::Subscribe {
+            topic: topic.into(),
+        });
+    }
+
+    /// Drops this agent's subscription to `topic`, if it has one.
+    pub fn unsubscribe(&mut self, topic: impl Into<String>) {
+        self.subscriptions.push(SubscriptionOp::Unsubscribe {
+            topic: topic.into(),
         });
     }
 
@@ -430,6 +519,15 @@ where
                 context.answer = Some(answer);
                 (context, state, message)
             }
+            StepInput::V3 {
+                mut context,
+                state,
+                message,
+                topic,
+            } => {
+                context.topic = Some(topic);
+                (context, state, message)
+            }
         };
     let mut s: S = if state.is_empty() {
         S::default()
@@ -444,7 +542,16 @@ where
             let state = serde_json::to_vec(&s)
                 .unwrap_or_else(|e| crate::fail(format!("the state does not encode: {e}")));
             let reply = reply.into_bytes();
+            let topics = !effects.publications.is_empty() || !effects.subscriptions.is_empty();
             let out = match (effects.sends.is_empty(), effects.reminders.is_empty()) {
+                _ if topics => StepOutput::V4 {
+                    state,
+                    reply,
+                    sends: effects.sends,
+                    reminders: effects.reminders,
+                    publications: effects.publications,
+                    subscriptions: effects.subscriptions,
+                },
                 (true, true) => StepOutput::V1 { state, reply },
                 (false, true) => StepOutput::V2 {
                     state,
@@ -477,6 +584,7 @@ mod tests {
                 seq: 7,
                 message_id: [3; 16],
                 answer: None,
+                topic: None,
             },
             state: b"41".to_vec(),
             message: b"inc".to_vec(),

@@ -13,6 +13,13 @@
 //!   before the agent's first message.
 //! - `GET /agent/{module}/{id}/log?from=SEQ`: the applied messages from
 //!   `from` on (at most 1,000).
+//! - `GET /topic/{module}/{id}/{topic}`: the agent's publications on
+//!   `topic` as server-sent events, from the first its hosts keep (or after
+//!   `?after=SEQ.INDEX`, or the `Last-Event-ID` a reconnecting client
+//!   sends), then each new one as it comes: event `publication`, id
+//!   `SEQ.INDEX`, data `{topic, seq, index, publisher, message}` with the
+//!   message as `{text}` or `{hex}`. With `?wait=false` one batch (at most
+//!   256) as JSON `{topic, publications}` instead.
 //! - `GET /api/agents`: the agents this node hosts.
 //!
 //! Errors are JSON `{error, kind}`: 400 `bad_name`, 404 `no_module`, 413
@@ -22,18 +29,21 @@
 //! (too few of a replicated agent's hosts applied it alike; with
 //! `Retry-After`: retry with the same message id).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use orb_net::{AgentLogEntry, AgentState};
+use orb_net::{AgentLogEntry, AgentState, Publication};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::topics::{self, Topic};
 use super::{AgentError, AgentName, MAX_STATE};
 use crate::node::Node;
 use crate::node::api::{busy, error};
@@ -49,6 +59,7 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
         .route("/agent/{module}/{id}", post(send))
         .route("/agent/{module}/{id}/state", get(state))
         .route("/agent/{module}/{id}/log", get(log))
+        .route("/topic/{module}/{id}/{topic}", get(topic))
         .route("/api/agents", get(list))
 }
 
@@ -131,7 +142,15 @@ async fn send(
             ));
         }
     };
-    match super::send(&node, &agent, message_id, Vec::from(message), (None, None)).await {
+    match super::send(
+        &node,
+        &agent,
+        message_id,
+        Vec::from(message),
+        (None, None, None),
+    )
+    .await
+    {
         Ok(applied) => {
             let mut headers = HeaderMap::new();
             for (k, v) in [
@@ -228,6 +247,107 @@ async fn log(
         .into_response(),
         Err(e) => agent_error(&e),
     }
+}
+
+#[derive(Deserialize)]
+struct TopicParams {
+    after: Option<String>,
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Reads `SEQ.INDEX`, a publication's place.
+fn place(s: &str) -> Option<(u64, u32)> {
+    let (seq, index) = s.split_once('.')?;
+    Some((seq.parse().ok()?, index.parse().ok()?))
+}
+
+fn publication_json(topic: &str, p: &Publication) -> Value {
+    let publisher = topic.rsplit_once('/').map_or(topic, |(agent, _)| agent);
+    json!({
+        "topic": topic,
+        "seq": p.seq,
+        "index": p.index,
+        "publisher": publisher,
+        "message": text_or_hex(&p.message),
+    })
+}
+
+async fn topic(
+    State(node): State<Arc<Node>>,
+    Path((module, id, name)): Path<(String, String, String)>,
+    Query(params): Query<TopicParams>,
+    headers: HeaderMap,
+) -> Response {
+    let topic = match Topic::parse(&format!("{module}/{id}/{name}")) {
+        Ok(t) => t,
+        Err(e) => return agent_error(&e),
+    };
+    let resumed = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let after = match params.after.or(resumed) {
+        None => (0, 0),
+        Some(a) => match place(&a) {
+            Some(p) => p,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": format!("after {a:?}: a publication's place is SEQ.INDEX, e.g. 12.0"), "kind": "bad_request" }),
+                );
+            }
+        },
+    };
+    // The first read answers at once: a topic nobody hosts is an error,
+    // not an empty stream.
+    let first = match topics::publications(&node, &topic, after).await {
+        Ok(found) => found,
+        Err(e) => return agent_error(&e),
+    };
+    let name = topic.to_string();
+    if !params.wait {
+        return Json(json!({
+            "topic": name,
+            "publications": first.iter().map(|p| publication_json(&name, p)).collect::<Vec<_>>(),
+        }))
+        .into_response();
+    }
+    let cancel = node.tasks.token().clone();
+    let start = (node, topic, after, VecDeque::from(first), cancel);
+    let events = futures::stream::unfold(
+        start,
+        |(node, topic, mut after, mut queue, cancel)| async move {
+            loop {
+                if let Some(p) = queue.pop_front() {
+                    after = (p.seq, p.index);
+                    let data = publication_json(&topic.to_string(), &p).to_string();
+                    let event = Event::default()
+                        .event("publication")
+                        .id(format!("{}.{}", p.seq, p.index))
+                        .data(data);
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (node, topic, after, queue, cancel),
+                    ));
+                }
+                // Nothing new: read again after a while, until the node stops.
+                let wait = tokio::time::sleep(topics::FOLLOW);
+                cancel.run_until_cancelled(wait).await?;
+                match topics::publications(&node, &topic, after).await {
+                    Ok(found) => queue.extend(found),
+                    Err(e) => tracing::debug!(topic = %topic, "topic not read: {e}"),
+                }
+            }
+        },
+    );
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 async fn list(State(node): State<Arc<Node>>) -> Response {

@@ -24,6 +24,7 @@
 pub(crate) mod http;
 mod replicas;
 pub(crate) mod store;
+pub(crate) mod topics;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -41,7 +42,7 @@ use super::Node;
 use super::host::Host as FunctionHost;
 use super::invoke::{InvokeError, providers, resolve_name};
 use super::ledger::key_of;
-use store::{AgentModule, AgentStore, Pending, Reminder, ReminderChange, Stand};
+use store::{AgentModule, AgentStore, Pending, Reminder, ReminderChange, Stand, StepEffects};
 
 /// Largest state a step may leave.
 pub(crate) const MAX_STATE: usize = 1 << 20;
@@ -228,6 +229,9 @@ pub(crate) struct Agents {
     outbox: tokio::sync::Notify,
     /// The replicated agents this node sequences, with its ballot.
     leases: Mutex<HashMap<String, orb_ledger::sequencer::Ballot>>,
+    /// When this node last brought publications to the subscribers it is
+    /// not the sequencer of (milliseconds since the Unix epoch).
+    spares_followed: std::sync::atomic::AtomicU64,
 }
 
 /// A step run here, not yet written.
@@ -238,6 +242,10 @@ struct Executed {
     entry: AgentLogEntry,
     sends: Vec<Pending>,
     reminders: Vec<ReminderChange>,
+    /// (topic name, message), in order.
+    publications: Vec<(String, Vec<u8>)>,
+    /// (topic, subscribed), in order.
+    subscriptions: Vec<(String, bool)>,
     invoke: Invoke,
     fuel: u64,
 }
@@ -250,6 +258,7 @@ impl Agents {
             durability: Durability::default(),
             outbox: tokio::sync::Notify::new(),
             leases: Mutex::new(HashMap::new()),
+            spares_followed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -498,14 +507,21 @@ impl Agents {
             seq,
             message_id: message.message_id,
             answer: None,
+            topic: None,
         };
-        let input = match &message.answer {
-            None => StepInput::V1 {
+        let input = match (&message.answer, &message.topic) {
+            (None, Some(topic)) => StepInput::V3 {
+                context,
+                state: before.state.clone(),
+                message: message.message.clone(),
+                topic: topic.clone(),
+            },
+            (None, None) => StepInput::V1 {
                 context,
                 state: before.state.clone(),
                 message: message.message.clone(),
             },
-            Some(a) => StepInput::V2 {
+            (Some(a), _) => StepInput::V2 {
                 context,
                 state: before.state.clone(),
                 message: message.message.clone(),
@@ -542,26 +558,37 @@ impl Agents {
                 });
             }
         };
-        let (mut state, reply, sends, reminders) = match StepOutput::decode(&outcome.output) {
-            Ok(StepOutput::V1 { state, reply }) => (state, reply, Vec::new(), Vec::new()),
-            Ok(StepOutput::V2 {
-                state,
-                reply,
-                sends,
-            }) => (state, reply, sends, Vec::new()),
-            Ok(StepOutput::V3 {
-                state,
-                reply,
-                sends,
-                reminders,
-            }) => (state, reply, sends, reminders),
-            Err(why) => {
-                return Err(AgentError::NotAgent {
-                    module: agent.module.clone(),
-                    why,
-                });
-            }
-        };
+        let (mut state, reply, sends, reminders, publications, subscriptions) =
+            match StepOutput::decode(&outcome.output) {
+                Ok(StepOutput::V1 { state, reply }) => {
+                    (state, reply, Vec::new(), Vec::new(), Vec::new(), Vec::new())
+                }
+                Ok(StepOutput::V2 {
+                    state,
+                    reply,
+                    sends,
+                }) => (state, reply, sends, Vec::new(), Vec::new(), Vec::new()),
+                Ok(StepOutput::V3 {
+                    state,
+                    reply,
+                    sends,
+                    reminders,
+                }) => (state, reply, sends, reminders, Vec::new(), Vec::new()),
+                Ok(StepOutput::V4 {
+                    state,
+                    reply,
+                    sends,
+                    reminders,
+                    publications,
+                    subscriptions,
+                }) => (state, reply, sends, reminders, publications, subscriptions),
+                Err(why) => {
+                    return Err(AgentError::NotAgent {
+                        module: agent.module.clone(),
+                        why,
+                    });
+                }
+            };
         if node.host.corrupts_outputs() {
             // A Byzantine test host: a state its peers will not agree on.
             state.extend_from_slice(b" ");
@@ -572,6 +599,16 @@ impl Agents {
             .reminders_of(&name)
             .map_err(AgentError::Internal)?;
         let reminders = reminding(&name, (seq, when), message, &set, reminders)?;
+        let publications = topics::publishing(&name, publications)?;
+        let subscriptions = if subscriptions.is_empty() {
+            Vec::new()
+        } else {
+            let subscribed = self
+                .store
+                .subscriptions_of(&name)
+                .map_err(AgentError::Internal)?;
+            topics::subscribing(&name, &subscribed, subscriptions)?
+        };
         if state.len() > MAX_STATE {
             return Err(AgentError::StateTooLarge {
                 agent: name,
@@ -610,6 +647,8 @@ impl Agents {
             entry,
             sends,
             reminders,
+            publications,
+            subscriptions,
             invoke,
             fuel: outcome.fuel,
         })
@@ -629,13 +668,21 @@ impl Agents {
                 name,
                 &executed.after,
                 &executed.entry,
-                &executed.sends,
-                &executed.reminders,
+                &StepEffects {
+                    sends: &executed.sends,
+                    reminders: &executed.reminders,
+                    publications: &executed.publications,
+                    subscriptions: &executed.subscriptions,
+                },
                 stand,
             )
             .map_err(AgentError::Internal)?;
         self.durable().await?;
-        if !executed.sends.is_empty() || !executed.reminders.is_empty() {
+        if !executed.sends.is_empty()
+            || !executed.reminders.is_empty()
+            || !executed.publications.is_empty()
+            || !executed.subscriptions.is_empty()
+        {
             self.outbox.notify_one();
         }
         Ok(())
@@ -863,6 +910,22 @@ impl When {
     }
 }
 
+/// Whether this node brings `agent` what it is owed (the answers to its
+/// calls, the publications it subscribed to): as its only host, or as
+/// its sequencer.
+pub(super) fn delivers_for(node: &Node, agent: &str) -> bool {
+    let hosts = node
+        .agents
+        .store
+        .state(agent)
+        .ok()
+        .flatten()
+        .and_then(|s| node.agents.store.module(&s.function).ok().flatten())
+        .map(|m| m.hosts.len())
+        .unwrap_or(0);
+    hosts <= 1 || node.agents.lease(agent).is_some()
+}
+
 /// Milliseconds since the Unix epoch on this node's clock: the time a
 /// step gets when this node puts it in its agent's order.
 pub(super) fn now_ms() -> u64 {
@@ -910,7 +973,15 @@ pub(crate) async fn deliver_forever(node: Arc<Node>) {
                     continue;
                 }
             };
-            match send(&node, &to, p.message_id, p.message, (Some(&p.from), None)).await {
+            match send(
+                &node,
+                &to,
+                p.message_id,
+                p.message,
+                (Some(&p.from), None, None),
+            )
+            .await
+            {
                 Ok(_) => {}
                 Err(e)
                     if matches!(
@@ -930,7 +1001,14 @@ pub(crate) async fn deliver_forever(node: Arc<Node>) {
                 tracing::warn!("agent outbox: {e}");
             }
         }
-        let wait = remind(&node).await;
+        let mut wait = remind(&node).await;
+        match topics::follow(&node).await {
+            // More may be waiting: at once.
+            Some(true) => wait = std::time::Duration::ZERO,
+            // Publishers are read again soon (they do not call back).
+            Some(false) => wait = wait.min(topics::FOLLOW),
+            None => {}
+        }
         let _ = tokio::time::timeout(wait, node.agents.outbox.notified()).await;
     }
 }
@@ -979,16 +1057,7 @@ async fn remind(node: &Arc<Node>) -> std::time::Duration {
             Some(function) => {
                 // One host makes the call: the agent's sequencer (or its
                 // only host), under an invocation derived from the call.
-                let hosts = node
-                    .agents
-                    .store
-                    .state(&r.agent)
-                    .ok()
-                    .flatten()
-                    .and_then(|s| node.agents.store.module(&s.function).ok().flatten())
-                    .map(|m| m.hosts.len())
-                    .unwrap_or(0);
-                if hosts > 1 && node.agents.lease(&r.agent).is_none() {
+                if !delivers_for(node, &r.agent) {
                     continue;
                 }
                 let invocation = u128::from_be_bytes(r.message_id);
@@ -1019,7 +1088,15 @@ async fn remind(node: &Arc<Node>) -> std::time::Duration {
                 }
             }
         };
-        match send(node, &to, r.message_id, message, (Some(&r.agent), answer)).await {
+        match send(
+            node,
+            &to,
+            r.message_id,
+            message,
+            (Some(&r.agent), answer, None),
+        )
+        .await
+        {
             Ok(applied) => {
                 tracing::debug!(agent = %r.agent, reminder = %r.name, seq = applied.seq, "a reminder fired");
             }
@@ -1205,7 +1282,7 @@ pub(crate) async fn send(
     agent: &AgentName,
     message_id: [u8; 16],
     message: Vec<u8>,
-    (from_agent, answer): (Option<&str>, Option<orb_net::Answer>),
+    (from_agent, answer, topic): (Option<&str>, Option<orb_net::Answer>, Option<String>),
 ) -> Result<Applied, AgentError> {
     if message.len() > MAX_MESSAGE {
         return Err(AgentError::TooLarge {
@@ -1220,6 +1297,7 @@ pub(crate) async fn send(
         message,
         from_agent: from_agent.map(str::to_owned),
         answer,
+        topic,
     };
     let peers: Vec<PeerId> = order
         .iter()
@@ -1399,6 +1477,11 @@ pub(crate) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
             Ok(s) => Response::AgentState(s),
             Err(e) => AgentError::Internal(e).response(),
         },
+        Request::AgentTopic {
+            agent,
+            topic,
+            after,
+        } => topics::answer(node, &agent, &topic, after),
         Request::AgentLog { agent, from } => {
             match node.agents.store.log(&agent, from, AGENT_LOG_BATCH) {
                 Ok(entries) => Response::AgentLog(entries),
@@ -1445,6 +1528,7 @@ mod tests {
             message: b"close".to_vec(),
             from_agent: None,
             answer: None,
+            topic: None,
         }
     }
 

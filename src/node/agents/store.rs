@@ -33,7 +33,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use orb_functions::FunctionId;
 use orb_ledger::sequencer::Standing;
-use orb_net::{AgentLogEntry, AgentState};
+use orb_net::{AgentLogEntry, AgentState, Publication};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -54,6 +54,14 @@ pub(crate) struct AgentStore {
     outbox: sled::Tree,
     standing: sled::Tree,
     reminders: sled::Tree,
+    /// Publications on agents' topics: publisher\0topic\0seq index.
+    topics: sled::Tree,
+    /// The topics agents subscribed to: subscriber\0topic (written by
+    /// their steps).
+    subscriptions: sled::Tree,
+    /// The last publication this node delivered to a subscriber, by
+    /// subscriber\0topic (this node's own progress, not a step's).
+    cursors: sled::Tree,
     /// Which registered module upgrades which (old → new), read from
     /// `modules` at open and at each registration, so that a step finds
     /// its version without a scan.
@@ -167,6 +175,27 @@ pub(crate) enum ReminderChange {
     Cancel(String),
 }
 
+/// What a step changes besides its state and log entry, all written in
+/// its transaction.
+pub(crate) struct StepEffects<'a> {
+    pub(crate) sends: &'a [Pending],
+    pub(crate) reminders: &'a [ReminderChange],
+    /// (topic name, message), in publication order.
+    pub(crate) publications: &'a [(String, Vec<u8>)],
+    /// (topic `module/id/topic`, subscribed or not), in order.
+    pub(crate) subscriptions: &'a [(String, bool)],
+}
+
+/// Where a publication is kept: after the topic, its step and index.
+fn topic_key(agent: &str, topic: &str, (seq, index): (u64, u32)) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(topic.len() + 13);
+    tail.extend_from_slice(topic.as_bytes());
+    tail.push(0);
+    tail.extend_from_slice(&seq.to_be_bytes());
+    tail.extend_from_slice(&index.to_be_bytes());
+    key(agent, &tail)
+}
+
 fn key(agent: &str, tail: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(agent.len() + 1 + tail.len());
     k.extend_from_slice(agent.as_bytes());
@@ -196,6 +225,9 @@ impl AgentStore {
             outbox: db.open_tree("agent_outbox")?,
             standing: db.open_tree("agent_standing")?,
             reminders: db.open_tree("agent_reminders")?,
+            topics: db.open_tree("agent_topics")?,
+            subscriptions: db.open_tree("agent_subscriptions")?,
+            cursors: db.open_tree("agent_cursors")?,
             upgrades: Arc::default(),
         };
         store.read_upgrades()?;
@@ -375,6 +407,84 @@ impl AgentStore {
         })
     }
 
+    /// Publications on `agent`'s topic `topic` after `after`, at most
+    /// `max`, in order.
+    pub(crate) fn publications(
+        &self,
+        agent: &str,
+        topic: &str,
+        after: (u64, u32),
+        max: usize,
+    ) -> Result<Vec<Publication>, String> {
+        let start = match after.1.checked_add(1) {
+            Some(index) => (after.0, index),
+            None => (after.0.saturating_add(1), 0),
+        };
+        let end = topic_key(agent, topic, (u64::MAX, u32::MAX));
+        self.topics
+            .range(topic_key(agent, topic, start)..=end)
+            .take(max)
+            .map(|kv| {
+                let (k, v) = kv.map_err(io)?;
+                let place = &k[k.len() - 12..];
+                Ok(Publication {
+                    seq: u64::from_be_bytes(place[..8].try_into().map_err(io)?),
+                    index: u32::from_be_bytes(place[8..].try_into().map_err(io)?),
+                    message: v.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// The topics `agent` subscribed to.
+    pub(crate) fn subscriptions_of(&self, agent: &str) -> Result<Vec<String>, String> {
+        let prefix = key(agent, b"");
+        self.subscriptions
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (k, _) = kv.map_err(io)?;
+                String::from_utf8(k[prefix.len()..].to_vec()).map_err(io)
+            })
+            .collect()
+    }
+
+    /// Every subscription kept here (at most `max`): (subscriber, topic).
+    pub(crate) fn subscriptions(&self, max: usize) -> Result<Vec<(String, String)>, String> {
+        self.subscriptions
+            .iter()
+            .take(max)
+            .map(|kv| {
+                let (k, _) = kv.map_err(io)?;
+                let at = k
+                    .iter()
+                    .position(|b| *b == 0)
+                    .ok_or_else(|| io("a subscription key without its topic"))?;
+                let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(io);
+                Ok((text(&k[..at])?, text(&k[at + 1..])?))
+            })
+            .collect()
+    }
+
+    /// The last publication of `topic` this node delivered to `agent`
+    /// (`(0, 0)`: none).
+    pub(crate) fn cursor(&self, agent: &str, topic: &str) -> Result<(u64, u32), String> {
+        Ok(self
+            .cursors
+            .get(key(agent, topic.as_bytes()))
+            .map_err(io)?
+            .and_then(|v| postcard::from_bytes(&v).ok())
+            .unwrap_or((0, 0)))
+    }
+
+    /// Records that `agent` has the publications of `topic` up to `to`.
+    pub(crate) fn advance(&self, agent: &str, topic: &str, to: (u64, u32)) -> Result<(), String> {
+        let bytes = postcard::to_stdvec(&to).map_err(io)?;
+        self.cursors
+            .insert(key(agent, topic.as_bytes()), bytes)
+            .map_err(io)?;
+        Ok(())
+    }
+
     /// An agent's state.
     pub(crate) fn state(&self, agent: &str) -> Result<Option<AgentState>, String> {
         self.states
@@ -447,10 +557,29 @@ impl AgentStore {
         agent: &str,
         state: &AgentState,
         entry: &AgentLogEntry,
-        sends: &[Pending],
-        reminders: &[ReminderChange],
+        effects: &StepEffects<'_>,
         stand: Option<&Stand>,
     ) -> Result<(), String> {
+        let StepEffects {
+            sends,
+            reminders,
+            publications,
+            subscriptions,
+        } = effects;
+        let publications: Vec<(Vec<u8>, &[u8])> = publications
+            .iter()
+            .enumerate()
+            .map(|(i, (topic, message))| {
+                (
+                    topic_key(agent, topic, (entry.seq, i as u32)),
+                    message.as_slice(),
+                )
+            })
+            .collect();
+        let subscriptions: Vec<(Vec<u8>, bool)> = subscriptions
+            .iter()
+            .map(|(topic, on)| (key(agent, topic.as_bytes()), *on))
+            .collect();
         let reminders: Vec<(Vec<u8>, Option<Vec<u8>>)> = reminders
             .iter()
             .map(|change| match change {
@@ -486,36 +615,68 @@ impl AgentStore {
             &self.outbox,
             &self.standing,
             &self.reminders,
+            &self.topics,
+            &self.subscriptions,
         )
-            .transaction(|(states, log, seen, outbox, standing, tree)| {
-                for (k, v) in &reminders {
-                    match v {
-                        Some(v) => tree.insert(k.as_slice(), v.as_slice())?,
-                        None => tree.remove(k.as_slice())?,
-                    };
-                }
-                for (k, v) in &sends {
-                    outbox.insert(k.as_slice(), v.as_slice())?;
-                }
-                if let Some(bytes) = &stand_bytes {
-                    standing.insert(agent.as_bytes(), bytes.as_slice())?;
-                }
-                states.insert(agent.as_bytes(), state_bytes.as_slice())?;
-                log.insert(key(agent, &seq), entry_bytes.as_slice())?;
-                seen.insert(key(agent, &entry.message_id), &seq)?;
-                if let Some(old) = &old
-                    && let Some(gone) = log.remove(old.as_slice())?
-                {
-                    let gone: AgentLogEntry = decode("agent log entry", &gone)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    seen.remove(key(agent, &gone.message_id))?;
-                }
-                Ok(())
-            });
+            .transaction(
+                |(states, log, seen, outbox, standing, tree, topics, subscribed)| {
+                    for (k, v) in &publications {
+                        topics.insert(k.as_slice(), *v)?;
+                    }
+                    for (k, on) in &subscriptions {
+                        if *on {
+                            subscribed.insert(k.as_slice(), &[])?;
+                        } else {
+                            subscribed.remove(k.as_slice())?;
+                        }
+                    }
+                    for (k, v) in &reminders {
+                        match v {
+                            Some(v) => tree.insert(k.as_slice(), v.as_slice())?,
+                            None => tree.remove(k.as_slice())?,
+                        };
+                    }
+                    for (k, v) in &sends {
+                        outbox.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    if let Some(bytes) = &stand_bytes {
+                        standing.insert(agent.as_bytes(), bytes.as_slice())?;
+                    }
+                    states.insert(agent.as_bytes(), state_bytes.as_slice())?;
+                    log.insert(key(agent, &seq), entry_bytes.as_slice())?;
+                    seen.insert(key(agent, &entry.message_id), &seq)?;
+                    if let Some(old) = &old
+                        && let Some(gone) = log.remove(old.as_slice())?
+                    {
+                        let gone: AgentLogEntry = decode("agent log entry", &gone)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        seen.remove(key(agent, &gone.message_id))?;
+                    }
+                    Ok(())
+                },
+            );
         result.map_err(|e| match e {
             TransactionError::Abort(why) => why,
             TransactionError::Storage(e) => io(e),
-        })
+        })?;
+        // Publications are kept for as many steps as the log; what is
+        // older goes (after the step: a crash in between leaves it to the
+        // next publication).
+        if let Some(old) = entry.seq.checked_sub(KEEP) {
+            let mut trimmed: Vec<&str> = Vec::new();
+            for (topic, _) in effects.publications {
+                if trimmed.contains(&topic.as_str()) {
+                    continue;
+                }
+                trimmed.push(topic);
+                let range = topic_key(agent, topic, (0, 0))..topic_key(agent, topic, (old + 1, 0));
+                for kv in self.topics.range(range) {
+                    let (k, _) = kv.map_err(io)?;
+                    self.topics.remove(k).map_err(io)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Up to `max` undelivered messages, oldest first (by sender, then

@@ -514,6 +514,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                         name: "count".into(),
                         ok: true,
                     }),
+                    topic: Some("chat/room/lines".into()),
                 }),
                 Request::AgentState {
                     agent: "counter/alice".into(),
@@ -521,6 +522,11 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 Request::AgentLog {
                     agent: "counter/alice".into(),
                     from: 1,
+                },
+                Request::AgentTopic {
+                    agent: "chat/room".into(),
+                    topic: "lines".into(),
+                    after: (3, 1),
                 },
                 Request::AgentModule {
                     function: FunctionId::of(TINY_MODULE),
@@ -545,6 +551,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                         message: b"inc".to_vec(),
                         from_agent: None,
                         answer: None,
+                        topic: None,
                     },
                     sender: "client".into(),
                     invoker: None,
