@@ -15,7 +15,7 @@ pub(crate) enum PipelineCommand {
     List,
     /// Run an example pipeline to completion and print its result.
     #[command(after_help = RUN_HELP)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 const RUN_HELP: &str = "\
@@ -31,7 +31,14 @@ Network mode: `orb pipeline run etl --remote --node http://127.0.0.1:7420` sends
 line to the `wordcount` function deployed on the network (orb deploy
 wordcount.wasm --name wordcount) through that node: the pipeline's call
 operator keeps --in-flight calls going, and each call is scheduled,
-replicated (--replicas), rerouted and paid like any other.";
+replicated (--replicas), rerouted and paid like any other.
+
+Topics: `orb pipeline run chat --topic chat/lobby/lines --count 100 --node URL`
+reads what the chat room agent publishes as the pipeline's source (as fast as
+the pipeline takes it), counts the lines per speaker, and sends each line on as
+`inc` to the agent counter/NAME (deploy examples/agents/counter as counter)
+under a message id derived from the line's place, so running it twice over the
+same lines counts each once.";
 
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
@@ -71,6 +78,17 @@ pub(crate) struct RunArgs {
     /// With --remote: calls in flight at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     in_flight: usize,
+    /// The topic the `chat` pipeline reads (MODULE/ID/TOPIC), through the
+    /// node at --node.
+    #[arg(long, value_name = "TOPIC")]
+    topic: Option<String>,
+    /// With --topic: stop after this many publications (default: follow
+    /// the topic until stopped).
+    #[arg(long, value_name = "N", requires = "topic")]
+    count: Option<u64>,
+    /// With --topic: only the publications after this place (SEQ.INDEX).
+    #[arg(long, value_name = "SEQ.INDEX", requires = "topic")]
+    after: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -84,7 +102,7 @@ pub(crate) fn run(cmd: PipelineCommand, node: &str) -> Result<(), CliError> {
             }
             Ok(())
         }
-        PipelineCommand::Run(args) => run_one(args, node),
+        PipelineCommand::Run(args) => run_one(*args, node),
     }
 }
 
@@ -228,6 +246,53 @@ fn run_one(args: RunArgs, node: &str) -> Result<(), CliError> {
                 );
                 for ((sensor, start), (count, sum)) in r.sliding.iter().take(5) {
                     outln!("  {sensor} @ {start:>6}: {count:>4} events, sum {sum}");
+                }
+            }
+        }
+        "chat" => {
+            let Some(topic) = args.topic.clone() else {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "the chat pipeline reads a topic from the network: --topic MODULE/ID/TOPIC (through --node)"
+                )));
+            };
+            let (feed, inlet) = orb_engine::channel(64);
+            let sink = crate::remote::NodeInvoker::to_agents(node, args.in_flight.max(1));
+            let reader = {
+                let (node, topic, after, count) = (
+                    node.to_owned(),
+                    topic.clone(),
+                    args.after.clone(),
+                    args.count,
+                );
+                std::thread::spawn(move || {
+                    crate::remote::read_topic(&node, &topic, after.as_deref(), count, feed)
+                })
+            };
+            let report = orb_pipelines::chat::run(&options, &topic, inlet, sink);
+            let read = reader
+                .join()
+                .map_err(|_| CliError::from(anyhow::anyhow!("the topic reader panicked")))?;
+            read?;
+            let r = report.map_err(failed)?;
+            if args.json {
+                let v = serde_json::json!({
+                    "pipeline": "chat",
+                    "topic": topic,
+                    "per_speaker": r.per_speaker,
+                    "sent": r.sent,
+                    "failed": r.failed,
+                    "unreadable": r.unreadable,
+                });
+                outln!("{v}");
+            } else {
+                outln!(
+                    "chat {topic}: {} lines sent on as inc to counter/NAME, {} failed, {} unreadable",
+                    r.sent,
+                    r.failed,
+                    r.unreadable
+                );
+                for (speaker, n) in &r.per_speaker {
+                    outln!("  {n:>6}  {speaker}");
                 }
             }
         }

@@ -122,7 +122,28 @@ fn read(args: ReadArgs, node: &str) -> Result<(), CliError> {
 }
 
 fn subscribe(args: SubscribeArgs, node: &str) -> Result<(), CliError> {
-    let path = topic_path(&args.topic, args.after.as_deref(), true)?;
+    if args.count == Some(0) {
+        return Ok(());
+    }
+    let mut seen = 0;
+    follow(node, &args.topic, args.after.as_deref(), |p| {
+        print(&p, args.json);
+        seen += 1;
+        args.count.is_none_or(|n| seen < n)
+    })
+}
+
+/// Reads `topic`'s publications through the node at `node` as they come
+/// (after `after`), calling `each` with each one (`{topic, seq, index,
+/// publisher, message}`) until it answers `false`. A stream the node
+/// closes is an error.
+pub(crate) fn follow(
+    node: &str,
+    topic: &str,
+    after: Option<&str>,
+    mut each: impl FnMut(Value) -> bool,
+) -> Result<(), CliError> {
+    let path = topic_path(topic, after, true)?;
     // A stream has no end to wait for: only connecting is timed.
     let client = Client {
         agent: ureq::Agent::config_builder()
@@ -144,10 +165,6 @@ fn subscribe(args: SubscribeArgs, node: &str) -> Result<(), CliError> {
         let bytes = body.read_to_vec().map_err(|e| client.unreachable(e))?;
         return parse(status, &bytes).map(|_| ());
     }
-    let mut seen = 0;
-    if args.count == Some(0) {
-        return Ok(());
-    }
     for line in std::io::BufReader::new(body.into_reader()).lines() {
         let line = line.map_err(|e| CliError::network(anyhow::anyhow!("the stream broke: {e}")))?;
         let Some(data) = line.strip_prefix("data:") else {
@@ -156,9 +173,7 @@ fn subscribe(args: SubscribeArgs, node: &str) -> Result<(), CliError> {
         let Ok(p) = serde_json::from_str::<Value>(data.trim_start()) else {
             continue;
         };
-        print(&p, args.json);
-        seen += 1;
-        if args.count.is_some_and(|n| seen >= n) {
+        if !each(p) {
             return Ok(());
         }
     }

@@ -1083,7 +1083,7 @@ fn chat_lines(node: &NodeProc, member: &str) -> Vec<String> {
 }
 
 #[test]
-fn subscribers_get_each_publication_once_in_order_across_a_sigkill_of_their_sequencer() {
+fn a_topic_reaches_agents_clients_and_pipelines_once_in_order_across_a_sigkill() {
     let _heavy = crate::HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -1205,4 +1205,38 @@ fn subscribers_get_each_publication_once_in_order_across_a_sigkill_of_their_sequ
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // A pipeline reads the topic as its source and sends each line on to
+    // counter/NAME; run twice over the same lines, it counts each once.
+    json_of(&agent_cli(
+        up(&nodes, entry),
+        &client,
+        &[
+            "deploy",
+            example("counter").to_str().unwrap(),
+            "--name",
+            "counter",
+            "--json",
+        ],
+    ));
+    for run in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_orb"))
+            .args(["--node", &at(&nodes), "pipeline", "run", "chat"])
+            .args(["--topic", "chat/lobby/lines", "--count", "4", "--json"])
+            .output()
+            .unwrap();
+        let report = json_of(&out);
+        assert_eq!(
+            (&report["per_speaker"], &report["sent"], &report["failed"]),
+            (
+                &serde_json::json!({"ann": 2, "bob": 2}),
+                &Value::from(4),
+                &Value::from(0)
+            ),
+            "run {run}: {report}"
+        );
+        for (counter, n) in [("counter/ann", 2), ("counter/bob", 2)] {
+            let st = agent_state_on(up(&nodes, entry), counter);
+            assert_eq!(st["state"].as_u64(), Some(n), "run {run}: {counter} {st}");
+        }
+    }
 }

@@ -7,7 +7,10 @@
 //! - [`windows`]: tumbling and sliding windows over timestamped events.
 //! - [`enrich`]: events joined against a live table that changes while the
 //!   pipeline runs, with a subscription to the table's changes.
+//! - [`chat`]: an agent's topic read as a stream, lines per speaker, each
+//!   line sent on to an agent (needs a network: `--node`, `--topic`).
 
+pub mod chat;
 pub mod enrich;
 pub mod etl;
 pub mod windows;
@@ -65,6 +68,10 @@ pub const PIPELINES: &[Pipeline] = &[
     Pipeline {
         name: "enrich",
         about: "events joined against a live table that changes while the pipeline runs; a subscriber prints changes",
+    },
+    Pipeline {
+        name: "chat",
+        about: "a chat room's topic read from the network as a stream -> lines per speaker -> each line an inc to counter/NAME (--topic, --count)",
     },
 ];
 
