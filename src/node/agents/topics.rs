@@ -28,10 +28,14 @@ pub(crate) const MAX_SUBSCRIPTIONS: usize = 64;
 /// new came.
 pub(super) const FOLLOW: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// How long reading one topic for a subscriber may take in a round.
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How often a host that is not its subscriber's sequencer brings the
 /// publications too (milliseconds): when the sequencer is down, its
-/// subscriptions go on, and the next host to bring one becomes the
-/// sequencer; while it is up, what the others bring is a duplicate.
+/// subscriptions go on (sent, like any message, to the agent's first
+/// live host, which sequences it); while it is up, what the others bring
+/// is a duplicate it answers from its log.
 const FOLLOW_AS_SPARE_MS: u64 = 2_000;
 
 /// A topic's address: its publishing agent and its name among the agent's.
@@ -234,10 +238,16 @@ pub(super) async fn follow(node: &Arc<Node>) -> Option<bool> {
         let Ok(mut cursor) = store.cursor(&subscriber, &name) else {
             continue;
         };
-        let found = match publications(node, &topic, cursor).await {
-            Ok(found) => found,
-            Err(e) => {
+        // A publisher that does not answer holds up no one for long.
+        let found = match tokio::time::timeout(READ_WAIT, publications(node, &topic, cursor)).await
+        {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
                 tracing::debug!(%subscriber, topic = %name, "topic not read: {e}");
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!(%subscriber, topic = %name, "topic not read in {READ_WAIT:?}");
                 continue;
             }
         };
