@@ -321,35 +321,48 @@ fn receipts_of(dir: &Path, executor: &orb_ledger::PublicKey) -> usize {
         .sum()
 }
 
+/// Three nodes on one chain (n0 funded) with `modules` deployed as agents
+/// through n1 (their only host), known to n0; and the client's dir.
+fn ledger_agents(
+    root: &Path,
+    chain: &str,
+    modules: &[&str],
+) -> (Vec<NodeProc>, std::path::PathBuf) {
+    let (nodes, _, _) = crate::consensus::ledger_network(
+        root,
+        3,
+        chain,
+        orb_ledger::Params::new(3, 2, 2, 2).expect("params"),
+        "200",
+        &[],
+    );
+    let client = root.join("client");
+    for module in modules {
+        let path = example(module);
+        json_of(&agent_cli(
+            &nodes[1],
+            &client,
+            &[
+                "deploy",
+                path.to_str().expect("utf-8"),
+                "--name",
+                module,
+                "--json",
+            ],
+        ));
+        wait_providers(&[&nodes[0]], module, 1);
+    }
+    (nodes, client)
+}
+
 #[test]
 fn agent_steps_are_paid_once_like_calls_and_a_retry_is_not_paid_again() {
     let _heavy = crate::HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = tempfile::tempdir().unwrap();
-    let (nodes, _, _) = crate::consensus::ledger_network(
-        root.path(),
-        3,
-        "agent-receipts",
-        orb_ledger::Params::new(3, 2, 2, 2).unwrap(),
-        "200",
-        &[],
-    );
-    let client = root.path().join("client");
     // n1 hosts the counter; n0 (the funded node) sends, so it pays.
-    let counter = example("counter");
-    json_of(&agent_cli(
-        &nodes[1],
-        &client,
-        &[
-            "deploy",
-            counter.to_str().unwrap(),
-            "--name",
-            "counter",
-            "--json",
-        ],
-    ));
-    wait_providers(&[&nodes[0]], "counter", 1);
+    let (nodes, client) = ledger_agents(root.path(), "agent-receipts", &["counter"]);
     for n in 1..=6u32 {
         let (status, body, _, dup) = post(&nodes[0], "counter/paid", "inc", &id(n));
         assert_eq!((status, body, dup), (200, n.to_string(), false));
@@ -957,26 +970,9 @@ fn a_send_after_blocks_arrives_once_when_the_chain_is_that_many_blocks_further()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = tempfile::tempdir().unwrap();
-    let (nodes, _, _) = crate::consensus::ledger_network(
-        root.path(),
-        3,
-        "agent-blocks",
-        orb_ledger::Params::new(3, 2, 2, 2).unwrap(),
-        "200",
-        &[],
-    );
-    let client = root.path().join("client");
     // n1 hosts both modules; n0 (the funded node) sends, so its steps are
     // settled, and settlements are what blocks are made of.
-    for module in ["counter", "relay"] {
-        let path = example(module);
-        json_of(&agent_cli(
-            &nodes[1],
-            &client,
-            &["deploy", path.to_str().unwrap(), "--name", module, "--json"],
-        ));
-        wait_providers(&[&nodes[0]], module, 1);
-    }
+    let (nodes, client) = ledger_agents(root.path(), "agent-blocks", &["counter", "relay"]);
     let height = |node: &NodeProc| {
         crate::consensus::ledger(node)["height"]
             .as_u64()

@@ -79,12 +79,7 @@ impl AgentName {
             ));
         };
         orb_net::check_name(module).map_err(|e| bad(e.to_string()))?;
-        if id.is_empty()
-            || id.len() > MAX_ID
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        {
+        if !plain(id, MAX_ID) {
             return Err(bad(format!(
                 "the id must be 1 to {MAX_ID} of a-z, 0-9, '.', '_', '-'"
             )));
@@ -94,6 +89,15 @@ impl AgentName {
             id: id.to_owned(),
         })
     }
+}
+
+/// Whether `s` is 1 to `max` of a-z, 0-9, '.', '_', '-' (an agent's id, a
+/// topic's name).
+pub(super) fn plain(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 impl std::fmt::Display for AgentName {

@@ -71,12 +71,7 @@ impl std::fmt::Display for Topic {
 
 /// A topic's name among its agent's: 1 to 64 of a-z, 0-9, '.', '_', '-'.
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > MAX_TOPIC
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-    {
+    if !super::plain(name, MAX_TOPIC) {
         return Err(format!(
             "a topic's name is 1 to {MAX_TOPIC} of a-z, 0-9, '.', '_', '-', not {name:?}"
         ));
