@@ -321,6 +321,80 @@ fn receipts_of(dir: &Path, executor: &orb_ledger::PublicKey) -> usize {
         .sum()
 }
 
+#[test]
+fn an_agent_asks_another_and_gets_its_reply_once_as_a_message() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let s = node(r, "s", None, &["--no-autoscale"]);
+    let boot = s.addrs[0].clone();
+    let a = node(r, "a", Some(&boot), &["--no-autoscale"]);
+    let b = node(r, "b", Some(&boot), &["--no-autoscale"]);
+    // The asker on a, the counter it asks on b.
+    for (host, module) in [(&a, "asker"), (&b, "counter")] {
+        json_of(&agent_cli(
+            host,
+            &client,
+            &[
+                "deploy",
+                example(module).to_str().unwrap(),
+                "--name",
+                module,
+                "--json",
+            ],
+        ));
+    }
+    wait_providers(&[&a], "counter", 1);
+    wait_providers(&[&b], "asker", 1);
+    for n in 1..=2 {
+        assert_eq!(post(&b, "counter/c", "inc", &id(n)).1, n.to_string());
+    }
+    let (status, body, _, _) = post(&b, "asker/q", "ask counter/c inc", &id(10));
+    assert_eq!((status, body.as_str()), (200, "asking 1"));
+    let (_, body, _, _) = post(&b, "asker/q", "ask nothing/here get", &id(11));
+    assert_eq!(body, "asking 2");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state = loop {
+        let st = agent_state_on(&a, "asker/q");
+        if st["state"]["answers"]["2"].is_string() && st["state"]["answers"]["1"].is_string() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no answers: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The counter's reply to the ask, once; an agent of no module is an
+    // answer that failed.
+    assert_eq!(state["state"]["answers"]["1"], "3", "{state}");
+    assert_eq!(state["state"]["failed"], 1, "{state}");
+    assert!(
+        state["state"]["answers"]["2"]
+            .as_str()
+            .unwrap()
+            .contains("nothing"),
+        "{state}"
+    );
+    let log = json_of(&agent_cli(&b, &client, &["log", "counter/c", "--json"]));
+    let from_asker: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["sender"] == "asker/q")
+        .collect();
+    assert_eq!(from_asker.len(), 1, "{log}");
+    assert_eq!(post(&b, "counter/c", "get", &id(3)).1, "3");
+    let log = json_of(&agent_cli(&a, &client, &["log", "asker/q", "--json"]));
+    let answers = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["sender"] == "asker/q")
+        .count();
+    assert_eq!(answers, 2, "{log}");
+}
+
 /// Three nodes on one chain (n0 funded) with `modules` deployed as agents
 /// through n1 (their only host), known to n0; and the client's dir.
 fn ledger_agents(

@@ -53,8 +53,8 @@ pub struct Context {
     /// The message's id: a retry carries the same one and is applied once.
     pub message_id: [u8; 16],
     /// Set when the message answers a call this agent made
-    /// ([`Effects::call`]): the message is the function's output, or its
-    /// error when the call failed.
+    /// ([`Effects::call`], [`Effects::ask`]): the message is the
+    /// function's output or the agent's reply, or the error when it failed.
     #[serde(skip)]
     pub answer: Option<Answer>,
     /// Set when the message is a publication on a topic this agent
@@ -234,6 +234,17 @@ pub enum ReminderOp {
         /// The agent it goes to (`module/id`); `None`: this agent.
         to: Option<String>,
     },
+    /// Sends `message` to the agent `agent` once the step is durable; its
+    /// reply (or the error) comes back to this agent as a message whose
+    /// context names the ask.
+    Ask {
+        /// Names the ask (among the agent's reminders).
+        name: String,
+        /// The agent asked: `module/id`.
+        agent: String,
+        /// The message.
+        message: Vec<u8>,
+    },
 }
 
 /// A message a step sends to another agent.
@@ -382,6 +393,24 @@ impl Effects {
     pub fn unsubscribe(&mut self, topic: impl Into<String>) {
         self.subscriptions.push(SubscriptionOp::Unsubscribe {
             topic: topic.into(),
+        });
+    }
+
+    /// Asks the agent `agent` (`module/id`): `message` goes to it once this
+    /// step is durable, exactly once, and its reply (or, when the message
+    /// fails there, the error) comes back to this agent as a later message
+    /// whose [`Context::answer`] names the ask. The agent goes on with
+    /// other messages meanwhile.
+    pub fn ask(
+        &mut self,
+        name: impl Into<String>,
+        agent: impl Into<String>,
+        message: impl Into<Vec<u8>>,
+    ) {
+        self.reminders.push(ReminderOp::Ask {
+            name: name.into(),
+            agent: agent.into(),
+            message: message.into(),
         });
     }
 

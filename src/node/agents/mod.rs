@@ -42,7 +42,9 @@ use super::Node;
 use super::host::Host as FunctionHost;
 use super::invoke::{InvokeError, providers, resolve_name};
 use super::ledger::key_of;
-use store::{AgentModule, AgentStore, Pending, Reminder, ReminderChange, Stand, StepEffects};
+use store::{
+    AgentModule, AgentStore, Callee, Pending, Reminder, ReminderChange, Stand, StepEffects,
+};
 
 /// Largest state a step may leave.
 pub(crate) const MAX_STATE: usize = 1 << 20;
@@ -806,7 +808,8 @@ fn reminding(
             ReminderOp::Set { name, .. }
             | ReminderOp::SetAfterBlocks { name, .. }
             | ReminderOp::Cancel { name }
-            | ReminderOp::Call { name, .. } => name.clone(),
+            | ReminderOp::Call { name, .. }
+            | ReminderOp::Ask { name, .. } => name.clone(),
         };
         if name.is_empty() || name.len() > MAX_REMINDER_NAME {
             return Err(refuse(format!(
@@ -850,7 +853,15 @@ fn reminding(
             } => {
                 orb_net::check_name(&function)
                     .map_err(|e| refuse(format!("call {name:?}: {e}")))?;
-                (name, 0, input, None, Some(function), 0)
+                (name, 0, input, None, Some(Callee::Function(function)), 0)
+            }
+            ReminderOp::Ask {
+                name,
+                agent: asked,
+                message,
+            } => {
+                AgentName::parse(&asked).map_err(|e| refuse(format!("ask {name:?}: {e}")))?;
+                (name, 0, message, None, Some(Callee::Agent(asked)), 0)
             }
         };
         if let Some(to) = &to {
@@ -1058,39 +1069,19 @@ async fn remind(node: &Arc<Node>) -> std::time::Duration {
         };
         let (message, answer) = match &r.call {
             None => (r.message.clone(), None),
-            Some(function) => {
-                // One host makes the call: the agent's sequencer (or its
-                // only host), under an invocation derived from the call.
-                if !delivers_for(node, &r.agent) {
-                    continue;
-                }
-                let invocation = u128::from_be_bytes(r.message_id);
-                let result = super::invoke::invoke_as(
-                    node,
-                    invocation,
-                    function,
-                    r.message.clone(),
-                    None,
-                    None,
-                )
-                .await;
-                match result {
-                    Ok(done) => (
-                        done.output,
-                        Some(orb_net::Answer {
-                            name: r.name.clone(),
-                            ok: true,
-                        }),
-                    ),
-                    Err(e) => (
-                        e.to_string().into_bytes(),
-                        Some(orb_net::Answer {
-                            name: r.name.clone(),
-                            ok: false,
-                        }),
-                    ),
-                }
-            }
+            // One host makes the call: the agent's sequencer (or its
+            // only host).
+            Some(_) if !delivers_for(node, &r.agent) => continue,
+            Some(callee) => match call(node, &r, callee).await {
+                Some((output, ok)) => (
+                    output,
+                    Some(orb_net::Answer {
+                        name: r.name.clone(),
+                        ok,
+                    }),
+                ),
+                None => continue,
+            },
         };
         match send(
             node,
@@ -1124,6 +1115,47 @@ async fn remind(node: &Arc<Node>) -> std::time::Duration {
         }
     }
     wait
+}
+
+/// Makes the call `r` keeps: a function under an invocation derived from
+/// it (so it is settled once), or a message to an agent under an id
+/// derived from it (so it is applied once, and asking again gets the
+/// reply it got). The output or reply and whether it succeeded; `None`:
+/// the agent asked cannot be reached now, ask again later.
+async fn call(node: &Arc<Node>, r: &Reminder, callee: &store::Callee) -> Option<(Vec<u8>, bool)> {
+    match callee {
+        store::Callee::Function(function) => {
+            let invocation = u128::from_be_bytes(r.message_id);
+            let result =
+                super::invoke::invoke_as(node, invocation, function, r.message.clone(), None, None)
+                    .await;
+            Some(match result {
+                Ok(done) => (done.output, true),
+                Err(e) => (e.to_string().into_bytes(), false),
+            })
+        }
+        store::Callee::Agent(agent) => {
+            let asked = match AgentName::parse(agent) {
+                Ok(a) => a,
+                Err(e) => return Some((e.to_string().into_bytes(), false)),
+            };
+            let id = derive16(b"orb/agent-ask/v1\0", &[&r.message_id]);
+            let origin = (Some(r.agent.as_str()), None, None);
+            match send(node, &asked, id, r.message.clone(), origin).await {
+                Ok(applied) => Some((applied.reply, true)),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        "busy" | "unreachable" | "internal" | "refused" | "no_majority"
+                    ) =>
+                {
+                    tracing::debug!(agent = %r.agent, %asked, "to be asked again: {e}");
+                    None
+                }
+                Err(e) => Some((e.to_string().into_bytes(), false)),
+            }
+        }
+    }
 }
 
 /// The first 16 bytes of blake3 over `tag` and `parts`.
@@ -1581,13 +1613,44 @@ mod tests {
             panic!("{calls:?}")
         };
         assert_eq!(
+            (r.due, &r.call, r.message.as_slice(), r.to.as_deref()),
             (
-                r.due,
-                r.call.as_deref(),
-                r.message.as_slice(),
-                r.to.as_deref()
-            ),
-            (1_000, Some("wordcount"), b"the cat".as_slice(), None)
+                1_000,
+                &Some(Callee::Function("wordcount".into())),
+                b"the cat".as_slice(),
+                None
+            )
+        );
+        // An ask is a call to an agent, whose name must be one.
+        let ask = |agent: &str| orb_guest::agent::ReminderOp::Ask {
+            name: "q".into(),
+            agent: agent.into(),
+            message: b"get".to_vec(),
+        };
+        let asks = reminding(
+            "auction/x",
+            (9, at(1_000)),
+            &message(1),
+            &[],
+            vec![ask("counter/c")],
+        )
+        .unwrap();
+        let [ReminderChange::Set(r)] = asks.as_slice() else {
+            panic!("{asks:?}")
+        };
+        assert_eq!(
+            (&r.call, r.due, r.to.as_deref()),
+            (&Some(Callee::Agent("counter/c".into())), 1_000, None)
+        );
+        assert!(
+            reminding(
+                "auction/x",
+                (9, at(1_000)),
+                &message(1),
+                &[],
+                vec![ask("counter")]
+            )
+            .is_err()
         );
         let e = reminding(
             "auction/x",

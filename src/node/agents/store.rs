@@ -128,11 +128,20 @@ pub(crate) struct Reminder {
     pub(crate) message: Vec<u8>,
     /// The agent it goes to; `None`: the one that set it.
     pub(crate) to: Option<String>,
-    /// A call: the function (by name) `message` is the input of; its
-    /// output goes to the agent that set it.
-    pub(crate) call: Option<String>,
+    /// A call: the function or agent `message` goes to; its output or
+    /// reply goes to the agent that set it.
+    pub(crate) call: Option<Callee>,
     /// The reward chain's height it waits for too (0: none).
     pub(crate) due_height: u64,
+}
+
+/// Who a call from an agent goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Callee {
+    /// A function, by name.
+    Function(String),
+    /// An agent: `module/id`.
+    Agent(String),
 }
 
 /// A reminder as kept before reminders after blocks.
@@ -159,7 +168,7 @@ fn decode_reminder(bytes: &[u8]) -> Result<Reminder, String> {
                 message_id: r.message_id,
                 message: r.message,
                 to: r.to,
-                call: r.call,
+                call: r.call.map(Callee::Function),
                 due_height: 0,
             })
             .map_err(|_| e)
