@@ -380,7 +380,8 @@ impl Effects {
     }
 
     /// Subscribes this agent to `topic` (`module/id/topic`): from the first
-    /// publication its publisher's hosts keep, each comes to this agent
+    /// publication its publisher's hosts keep (after the last one it had,
+    /// when it subscribed before), each comes to this agent
     /// as a message, once, in publication order, with the publisher as its
     /// sender and [`Context::topic`] naming the topic.
     pub fn subscribe(&mut self, topic: impl Into<String>) {
