@@ -89,6 +89,11 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, limits: Limits
                 continue;
             }
         };
+        // An answer leaves as soon as it is written, not after the
+        // client's delayed ack (Nagle).
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(%peer, "API connection: no TCP_NODELAY: {e}");
+        }
         let Some(client) = clients.enter(peer.ip()) else {
             // Closed at once: one client does not take every slot.
             if refused_said.due() {
