@@ -18,6 +18,9 @@
 //! (`--replicas 3`): one agent with one client and 100 agents with 16
 //! (target: R = 3 ≥ 0.3 × R = 1), and the time from a SIGKILL of an
 //! agent's sequencer to its next message applied through another node.
+//! And a topic's latency: a `chat` room's lines, each from before its
+//! `say` to its event on a `GET /topic` stream, on the room's node and
+//! through another.
 
 #![allow(clippy::print_stdout)]
 
@@ -104,10 +107,15 @@ fn durable_write_p50(dir: &std::path::Path) -> f64 {
 
 /// `orb agent deploy counter.wasm --name NAME --replicas R` through `api`.
 fn deploy_counter(api: &str, name: &str, replicas: u32, client: &std::path::Path) {
+    deploy_agent(api, "counter", name, replicas, client);
+}
+
+/// `orb agent deploy MODULE.wasm --name NAME --replicas R` through `api`.
+fn deploy_agent(api: &str, module: &str, name: &str, replicas: u32, client: &std::path::Path) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
         .args(["--node", api, "agent", "deploy", "--name", name])
         .args(["--replicas", &replicas.to_string()])
-        .arg(functions_dir().join("counter.wasm"))
+        .arg(functions_dir().join(format!("{module}.wasm")))
         .env("ORB_DATA_DIR", client)
         .output()
         .expect("orb agent deploy");
@@ -116,6 +124,66 @@ fn deploy_counter(api: &str, name: &str, replicas: u32, client: &std::path::Path
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `lines` lines said to the chat room `room` through `say_api`, each
+/// timed from before its POST to its event on a server-sent event stream
+/// of the room's topic read through `stream_api`: p50 and p99 (ms).
+fn topic_latency(say_api: &str, stream_api: &str, room: &str, lines: usize) -> (f64, f64) {
+    use std::io::BufRead as _;
+    let (seen, events) = std::sync::mpsc::sync_channel::<String>(lines);
+    let url = format!("{stream_api}/topic/chat/{room}/lines");
+    let (open, opened) = std::sync::mpsc::sync_channel::<()>(1);
+    let reader = std::thread::spawn(move || {
+        let http = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .new_agent();
+        // A node that has not learned the room's module yet answers 404.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let response = loop {
+            match http.get(&url).call() {
+                Ok(r) => break r,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "GET {url}: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
+        open.send(()).expect("the bench");
+        let body = std::io::BufReader::new(response.into_body().into_reader());
+        let mut got = 0;
+        for line in body.lines() {
+            let line = line.expect("the stream");
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let p: serde_json::Value = serde_json::from_str(data.trim()).expect("json");
+            let text = p["message"]["text"].as_str().unwrap_or_default().to_owned();
+            seen.send(text).expect("the bench");
+            got += 1;
+            if got == lines {
+                return;
+            }
+        }
+    });
+    opened.recv().expect("the stream opened");
+    let http = agent();
+    let mut samples = Vec::with_capacity(lines);
+    for n in 0..lines {
+        let started = Instant::now();
+        http.post(&format!("{say_api}/agent/chat/{room}"))
+            .send(format!("say bench line-{n}"))
+            .expect("say");
+        let text = events
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the publication's event");
+        assert_eq!(text, format!("bench: line-{n}"));
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    reader.join().expect("the reader");
+    let (p50, p99) = summary(samples);
+    (p50, p99)
 }
 
 fn row(what: &str, (rate, p50, p99): (f64, f64, f64)) -> f64 {
@@ -188,6 +256,18 @@ fn main() {
         load(&node.api, 16, "inc", |c, n| {
             format!("/agent/counter3/a{}", (c as u64 * 7 + n) % 100)
         }),
+    );
+    // Topics: a chat room on this node; its lines read as server-sent
+    // events here (woken by the step) and through another node (which
+    // reads the room's host every 0.2 s).
+    deploy_agent(&node.api, "chat", "chat", 1, &client);
+    let (here50, here99) = topic_latency(&node.api, &node.api, "here", 200);
+    println!(
+        "topic → event stream on the publisher's node, 200 lines: p50 {here50:.2} ms   p99 {here99:.2} ms (say + step + event)"
+    );
+    let (there50, there99) = topic_latency(&node.api, &others[0].api, "there", 100);
+    println!(
+        "topic → event stream through another node, 100 lines: p50 {there50:.2} ms   p99 {there99:.2} ms (it reads every 0.2 s)"
     );
     // Recovery: SIGKILL the sequencer of counter3/one, then time the first
     // message through another node that is applied.

@@ -115,6 +115,9 @@ pub enum Request {
         topic: String,
         /// The last publication already had.
         after: (u64, u32),
+        /// With none after it yet, how long the peer may wait for one
+        /// before answering (milliseconds; 0: answer at once).
+        wait_ms: u32,
     },
 }
 

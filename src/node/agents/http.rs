@@ -305,7 +305,7 @@ async fn topic(
     };
     // The first read answers at once: a topic nobody hosts is an error,
     // not an empty stream.
-    let first = match topics::publications(&node, &topic, after).await {
+    let first = match topics::publications(&node, &topic, after, std::time::Duration::ZERO).await {
         Ok(found) => found,
         Err(e) => return agent_error(&e),
     };
@@ -335,12 +335,29 @@ async fn topic(
                         (node, topic, after, queue, cancel),
                     ));
                 }
-                // Nothing new: read again after a while, until the node stops.
-                let wait = tokio::time::sleep(topics::FOLLOW);
-                cancel.run_until_cancelled(wait).await?;
-                match topics::publications(&node, &topic, after).await {
-                    Ok(found) => queue.extend(found),
+                // Nothing new: a read that waits for the next publication
+                // (here, or on the publisher's host), while there is room
+                // for one; else, or when it comes back empty at once, read
+                // again after a while. Until the node stops.
+                let started = tokio::time::Instant::now();
+                let permit = node.agents.asking.try_acquire().ok();
+                let wait = match permit {
+                    Some(_) => topics::MAX_WAIT,
+                    None => std::time::Duration::ZERO,
+                };
+                let read = topics::publications(&node, &topic, after, wait);
+                match cancel.run_until_cancelled(read).await? {
+                    Ok(found) if !found.is_empty() => {
+                        queue.extend(found);
+                        continue;
+                    }
+                    Ok(_) => {}
                     Err(e) => tracing::debug!(topic = %topic, "topic not read: {e}"),
+                }
+                drop(permit);
+                if started.elapsed() < topics::FOLLOW / 2 {
+                    let pause = tokio::time::sleep(topics::FOLLOW);
+                    cancel.run_until_cancelled(pause).await?;
                 }
             }
         },

@@ -233,6 +233,14 @@ pub(crate) struct Agents {
     durability: Durability,
     /// Woken when a step left messages for other agents.
     outbox: tokio::sync::Notify,
+    /// Rung when a step with publications is durable here (woken: the
+    /// topic streams this node serves).
+    pub(crate) published: tokio::sync::Notify,
+    /// Reads of a topic kept here that wait for a publication now.
+    pub(crate) waiting: tokio::sync::Semaphore,
+    /// Reads of a topic on another node that wait there now (each holds a
+    /// place in that peer's request window).
+    pub(crate) asking: tokio::sync::Semaphore,
     /// The replicated agents this node sequences, with its ballot.
     leases: Mutex<HashMap<String, orb_ledger::sequencer::Ballot>>,
     /// When this node last brought publications to the subscribers it is
@@ -263,6 +271,9 @@ impl Agents {
             slots: Mutex::new(HashMap::new()),
             durability: Durability::default(),
             outbox: tokio::sync::Notify::new(),
+            published: tokio::sync::Notify::new(),
+            waiting: tokio::sync::Semaphore::new(topics::WAITING),
+            asking: tokio::sync::Semaphore::new(topics::ASKING),
             leases: Mutex::new(HashMap::new()),
             spares_followed: std::sync::atomic::AtomicU64::new(0),
         }
@@ -690,6 +701,9 @@ impl Agents {
             || !executed.subscriptions.is_empty()
         {
             self.outbox.notify_one();
+        }
+        if !executed.publications.is_empty() {
+            self.published.notify_waiters();
         }
         Ok(())
     }
@@ -1517,7 +1531,8 @@ pub(crate) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
             agent,
             topic,
             after,
-        } => topics::answer(node, &agent, &topic, after),
+            wait_ms,
+        } => topics::answer(node, &agent, &topic, after, wait_ms).await,
         Request::AgentLog { agent, from } => {
             match node.agents.store.log(&agent, from, AGENT_LOG_BATCH) {
                 Ok(entries) => Response::AgentLog(entries),

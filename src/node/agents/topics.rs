@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use orb_guest::agent::SubscriptionOp;
 use orb_net::{Publication, Request, Response, TOPIC_BATCH};
@@ -27,6 +28,18 @@ pub(crate) const MAX_SUBSCRIPTIONS: usize = 64;
 /// How often the topics subscribers here follow are read when nothing
 /// new came.
 pub(super) const FOLLOW: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How long a read of a topic waits for a publication at most.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads that may wait for a publication on one node at once (past them a
+/// read is answered at once; its reader reads again after [`FOLLOW`]).
+pub(crate) const WAITING: usize = 256;
+
+/// Reads of topics on other nodes that may wait there at once, from one
+/// node (each holds a place in a peer's request window of 64; past them a
+/// stream reads again after [`FOLLOW`]).
+pub(crate) const ASKING: usize = 16;
 
 /// How long reading one topic for a subscriber may take in a round.
 const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -152,13 +165,26 @@ pub(super) fn subscribing(
 }
 
 /// Publications on `topic` after `after` (one batch, in order), wherever
-/// its agent is hosted.
+/// its agent is hosted. With none yet, the read may wait up to `wait` for
+/// one (the host answers as soon as a step publishes one).
 pub(crate) async fn publications(
     node: &Node,
     topic: &Topic,
     after: (u64, u32),
+    wait: Duration,
 ) -> Result<Vec<Publication>, AgentError> {
     let agent = topic.agent.to_string();
+    if node
+        .agents
+        .store
+        .has(&agent)
+        .map_err(AgentError::Internal)?
+    {
+        return kept(node, &agent, &topic.name, after, wait)
+            .await
+            .map_err(AgentError::Internal);
+    }
+    let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
     read(
         node,
         &topic.agent,
@@ -166,6 +192,7 @@ pub(crate) async fn publications(
             agent: agent.clone(),
             topic: topic.name.clone(),
             after,
+            wait_ms,
         },
         || {
             node.agents
@@ -180,16 +207,54 @@ pub(crate) async fn publications(
     .await
 }
 
+/// What this node keeps of `agent`'s topic after `after`; with nothing
+/// yet, waits up to `wait` (at most [`MAX_WAIT`], and only while fewer
+/// than [`WAITING`] reads wait here) for a step here to publish.
+async fn kept(
+    node: &Node,
+    agent: &str,
+    topic: &str,
+    after: (u64, u32),
+    wait: Duration,
+) -> Result<Vec<Publication>, String> {
+    let store = &node.agents.store;
+    let permit = match wait.is_zero() {
+        true => None,
+        false => node.agents.waiting.try_acquire().ok(),
+    };
+    let Some(_permit) = permit else {
+        return store.publications(agent, topic, after, TOPIC_BATCH);
+    };
+    let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+    loop {
+        // Registered before the read, so a publication made meanwhile
+        // still wakes it.
+        let published = node.agents.published.notified();
+        let mut published = std::pin::pin!(published);
+        published.as_mut().enable();
+        let found = store.publications(agent, topic, after, TOPIC_BATCH)?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        if tokio::time::timeout_at(deadline, published).await.is_err() {
+            return Ok(found);
+        }
+    }
+}
+
 /// Answers a peer's [`Request::AgentTopic`] from what this node keeps.
-pub(super) fn answer(node: &Node, agent: &str, topic: &str, after: (u64, u32)) -> Response {
+pub(super) async fn answer(
+    node: &Node,
+    agent: &str,
+    topic: &str,
+    after: (u64, u32),
+    wait_ms: u32,
+) -> Response {
     if check_name(topic).is_err() {
         return Response::AgentTopic(Vec::new());
     }
-    match node
-        .agents
-        .store
-        .publications(agent, topic, after, TOPIC_BATCH)
-    {
+    let wait = Duration::from_millis(u64::from(wait_ms));
+    match kept(node, agent, topic, after, wait).await {
         Ok(found) => Response::AgentTopic(found),
         Err(e) => AgentError::Internal(e).response(),
     }
@@ -234,8 +299,8 @@ pub(super) async fn follow(node: &Arc<Node>) -> Option<bool> {
             continue;
         };
         // A publisher that does not answer holds up no one for long.
-        let found = match tokio::time::timeout(READ_WAIT, publications(node, &topic, cursor)).await
-        {
+        let read = publications(node, &topic, cursor, Duration::ZERO);
+        let found = match tokio::time::timeout(READ_WAIT, read).await {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
                 tracing::debug!(%subscriber, topic = %name, "topic not read: {e}");

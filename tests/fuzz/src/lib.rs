@@ -527,6 +527,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     agent: "chat/room".into(),
                     topic: "lines".into(),
                     after: (3, 1),
+                    wait_ms: 500,
                 },
                 Request::AgentModule {
                     function: FunctionId::of(TINY_MODULE),
