@@ -267,7 +267,7 @@ fn main() {
     );
     let (there50, there99) = topic_latency(&node.api, &others[0].api, "there", 100);
     println!(
-        "topic → event stream through another node, 100 lines: p50 {there50:.2} ms   p99 {there99:.2} ms (it reads every 0.2 s)"
+        "topic → event stream through another node, 100 lines: p50 {there50:.2} ms   p99 {there99:.2} ms (its read waits on the room's host for the next line)"
     );
     // Recovery: SIGKILL the sequencer of counter3/one, then time the first
     // message through another node that is applied.
