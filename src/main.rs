@@ -58,8 +58,8 @@ struct Cli {
     #[arg(long, global = true, env = "ORB_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
-    /// The node that client commands (deploy, invoke, peers, ls, status,
-    /// pipeline run --remote) talk to.
+    /// The node that client commands (deploy, invoke, agent, topic, peers,
+    /// ls, status, pipeline run --remote / --topic) talk to.
     #[arg(
         long,
         global = true,
