@@ -78,6 +78,16 @@ fn oversized_state_agent() -> Vec<u8> {
     .expect("wat")
 }
 
+/// A supernode `s` and two nodes `a`, `b` that bootstrap from it, none
+/// scaling by itself.
+fn trio(r: &Path) -> [NodeProc; 3] {
+    let s = node(r, "s", None, &["--no-autoscale"]);
+    let boot = s.addrs[0].clone();
+    let a = node(r, "a", Some(&boot), &["--no-autoscale"]);
+    let b = node(r, "b", Some(&boot), &["--no-autoscale"]);
+    [s, a, b]
+}
+
 #[test]
 fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sigkill() {
     let _heavy = crate::HEAVY
@@ -86,10 +96,7 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     let client = r.join("client");
-    let s = node(r, "s", None, &["--no-autoscale"]);
-    let boot = s.addrs[0].clone();
-    let a = node(r, "a", Some(&boot), &["--no-autoscale"]);
-    let b = node(r, "b", Some(&boot), &["--no-autoscale"]);
+    let [s, a, b] = trio(r);
     let counter = example("counter");
     let deployed = json_of(&agent_cli(
         &a,
@@ -151,7 +158,7 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
     // The host is SIGKILLed and restarted with its data dir: the count is
     // the one it acknowledged.
     a.stop();
-    let a = node(r, "a", Some(&boot), &["--no-autoscale"]);
+    let a = node(r, "a", Some(&s.addrs[0]), &["--no-autoscale"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let got = loop {
         let out = agent_cli(&b, &client, &["send", "counter/alice", "get", "--json"]);
@@ -329,10 +336,7 @@ fn an_agent_asks_another_and_gets_its_reply_once_as_a_message() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     let client = r.join("client");
-    let s = node(r, "s", None, &["--no-autoscale"]);
-    let boot = s.addrs[0].clone();
-    let a = node(r, "a", Some(&boot), &["--no-autoscale"]);
-    let b = node(r, "b", Some(&boot), &["--no-autoscale"]);
+    let [_s, a, b] = trio(r);
     // The asker on a, the counter it asks on b.
     for (host, module) in [(&a, "asker"), (&b, "counter")] {
         json_of(&agent_cli(
@@ -994,10 +998,7 @@ fn a_cognitive_agent_calls_a_function_and_gets_its_answer_once_as_a_message() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     let client = r.join("client");
-    let s = node(r, "s", None, &["--no-autoscale"]);
-    let boot = s.addrs[0].clone();
-    let a = node(r, "a", Some(&boot), &["--no-autoscale"]);
-    let b = node(r, "b", Some(&boot), &["--no-autoscale"]);
+    let [_s, a, b] = trio(r);
     crate::replication::deploy_on(&b, "wordcount", &client);
     json_of(&agent_cli(
         &a,
