@@ -340,10 +340,20 @@ async fn topic(
                 // for one; else, or when it comes back empty at once, read
                 // again after a while. Until the node stops.
                 let started = tokio::time::Instant::now();
-                let permit = node.agents.asking.try_acquire().ok();
-                let wait = match permit {
-                    Some(_) => topics::MAX_WAIT,
-                    None => std::time::Duration::ZERO,
+                // A read here waits on this node's own limit; one asked
+                // of another node takes one of the places out.
+                let here = node
+                    .agents
+                    .store
+                    .has(&topic.agent.to_string())
+                    .unwrap_or(false);
+                let permit = match here {
+                    true => None,
+                    false => node.agents.asking.try_acquire().ok(),
+                };
+                let wait = match here || permit.is_some() {
+                    true => topics::MAX_WAIT,
+                    false => std::time::Duration::ZERO,
                 };
                 let read = topics::publications(&node, &topic, after, wait);
                 match cancel.run_until_cancelled(read).await? {
