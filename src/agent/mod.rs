@@ -194,9 +194,7 @@ fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<(), CliError>
             args.name,
             args.name
         );
-        for p in value["providers"].as_array().into_iter().flatten() {
-            outln!("  hosted by {}", p.as_str().unwrap_or("?"));
-        }
+        hosted_by(&value);
     }
     Ok(())
 }
@@ -222,11 +220,16 @@ fn upgrade(args: UpgradeArgs, node: &str, data_dir: &Path) -> Result<(), CliErro
             value["replaces"].as_str().unwrap_or("?"),
             value["function"].as_str().unwrap_or("?"),
         );
-        for p in value["providers"].as_array().into_iter().flatten() {
-            outln!("  hosted by {}", p.as_str().unwrap_or("?"));
-        }
+        hosted_by(&value);
     }
     Ok(())
+}
+
+/// The hosts a deploy or upgrade answer names, a line each.
+fn hosted_by(value: &Value) {
+    for p in value["providers"].as_array().into_iter().flatten() {
+        outln!("  hosted by {}", p.as_str().unwrap_or("?"));
+    }
 }
 
 /// Percent-encodes everything but unreserved characters.
