@@ -611,10 +611,15 @@ impl Agents {
             state.extend_from_slice(b" ");
         }
         let sends = outgoing(&name, seq, sends)?;
-        let set = self
-            .store
-            .reminders_of(&name)
-            .map_err(AgentError::Internal)?;
+        // Only a step that sets reminders, or applies one of its own (they
+        // come from the agent itself), needs the ones set.
+        let set = if reminders.is_empty() && message.from_agent.as_deref() != Some(name.as_str()) {
+            Vec::new()
+        } else {
+            self.store
+                .reminders_of(&name)
+                .map_err(AgentError::Internal)?
+        };
         let reminders = reminding(&name, (seq, when), message, &set, reminders)?;
         let publications = topics::publishing(&name, publications)?;
         let subscriptions = if subscriptions.is_empty() {
@@ -943,6 +948,10 @@ impl When {
 /// calls, the publications it subscribed to): as its only host, or as
 /// its sequencer.
 pub(super) fn delivers_for(node: &Node, agent: &str) -> bool {
+    // The lease is in memory; the host count takes reading the state.
+    if node.agents.lease(agent).is_some() {
+        return true;
+    }
     let hosts = node
         .agents
         .store
@@ -952,7 +961,7 @@ pub(super) fn delivers_for(node: &Node, agent: &str) -> bool {
         .and_then(|s| node.agents.store.module(&s.function).ok().flatten())
         .map(|m| m.hosts.len())
         .unwrap_or(0);
-    hosts <= 1 || node.agents.lease(agent).is_some()
+    hosts <= 1
 }
 
 /// Milliseconds since the Unix epoch on this node's clock: the time a
