@@ -26,6 +26,15 @@
 //!   strict majority of the hosts is the agent's; the hosts that gave
 //!   another are outvoted and resynchronised from the majority.
 //!
+//! - The host list can change (a host leaves, another takes its place):
+//!   each list is an *epoch*, and a ballot belongs to one (its round's
+//!   high 32 bits), so every ballot of a later epoch is above every ballot
+//!   of an earlier one and hosts refuse ballots of an epoch that is not
+//!   theirs. While an agent moves, a takeover needs a strict majority of
+//!   the old list *and* of the new ([`Recovery`] counts each), then syncs
+//!   a majority of the new: whatever an old majority acknowledged is then
+//!   held by a new majority, and from there on the new list alone counts.
+//!
 //! Nothing here does I/O or reads a clock: a node's driver persists the
 //! [`Standing`] before answering, sends the requests and feeds the
 //! answers in; the same rules run in the tests' simulation below.
@@ -45,12 +54,18 @@ pub struct Ballot {
 }
 
 impl Ballot {
-    /// The ballot host `leader` takes over with after seeing `highest`.
-    pub fn after(highest: Ballot, leader: u32) -> Ballot {
+    /// The ballot host `leader` takes over with in host list `epoch` after
+    /// seeing `highest`: above it, and in that epoch.
+    pub fn after(highest: Ballot, leader: u32, epoch: u32) -> Ballot {
         Ballot {
-            round: highest.round + 1,
+            round: (highest.round + 1).max(u64::from(epoch) << 32),
             leader,
         }
+    }
+
+    /// The host list this ballot was taken in.
+    pub fn epoch(&self) -> u32 {
+        (self.round >> 32) as u32
     }
 }
 
@@ -205,12 +220,15 @@ pub fn majority(hosts: usize) -> usize {
 }
 
 /// A sequencer's takeover: the promises of the hosts so far.
+///
+/// It needs a strict majority of every host list it is given: one list
+/// normally, the old and the new one while an agent moves.
 #[derive(Clone, Debug)]
 pub struct Recovery<E> {
-    hosts: usize,
+    lists: Vec<Vec<E>>,
     promises: Vec<(E, Head)>,
     refused: Option<Ballot>,
-    failed: usize,
+    failed: Vec<E>,
 }
 
 /// What a recovering sequencer does next.
@@ -231,21 +249,26 @@ pub enum Recovering<E> {
     NoQuorum,
 }
 
-impl<E: Clone> Recovery<E> {
-    /// A takeover among `hosts` hosts, the sequencer's own promise first.
-    pub fn new(hosts: usize, me: E, head: Head) -> Self {
+impl<E: Clone + PartialEq> Recovery<E> {
+    /// A takeover needing a strict majority of each of `lists`, the
+    /// sequencer's own promise first.
+    pub fn new(lists: Vec<Vec<E>>, me: E, head: Head) -> Self {
         Self {
-            hosts,
+            lists,
             promises: vec![(me, head)],
             refused: None,
-            failed: 0,
+            failed: Vec::new(),
         }
     }
 
     /// A host's answer.
     pub fn answer(&mut self, from: E, prepared: Prepared) {
         match prepared {
-            Prepared::Promise(head) => self.promises.push((from, head)),
+            Prepared::Promise(head) => {
+                if !self.promises.iter().any(|(e, _)| *e == from) {
+                    self.promises.push((from, head));
+                }
+            }
             Prepared::Stale { promised } => {
                 self.refused = Some(self.refused.map_or(promised, |r| r.max(promised)))
             }
@@ -253,8 +276,8 @@ impl<E: Clone> Recovery<E> {
     }
 
     /// A host gave no answer.
-    pub fn failed(&mut self) {
-        self.failed += 1;
+    pub fn failed(&mut self, from: E) {
+        self.failed.push(from);
     }
 
     /// The decision on the answers so far.
@@ -262,7 +285,13 @@ impl<E: Clone> Recovery<E> {
         if let Some(b) = self.refused {
             return Recovering::Superseded(b);
         }
-        if self.promises.len() >= majority(self.hosts) {
+        let count = |list: &[E], of: &[E]| list.iter().filter(|e| of.contains(e)).count();
+        let promised: Vec<E> = self.promises.iter().map(|(e, _)| e.clone()).collect();
+        if self
+            .lists
+            .iter()
+            .all(|list| count(list, &promised) >= majority(list.len()))
+        {
             let (from, head) = self
                 .promises
                 .iter()
@@ -271,7 +300,11 @@ impl<E: Clone> Recovery<E> {
                 .unwrap_or_else(|| unreachable!("a majority is at least one promise"));
             return Recovering::Lead { from, head };
         }
-        if self.hosts - self.failed < majority(self.hosts) {
+        if self
+            .lists
+            .iter()
+            .any(|list| list.len() - count(list, &self.failed) < majority(list.len()))
+        {
             return Recovering::NoQuorum;
         }
         Recovering::Wait
@@ -370,12 +403,14 @@ impl<E: Clone, V: Clone + PartialEq> Round<E, V> {
 
 #[cfg(test)]
 mod tests {
-    //! A simulation of the rules: R hosts whose state is the list of the
+    //! A simulation of the rules: hosts whose state is the list of the
     //! message ids they applied, sequencers that take over at random,
     //! crashes at every point of a step (some hosts got the message, some
-    //! did not) and lost answers. After every step the sequencer
-    //! acknowledges, the acknowledged messages must be in every later
-    //! agreed state, once each and in the order acknowledged.
+    //! did not), lost answers, and hosts replaced by new ones (a move to a
+    //! new host list, learned by each host at its own time). After every
+    //! step the sequencer acknowledges, the acknowledged messages must be
+    //! in every state a takeover could recover, once each and in the order
+    //! acknowledged.
     use super::*;
 
     fn hash(state: &[u64]) -> [u8; 32] {
@@ -391,6 +426,10 @@ mod tests {
         standing: Standing,
         state: Vec<u64>,
         up: bool,
+        /// The host list it knows (an epoch), and whether it knows the
+        /// agent is still moving to it.
+        epoch: u32,
+        moving: bool,
     }
 
     impl Host {
@@ -398,6 +437,27 @@ mod tests {
             self.state = from.to_vec();
             self.standing
                 .accept(ballot, from.len() as u64, hash(&self.state));
+        }
+    }
+
+    /// Every host ever, the host list of each epoch, and whether the move
+    /// into each epoch is done (a takeover in it synced a majority).
+    struct World {
+        hosts: Vec<Host>,
+        lists: Vec<Vec<usize>>,
+        done: Vec<bool>,
+    }
+
+    impl World {
+        /// The lists a takeover by a host that knows `epoch` (moving or
+        /// not) needs a majority of.
+        fn quorum(&self, epoch: u32, moving: bool) -> Vec<Vec<usize>> {
+            let e = epoch as usize;
+            if moving {
+                vec![self.lists[e].clone(), self.lists[e - 1].clone()]
+            } else {
+                vec![self.lists[e].clone()]
+            }
         }
     }
 
@@ -414,36 +474,46 @@ mod tests {
         }
     }
 
-    /// Host `me` takes over and, if it can, applies message `m`: returns
-    /// whether `m` was acknowledged.
-    fn lead_and_step(hosts: &mut [Host], me: usize, m: u64, rng: &mut Rng) -> bool {
-        let r = hosts.len();
-        let highest = hosts.iter().map(|h| h.standing.promised).max().unwrap();
-        let ballot = Ballot::after(highest, me as u32);
+    /// Host `me` takes over in the epoch it knows and, if it can, applies
+    /// message `m`: returns whether `m` was acknowledged.
+    fn lead_and_step(world: &mut World, me: usize, m: u64, rng: &mut Rng) -> bool {
+        let (epoch, moving) = (world.hosts[me].epoch, world.hosts[me].moving);
+        let list = world.lists[epoch as usize].clone();
+        let Some(place) = list.iter().position(|h| *h == me) else {
+            return false;
+        };
+        let lists = world.quorum(epoch, moving);
+        let mut asked: Vec<usize> = lists.concat();
+        asked.sort_unstable();
+        asked.dedup();
+        asked.retain(|i| *i != me);
+        let hosts = &mut world.hosts;
+        let ballot = Ballot::after(hosts[me].standing.promised, place as u32, epoch);
+        assert_eq!(ballot.epoch(), epoch);
         let Prepared::Promise(mine) = hosts[me].standing.prepare(ballot) else {
             unreachable!()
         };
-        let mut recovery = Recovery::new(r, me, mine);
-        for i in (0..r).filter(|i| *i != me) {
-            if hosts[i].up && !rng.chance(10) {
+        let mut recovery = Recovery::new(lists, me, mine);
+        for &i in &asked {
+            if world_answers(hosts, i, epoch, rng) {
                 let answer = hosts[i].standing.prepare(ballot);
                 recovery.answer(i, answer);
             } else {
-                recovery.failed();
+                recovery.failed(i);
             }
         }
         let (from, head) = match recovery.decision() {
             Recovering::Lead { from, head } => (from, head),
-            Recovering::NoQuorum => return false,
-            other => panic!("{:?}", other.clone()),
+            Recovering::NoQuorum | Recovering::Superseded(_) => return false,
+            Recovering::Wait => unreachable!("every host answered or failed"),
         };
         let source = hosts[from].state.clone();
         hosts[me].catch_up(ballot, &source);
         assert_eq!(hosts[me].standing.head.hash, head.hash);
-        // Sync: a majority must hold the head under this ballot.
+        // Sync: a majority of the (new) list must hold the head.
         let mut synced = 1;
-        for i in (0..r).filter(|i| *i != me) {
-            if !hosts[i].up || rng.chance(10) {
+        for &i in list.iter().filter(|i| **i != me) {
+            if !world_answers(hosts, i, epoch, rng) {
                 continue;
             }
             match hosts[i].standing.sync(ballot, &hosts[me].standing.head) {
@@ -456,9 +526,13 @@ mod tests {
             }
             synced += 1;
         }
-        if synced < majority(r) {
+        if synced < majority(list.len()) {
             return false;
         }
+        if moving {
+            world.done[epoch as usize] = true;
+        }
+        let hosts = &mut world.hosts;
         // The step: every host that gets the message applies it; the
         // sequencer may crash after any number of them did.
         let seq = hosts[me].standing.head.seq + 1;
@@ -466,18 +540,18 @@ mod tests {
         let mut after = hosts[me].state.clone();
         after.push(m);
         let result = hash(&after);
-        let mut round = Round::new(r);
+        let mut round = Round::new(list.len());
         let crash_after = if rng.chance(20) {
-            Some(rng.next() as usize % r)
+            Some(rng.next() as usize % list.len())
         } else {
             None
         };
-        for (n, i) in (0..r).filter(|i| *i != me).enumerate() {
+        for (n, &i) in list.iter().filter(|i| **i != me).enumerate() {
             if crash_after == Some(n) {
                 hosts[me].up = false;
                 return false;
             }
-            if !hosts[i].up || rng.chance(10) {
+            if !world_answers(hosts, i, epoch, rng) {
                 round.failed(i);
                 continue;
             }
@@ -508,50 +582,114 @@ mod tests {
         }
     }
 
+    /// Whether host `i` answers a request of epoch `epoch` now.
+    fn world_answers(hosts: &[Host], i: usize, epoch: u32, rng: &mut Rng) -> bool {
+        hosts[i].up && hosts[i].epoch == epoch && !rng.chance(10)
+    }
+
+    /// The strict-majority subsets of `list`.
+    fn majorities(list: &[usize]) -> Vec<Vec<usize>> {
+        (1u32..1 << list.len())
+            .filter(|s| s.count_ones() as usize == majority(list.len()))
+            .map(|s| {
+                (0..list.len())
+                    .filter(|b| s & (1 << b) != 0)
+                    .map(|b| list[b])
+                    .collect()
+            })
+            .collect()
+    }
+
     #[test]
-    fn acknowledged_messages_survive_takeovers_and_crashes_once_and_in_order() {
+    fn acknowledged_messages_survive_takeovers_crashes_and_moves_once_and_in_order() {
+        let mut moves = 0;
         for seed in 1..=200u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let r = [1, 3, 3, 5][seed as usize % 4];
             let genesis = hash(&[]);
-            let mut hosts = vec![
-                Host {
-                    standing: Standing::new(genesis),
-                    state: Vec::new(),
-                    up: true,
-                };
-                r
-            ];
+            let fresh = Host {
+                standing: Standing::new(genesis),
+                up: true,
+                ..Host::default()
+            };
+            let mut world = World {
+                hosts: vec![fresh.clone(); r],
+                lists: vec![(0..r).collect()],
+                done: vec![true],
+            };
             let mut acknowledged = Vec::new();
             for m in 0..200u64 {
+                let latest = world.lists.len() - 1;
+                // A move: one host of the latest list is replaced by a
+                // new one, once the previous move is done.
+                if r > 1 && world.done[latest] && rng.chance(4) {
+                    let mut list = world.lists[latest].clone();
+                    let out = rng.next() as usize % r;
+                    list[out] = world.hosts.len();
+                    world.hosts.push(fresh.clone());
+                    world.lists.push(list);
+                    world.done.push(false);
+                    moves += 1;
+                }
+                let latest = world.lists.len() - 1;
+                // Each host of the last two lists learns the latest
+                // registration when its turn comes (moving, then done).
+                let mut members = world.lists[latest].clone();
+                if latest > 0 {
+                    members.extend(&world.lists[latest - 1]);
+                }
+                for i in members {
+                    let h = &mut world.hosts[i];
+                    if h.up && rng.chance(30) {
+                        if (h.epoch as usize) < latest {
+                            h.epoch = latest as u32;
+                            h.moving = true;
+                        } else if world.done[latest] {
+                            h.moving = false;
+                        }
+                    }
+                }
                 // Churn: hosts go down and come back (a restart keeps what
                 // was persisted: the standing and the state).
-                for h in hosts.iter_mut() {
+                for h in world.hosts.iter_mut() {
                     if rng.chance(5) {
                         h.up = !h.up;
                     }
                 }
-                if hosts.iter().filter(|h| h.up).count() < majority(r) {
-                    for h in hosts.iter_mut() {
-                        h.up = true;
+                let list = world.lists[latest].clone();
+                if list.iter().filter(|i| world.hosts[**i].up).count() < majority(list.len()) {
+                    for i in &list {
+                        world.hosts[*i].up = true;
                     }
                 }
-                let up: Vec<usize> = (0..r).filter(|i| hosts[*i].up).collect();
+                // Anyone up may try to lead: a host of any list, in the
+                // epoch it knows.
+                let up: Vec<usize> = (0..world.hosts.len())
+                    .filter(|i| world.hosts[*i].up)
+                    .collect();
                 let me = up[rng.next() as usize % up.len()];
-                if lead_and_step(&mut hosts, me, m, &mut rng) {
+                if lead_and_step(&mut world, me, m, &mut rng) {
                     acknowledged.push(m);
                 }
                 // Every acknowledged message is in the state the next
-                // takeover would recover, once, in order.
-                // Whichever majority answers it.
-                for set in (1u32..1 << r).filter(|s| s.count_ones() as usize == majority(r)) {
-                    let best = (0..r)
-                        .filter(|i| set & (1 << i) != 0)
-                        .map(|i| &hosts[i])
+                // takeover of the latest list would recover, once, in
+                // order, whichever majorities answer it.
+                let new = majorities(&world.lists[latest]);
+                let quorums: Vec<Vec<usize>> = if world.done[latest] {
+                    new
+                } else {
+                    let old = majorities(&world.lists[latest - 1]);
+                    new.iter()
+                        .flat_map(|n| old.iter().map(move |o| [n.clone(), o.clone()].concat()))
+                        .collect()
+                };
+                for set in quorums {
+                    let best = &set
+                        .iter()
+                        .map(|i| &world.hosts[*i])
                         .max_by_key(|h| h.standing.head.rank())
                         .unwrap()
-                        .state
-                        .clone();
+                        .state;
                     let kept: Vec<u64> = best
                         .iter()
                         .copied()
@@ -565,18 +703,19 @@ mod tests {
                 }
             }
             assert!(
-                acknowledged.len() > 50,
+                acknowledged.len() > 30,
                 "seed {seed}: only {} acknowledged",
                 acknowledged.len()
             );
         }
+        assert!(moves > 100, "only {moves} moves");
     }
 
     #[test]
     fn a_lower_ballot_is_refused_once_a_higher_one_is_promised() {
         let mut s = Standing::new([0; 32]);
-        let b1 = Ballot::after(Ballot::default(), 0);
-        let b2 = Ballot::after(b1, 1);
+        let b1 = Ballot::after(Ballot::default(), 0, 0);
+        let b2 = Ballot::after(b1, 1, 0);
         assert_eq!(s.prepare(b2), Prepared::Promise(s.head));
         assert_eq!(s.prepare(b1), Prepared::Stale { promised: b2 });
         assert_eq!(
@@ -620,7 +759,7 @@ mod tests {
             hash: [seq as u8; 32],
             accepted: Ballot { round, leader: 0 },
         };
-        let mut rec = Recovery::new(3, 'a', h(9, 1));
+        let mut rec = Recovery::new(vec![vec!['a', 'b', 'c']], 'a', h(9, 1));
         assert_eq!(rec.decision(), Recovering::Wait);
         rec.answer('b', Prepared::Promise(h(5, 2)));
         assert_eq!(
@@ -630,9 +769,39 @@ mod tests {
                 head: h(5, 2)
             }
         );
-        let mut rec = Recovery::new(3, 'a', h(1, 1));
-        rec.failed();
-        rec.failed();
+        let mut rec = Recovery::new(vec![vec!['a', 'b', 'c']], 'a', h(1, 1));
+        rec.failed('b');
+        rec.failed('c');
         assert_eq!(rec.decision(), Recovering::NoQuorum);
+    }
+
+    #[test]
+    fn a_moving_agent_needs_a_majority_of_the_old_hosts_and_of_the_new() {
+        let h = |seq| Head {
+            seq,
+            hash: [seq as u8; 32],
+            accepted: Ballot::default(),
+        };
+        // Host c leaves, d joins: a majority of {a, b, d} is not enough.
+        let lists = vec![vec!['a', 'b', 'd'], vec!['a', 'b', 'c']];
+        let mut rec = Recovery::new(lists.clone(), 'd', h(0));
+        rec.answer('a', Prepared::Promise(h(4)));
+        assert_eq!(rec.decision(), Recovering::Wait);
+        rec.answer('b', Prepared::Promise(h(5)));
+        assert_eq!(
+            rec.decision(),
+            Recovering::Lead {
+                from: 'b',
+                head: h(5)
+            }
+        );
+        let mut rec = Recovery::new(lists, 'd', h(0));
+        rec.answer('a', Prepared::Promise(h(4)));
+        rec.failed('b');
+        assert_eq!(rec.decision(), Recovering::Wait);
+        rec.failed('c');
+        assert_eq!(rec.decision(), Recovering::NoQuorum);
+        assert_eq!(Ballot::after(Ballot::default(), 2, 3).epoch(), 3);
+        assert!(Ballot::after(Ballot::default(), 0, 1) > Ballot::after(h(9).accepted, 2, 0));
     }
 }

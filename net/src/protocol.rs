@@ -73,6 +73,17 @@ pub enum Request {
         /// The agent module this one upgrades (`orb agent upgrade`): its
         /// agents move to this module, keeping their state.
         replaces: Option<FunctionId>,
+        /// Which host list `hosts` is (one more at each `orb agent move`).
+        epoch: u32,
+        /// While the agents move to `hosts`: the list before; empty once
+        /// they all moved. A peer in neither list no longer hosts them.
+        previous: Vec<String>,
+    },
+    /// The names of the agents the peer keeps whose last step ran one of
+    /// `functions` (an agent module and its upgrades).
+    AgentNames {
+        /// The modules.
+        functions: Vec<FunctionId>,
     },
     /// A sequencer taking over an agent asks its hosts to promise `ballot`.
     AgentPrepare {
@@ -290,6 +301,7 @@ impl Request {
                 | Request::AgentLog { .. }
                 | Request::AgentTopic { .. }
                 | Request::AgentModule { .. }
+                | Request::AgentNames { .. }
                 | Request::AgentPrepare { .. }
                 | Request::AgentSync { .. }
                 | Request::AgentReplicate(_)
@@ -388,6 +400,8 @@ pub enum Response {
     },
     /// Publications on an agent's topic, in order.
     AgentTopic(Vec<Publication>),
+    /// Names of agents.
+    AgentNames(Vec<String>),
 }
 
 /// What a node tells everyone on gossipsub.

@@ -1,7 +1,7 @@
 //! `orb agent`: deploy agent modules, send agents messages, read their
 //! state and log, through a node's HTTP API (`--node`).
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,6 +24,10 @@ pub(crate) enum AgentCommand {
     /// state.
     #[command(after_help = UPGRADE_HELP)]
     Upgrade(UpgradeArgs),
+    /// Replace one host of an agent module by another node: every agent's
+    /// state and log move to it.
+    #[command(after_help = MOVE_HELP)]
+    Move(MoveArgs),
     /// Send a message to an agent (MODULE/ID) and print its reply.
     #[command(after_help = SEND_HELP)]
     Send(SendArgs),
@@ -56,6 +60,16 @@ point at it. Each agent moves to the new module on its next message, at the
 same sequence number on every host, and the new module gets the old state; a
 message sent to the old version after that runs on the new one. The new
 module must read the state the old one wrote.";
+
+const MOVE_HELP: &str = "\
+Send it through a host of the module that stays (orb ls on a node shows what it
+hosts). The host that leaves may be down: that is what a move is for. The new
+host is --to, or a connected node that is not a host and agrees to host the
+module. Each agent goes to it with its state and log, checked against the
+hash a majority of the hosts agreed on; while the agents move, a sequencer
+needs a strict majority of the old hosts and of the new, so no message a
+majority acknowledged is lost. Messages keep being applied during the move.
+A move cut short (too few hosts up) is finished by running it again.";
 
 const SEND_HELP: &str = "\
 Each message carries an id (--id, or one drawn here). If the node cannot be
@@ -92,6 +106,24 @@ pub(crate) struct UpgradeArgs {
     name: String,
     /// The new version of the module (WebAssembly).
     module: PathBuf,
+    #[command(flatten)]
+    token: ApiToken,
+    /// Print the node's answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `orb agent move` flags.
+#[derive(Args, Debug)]
+pub(crate) struct MoveArgs {
+    /// The agent module's name (as deployed with --name).
+    name: String,
+    /// The host to replace (its peer id).
+    #[arg(long, value_name = "PEER")]
+    from: String,
+    /// The node to take its place (default: one picked by the node).
+    #[arg(long, value_name = "PEER")]
+    to: Option<String>,
     #[command(flatten)]
     token: ApiToken,
     /// Print the node's answer as JSON.
@@ -146,6 +178,7 @@ pub(crate) fn run(cmd: AgentCommand, node: &str, data_dir: &Path) -> Result<(), 
     match cmd {
         AgentCommand::Deploy(args) => deploy(args, node, data_dir),
         AgentCommand::Upgrade(args) => upgrade(args, node, data_dir),
+        AgentCommand::Move(args) => move_hosts(args, node),
         AgentCommand::Send(args) => send(args, node),
         AgentCommand::State(args) => state(args, node),
         AgentCommand::Log(args) => log(args, node),
@@ -221,6 +254,69 @@ fn upgrade(args: UpgradeArgs, node: &str, data_dir: &Path) -> Result<(), CliErro
             value["function"].as_str().unwrap_or("?"),
         );
         hosted_by(&value);
+    }
+    Ok(())
+}
+
+fn move_hosts(args: MoveArgs, node: &str) -> Result<(), CliError> {
+    orb_net::check_name(&args.name).map_err(CliError::usage)?;
+    for peer in std::iter::once(&args.from).chain(args.to.as_ref()) {
+        peer.parse::<orb_net::PeerId>()
+            .map_err(|e| CliError::usage(anyhow::anyhow!("{peer:?} is not a peer id: {e}")))?;
+    }
+    let client = Client::new(node, Duration::from_secs(600));
+    let mut url = format!(
+        "{}/api/agents/move?name={}&from={}",
+        client.base, args.name, args.from
+    );
+    if let Some(to) = &args.to {
+        url.push_str("&to=");
+        url.push_str(to);
+    }
+    let spinner = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(format!(
+            "moving the agents of {} off {}",
+            args.name, args.from
+        ));
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    });
+    let mut request = client.agent.post(&url);
+    if let Some(token) = &args.token.api_token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let result = request.send_empty();
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let mut response = result.map_err(|e| client.unreachable(e))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_vec()
+        .map_err(|e| client.unreachable(e))?;
+    let value = parse(status, &body)?;
+    if args.json {
+        outln!("{value}");
+        return Ok(());
+    }
+    outln!(
+        "moved {} agents of {} from {} to {} in {} ms",
+        value["agents"],
+        args.name,
+        args.from,
+        value["to"].as_str().unwrap_or("?"),
+        value["millis"],
+    );
+    for p in value["hosts"].as_array().into_iter().flatten() {
+        outln!("  hosted by {}", p.as_str().unwrap_or("?"));
+    }
+    for p in value["lagging"].as_array().into_iter().flatten() {
+        outln!(
+            "  {} did not hear the move is done yet: run it again",
+            p.as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }

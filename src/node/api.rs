@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Node;
+use super::agents::store::AgentModule;
 use super::host::{By, InstallError};
 use super::invoke::{InvokeError, invoke};
 use super::quota::Refusal;
@@ -43,6 +44,13 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route(
             "/api/deploy",
             post(deploy).layer(axum::middleware::from_fn_with_state(
+                node.clone(),
+                require_token,
+            )),
+        )
+        .route(
+            "/api/agents/move",
+            post(super::agents::http::move_hosts).layer(axum::middleware::from_fn_with_state(
                 node.clone(),
                 require_token,
             )),
@@ -73,8 +81,8 @@ async fn require_token(
         if !super::token::admits(token, given) {
             return error(
                 StatusCode::UNAUTHORIZED,
-                json!({ "error": "this node's API is reachable beyond loopback: a deploy needs \
-                    its API token (orb deploy --api-token TOKEN, or ORB_API_TOKEN; the node \
+                json!({ "error": "this node's API is reachable beyond loopback: a deploy or a \
+                    move needs its API token (orb deploy --api-token TOKEN, or ORB_API_TOKEN; the node \
                     keeps it in DATA_DIR/api.token)" }),
             );
         }
@@ -362,18 +370,18 @@ async fn deploy(
         } else {
             Vec::new()
         };
-        if let Err(e) = node.agents.register(function, &init, hosts.clone(), None) {
+        let module = AgentModule {
+            init: init.clone(),
+            hosts: hosts.clone(),
+            ..AgentModule::default()
+        };
+        if let Err(e) = node.agents.register(function, &module) {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({ "error": e.to_string() }),
             );
         }
-        let register = Request::AgentModule {
-            function,
-            init,
-            hosts,
-            replaces: None,
-        };
+        let register = module.request(function);
         for peer in providers.iter().skip(1) {
             let Ok(id) = peer.parse() else { continue };
             match node.net.request(id, &register).await {
@@ -438,6 +446,16 @@ async fn upgrade(
         }
         Err(e) => return failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    if !registered.previous.is_empty() {
+        return failed(
+            StatusCode::CONFLICT,
+            format!(
+                "the agents of {} are moving to new hosts: finish the move (run `orb agent move` \
+                 again) before upgrading",
+                record.name
+            ),
+        );
+    }
     if let Some(kept) = node.host.name_record(&record.name)
         && kept.function == old
         && kept.publisher != record.publisher
@@ -478,20 +496,14 @@ async fn upgrade(
             }
         }
     }
-    if let Err(e) = node.agents.register(
-        function,
-        &registered.init,
-        registered.hosts.clone(),
-        Some(old),
-    ) {
+    let upgrade = AgentModule {
+        replaces: Some(old),
+        ..registered.clone()
+    };
+    if let Err(e) = node.agents.register(function, &upgrade) {
         return failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
-    let register = Request::AgentModule {
-        function,
-        init: registered.init.clone(),
-        hosts: registered.hosts.clone(),
-        replaces: Some(old),
-    };
+    let register = upgrade.request(function);
     for peer in &others {
         let Ok(id) = peer.parse() else { continue };
         match node.net.request(id, &register).await {

@@ -1311,3 +1311,90 @@ fn a_topic_reaches_agents_clients_and_pipelines_once_in_order_across_a_sigkill()
         }
     }
 }
+
+#[test]
+fn a_host_that_is_gone_is_replaced_and_every_agent_moves_to_the_new_one_with_its_state() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let names = ["s", "a", "b", "c", "d"];
+    let (nodes, hosts, entry) = three_hosts(r, &client, &names, "counter");
+    let peer_ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
+    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
+    let (driver, gone, keep) = (hosts[0], hosts[1], hosts[2]);
+    let agents = ["counter/x", "counter/y1", "counter/y2", "counter/y3"];
+    let mut n = 0u32;
+    let mut send = |nodes: &[Option<NodeProc>], agent: &str, message: &str| {
+        n += 1;
+        send_until_applied(up(nodes, entry), agent, message, &id(n)).body
+    };
+    for (a, count) in agents.iter().zip([40u32, 10, 10, 10]) {
+        for _ in 0..count {
+            send(&nodes, a, "inc");
+        }
+    }
+    nodes[gone].take().unwrap().stop();
+
+    // The move, while messages keep coming to counter/x.
+    let moved = std::thread::scope(|scope| {
+        let during = scope.spawn(|| {
+            for k in 0..20u32 {
+                let reply = send_until_applied(up(&nodes, entry), agents[0], "inc", &id(900 + k));
+                assert_eq!(reply.body, (41 + k).to_string());
+            }
+        });
+        let moved = json_of(&agent_cli(
+            up(&nodes, driver),
+            &client,
+            &["move", "counter", "--from", &peer_ids[gone], "--json"],
+        ));
+        during.join().unwrap();
+        moved
+    });
+    let to = moved["to"].as_str().expect("the new host").to_owned();
+    let joined = peer_ids.iter().position(|p| *p == to).unwrap();
+    assert!(!hosts.contains(&joined), "{moved}");
+    assert_eq!(moved["agents"], 4, "{moved}");
+    assert_eq!(moved["epoch"], 1, "{moved}");
+    let now: Vec<&str> = moved["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(now.contains(&to.as_str()) && !now.contains(&peer_ids[gone].as_str()));
+    // The new host holds each agent's state, fetched and checked, before
+    // anything else reaches it.
+    for a in &agents[1..] {
+        let st = agent_state_on(up(&nodes, joined), a);
+        assert_eq!(
+            (st["seq"].as_u64(), st["state"].as_u64()),
+            (Some(10), Some(10)),
+            "{a} on the new host: {st}"
+        );
+    }
+
+    // With another of the old hosts gone too, the two left (one of them
+    // the new one) are a majority that has everything.
+    nodes[keep].take().unwrap().stop();
+    assert_eq!(send(&nodes, agents[0], "get"), "60");
+    for a in &agents[1..] {
+        assert_eq!(send(&nodes, a, "inc"), "11");
+    }
+    for a in &agents {
+        let here = agent_state_on(up(&nodes, driver), a);
+        let there = agent_state_on(up(&nodes, joined), a);
+        assert_eq!(here["hash"], there["hash"], "{a}: {here} / {there}");
+    }
+
+    // The host that left comes back having missed the move: it learns it
+    // from the hosts it asks, and passes messages on to them.
+    let rejoin = up(&nodes, entry).addrs[0].clone();
+    nodes[gone] = Some(node(r, names[gone], Some(&rejoin), &["--no-autoscale"]));
+    let reply = send_until_applied(up(&nodes, gone), agents[1], "inc", &id(5000));
+    assert_eq!(reply.body, "12");
+    assert_ne!(reply.sequencer, peer_ids[gone]);
+}

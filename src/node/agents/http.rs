@@ -21,6 +21,12 @@
 //!   message as `{text}` or `{hex}`. With `?wait=false` one batch (at most
 //!   256) as JSON `{topic, publications}` instead.
 //! - `GET /api/agents`: the agents this node hosts.
+//! - `POST /api/agents/move?name=NAME&from=PEER[&to=PEER]` (a control
+//!   call: it needs the API token when the API is reachable beyond
+//!   loopback): moves every agent of the module NAME from host `from` to
+//!   `to` (or a connected node picked here), driven by this node, which
+//!   must be a host that stays; answers when every agent moved, with
+//!   `{name, function, hosts, epoch, from, to, agents, lagging, millis}`.
 //!
 //! Errors are JSON `{error, kind}`: 400 `bad_name`, 404 `no_module`, 413
 //! `too_large`, 422 `step_failed` / `not_an_agent` / `state_too_large`
@@ -104,6 +110,7 @@ fn agent_error(e: &AgentError) -> Response {
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "step_failed" | "not_an_agent" | "state_too_large" => StatusCode::UNPROCESSABLE_ENTITY,
         "unreachable" => StatusCode::BAD_GATEWAY,
+        "moved" | "refused" => StatusCode::CONFLICT,
         "busy" | "no_majority" => return busy(body, "1"),
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -375,6 +382,29 @@ async fn topic(
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MoveParams {
+    name: String,
+    from: String,
+    to: Option<String>,
+}
+
+/// `POST /api/agents/move`.
+pub(crate) async fn move_hosts(
+    State(node): State<Arc<Node>>,
+    Query(params): Query<MoveParams>,
+) -> Response {
+    for peer in std::iter::once(&params.from).chain(params.to.as_ref()) {
+        if peer.parse::<orb_net::PeerId>().is_err() {
+            return agent_error(&AgentError::BadName(format!("{peer:?} is not a peer id")));
+        }
+    }
+    match super::moves::move_host(&node, &params.name, &params.from, params.to.as_deref()).await {
+        Ok(moved) => Json(moved).into_response(),
+        Err(e) => agent_error(&e),
+    }
 }
 
 async fn list(State(node): State<Arc<Node>>) -> Response {

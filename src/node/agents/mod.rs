@@ -22,6 +22,7 @@
 //! takes over when the sequencer is down.
 
 pub(crate) mod http;
+pub(crate) mod moves;
 mod replicas;
 pub(crate) mod store;
 pub(crate) mod topics;
@@ -114,6 +115,9 @@ impl std::fmt::Display for AgentName {
 pub(crate) enum AgentError {
     #[error("{0}")]
     BadName(String),
+    /// This node hosted the agent's module before its hosts moved.
+    #[error("the agents of this module moved to other hosts")]
+    Moved,
     #[error("no agent module {0} on the network (deploy it with `orb agent deploy`)")]
     NoModule(String),
     #[error("the message is {size} bytes; an agent takes at most {MAX_MESSAGE}")]
@@ -153,6 +157,7 @@ impl AgentError {
     pub(crate) fn kind(&self) -> &str {
         match self {
             AgentError::BadName(_) => "bad_name",
+            AgentError::Moved => "moved",
             AgentError::NoModule(_) => "no_module",
             AgentError::TooLarge { .. } => "too_large",
             AgentError::Busy(_) => "busy",
@@ -170,6 +175,7 @@ impl AgentError {
     fn response(&self) -> Response {
         match self {
             AgentError::Busy(_) => Response::Busy,
+            AgentError::Moved => Response::NotHosted,
             e => Response::Failed {
                 kind: e.kind().to_owned(),
                 message: e.to_string(),
@@ -279,25 +285,26 @@ impl Agents {
         }
     }
 
-    /// Records a module deployed here as an agent module: its agents
-    /// start from `init` (empty: the module's default state) and are
-    /// hosted by `hosts` (empty: this node alone); with `replaces`, it is
-    /// an upgrade of that module.
+    /// Records a module deployed here as an agent module (its agents'
+    /// initial state, hosts and the module it upgrades). A registration
+    /// with a later host list (a move) ends this node's leases: the next
+    /// message to each agent takes over under the new list.
     pub(crate) fn register(
         &self,
         function: FunctionId,
-        init: &[u8],
-        hosts: Vec<String>,
-        replaces: Option<FunctionId>,
+        module: &AgentModule,
     ) -> Result<(), AgentError> {
-        let module = AgentModule {
-            init: init.to_vec(),
-            hosts,
-            replaces,
-        };
+        let before = self.store.module(&function).map_err(AgentError::Internal)?;
         self.store
-            .register(function, &module)
-            .map_err(AgentError::Internal)
+            .register(function, module)
+            .map_err(AgentError::Internal)?;
+        if before.is_some_and(|b| b.epoch != module.epoch) {
+            self.leases
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+        Ok(())
     }
 
     /// The registration of `function`, if it is an agent module deployed

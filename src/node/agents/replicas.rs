@@ -55,26 +55,73 @@ const TURN_WAIT: Duration = Duration::from_secs(1);
 const CATCH_UP_BYTES: usize = 8 << 20;
 
 /// An agent module's hosts, and this node's place among them.
-struct Hosts {
-    peers: Vec<PeerId>,
-    me: usize,
+pub(super) struct Hosts {
+    /// The current list, in the order ballots name them.
+    pub(super) peers: Vec<PeerId>,
+    /// This node's place in it (`None`: it hosted the agents before a
+    /// move, or never).
+    me: Option<usize>,
+    /// While the agents move: the list before.
+    previous: Vec<PeerId>,
+    /// Which list `peers` is.
+    epoch: u32,
 }
 
-fn hosts(node: &Node, module: &AgentModule) -> Result<Hosts, AgentError> {
-    let peers = module
-        .hosts
-        .iter()
+impl Hosts {
+    /// This node's place, for leading: a node the agents moved away from
+    /// does not lead them.
+    fn place(&self) -> Result<usize, AgentError> {
+        self.me.ok_or(AgentError::Moved)
+    }
+
+    /// The lists a takeover needs a strict majority of.
+    fn quorum(&self) -> Vec<Vec<PeerId>> {
+        if self.previous.is_empty() {
+            vec![self.peers.clone()]
+        } else {
+            vec![self.peers.clone(), self.previous.clone()]
+        }
+    }
+
+    /// Every host of the current list but this node.
+    fn others(&self) -> Vec<PeerId> {
+        let me = self.me.map(|i| self.peers[i]);
+        self.peers
+            .iter()
+            .filter(|p| Some(**p) != me)
+            .copied()
+            .collect()
+    }
+
+    /// Every host of the current and the previous list but this node.
+    fn all_others(&self) -> Vec<PeerId> {
+        let mut all = self.others();
+        let me = self.me.map(|i| self.peers[i]);
+        for p in &self.previous {
+            if !all.contains(p) && Some(*p) != me {
+                all.push(*p);
+            }
+        }
+        all
+    }
+}
+
+fn peer_ids(list: &[String]) -> Result<Vec<PeerId>, AgentError> {
+    list.iter()
         .map(|p| {
             p.parse::<PeerId>()
                 .map_err(|e| AgentError::Internal(format!("a stored agent host {p:?}: {e}")))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let me = module
-        .hosts
-        .iter()
-        .position(|p| *p == node.peer_id)
-        .ok_or_else(|| AgentError::Internal("this node is not among the module's hosts".into()))?;
-    Ok(Hosts { peers, me })
+        .collect()
+}
+
+pub(super) fn hosts(node: &Node, module: &AgentModule) -> Result<Hosts, AgentError> {
+    Ok(Hosts {
+        peers: peer_ids(&module.hosts)?,
+        me: module.hosts.iter().position(|p| *p == node.peer_id),
+        previous: peer_ids(&module.previous)?,
+        epoch: module.epoch,
+    })
 }
 
 /// A host's standing before it took part in the agent's replication.
@@ -89,21 +136,15 @@ fn reply_hash(reply: &[u8]) -> [u8; 32] {
     *blake3::hash(reply).as_bytes()
 }
 
-/// Sends `request` to every host but this one, answers as they come.
+/// Sends `request` to each of `peers`, answers as they come.
 fn ask_all<'a>(
     node: &'a Node,
-    hosts: &Hosts,
+    peers: Vec<PeerId>,
     request: &'a Request,
-) -> FuturesUnordered<impl Future<Output = (usize, Result<Response, orb_net::Error>)> + 'a> {
-    hosts
-        .peers
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != hosts.me)
-        .map(|(i, peer)| {
-            let peer = *peer;
-            async move { (i, node.net.request(peer, request).await) }
-        })
+) -> FuturesUnordered<impl Future<Output = (PeerId, Result<Response, orb_net::Error>)> + 'a> {
+    peers
+        .into_iter()
+        .map(|peer| async move { (peer, node.net.request(peer, request).await) })
         .collect()
 }
 
@@ -156,6 +197,7 @@ pub(super) async fn lead(
     let name = agent.to_string();
     let id = function.id();
     let hosts = hosts(node, module)?;
+    let me = hosts.peers[hosts.place()?];
     let ballot = match agents.lease(&name) {
         Some(b) => b,
         None => take_over(agents, node, &hosts, (id, module), &name).await?,
@@ -183,13 +225,10 @@ pub(super) async fn lead(
         height: when.height,
     }));
     let mut round = Round::new(hosts.peers.len());
-    round.vote(
-        hosts.me,
-        (executed.after.hash, reply_hash(&executed.entry.reply)),
-    );
-    let mut votes: Vec<(usize, StepVote)> = Vec::new();
+    round.vote(me, (executed.after.hash, reply_hash(&executed.entry.reply)));
+    let mut votes: Vec<(PeerId, StepVote)> = Vec::new();
     let mut superseded = None;
-    let mut asks = ask_all(node, &hosts, &request);
+    let mut asks = ask_all(node, hosts.others(), &request);
     let mut deadline = None;
     loop {
         match round.decision() {
@@ -218,7 +257,7 @@ pub(super) async fn lead(
                 round.failed(i);
             }
             other => {
-                tracing::debug!(agent = %name, seq, host = %hosts.peers[i], "no vote: {other:?}");
+                tracing::debug!(agent = %name, seq, host = %i, "no vote: {other:?}");
                 round.failed(i);
             }
         }
@@ -248,7 +287,7 @@ pub(super) async fn lead(
             ),
         });
     };
-    let reply = if agreed.contains(&hosts.me) {
+    let reply = if agreed.contains(&me) {
         stand.standing.accept(ballot, seq, executed.after.hash);
         stand.committed = seq;
         agents.commit(&name, &executed, Some(&stand)).await?;
@@ -260,14 +299,13 @@ pub(super) async fn lead(
             .find(|(i, _)| agreed.contains(i))
             .ok_or_else(|| AgentError::Internal("a majority without a vote".into()))?;
         tracing::warn!(agent = %name, seq, "this host's own step was outvoted: fetching the majority's state");
-        catch_up(agents, node, hosts.peers[*i], &name, ballot, Some(result.0)).await?;
+        catch_up(agents, node, *i, &name, ballot, Some(result.0)).await?;
         vote.reply.clone()
     };
     let mut outvoted_peers = Vec::new();
-    for i in &outvoted {
-        let peer = hosts.peers[*i];
+    for peer in outvoted {
         outvoted_peers.push(peer.to_string());
-        if *i != hosts.me {
+        if peer != me {
             tracing::warn!(agent = %name, seq, %peer, "a host's step was outvoted");
             node.net.report(peer, orb_net::Offence::Outvoted);
         }
@@ -295,22 +333,30 @@ async fn take_over(
     (id, module): (FunctionId, &AgentModule),
     name: &str,
 ) -> Result<Ballot, AgentError> {
+    let place = hosts.place()?;
+    let me = hosts.peers[place];
     let before = agents.current(name, id, module)?;
     let mut stand = agents.stand_of(name, &before)?;
-    let ballot = Ballot::after(stand.standing.promised, hosts.me as u32);
+    let ballot = Ballot::after(stand.standing.promised, place as u32, hosts.epoch);
+    if ballot.epoch() != hosts.epoch {
+        return Err(AgentError::Internal(format!(
+            "{name} has no ballots left in host list {}: move its hosts",
+            hosts.epoch
+        )));
+    }
     let Prepared::Promise(mine) = stand.standing.prepare(ballot) else {
         return Err(AgentError::Internal(
             "a new ballot below the promise".into(),
         ));
     };
     agents.put_stand(name, &stand).await?;
-    let mut recovery = Recovery::new(hosts.peers.len(), hosts.me, mine);
+    let mut recovery = Recovery::new(hosts.quorum(), me, mine);
     let request = Request::AgentPrepare {
         agent: name.to_owned(),
         function: id,
         ballot,
     };
-    let mut asks = ask_all(node, hosts, &request);
+    let mut asks = ask_all(node, hosts.all_others(), &request);
     let decision = loop {
         match recovery.decision() {
             Recovering::Wait => {}
@@ -321,7 +367,7 @@ async fn take_over(
         };
         match answer {
             Ok(Response::Replica(ReplicaAnswer::Prepared(p))) => recovery.answer(i, p),
-            _ => recovery.failed(),
+            _ => recovery.failed(i),
         }
     };
     drop(asks);
@@ -330,22 +376,14 @@ async fn take_over(
         why,
     };
     let head = match decision {
-        Recovering::Lead { from, head } if from == hosts.me || same(&head, &mine) => {
+        Recovering::Lead { from, head } if from == me || same(&head, &mine) => {
             stand.standing.accept(ballot, mine.seq, mine.hash);
             agents.put_stand(name, &stand).await?;
             head
         }
         Recovering::Lead { from, head } => {
             // Another host holds a later copy: it becomes this one's.
-            catch_up(
-                agents,
-                node,
-                hosts.peers[from],
-                name,
-                ballot,
-                Some(head.hash),
-            )
-            .await?;
+            catch_up(agents, node, from, name, ballot, Some(head.hash)).await?;
             head
         }
         Recovering::Superseded(b) => {
@@ -355,8 +393,17 @@ async fn take_over(
             )));
         }
         Recovering::NoQuorum | Recovering::Wait => {
+            let moving = if hosts.previous.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (and {} of the {} it is moving from)",
+                    majority(hosts.previous.len()),
+                    hosts.previous.len()
+                )
+            };
             return Err(no_majority(format!(
-                "fewer than {} of {} hosts answered",
+                "fewer than {} of {} hosts answered{moving}",
                 majority(hosts.peers.len()),
                 hosts.peers.len()
             )));
@@ -372,7 +419,7 @@ async fn take_over(
         },
     };
     let mut synced = 1;
-    let mut asks = ask_all(node, hosts, &sync);
+    let mut asks = ask_all(node, hosts.others(), &sync);
     while synced < majority(hosts.peers.len()) {
         let Some((_, answer)) = asks.next().await else {
             break;
@@ -501,7 +548,24 @@ pub(super) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
             init,
             hosts,
             replaces,
-        } => register(node, function, init, hosts, replaces),
+            epoch,
+            previous,
+        } => register(
+            node,
+            peer,
+            function,
+            AgentModule {
+                init,
+                hosts,
+                replaces,
+                epoch,
+                previous,
+            },
+        ),
+        Request::AgentNames { functions } => match node.agents.store.agents_of(&functions) {
+            Ok(names) => Ok(Response::AgentNames(names)),
+            Err(e) => Err(AgentError::Internal(e)),
+        },
         Request::AgentPrepare {
             agent,
             function,
@@ -523,24 +587,94 @@ pub(super) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
     })
 }
 
+/// Keeps a registration another host sends: at deploy, at an upgrade, at
+/// each stage of a move. A registration of an older host list than the
+/// one kept is refused (a move never goes back), and so is another list
+/// under the same epoch.
 fn register(
     node: &Node,
+    peer: PeerId,
     function: FunctionId,
-    init: Vec<u8>,
-    hosts: Vec<String>,
-    replaces: Option<FunctionId>,
+    module: AgentModule,
 ) -> Result<Response, AgentError> {
     if node.host.function(&function).is_none() {
         return Ok(Response::NotHosted);
     }
-    if !hosts.contains(&node.peer_id) {
-        return Ok(Response::Refused("this node is not among the hosts".into()));
+    let kept = node.agents.store_module(&function)?;
+    let sender = peer.to_string();
+    if let Some(k) = &kept
+        && !k.hosted_by(&sender)
+        && !k.previous.contains(&sender)
+    {
+        return Ok(Response::Refused(format!(
+            "{peer} is not a host of {function}: only its hosts change its registration"
+        )));
     }
-    node.agents.register(function, &init, hosts, replaces)?;
+    let member = module.hosted_by(&node.peer_id) || module.previous.contains(&node.peer_id);
+    match &kept {
+        Some(k) if k.epoch > module.epoch => {
+            return Ok(Response::Refused(format!(
+                "this node knows a later host list of {function} (move {}, not {})",
+                k.epoch, module.epoch
+            )));
+        }
+        Some(k) if k.epoch == module.epoch && k.hosts != module.hosts => {
+            return Ok(Response::Refused(format!(
+                "another host list of {function} is kept under move {}",
+                k.epoch
+            )));
+        }
+        // Leaving: the agents moved to hosts this node is not among.
+        Some(k) if !member && k.epoch < module.epoch => {}
+        _ if !member => {
+            return Ok(Response::Refused("this node is not among the hosts".into()));
+        }
+        _ => {}
+    }
+    node.agents.register(function, &module)?;
     Ok(Response::Hosting {
         accepted: true,
         reason: String::new(),
     })
+}
+
+/// Makes this node the sequencer of `name` under the module's current
+/// host list (in the agent's turn): the step of a move that brings one
+/// agent to its new hosts.
+pub(super) async fn migrate(
+    node: &Node,
+    id: FunctionId,
+    module: &AgentModule,
+    name: &str,
+) -> Result<(), AgentError> {
+    let agents = &node.agents;
+    let hosts = hosts(node, module)?;
+    in_turn(agents, name, async || {
+        let ballot = take_over(agents, node, &hosts, (id, module), name).await?;
+        // The takeover synced a majority; a joining host must hold the
+        // agent too before the move counts it as moved.
+        let before = agents.current(name, id, module)?;
+        let head = agents.stand_of(name, &before)?.standing.head;
+        let sync = Request::AgentSync {
+            agent: name.to_owned(),
+            function: id,
+            ballot,
+            head,
+        };
+        for peer in hosts.peers.iter().filter(|p| !hosts.previous.contains(p)) {
+            match node.net.request(*peer, &sync).await {
+                Ok(Response::Replica(ReplicaAnswer::Synced)) => {}
+                other => {
+                    return Err(AgentError::Unreachable {
+                        agent: name.to_owned(),
+                        why: format!("the new host {peer} did not take its copy: {other:?}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The registration of an agent's module and its hosts, checking that
@@ -557,6 +691,13 @@ fn module_of(
         Err(e) => return Err(Box::new(AgentError::Internal(e).response())),
     };
     let hosts = hosts(node, &module).map_err(|e| Box::new(e.response()))?;
+    if ballot.epoch() != module.epoch {
+        return Err(Box::new(Response::Refused(format!(
+            "the hosts of {function} moved: this node keeps host list {}, the ballot is of list {}",
+            module.epoch,
+            ballot.epoch()
+        ))));
+    }
     if hosts.peers.get(ballot.leader as usize) != Some(&peer) {
         return Err(Box::new(Response::Refused(
             "the ballot does not name the host that sent it".into(),
@@ -574,7 +715,10 @@ async fn prepare(
 ) -> Result<Response, AgentError> {
     let (module, _) = match module_of(node, peer, function, ballot) {
         Ok(m) => m,
-        Err(r) => return Ok(*r),
+        Err(r) => {
+            tell_moved(node, peer, function, ballot).await;
+            return Ok(*r);
+        }
     };
     let agents = &node.agents;
     in_turn(agents, name, async || {
@@ -588,6 +732,21 @@ async fn prepare(
         Ok(Response::Replica(ReplicaAnswer::Prepared(prepared)))
     })
     .await
+}
+
+/// A host that missed a move (it was down) and tries to lead under an
+/// older host list is sent the list this node keeps, so that it stops
+/// leading and sends its messages to the hosts the agents moved to.
+async fn tell_moved(node: &Node, peer: PeerId, function: FunctionId, ballot: Ballot) {
+    let Ok(Some(m)) = node.agents.store.module(&function) else {
+        return;
+    };
+    if ballot.epoch() >= m.epoch {
+        return;
+    }
+    if let Err(e) = node.net.request(peer, &m.request(function)).await {
+        tracing::debug!(%peer, "could not tell it the agents moved: {e}");
+    }
 }
 
 async fn sync(

@@ -79,6 +79,39 @@ pub(crate) struct AgentModule {
     /// The module this one upgrades, if it is an upgrade: an agent at that
     /// module moves to this one on its next step.
     pub(crate) replaces: Option<FunctionId>,
+    /// Which host list this is: 0 at deploy, one more at each move
+    /// (`orb agent move`); ballots carry it.
+    pub(crate) epoch: u32,
+    /// While the agents move to `hosts`: the list before (a takeover
+    /// needs a majority of both); empty once every agent moved.
+    pub(crate) previous: Vec<String>,
+}
+
+impl AgentModule {
+    /// Whether `peer` is one of the hosts.
+    pub(crate) fn hosted_by(&self, peer: &str) -> bool {
+        self.hosts.iter().any(|h| h == peer)
+    }
+
+    /// The request that has a peer keep this registration of `function`.
+    pub(crate) fn request(&self, function: FunctionId) -> orb_net::Request {
+        orb_net::Request::AgentModule {
+            function,
+            init: self.init.clone(),
+            hosts: self.hosts.clone(),
+            replaces: self.replaces,
+            epoch: self.epoch,
+            previous: self.previous.clone(),
+        }
+    }
+}
+
+/// An agent module as registered before hosts could move.
+#[derive(Deserialize)]
+struct AgentModuleV1 {
+    init: Vec<u8>,
+    hosts: Vec<String>,
+    replaces: Option<FunctionId>,
 }
 
 /// An agent module as registered before upgrades existed.
@@ -292,11 +325,19 @@ impl AgentStore {
             .map_err(io)?
             .map(|v| {
                 decode("agent module", &v).or_else(|e| {
-                    postcard::from_bytes::<AgentModuleV0>(&v)
+                    postcard::from_bytes::<AgentModuleV1>(&v)
                         .map(|m| AgentModule {
                             init: m.init,
                             hosts: m.hosts,
-                            replaces: None,
+                            replaces: m.replaces,
+                            ..AgentModule::default()
+                        })
+                        .or_else(|_| {
+                            postcard::from_bytes::<AgentModuleV0>(&v).map(|m| AgentModule {
+                                init: m.init,
+                                hosts: m.hosts,
+                                ..AgentModule::default()
+                            })
                         })
                         .map_err(|_| e)
                 })
@@ -541,6 +582,20 @@ impl AgentStore {
                 decode("agent log entry", &v)
             })
             .collect()
+    }
+
+    /// The names of the agents kept here whose last step ran one of
+    /// `functions`.
+    pub(crate) fn agents_of(&self, functions: &[FunctionId]) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        for kv in self.states.iter() {
+            let (k, v) = kv.map_err(io)?;
+            let state: AgentState = decode("agent state", &v)?;
+            if functions.contains(&state.function) {
+                names.push(String::from_utf8_lossy(&k).into_owned());
+            }
+        }
+        Ok(names)
     }
 
     /// The agents kept here (at most `max`), by name.

@@ -534,6 +534,11 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     init: b"0".to_vec(),
                     hosts: vec!["12D3KooWa".into(), "12D3KooWb".into()],
                     replaces: Some(FunctionId::of(b"old")),
+                    epoch: 1,
+                    previous: vec!["12D3KooWa".into(), "12D3KooWc".into()],
+                },
+                Request::AgentNames {
+                    functions: vec![FunctionId::of(TINY_MODULE)],
                 },
                 Request::AgentPrepare {
                     agent: "counter/alice".into(),
