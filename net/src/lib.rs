@@ -49,8 +49,8 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use names::{MAX_NAME, NameRecord, check_name};
 pub use peerstore::PeerStore;
 pub use protocol::{
-    AGENT_LOG_BATCH, AgentLogEntry, AgentMessage, AgentState, Announcement, Answer, Applied,
-    BadFrame, FunctionLoad, Invoke, Load, Publication, Query, ReplicaAnswer, Replicate, Request,
-    Response, StepVote, TOPIC_BATCH, encode_frame, read_frame_into,
+    AGENT_LOG_BATCH, AgentLogEntry, AgentMessage, AgentSide, AgentState, Announcement, Answer,
+    Applied, BadFrame, FunctionLoad, Invoke, Load, Publication, Query, ReplicaAnswer, Replicate,
+    Request, Response, StepVote, TOPIC_BATCH, encode_frame, read_frame_into,
 };
 pub use streams::{Direct, Reply};

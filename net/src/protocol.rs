@@ -225,6 +225,20 @@ pub struct Publication {
     pub message: Vec<u8>,
 }
 
+/// What a host keeps of an agent besides its state and log, sent with a
+/// catch-up so that the host catching up carries on its reminders and
+/// subscriptions and serves its topics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSide {
+    /// Its reminders, each encoded as the host keeps it.
+    pub reminders: Vec<Vec<u8>>,
+    /// The topics it subscribes to (`module/id/topic`).
+    pub subscriptions: Vec<String>,
+    /// Its publications from the first log entry sent on, in order:
+    /// (topic, publication).
+    pub publications: Vec<(String, Publication)>,
+}
+
 /// Publications one [`Request::AgentTopic`] answers at most.
 pub const TOPIC_BATCH: usize = 256;
 
@@ -397,6 +411,8 @@ pub enum Response {
         /// Log entries from the asked one to the state's, in order (at
         /// most [`AGENT_LOG_BATCH`]: the latest ones).
         entries: Vec<AgentLogEntry>,
+        /// Its reminders, subscriptions and recent publications.
+        side: AgentSide,
     },
     /// Publications on an agent's topic, in order.
     AgentTopic(Vec<Publication>),

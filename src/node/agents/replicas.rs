@@ -471,11 +471,12 @@ async fn catch_up(
         agent: name.to_owned(),
         from,
     };
-    let (state, entries) = match node.net.request(peer, &request).await {
+    let (state, entries, side) = match node.net.request(peer, &request).await {
         Ok(Response::AgentCatchUp {
             state: Some(state),
             entries,
-        }) => (state, entries),
+            side,
+        }) => (state, entries, side),
         Ok(other) => return Err(bad(format!("it answered {other:?}"))),
         Err(e) => return Err(bad(e.to_string())),
     };
@@ -486,7 +487,14 @@ async fn catch_up(
     stand.committed = state.seq;
     agents
         .store
-        .adopt(name, &state, &entries, &stand, from.min(keep_sends + 1))
+        .adopt(
+            name,
+            &state,
+            &entries,
+            &stand,
+            from.min(keep_sends + 1),
+            &side,
+        )
         .map_err(AgentError::Internal)?;
     agents.durable().await?;
     tracing::info!(agent = %name, %peer, seq = state.seq, entries = entries.len(), "caught up");
@@ -880,6 +888,7 @@ fn serve_catch_up(node: &Node, name: &str, from: u64) -> Result<Response, AgentE
         return Ok(Response::AgentCatchUp {
             state: None,
             entries: Vec::new(),
+            side: orb_net::AgentSide::default(),
         });
     };
     let start = from.max((state.seq + 1).saturating_sub(AGENT_LOG_BATCH as u64));
@@ -899,8 +908,11 @@ fn serve_catch_up(node: &Node, name: &str, from: u64) -> Result<Response, AgentE
         drop_first += 1;
     }
     entries.drain(..drop_first);
+    let first = entries.first().map_or(state.seq + 1, |e| e.seq);
+    let side = store.side(name, first).map_err(AgentError::Internal)?;
     Ok(Response::AgentCatchUp {
         state: Some(state),
         entries,
+        side,
     })
 }

@@ -382,7 +382,9 @@ impl AgentStore {
     }
 
     /// Replaces this host's copy of `agent` by one fetched from another
-    /// host: its state, the log entries that lead to it, and the standing;
+    /// host: its state, the log entries that lead to it, the standing, and
+    /// its side (reminders and subscriptions instead of this host's, and
+    /// its publications from the first fetched entry on);
     /// this host's own log above the first fetched entry, and what its
     /// steps above `keep_sends` were to send, are dropped (they were never
     /// agreed). Durable after the next [`Self::sync`].
@@ -393,8 +395,45 @@ impl AgentStore {
         entries: &[AgentLogEntry],
         stand: &Stand,
         keep_sends: u64,
+        side: &orb_net::AgentSide,
     ) -> Result<(), String> {
         let first = entries.first().map_or(state.seq + 1, |e| e.seq);
+        let prefix = key(agent, b"");
+        let keys = |tree: &sled::Tree| -> Result<Vec<Vec<u8>>, String> {
+            tree.scan_prefix(&prefix)
+                .keys()
+                .map(|k| k.map(|k| k.to_vec()).map_err(io))
+                .collect()
+        };
+        // The copy's reminders and subscriptions replace this host's; its
+        // publications replace those from its first log entry on.
+        let old_subscriptions = keys(&self.subscriptions)?;
+        let old_publications: Vec<Vec<u8>> = keys(&self.topics)?
+            .into_iter()
+            .filter(|k| {
+                k.len() >= 12
+                    && u64::from_be_bytes(k[k.len() - 12..k.len() - 4].try_into().unwrap_or([0; 8]))
+                        >= first
+            })
+            .collect();
+        let mut new_reminders = Vec::new();
+        for bytes in &side.reminders {
+            let r = decode_reminder(bytes)?;
+            if r.agent != agent {
+                return Err(format!("a copied reminder belongs to {}", r.agent));
+            }
+            new_reminders.push((key(agent, r.name.as_bytes()), bytes.clone()));
+        }
+        let new_publications: Vec<(Vec<u8>, &[u8])> = side
+            .publications
+            .iter()
+            .map(|(topic, p)| {
+                (
+                    topic_key(agent, topic, (p.seq, p.index)),
+                    p.message.as_slice(),
+                )
+            })
+            .collect();
         let end = key(agent, &u64::MAX.to_be_bytes());
         let stale_log: Vec<(Vec<u8>, AgentLogEntry)> = self
             .log
@@ -410,12 +449,7 @@ impl AgentStore {
             .keys()
             .map(|k| k.map(|k| k.to_vec()).map_err(io))
             .collect::<Result<_, String>>()?;
-        let stale_reminders: Vec<Vec<u8>> = self
-            .reminders_of(agent)?
-            .into_iter()
-            .filter(|r| r.set_at > keep_sends)
-            .map(|r| key(agent, r.name.as_bytes()))
-            .collect();
+        let stale_reminders = keys(&self.reminders)?;
         let entries: Vec<(u64, [u8; 16], Vec<u8>)> = entries
             .iter()
             .map(|e| postcard::to_stdvec(e).map(|v| (e.seq, e.message_id, v)))
@@ -430,27 +464,46 @@ impl AgentStore {
             &self.outbox,
             &self.standing,
             &self.reminders,
+            &self.topics,
+            &self.subscriptions,
         )
-            .transaction(|(states, log, seen, outbox, standing, reminders)| {
-                for k in &stale_reminders {
-                    reminders.remove(k.as_slice())?;
-                }
-                for (k, gone) in &stale_log {
-                    log.remove(k.as_slice())?;
-                    seen.remove(key(agent, &gone.message_id))?;
-                }
-                for k in &stale_sends {
-                    outbox.remove(k.as_slice())?;
-                }
-                for (seq, id, bytes) in &entries {
-                    let seq = seq.to_be_bytes();
-                    log.insert(key(agent, &seq), bytes.as_slice())?;
-                    seen.insert(key(agent, id), &seq)?;
-                }
-                states.insert(agent.as_bytes(), state_bytes.as_slice())?;
-                standing.insert(agent.as_bytes(), stand_bytes.as_slice())?;
-                Ok(())
-            });
+            .transaction(
+                |(states, log, seen, outbox, standing, reminders, topics, subscribed)| {
+                    for k in &stale_reminders {
+                        reminders.remove(k.as_slice())?;
+                    }
+                    for (k, v) in &new_reminders {
+                        reminders.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for k in &old_subscriptions {
+                        subscribed.remove(k.as_slice())?;
+                    }
+                    for topic in &side.subscriptions {
+                        subscribed.insert(key(agent, topic.as_bytes()), &[])?;
+                    }
+                    for k in &old_publications {
+                        topics.remove(k.as_slice())?;
+                    }
+                    for (k, v) in &new_publications {
+                        topics.insert(k.as_slice(), *v)?;
+                    }
+                    for (k, gone) in &stale_log {
+                        log.remove(k.as_slice())?;
+                        seen.remove(key(agent, &gone.message_id))?;
+                    }
+                    for k in &stale_sends {
+                        outbox.remove(k.as_slice())?;
+                    }
+                    for (seq, id, bytes) in &entries {
+                        let seq = seq.to_be_bytes();
+                        log.insert(key(agent, &seq), bytes.as_slice())?;
+                        seen.insert(key(agent, id), &seq)?;
+                    }
+                    states.insert(agent.as_bytes(), state_bytes.as_slice())?;
+                    standing.insert(agent.as_bytes(), stand_bytes.as_slice())?;
+                    Ok(())
+                },
+            );
         result.map_err(|e| match e {
             TransactionError::Abort(why) => why,
             TransactionError::Storage(e) => io(e),
@@ -582,6 +635,45 @@ impl AgentStore {
                 decode("agent log entry", &v)
             })
             .collect()
+    }
+
+    /// What this host keeps of `agent` besides its state and log: its
+    /// reminders, subscriptions and its publications from step `from` on.
+    pub(crate) fn side(&self, agent: &str, from: u64) -> Result<orb_net::AgentSide, String> {
+        let prefix = key(agent, b"");
+        let reminders = self
+            .reminders
+            .scan_prefix(&prefix)
+            .values()
+            .map(|v| v.map(|v| v.to_vec()).map_err(io))
+            .collect::<Result<_, _>>()?;
+        let mut publications = Vec::new();
+        for kv in self.topics.scan_prefix(&prefix) {
+            let (k, v) = kv.map_err(io)?;
+            let tail = &k[prefix.len()..];
+            let Some(cut) = tail.len().checked_sub(13) else {
+                continue;
+            };
+            let place = &tail[cut + 1..];
+            let seq = u64::from_be_bytes(place[..8].try_into().map_err(io)?);
+            if seq < from {
+                continue;
+            }
+            publications.push((
+                String::from_utf8(tail[..cut].to_vec()).map_err(io)?,
+                Publication {
+                    seq,
+                    index: u32::from_be_bytes(place[8..].try_into().map_err(io)?),
+                    message: v.to_vec(),
+                },
+            ));
+        }
+        publications.sort_by_key(|(_, p)| (p.seq, p.index));
+        Ok(orb_net::AgentSide {
+            reminders,
+            subscriptions: self.subscriptions_of(agent)?,
+            publications,
+        })
     }
 
     /// The names of the agents kept here whose last step ran one of
@@ -815,5 +907,142 @@ impl AgentStore {
     pub(crate) fn sync(&self) -> Result<(), String> {
         self.db.flush().map_err(io)?;
         self.file.sync_all().map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path) -> AgentStore {
+        let db = sled::open(dir).expect("sled");
+        AgentStore::open(&db, dir).expect("store")
+    }
+
+    fn state(seq: u64, bytes: &[u8]) -> AgentState {
+        AgentState {
+            function: FunctionId::of(b"m"),
+            seq,
+            state: bytes.to_vec(),
+            hash: *blake3::hash(bytes).as_bytes(),
+        }
+    }
+
+    fn entry(seq: u64) -> AgentLogEntry {
+        AgentLogEntry {
+            seq,
+            message_id: [seq as u8; 16],
+            sender: "client".into(),
+            message: b"inc".to_vec(),
+            reply: seq.to_string().into_bytes(),
+            function: FunctionId::of(b"m"),
+            before: *blake3::hash((seq - 1).to_string().as_bytes()).as_bytes(),
+            after: *blake3::hash(seq.to_string().as_bytes()).as_bytes(),
+        }
+    }
+
+    fn reminder(agent: &str, name: &str, set_at: u64) -> Reminder {
+        Reminder {
+            agent: agent.into(),
+            name: name.into(),
+            set_at,
+            due: 1_000,
+            message_id: [9; 16],
+            message: b"tick".to_vec(),
+            to: None,
+            call: None,
+            due_height: 0,
+        }
+    }
+
+    #[test]
+    fn a_copy_brings_the_agents_reminders_subscriptions_and_publications_and_nothing_else() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (from, to) = (store(a.path()), store(b.path()));
+        let agent = "chat/room";
+        for seq in 1..=3u64 {
+            let set = [ReminderChange::Set(reminder(
+                agent,
+                &format!("r{seq}"),
+                seq,
+            ))];
+            let cancel = [ReminderChange::Cancel("r1".into())];
+            let publications = [("lines".to_string(), format!("line {seq}").into_bytes())];
+            let subscriptions = [("chat/other/lines".to_string(), seq != 3)];
+            let effects = StepEffects {
+                sends: &[],
+                reminders: if seq == 3 { &cancel } else { &set },
+                publications: &publications,
+                subscriptions: if seq == 1 { &subscriptions } else { &[] },
+            };
+            from.write(
+                agent,
+                &state(seq, seq.to_string().as_bytes()),
+                &entry(seq),
+                &effects,
+                None,
+            )
+            .unwrap();
+        }
+        // Another agent's things stay where they are.
+        let other = StepEffects {
+            sends: &[],
+            reminders: &[ReminderChange::Set(reminder("chat/room2", "x", 1))],
+            publications: &[("lines".to_string(), b"elsewhere".to_vec())],
+            subscriptions: &[("chat/room/lines".to_string(), true)],
+        };
+        from.write("chat/room2", &state(1, b"1"), &entry(1), &other, None)
+            .unwrap();
+
+        // The receiving host had its own (never agreed) reminder and
+        // subscription: the copy's replace them.
+        let own = StepEffects {
+            sends: &[],
+            reminders: &[ReminderChange::Set(reminder(agent, "stale", 1))],
+            publications: &[("lines".to_string(), b"stale".to_vec())],
+            subscriptions: &[("chat/stale/lines".to_string(), true)],
+        };
+        to.write(agent, &state(1, b"x"), &entry(1), &own, None)
+            .unwrap();
+
+        let side = from.side(agent, 2).unwrap();
+        assert_eq!(side.subscriptions, vec!["chat/other/lines".to_string()]);
+        assert_eq!(
+            side.publications
+                .iter()
+                .map(|(t, p)| (t.as_str(), p.seq, p.message.as_slice()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("lines", 2, b"line 2".as_slice()),
+                ("lines", 3, b"line 3".as_slice())
+            ]
+        );
+        let entries: Vec<AgentLogEntry> = (2..=3).map(entry).collect();
+        let stand = Stand::default();
+        to.adopt(agent, &state(3, b"3"), &entries, &stand, 1, &side)
+            .unwrap();
+        let mut names: Vec<String> = to
+            .reminders_of(agent)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["r2".to_string()]);
+        assert_eq!(to.subscriptions_of(agent).unwrap(), side.subscriptions);
+        let kept: Vec<Vec<u8>> = to
+            .publications(agent, "lines", (0, 0), 10)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.message)
+            .collect();
+        // Below the copied entries the receiver keeps its own (a catch-up
+        // asks from its last agreed step on).
+        assert_eq!(
+            kept,
+            vec![b"stale".to_vec(), b"line 2".to_vec(), b"line 3".to_vec()]
+        );
+        assert!(to.reminders_of("chat/room2").unwrap().is_empty());
+        assert_eq!(to.state(agent).unwrap().unwrap().seq, 3);
     }
 }

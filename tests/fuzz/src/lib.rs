@@ -485,6 +485,18 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 Response::AgentCatchUp {
                     state: None,
                     entries: Vec::new(),
+                    side: orb_net::AgentSide {
+                        reminders: vec![vec![1, 2, 3]],
+                        subscriptions: vec!["chat/room/lines".into()],
+                        publications: vec![(
+                            "lines".into(),
+                            orb_net::Publication {
+                                seq: 3,
+                                index: 0,
+                                message: b"hi".to_vec(),
+                            },
+                        )],
+                    },
                 },
                 Response::AgentState(Some(orb_net::AgentState {
                     function: FunctionId::of(TINY_MODULE),
