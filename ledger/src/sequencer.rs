@@ -21,7 +21,12 @@
 //!   the log from the sequencer) before it sequences anything new.
 //! - Each message is replicated with its sequence number and the hash of
 //!   the state it applies to; a host applies it only on exactly that state
-//!   ([`Standing::replicate`]), else it catches up first.
+//!   ([`Standing::replicate`]), else it catches up first. A sequencer
+//!   proposes at most one message for a sequence number under a ballot: a
+//!   step that did not reach a majority may still be held by some hosts,
+//!   so the sequencer takes over under a new ballot before the next one
+//!   (two messages at one place under one ballot would rank alike in a
+//!   recovery, and the wrong one could be chosen).
 //! - The votes of one step are counted by a [`Round`]: a result held by a
 //!   strict majority of the hosts is the agent's; the hosts that gave
 //!   another are outvoted and resynchronised from the majority.
@@ -124,10 +129,20 @@ pub enum Prepared {
 pub enum Replicated {
     /// Apply it: the host has exactly the state it applies to.
     Apply,
-    /// The host is past it: if its log holds this very message at that
-    /// place it votes what it voted then, else it catches up.
-    Past,
-    /// The host is behind or elsewhere: it catches up from the sequencer.
+    /// The host's last step is at that very place, accepted under an
+    /// earlier ballot: if its log holds this message there (on the same
+    /// state before), it accepts that step under this ballot and votes
+    /// it; else it catches up. A vote must always stand for a step
+    /// accepted under the voting ballot, or a later recovery could rank
+    /// an older copy above the one the vote helped agree.
+    Holds,
+    /// A late copy of a step of this very ballot that the host is already
+    /// past: it votes what its log holds at that place and changes
+    /// nothing (going back would drop later agreed steps).
+    Late,
+    /// The host is behind, elsewhere, or past it with steps of an earlier
+    /// ballot (which no majority agreed: the sequencer's recovery would
+    /// have had them): it catches up from the sequencer.
     CatchUp,
     /// A higher ballot was promised: the sender no longer leads.
     Stale {
@@ -141,6 +156,10 @@ pub enum Replicated {
 pub enum Synced {
     /// It has that state: it accepts it under the new ballot.
     Same,
+    /// It already holds a later state under this very ballot (the sync
+    /// came late, after steps that build on it): nothing to do, and it
+    /// must not go back.
+    Past,
     /// It catches up from the sequencer.
     CatchUp,
     /// A higher ballot was promised.
@@ -181,8 +200,10 @@ impl Standing {
         }
         if seq == self.head.seq + 1 && before == self.head.hash {
             Replicated::Apply
-        } else if seq <= self.head.seq {
-            Replicated::Past
+        } else if seq <= self.head.seq && self.head.accepted == ballot {
+            Replicated::Late
+        } else if seq == self.head.seq {
+            Replicated::Holds
         } else {
             Replicated::CatchUp
         }
@@ -197,6 +218,8 @@ impl Standing {
         }
         if head.seq == self.head.seq && head.hash == self.head.hash {
             Synced::Same
+        } else if self.head.accepted == ballot && self.head.seq >= head.seq {
+            Synced::Past
         } else {
             Synced::CatchUp
         }
@@ -522,6 +545,7 @@ mod tests {
                     hosts[i].standing.accept(ballot, seq, h);
                 }
                 Synced::CatchUp => hosts[i].catch_up(ballot, &source),
+                Synced::Past => {}
                 Synced::Stale { .. } => continue,
             }
             synced += 1;
@@ -562,7 +586,7 @@ mod tests {
                     hosts[i].standing.accept(ballot, seq, h);
                     round.vote(i, h);
                 }
-                Replicated::CatchUp | Replicated::Past => {
+                Replicated::CatchUp | Replicated::Holds | Replicated::Late => {
                     hosts[i].catch_up(ballot, &source);
                     round.failed(i);
                 }
@@ -725,7 +749,21 @@ mod tests {
         assert_eq!(s.replicate(b2, 1, [0; 32]), Replicated::Apply);
         assert_eq!(s.replicate(b2, 1, [1; 32]), Replicated::CatchUp);
         s.accept(b2, 1, [1; 32]);
-        assert_eq!(s.replicate(b2, 1, [0; 32]), Replicated::Past);
+        assert_eq!(s.replicate(b2, 1, [0; 32]), Replicated::Late);
+        let b3 = Ballot::after(b2, 0, 0);
+        assert_eq!(s.replicate(b3, 1, [0; 32]), Replicated::Holds);
+        s.accept(b3, 2, [2; 32]);
+        assert_eq!(
+            s.replicate(Ballot::after(b3, 1, 0), 1, [0; 32]),
+            Replicated::CatchUp
+        );
+        let mut s = Standing::new([0; 32]);
+        s.prepare(b2);
+        s.accept(b2, 1, [1; 32]);
+        // A sync of this ballot that comes after its first step does not
+        // take the host back; one of another ballot would.
+        assert_eq!(s.sync(b2, &Head::genesis([0; 32])), Synced::Past);
+        assert_eq!(s.sync(b3, &Head::genesis([0; 32])), Synced::CatchUp);
         assert_eq!(s.replicate(b2, 3, [1; 32]), Replicated::CatchUp);
     }
 

@@ -157,6 +157,14 @@ impl Agents {
             .copied()
     }
 
+    /// Forgets leading `name`: the next message to it takes over anew.
+    fn forget_lease(&self, name: &str) {
+        self.leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+    }
+
     /// Forgets leading `name` when `ballot` is above this node's.
     fn yield_to(&self, name: &str, ballot: Ballot) {
         let mut leases = self
@@ -272,6 +280,11 @@ pub(super) async fn lead(
         outvoted,
     } = round.decision()
     else {
+        // Some hosts may hold this step: its sequence number is never
+        // proposed again under this ballot (another message there would
+        // rank the same as this one in a recovery), so the next message
+        // takes over anew.
+        agents.forget_lease(&name);
         if superseded.is_some() {
             return Err(AgentError::Busy(format!(
                 "another host of {name} took over as its sequencer: try again"
@@ -782,6 +795,8 @@ async fn sync(
                 stand.committed = stand.committed.max(head.seq);
                 agents.put_stand(name, &stand).await?;
             }
+            // Late: steps of this ballot that build on it came first.
+            Synced::Past => {}
             Synced::CatchUp => {
                 catch_up(agents, node, peer, name, ballot, Some(head.hash)).await?;
             }
@@ -851,7 +866,7 @@ async fn replicate(node: &Node, peer: PeerId, r: Replicate) -> Result<Response, 
                         receipt: receipt(node, r.invoker, &executed),
                     }))));
                 }
-                Replicated::Past => {
+                Replicated::Late | Replicated::Holds => {
                     if let Some(e) = agents
                         .store
                         .entry(&name, r.seq)
@@ -859,12 +874,26 @@ async fn replicate(node: &Node, peer: PeerId, r: Replicate) -> Result<Response, 
                         && e.message_id == r.message.message_id
                         && e.before == r.before
                     {
+                        if r.seq == stand.standing.head.seq
+                            && stand.standing.head.accepted < r.ballot
+                        {
+                            // The vote stands for the step accepted under
+                            // this ballot.
+                            stand.standing.accept(r.ballot, r.seq, e.after);
+                            agents.put_stand(&name, &stand).await?;
+                            agents.yield_to(&name, r.ballot);
+                        }
                         return Ok(Response::Replica(ReplicaAnswer::Vote(Box::new(StepVote {
                             seq: r.seq,
                             after: e.after,
                             reply: e.reply,
                             receipt: None,
                         }))));
+                    }
+                    if stand.standing.head.accepted == r.ballot {
+                        return Ok(Response::Replica(ReplicaAnswer::NotApplied(
+                            "a late step of this ballot that this host holds otherwise".into(),
+                        )));
                     }
                 }
                 Replicated::CatchUp => {}
