@@ -11,6 +11,7 @@
 //! conserved, no lying executor paid), and prints a report with a trace
 //! hash that a rerun with the same seed reproduces.
 
+mod agents;
 mod spec;
 mod world;
 
@@ -39,8 +40,14 @@ return wrong outputs.
 Exit codes: 0 every check passed, 1 a check failed (the report says which, and
 the command that reproduces it), 2 a bad flag or spec.
 
-Example:
-  orb sim --nodes 1000 --byzantine 0.2 --loss 0.01 --heights 20 --seed 7";
+With --agents N the nodes host N replicated agents instead (each on --replicas
+of them, running a node's sequencing rules) and clients send --messages to
+them while --churn crashes hosts; the check is that every acknowledged message
+is, once and at its place, in the copy any strict majority of its hosts holds.
+
+Examples:
+  orb sim --nodes 1000 --byzantine 0.2 --loss 0.01 --heights 20 --seed 7
+  orb sim --agents 100 --nodes 300 --churn 0.1/2s,down=3s --loss 0.01";
 
 /// `orb sim` flags.
 #[derive(Args, Debug, Clone)]
@@ -91,7 +98,8 @@ pub(crate) struct SimArgs {
     /// (default: the genesis' safe minimum, at least 5).
     #[arg(long, value_name = "HEIGHTS")]
     claim_expiry: Option<u64>,
-    /// Invocations per simulated second, through random funded nodes.
+    /// Invocations per simulated second, through random funded nodes
+    /// (with --agents: messages to the agents).
     #[arg(long, value_name = "N", default_value_t = 20.0)]
     calls: f64,
     /// Replicas per call.
@@ -130,6 +138,16 @@ pub(crate) struct SimArgs {
     /// Give up after this much simulated time (default: 30 s a height).
     #[arg(long, value_name = "DURATION")]
     max_time: Option<String>,
+    /// Simulate N replicated agents on the nodes instead of the chain:
+    /// each on --replicas of them, whose hosts run a node's sequencing
+    /// rules while --churn crashes them; checks that no acknowledged
+    /// message is lost or applied twice.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    agents: usize,
+    /// Messages the clients send to the agents in all (with --agents, at
+    /// --calls a second).
+    #[arg(long, value_name = "M", default_value_t = 2000)]
+    messages: usize,
     /// Chains re-appended and audited at level 4 after the run.
     #[arg(long, value_name = "N", default_value_t = 4)]
     audit: usize,
@@ -390,6 +408,8 @@ fn reproduce(a: &SimArgs) -> String {
         polls_in_flight: Config::default().polls_in_flight,
         block_interval: "500ms".into(),
         max_time: None,
+        agents: 0,
+        messages: 2000,
         audit: 4,
         json: false,
     };
@@ -421,6 +441,8 @@ fn reproduce(a: &SimArgs) -> String {
     flag!(gather, "gather");
     flag!(polls_in_flight, "polls-in-flight");
     flag!(block_interval, "block-interval");
+    flag!(agents, "agents");
+    flag!(messages, "messages");
     if let Some(b) = a.behaviour {
         cmd.push_str(&format!(" --behaviour {}", format!("{b:?}").to_lowercase()));
     }
@@ -439,7 +461,114 @@ fn reproduce(a: &SimArgs) -> String {
     cmd
 }
 
+fn agent_setup(a: &SimArgs) -> Result<agents::AgentSetup, CliError> {
+    if !(1..=7).contains(&a.replicas) || a.replicas > a.nodes {
+        return Err(usage(format!(
+            "--replicas {}: an agent has 1 to 7 hosts, at most --nodes ({})",
+            a.replicas, a.nodes
+        )));
+    }
+    if !(0.0..1.0).contains(&a.loss) {
+        return Err(usage(format!(
+            "--loss {}: must be at least 0 and below 1",
+            a.loss
+        )));
+    }
+    let churn = a
+        .churn
+        .as_deref()
+        .map(Churn::parse)
+        .transpose()
+        .map_err(usage)?;
+    let max_time = match &a.max_time {
+        Some(t) => spec::parse_duration(t).map_err(usage)?,
+        None => Duration::from_secs_f64(600.0 + 2.0 * a.messages as f64 / a.calls.max(1e-3)),
+    };
+    Ok(agents::AgentSetup {
+        nodes: a.nodes,
+        agents: a.agents,
+        replicas: a.replicas,
+        messages: a.messages,
+        rate: a.calls,
+        seed: a.seed,
+        latency: Latency::parse(&a.latency).map_err(usage)?,
+        loss: a.loss,
+        churn,
+        max_time,
+    })
+}
+
+fn run_agents(args: &SimArgs) -> Result<(), CliError> {
+    let (report, failed) = agents::run(agent_setup(args)?);
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        let f = |v: &serde_json::Value| match v.as_f64() {
+            Some(x) if x.fract() != 0.0 => format!("{x:.1}"),
+            _ => v.to_string(),
+        };
+        let m = &report["messages"];
+        outln!(
+            "agents {} on {} nodes, {} hosts each  seed {}  trace {}",
+            report["agents"],
+            report["nodes"],
+            report["replicas"],
+            report["seed"],
+            report["trace"].as_str().unwrap_or("")
+        );
+        outln!("safety     violations {}", report["safety"]["violations"]);
+        outln!(
+            "messages   {} sent, {} acknowledged ({} retries, {} answered as duplicates), latency p50 {} ms, p99 {} ms",
+            m["sent"],
+            m["acknowledged"],
+            m["retries"],
+            m["duplicates_answered"],
+            f(&report["latency_ms"]["p50"]),
+            f(&report["latency_ms"]["p99"]),
+        );
+        outln!(
+            "faults     crashes {}  takeovers {}  steps given up {}",
+            report["crashes"],
+            report["takeovers"],
+            report["failed_steps"]
+        );
+        outln!(
+            "cost       {} events, {} network messages, {} simulated s in {} wall s",
+            report["events"],
+            report["traffic"]["messages"],
+            f(&report["sim_secs"]),
+            f(&report["wall_secs"]),
+        );
+        outln!(
+            "result     {}",
+            if failed.is_empty() {
+                "passed"
+            } else {
+                "FAILED"
+            }
+        );
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError {
+            code: CHECK_FAILED,
+            error: anyhow::anyhow!(
+                "the simulation failed: {}\nreproduce with: {}",
+                failed.join("; "),
+                reproduce(args)
+            ),
+        })
+    }
+}
+
 pub(crate) fn run(args: SimArgs) -> Result<(), CliError> {
+    if args.agents > 0 {
+        return run_agents(&args);
+    }
     let setup = setup(&args)?;
     let heights_wanted = setup.heights;
     let nodes = setup.nodes;

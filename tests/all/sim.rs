@@ -166,3 +166,44 @@ fn bad_specs_are_usage_errors() {
         assert!(!out.stderr.is_empty(), "{bad}: says why");
     }
 }
+
+#[test]
+fn agents_on_crashing_hosts_lose_no_acknowledged_message_and_apply_none_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |seed: &str| {
+        let out = crate::orb(dir.path())
+            .args([
+                "sim",
+                "--json",
+                "--agents",
+                "50",
+                "--nodes",
+                "100",
+                "--messages",
+                "1500",
+                "--calls",
+                "100",
+                "--churn",
+                "0.1/1s,down=2s",
+                "--loss",
+                "0.02",
+                "--seed",
+                seed,
+            ])
+            .output()
+            .expect("orb sim runs");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!("no report: {}", String::from_utf8_lossy(&out.stderr))
+        });
+        assert!(out.status.success(), "{report}");
+        report
+    };
+    let report = run("4");
+    assert_eq!(report["safety"]["violations"], 0, "{report}");
+    assert_eq!(report["messages"]["acknowledged"], 1500, "{report}");
+    // Hosts did crash and sequencers did fail over.
+    assert!(report["crashes"].as_u64() > Some(50), "{report}");
+    assert!(report["takeovers"].as_u64() > Some(100), "{report}");
+    assert!(report["messages"]["retries"].as_u64() > Some(0), "{report}");
+    assert_eq!(run("4")["trace"], report["trace"]);
+}
