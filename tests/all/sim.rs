@@ -192,9 +192,8 @@ fn agents_on_crashing_hosts_lose_no_acknowledged_message_and_apply_none_twice() 
             ])
             .output()
             .expect("orb sim runs");
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!("no report: {}", String::from_utf8_lossy(&out.stderr))
-        });
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
         assert!(out.status.success(), "{report}");
         report
     };
