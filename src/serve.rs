@@ -113,6 +113,12 @@ pub(crate) struct NodeArgs {
     /// node's scheduling.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     busy_window_ms: u64,
+    /// Move the agents off one of their hosts this node has not been
+    /// connected to for this long, to another node, as `orb agent move`
+    /// does (the first connected host in the module's list does it);
+    /// 0: only by hand.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    agent_host_timeout_secs: u64,
     /// Calls `POST /fn/{name}` runs at once; past this a call is answered
     /// 503 with Retry-After at once (load shedding) instead of waiting.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
@@ -191,6 +197,8 @@ impl NodeArgs {
             scale_up_at: self.scale_up_at,
             scale_idle: Duration::from_secs(self.scale_idle_secs),
             busy_window: Duration::from_millis(self.busy_window_ms),
+            agent_host_timeout: (self.agent_host_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.agent_host_timeout_secs)),
             max_calls: self.max_calls as usize,
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             max_client_connections: self.max_client_connections as usize,

@@ -87,6 +87,11 @@ pub struct NodeConfig {
     /// How long a provider that answered "busy" is left out of this node's
     /// scheduling. Default: 1 s.
     pub busy_window: Duration,
+    /// Move the agents off a host of theirs this node has not been
+    /// connected to for this long, to another node (what `orb agent move`
+    /// does; the first connected host of the module's list does it);
+    /// `None`: only by hand. Default: 10 minutes.
+    pub agent_host_timeout: Option<Duration>,
     /// Peers' requests handled at once; beyond this a peer is answered
     /// "busy" and moves on to another provider. Default: 1024.
     pub max_inbound_requests: usize,
@@ -132,6 +137,7 @@ impl NodeConfig {
             scale_up_at: 0.7,
             scale_idle: Duration::from_secs(30),
             busy_window: Duration::from_millis(1000),
+            agent_host_timeout: Some(Duration::from_secs(600)),
             max_inbound_requests: 1024,
             max_calls: 1024,
             header_timeout: Duration::from_secs(10),

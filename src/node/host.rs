@@ -460,6 +460,14 @@ impl Host {
         NameRecord::decode(&bytes).ok()
     }
 
+    /// A name kept here for `function`, if any.
+    pub(crate) fn name_of(&self, function: &FunctionId) -> Option<String> {
+        self.names()
+            .into_iter()
+            .find(|r| r.function == *function)
+            .map(|r| r.name)
+    }
+
     fn names(&self) -> Vec<NameRecord> {
         self.names
             .iter()

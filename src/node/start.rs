@@ -218,6 +218,9 @@ impl Node {
         ));
         tasks.spawn_until_cancelled(host::republish_forever(node.clone()));
         tasks.spawn_until_cancelled(agents::deliver_forever(node.clone()));
+        if let Some(timeout) = config.agent_host_timeout {
+            tasks.spawn_until_cancelled(agents::moves::watch_forever(node.clone(), timeout));
+        }
         if node.host.is_slow() {
             let slow = node.clone();
             tasks.spawn_until_cancelled(async move {

@@ -584,7 +584,18 @@ fn three_hosts(
     names: &[&str],
     module: &str,
 ) -> (Vec<NodeProc>, Vec<usize>, usize) {
-    let flags = ["--no-autoscale"];
+    three_hosts_with(r, client, names, module, &[])
+}
+
+/// [`three_hosts`] with more flags for every node.
+fn three_hosts_with(
+    r: &Path,
+    client: &Path,
+    names: &[&str],
+    module: &str,
+    more: &[&str],
+) -> (Vec<NodeProc>, Vec<usize>, usize) {
+    let flags: Vec<&str> = ["--no-autoscale"].iter().chain(more).copied().collect();
     let s = node(r, names[0], None, &flags);
     let boot = s.addrs[0].clone();
     let mut nodes = vec![s];
@@ -1397,4 +1408,64 @@ fn a_host_that_is_gone_is_replaced_and_every_agent_moves_to_the_new_one_with_its
     let reply = send_until_applied(up(&nodes, gone), agents[1], "inc", &id(5000));
     assert_eq!(reply.body, "12");
     assert_ne!(reply.sequencer, peer_ids[gone]);
+}
+
+#[test]
+fn agents_move_by_themselves_off_a_host_gone_longer_than_the_timeout() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let names = ["s", "a", "b", "c", "d"];
+    let (nodes, hosts, entry) = three_hosts_with(
+        r,
+        &client,
+        &names,
+        "counter",
+        &["--agent-host-timeout-secs", "2"],
+    );
+    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
+    for n in 1..=20u32 {
+        let reply = send_until_applied(up(&nodes, entry), "counter/x", "inc", &id(n));
+        assert_eq!(reply.body, n.to_string());
+    }
+    nodes[hosts[1]].take().unwrap().stop();
+    // One of the nodes that were not hosts takes the agent on: it keeps
+    // counter/x with all 20 steps.
+    let others: Vec<usize> = (0..names.len()).filter(|i| !hosts.contains(i)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let joined = loop {
+        let found = others.iter().copied().find(|i| {
+            let listed = ureq::get(&format!("{}/api/agents", up(&nodes, *i).api))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .unwrap_or(Value::Null);
+            listed
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|a| a["agent"] == "counter/x" && a["seq"] == 20)
+        });
+        if let Some(i) = found {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no node took counter/x on");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Another original host gone: the two left hold everything.
+    nodes[hosts[2]].take().unwrap().stop();
+    let reply = send_until_applied(up(&nodes, entry), "counter/x", "inc", &id(21));
+    assert_eq!(reply.body, "21");
+    assert!(
+        [names[hosts[0]], names[joined]]
+            .iter()
+            .any(|n| reply.sequencer
+                == up(&nodes, names.iter().position(|m| m == n).unwrap()).peer_id),
+        "sequenced by {}",
+        reply.sequencer
+    );
 }

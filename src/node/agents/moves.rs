@@ -22,7 +22,9 @@
 //! module moving: every takeover keeps needing both majorities, which is
 //! safe, and running the same move again finishes it.
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use orb_functions::FunctionId;
 use orb_net::{PeerId, Request, Response};
@@ -95,29 +97,56 @@ async fn register_on(node: &Node, peers: &[String], register: &Request) -> Vec<S
     took
 }
 
-/// Registers `module` for every version of the chain here and on
-/// `peers`: the peers that took every one.
+/// The registration of every version of the chain under `module`'s
+/// host list.
+fn versions(
+    chain: &[(FunctionId, AgentModule)],
+    module: &AgentModule,
+) -> Vec<(FunctionId, AgentModule)> {
+    chain
+        .iter()
+        .map(|(id, own)| {
+            (
+                *id,
+                AgentModule {
+                    init: own.init.clone(),
+                    replaces: own.replaces,
+                    ..module.clone()
+                },
+            )
+        })
+        .collect()
+}
+
+/// Registers `module` for every version of the chain on `peers`: the
+/// peers that took every one.
 async fn register_chain(
     node: &Node,
     chain: &[(FunctionId, AgentModule)],
     module: &AgentModule,
     peers: &[String],
-) -> Result<Vec<String>, AgentError> {
+) -> Vec<String> {
     let mut took: Option<Vec<String>> = None;
-    for (id, own) in chain {
-        let m = AgentModule {
-            init: own.init.clone(),
-            replaces: own.replaces,
-            ..module.clone()
-        };
-        node.agents.register(*id, &m)?;
-        let these = register_on(node, peers, &m.request(*id)).await;
+    for (id, m) in versions(chain, module) {
+        let these = register_on(node, peers, &m.request(id)).await;
         took = Some(match took {
             None => these,
             Some(t) => t.into_iter().filter(|p| these.contains(p)).collect(),
         });
     }
-    Ok(took.unwrap_or_default())
+    took.unwrap_or_default()
+}
+
+/// Registers `module` for every version of the chain here.
+fn register_here(
+    node: &Node,
+    chain: &[(FunctionId, AgentModule)],
+    module: &AgentModule,
+) -> Result<(), AgentError> {
+    for (id, m) in versions(chain, module) {
+        node.agents.register(id, &m)?;
+    }
+    Ok(())
 }
 
 /// The node that takes `from`'s place when none is named: a connected
@@ -193,8 +222,20 @@ pub(crate) async fn move_host(
     from: &str,
     to: Option<&str>,
 ) -> Result<Moved, AgentError> {
-    let started = Instant::now();
     let id = resolve_name(node, name).await?;
+    move_module(node, id, name, from, to).await
+}
+
+/// Moves the agents of the agent module `id` (called `name` in what is
+/// said) from host `from` to `to` or a node picked here.
+async fn move_module(
+    node: &Node,
+    id: FunctionId,
+    name: &str,
+    from: &str,
+    to: Option<&str>,
+) -> Result<Moved, AgentError> {
+    let started = Instant::now();
     let chain = chain(node, id)?;
     let Some((_, current)) = chain.first().cloned() else {
         return Err(AgentError::NotAgent {
@@ -284,10 +325,15 @@ pub(crate) async fn move_host(
     // 2. Register the moving list: the new host and a majority of the old.
     let mut everyone = moving.previous.clone();
     everyone.push(to.clone());
-    let took = register_chain(node, &chain, &moving, &everyone).await?;
+    // The others first: this node keeps the new list only once it counts
+    // (a node that kept a list no majority took would refuse the old
+    // list's ballots for nothing).
+    let took = register_chain(node, &chain, &moving, &everyone).await;
     let old_took = 1 + moving.previous.iter().filter(|p| took.contains(p)).count();
     let need = orb_ledger::sequencer::majority(moving.previous.len());
-    if !took.contains(&to) || old_took < need {
+    if took.contains(&to) && old_took >= need {
+        register_here(node, &chain, &moving)?;
+    } else {
         return Err(AgentError::NoMajority {
             agent: name.to_owned(),
             why: format!(
@@ -383,7 +429,8 @@ pub(crate) async fn move_host(
     };
     let mut told = done.hosts.clone();
     told.push(from.to_owned());
-    let took = register_chain(node, &chain, &done, &told).await?;
+    register_here(node, &chain, &done)?;
+    let took = register_chain(node, &chain, &done, &told).await;
     let lagging = done
         .hosts
         .iter()
@@ -401,4 +448,81 @@ pub(crate) async fn move_host(
         lagging,
         millis: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Moves the agents off hosts that have been gone for `timeout`, until
+/// the node stops: for each agent module whose newest version this node
+/// hosts, when a host of its list has not been connected for that long
+/// and this node is the first host of the list it is connected to (or
+/// itself), it moves the agents from that host to another node; a move
+/// cut short is run again the same way.
+pub(crate) async fn watch_forever(node: Arc<Node>, timeout: Duration) {
+    let every = (timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(10));
+    let mut gone_since: HashMap<String, Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(every).await;
+        let connected: Vec<String> = node
+            .net
+            .peers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.connected)
+            .map(|p| p.peer_id)
+            .collect();
+        let modules = match node.agents.store.modules() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("agent modules: {e}");
+                continue;
+            }
+        };
+        let now = Instant::now();
+        gone_since.retain(|p, _| !connected.contains(p));
+        for (id, module) in modules {
+            if module.hosts.len() < 2
+                || !module.hosted_by(&node.peer_id)
+                || node.agents.store.upgrade_of(&id).is_some()
+            {
+                continue;
+            }
+            let up = |p: &String| *p == node.peer_id || connected.contains(p);
+            // The first host up in the list's order moves: one mover.
+            if module.hosts.iter().find(|p| up(p)) != Some(&node.peer_id) {
+                continue;
+            }
+            let left: Vec<&String> = module
+                .previous
+                .iter()
+                .filter(|p| !module.hosted_by(p))
+                .collect();
+            let from = match left.first() {
+                // A move cut short: finish it.
+                Some(from) => Some((*from).clone()),
+                None => module
+                    .hosts
+                    .iter()
+                    .filter(|p| !up(p))
+                    .find(|p| {
+                        now.duration_since(*gone_since.entry((*p).clone()).or_insert(now))
+                            >= timeout
+                    })
+                    .cloned(),
+            };
+            let Some(from) = from else { continue };
+            let label = node.host.name_of(&id).unwrap_or_else(|| id.to_string());
+            tracing::info!(module = %label, %from, "a host of the agents has been gone for {timeout:?}: moving them");
+            match move_module(&node, id, &label, &from, None).await {
+                Ok(moved) => tracing::info!(
+                    module = %label,
+                    %from,
+                    to = %moved.to,
+                    agents = moved.agents,
+                    millis = moved.millis,
+                    "moved the agents"
+                ),
+                Err(e) => tracing::warn!(module = %label, %from, "moving the agents: {e}"),
+            }
+        }
+    }
 }

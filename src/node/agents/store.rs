@@ -345,6 +345,22 @@ impl AgentStore {
             .transpose()
     }
 
+    /// Every agent module registered here.
+    pub(crate) fn modules(&self) -> Result<Vec<(FunctionId, AgentModule)>, String> {
+        let mut out = Vec::new();
+        for kv in self.modules.iter() {
+            let (k, _) = kv.map_err(io)?;
+            let Ok(id) = <[u8; 32]>::try_from(k.as_ref()) else {
+                continue;
+            };
+            let id = FunctionId::from_bytes(id);
+            if let Some(m) = self.module(&id)? {
+                out.push((id, m));
+            }
+        }
+        Ok(out)
+    }
+
     /// The agent module registered here as an upgrade of `function`, if
     /// one is.
     pub(crate) fn upgrade_of(&self, function: &FunctionId) -> Option<FunctionId> {
