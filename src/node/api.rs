@@ -55,6 +55,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
                 require_token,
             )),
         )
+        .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/peers", get(peers))
         .route("/api/functions", get(functions))
@@ -536,6 +537,24 @@ async fn upgrade(
         "providers": providers,
     }))
     .into_response()
+}
+
+/// `GET /metrics`: the node's metrics in the Prometheus text format.
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    match node.metrics.encode(&node).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                super::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": format!("encoding the metrics: {e}") }),
+        ),
+    }
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Response {

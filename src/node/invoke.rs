@@ -542,8 +542,8 @@ pub(crate) async fn invoke_as(
     replicas: Option<usize>,
 ) -> Result<Invoked, InvokeError> {
     let span = info_span!("invoke", invocation = %format!("{invocation:032x}"), target);
-    async move {
-        let started = Instant::now();
+    let started = Instant::now();
+    let result = async move {
         if let Some(ledger) = &node.ledger
             && !ledger.can_pay(&ledger.me)
         {
@@ -641,7 +641,9 @@ pub(crate) async fn invoke_as(
         Ok(done)
     }
     .instrument(span)
-    .await
+    .await;
+    node.metrics.invoked(target, &result, started.elapsed());
+    result
 }
 
 /// Sampled verification of a single-replica call: one more provider,

@@ -38,6 +38,7 @@ mod inbound;
 mod invoke;
 mod journal;
 mod ledger;
+mod metrics;
 mod names;
 mod quota;
 mod scale;
@@ -91,6 +92,8 @@ pub struct Node {
     /// The token mutating API requests must carry; `None` when the API is
     /// on loopback ([`token`]).
     pub(crate) api_token: Option<String>,
+    /// What `GET /metrics` reports.
+    pub(crate) metrics: metrics::Metrics,
 }
 
 /// The routing row a node announces for itself.

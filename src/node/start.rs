@@ -177,6 +177,7 @@ impl Node {
             calls: Arc::new(tokio::sync::Semaphore::new(config.max_calls)),
             max_calls: config.max_calls,
             api_token,
+            metrics: super::metrics::Metrics::default(),
         });
         let status = match net.wait_for(LISTEN_TIMEOUT, |s| !s.listen.is_empty()).await {
             Ok(status) => status,

@@ -9,6 +9,7 @@ mod function;
 mod hostile;
 mod ledger;
 mod lifecycle;
+mod metrics;
 mod network;
 mod partition;
 mod pipeline;

@@ -322,6 +322,11 @@ impl Agents {
         self.store.module(function).ok().flatten().is_some()
     }
 
+    /// How many agents are kept here.
+    pub(crate) fn count(&self) -> usize {
+        self.store.count()
+    }
+
     /// The agents kept here.
     pub(crate) fn list(&self, max: usize) -> Result<Vec<(String, AgentState)>, AgentError> {
         self.store.list(max).map_err(AgentError::Internal)
@@ -1342,8 +1347,27 @@ fn try_next(e: &AgentError) -> bool {
     matches!(e, AgentError::Unreachable { .. })
 }
 
-/// Sends `message` (with its id) to `agent`, wherever it is hosted.
+/// Sends `message` (with its id) to `agent`, wherever it is hosted, and
+/// counts it in the node's metrics.
 pub(crate) async fn send(
+    node: &Node,
+    agent: &AgentName,
+    message_id: [u8; 16],
+    message: Vec<u8>,
+    origin: (Option<&str>, Option<orb_net::Answer>, Option<String>),
+) -> Result<Applied, AgentError> {
+    let result = send_once(node, agent, message_id, message, origin).await;
+    let (module, outcome) = match &result {
+        Ok(a) if a.duplicate => (agent.module.as_str(), "duplicate"),
+        Ok(_) => (agent.module.as_str(), "applied"),
+        Err(e @ AgentError::NoModule(_)) => ("unknown", e.kind()),
+        Err(e) => (agent.module.as_str(), e.kind()),
+    };
+    node.metrics.agent_step(module, outcome);
+    result
+}
+
+async fn send_once(
     node: &Node,
     agent: &AgentName,
     message_id: [u8; 16],

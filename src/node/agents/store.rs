@@ -706,6 +706,11 @@ impl AgentStore {
         Ok(names)
     }
 
+    /// How many agents are kept here.
+    pub(crate) fn count(&self) -> usize {
+        self.states.len()
+    }
+
     /// The agents kept here (at most `max`), by name.
     pub(crate) fn list(&self, max: usize) -> Result<Vec<(String, AgentState)>, String> {
         self.states

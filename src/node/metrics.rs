@@ -1,0 +1,289 @@
+//! What a node counts, for `GET /metrics` (the Prometheus text format,
+//! OpenMetrics flavour, from `prometheus-client`).
+//!
+//! Counters and histograms are updated where things happen (a call
+//! answered, an agent step applied); gauges that describe the node's
+//! state (chain height, peers, functions hosted, executor load) are read
+//! when the endpoint is scraped. Labels stay few: a function's label is
+//! the name it was called by once that name resolved (a name nobody
+//! deployed is `unknown`, so unknown names cannot grow the label set),
+//! an outcome is one of a fixed set.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use super::Node;
+use super::invoke::{InvokeError, Invoked};
+
+/// The content type of what [`Metrics::encode`] writes.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    function: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HopLabels {
+    hop: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    module: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    kind: &'static str,
+}
+
+/// Latency buckets: 50 µs to about 26 s, doubling.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(50e-6, 2.0, 20))
+}
+
+/// A node's metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    invocations: Family<CallLabels, Counter>,
+    rerouted: Family<FunctionLabels, Counter>,
+    invoke_seconds: Family<HopLabels, Histogram, fn() -> Histogram>,
+    fuel: Counter,
+    outvoted: Counter,
+    agent_steps: Family<StepLabels, Counter>,
+    chain_height: Gauge,
+    peers: Family<PeerLabels, Gauge>,
+    banned: Gauge,
+    routing_table: Gauge,
+    functions_hosted: Gauge,
+    load: Gauge,
+    capacity: Gauge,
+    agents_kept: Gauge,
+    /// Serialises encoding with the gauges' refresh.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("orb");
+        let invocations = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "invocations",
+            "Calls entering this node, by function and outcome (ok, a guest error's kind, busy, \
+             no_provider, exhausted, disagreement, bad_target, no_credits, internal)",
+            invocations.clone(),
+        );
+        let rerouted = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "invocations_rerouted",
+            "Calls answered by another provider than the first one tried",
+            rerouted.clone(),
+        );
+        let invoke_seconds =
+            Family::<HopLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
+        registry.register_with_unit(
+            "invoke_duration",
+            "Time of an answered call, by hop: resolve (name and schedule), network, execution, \
+             total",
+            Unit::Seconds,
+            invoke_seconds.clone(),
+        );
+        let fuel = Counter::default();
+        registry.register(
+            "fuel_consumed",
+            "Fuel of the answered calls entering this node",
+            fuel.clone(),
+        );
+        let outvoted = Counter::default();
+        registry.register(
+            "replicas_outvoted",
+            "Executors outvoted by the majority in calls entering this node",
+            outvoted.clone(),
+        );
+        let agent_steps = Family::<StepLabels, Counter>::default();
+        registry.register(
+            "agent_steps",
+            "Agent messages this node was sent, by module and outcome (applied, duplicate, or \
+             the error's kind)",
+            agent_steps.clone(),
+        );
+        let chain_height = Gauge::default();
+        registry.register(
+            "chain_height",
+            "Height of this node's reward chain (0 without one)",
+            chain_height.clone(),
+        );
+        let peers = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "peers",
+            "Peers connected now, by kind (direct, relayed)",
+            peers.clone(),
+        );
+        let banned = Gauge::default();
+        registry.register("peers_banned", "Peers banned now", banned.clone());
+        let routing_table = Gauge::default();
+        registry.register(
+            "routing_table_peers",
+            "Peers in the Kademlia routing table",
+            routing_table.clone(),
+        );
+        let functions_hosted = Gauge::default();
+        registry.register(
+            "functions_hosted",
+            "Functions this node hosts",
+            functions_hosted.clone(),
+        );
+        let load = Gauge::default();
+        registry.register(
+            "executor_calls_in_flight",
+            "Calls queued or running on this node's executor (the load it reports)",
+            load.clone(),
+        );
+        let capacity = Gauge::default();
+        registry.register(
+            "executor_capacity",
+            "Calls of one function this node runs at once",
+            capacity.clone(),
+        );
+        let agents_kept = Gauge::default();
+        registry.register("agents", "Agents kept on this node", agents_kept.clone());
+        Self {
+            registry,
+            invocations,
+            rerouted,
+            invoke_seconds,
+            fuel,
+            outvoted,
+            agent_steps,
+            chain_height,
+            peers,
+            banned,
+            routing_table,
+            functions_hosted,
+            load,
+            capacity,
+            agents_kept,
+            scrape: Mutex::new(()),
+        }
+    }
+}
+
+/// The outcome label of a failed call.
+fn outcome(e: &InvokeError) -> String {
+    match e {
+        InvokeError::Guest { kind, .. } => kind.clone(),
+        InvokeError::NoProvider(_) => "no_provider".into(),
+        InvokeError::BadTarget(_) => "bad_target".into(),
+        InvokeError::Exhausted { .. } => "exhausted".into(),
+        InvokeError::Disagreement { .. } => "disagreement".into(),
+        InvokeError::Busy(_) => "busy".into(),
+        InvokeError::Internal(_) => "internal".into(),
+        InvokeError::NoCredits(_) => "no_credits".into(),
+    }
+}
+
+fn seconds(us: u64) -> f64 {
+    Duration::from_micros(us).as_secs_f64()
+}
+
+impl Metrics {
+    /// Counts a call to `target` that ended as `result` after `total`.
+    pub(crate) fn invoked(
+        &self,
+        target: &str,
+        result: &Result<Invoked, InvokeError>,
+        total: Duration,
+    ) {
+        let known = !matches!(
+            result,
+            Err(InvokeError::NoProvider(_) | InvokeError::BadTarget(_))
+        );
+        let function = if known { target } else { "unknown" }.to_owned();
+        let outcome = match result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => outcome(e),
+        };
+        self.invocations
+            .get_or_create(&CallLabels {
+                function: function.clone(),
+                outcome,
+            })
+            .inc();
+        if let Ok(done) = result {
+            if done.attempts > 1 {
+                self.rerouted
+                    .get_or_create(&FunctionLabels { function })
+                    .inc();
+            }
+            self.fuel.inc_by(done.fuel);
+            self.outvoted.inc_by(done.disputed.len() as u64);
+            for (hop, us) in [
+                ("resolve", done.resolve_us),
+                ("network", done.network_us),
+                ("execution", done.execution_us),
+            ] {
+                self.invoke_seconds
+                    .get_or_create(&HopLabels { hop })
+                    .observe(seconds(us));
+            }
+            self.invoke_seconds
+                .get_or_create(&HopLabels { hop: "total" })
+                .observe(total.as_secs_f64());
+        }
+    }
+
+    /// Counts a message to an agent of `module`: `outcome` is `applied`,
+    /// `duplicate` or an error's kind.
+    pub(crate) fn agent_step(&self, module: &str, outcome: &str) {
+        self.agent_steps
+            .get_or_create(&StepLabels {
+                module: module.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The metrics now, in the text format.
+    pub(crate) async fn encode(&self, node: &Arc<Node>) -> Result<String, std::fmt::Error> {
+        let peers = node.net.peers().await.unwrap_or_default();
+        let status = node.net.status().await.ok();
+        let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        let connected = peers.iter().filter(|p| p.connected);
+        let relayed = connected.clone().filter(|p| p.relayed).count();
+        let direct = connected.count() - relayed;
+        self.peers
+            .get_or_create(&PeerLabels { kind: "direct" })
+            .set(direct as i64);
+        self.peers
+            .get_or_create(&PeerLabels { kind: "relayed" })
+            .set(relayed as i64);
+        if let Some(status) = status {
+            self.banned.set(status.banned as i64);
+            self.routing_table.set(status.routing_table as i64);
+        }
+        self.chain_height
+            .set(node.ledger.as_ref().map_or(0, |l| l.height()) as i64);
+        self.functions_hosted.set(node.host.hosted().len() as i64);
+        self.load.set(i64::from(node.host.load()));
+        self.capacity.set(i64::from(node.host.capacity()));
+        self.agents_kept.set(node.agents.count() as i64);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
