@@ -645,11 +645,16 @@ mod tests {
             for m in 0..200u64 {
                 let latest = world.lists.len() - 1;
                 // A move: one host of the latest list is replaced by a
-                // new one, once the previous move is done.
+                // new one (or a new one added), once the previous move is
+                // done.
                 if r > 1 && world.done[latest] && rng.chance(4) {
                     let mut list = world.lists[latest].clone();
-                    let out = rng.next() as usize % r;
-                    list[out] = world.hosts.len();
+                    if list.len() < 5 && rng.chance(30) {
+                        list.push(world.hosts.len());
+                    } else {
+                        let out = rng.next() as usize % list.len();
+                        list[out] = world.hosts.len();
+                    }
                     world.hosts.push(fresh.clone());
                     world.lists.push(list);
                     world.done.push(false);

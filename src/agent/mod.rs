@@ -24,8 +24,8 @@ pub(crate) enum AgentCommand {
     /// state.
     #[command(after_help = UPGRADE_HELP)]
     Upgrade(UpgradeArgs),
-    /// Replace one host of an agent module by another node: every agent's
-    /// state and log move to it.
+    /// Replace one host of an agent module by another node (--from), or add
+    /// a host (--to alone): every agent's state and log go to the new one.
     #[command(after_help = MOVE_HELP)]
     Move(MoveArgs),
     /// Send a message to an agent (MODULE/ID) and print its reply.
@@ -62,6 +62,8 @@ message sent to the old version after that runs on the new one. The new
 module must read the state the old one wrote.";
 
 const MOVE_HELP: &str = "\
+With --to alone the node given becomes one more host (at most 7): each agent
+is then on one more disk, and each step waits for a majority of more hosts.
 Send it through a host of the module that stays (orb ls on a node shows what it
 hosts). The host that leaves may be down: that is what a move is for. The new
 host is --to, or a connected node that is not a host and agrees to host the
@@ -118,10 +120,11 @@ pub(crate) struct UpgradeArgs {
 pub(crate) struct MoveArgs {
     /// The agent module's name (as deployed with --name).
     name: String,
-    /// The host to replace (its peer id).
-    #[arg(long, value_name = "PEER")]
-    from: String,
-    /// The node to take its place (default: one picked by the node).
+    /// The host to replace (its peer id); without it, --to is added.
+    #[arg(long, value_name = "PEER", required_unless_present = "to")]
+    from: Option<String>,
+    /// The node to take its place, or to add (default with --from: one
+    /// picked by the node).
     #[arg(long, value_name = "PEER")]
     to: Option<String>,
     #[command(flatten)]
@@ -260,25 +263,24 @@ fn upgrade(args: UpgradeArgs, node: &str, data_dir: &Path) -> Result<(), CliErro
 
 fn move_hosts(args: MoveArgs, node: &str) -> Result<(), CliError> {
     orb_net::check_name(&args.name).map_err(CliError::usage)?;
-    for peer in std::iter::once(&args.from).chain(args.to.as_ref()) {
+    for peer in args.from.iter().chain(args.to.as_ref()) {
         peer.parse::<orb_net::PeerId>()
             .map_err(|e| CliError::usage(anyhow::anyhow!("{peer:?} is not a peer id: {e}")))?;
     }
     let client = Client::new(node, Duration::from_secs(600));
-    let mut url = format!(
-        "{}/api/agents/move?name={}&from={}",
-        client.base, args.name, args.from
-    );
-    if let Some(to) = &args.to {
-        url.push_str("&to=");
-        url.push_str(to);
+    let mut url = format!("{}/api/agents/move?name={}", client.base, args.name);
+    for (key, value) in [("from", &args.from), ("to", &args.to)] {
+        if let Some(v) = value {
+            url.push_str(&format!("&{key}={v}"));
+        }
     }
+    let what = match &args.from {
+        Some(from) => format!("moving the agents of {} off {from}", args.name),
+        None => format!("bringing the agents of {} to one more host", args.name),
+    };
     let spinner = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let s = indicatif::ProgressBar::new_spinner();
-        s.set_message(format!(
-            "moving the agents of {} off {}",
-            args.name, args.from
-        ));
+        s.set_message(what);
         s.enable_steady_tick(Duration::from_millis(120));
         s
     });
@@ -301,14 +303,24 @@ fn move_hosts(args: MoveArgs, node: &str) -> Result<(), CliError> {
         outln!("{value}");
         return Ok(());
     }
-    outln!(
-        "moved {} agents of {} from {} to {} in {} ms",
-        value["agents"],
-        args.name,
-        args.from,
-        value["to"].as_str().unwrap_or("?"),
-        value["millis"],
-    );
+    let agents = match value["agents"].as_u64() {
+        Some(1) => "1 agent".to_owned(),
+        Some(n) => format!("{n} agents"),
+        None => "the agents".to_owned(),
+    };
+    let to = value["to"].as_str().unwrap_or("?");
+    match &args.from {
+        Some(from) => outln!(
+            "moved {agents} of {} from {from} to {to} in {} ms",
+            args.name,
+            value["millis"]
+        ),
+        None => outln!(
+            "{to} now hosts {agents} of {} too ({} ms)",
+            args.name,
+            value["millis"]
+        ),
+    }
     for p in value["hosts"].as_array().into_iter().flatten() {
         outln!("  hosted by {}", p.as_str().unwrap_or("?"));
     }

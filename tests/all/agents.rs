@@ -1469,3 +1469,51 @@ fn agents_move_by_themselves_off_a_host_gone_longer_than_the_timeout() {
         reply.sequencer
     );
 }
+
+#[test]
+fn a_host_added_to_an_agent_module_holds_every_agent_and_counts_in_its_majorities() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let names = ["s", "a", "b", "c", "d"];
+    let (nodes, hosts, entry) = three_hosts(r, &client, &names, "counter");
+    let peer_ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
+    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
+    let mut n = 0;
+    for (agent, count) in [("counter/x", 10), ("counter/y", 5)] {
+        for _ in 0..count {
+            n += 1;
+            send_until_applied(up(&nodes, entry), agent, "inc", &id(n));
+        }
+    }
+    let spare = (0..names.len())
+        .find(|i| !hosts.contains(i) && *i != entry)
+        .expect("a node that is neither a host nor the entry");
+    let added = json_of(&agent_cli(
+        up(&nodes, hosts[0]),
+        &client,
+        &["move", "counter", "--to", &peer_ids[spare], "--json"],
+    ));
+    assert_eq!(added["agents"], 2, "{added}");
+    assert_eq!(added["from"], Value::Null, "{added}");
+    assert_eq!(added["hosts"].as_array().map(Vec::len), Some(4), "{added}");
+    for (agent, seq) in [("counter/x", 10), ("counter/y", 5)] {
+        let st = agent_state_on(up(&nodes, spare), agent);
+        assert_eq!(st["seq"], seq, "{agent} on the added host: {st}");
+    }
+    // Four hosts: three are a majority, two are not.
+    nodes[hosts[1]].take().unwrap().stop();
+    n += 1;
+    assert_eq!(
+        send_until_applied(up(&nodes, entry), "counter/x", "inc", &id(n)).body,
+        "11"
+    );
+    assert_eq!(agent_state_on(up(&nodes, spare), "counter/x")["seq"], 11);
+    nodes[hosts[2]].take().unwrap().stop();
+    let reply = post_full(up(&nodes, entry), "counter/x", "inc", &id(n + 1)).expect("an answer");
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.body.contains("no_majority"), "{}", reply.body);
+}

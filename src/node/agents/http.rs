@@ -25,7 +25,8 @@
 //!   call: it needs the API token when the API is reachable beyond
 //!   loopback): moves every agent of the module NAME from host `from` to
 //!   `to` (or a connected node picked here), driven by this node, which
-//!   must be a host that stays; answers when every agent moved, with
+//!   must be a host that stays; with `to` and no `from`, `to` becomes one
+//!   more host. Answers when every agent moved, with
 //!   `{name, function, hosts, epoch, from, to, agents, lagging, millis}`.
 //!
 //! Errors are JSON `{error, kind}`: 400 `bad_name`, 404 `no_module`, 413
@@ -55,7 +56,7 @@ use crate::node::Node;
 use crate::node::api::{busy, error};
 
 /// Most hosts of an agent module (each step runs on all of them).
-const MAX_HOSTS: usize = 7;
+pub(crate) const MAX_HOSTS: usize = 7;
 
 /// Largest initial state given at deploy (it travels in the URL).
 const MAX_INIT: usize = 16 << 10;
@@ -387,7 +388,7 @@ async fn topic(
 #[derive(Deserialize)]
 pub(crate) struct MoveParams {
     name: String,
-    from: String,
+    from: Option<String>,
     to: Option<String>,
 }
 
@@ -396,12 +397,18 @@ pub(crate) async fn move_hosts(
     State(node): State<Arc<Node>>,
     Query(params): Query<MoveParams>,
 ) -> Response {
-    for peer in std::iter::once(&params.from).chain(params.to.as_ref()) {
+    for peer in params.from.iter().chain(params.to.as_ref()) {
         if peer.parse::<orb_net::PeerId>().is_err() {
             return agent_error(&AgentError::BadName(format!("{peer:?} is not a peer id")));
         }
     }
-    match super::moves::move_host(&node, &params.name, &params.from, params.to.as_deref()).await {
+    if params.from.is_none() && params.to.is_none() {
+        return agent_error(&AgentError::BadName(
+            "a move names the host that leaves (from), the node that joins (to), or both".into(),
+        ));
+    }
+    let (from, to) = (params.from.as_deref(), params.to.as_deref());
+    match super::moves::move_host(&node, &params.name, from, to).await {
         Ok(moved) => Json(moved).into_response(),
         Err(e) => agent_error(&e),
     }

@@ -42,7 +42,8 @@ pub(crate) struct Moved {
     /// The host list now (epoch `epoch`).
     pub(crate) hosts: Vec<String>,
     pub(crate) epoch: u32,
-    pub(crate) from: String,
+    /// The host that left (`None`: a host was added).
+    pub(crate) from: Option<String>,
     pub(crate) to: String,
     /// Agents brought to the new hosts.
     pub(crate) agents: usize,
@@ -215,11 +216,12 @@ async fn host_chain(
 }
 
 /// Moves the agents of the module `name` from host `from` to `to` (or a
-/// node picked here), driven by this node, a host that stays.
+/// node picked here), driven by this node, a host that stays; without
+/// `from`, `to` (or a node picked here) becomes one more host.
 pub(crate) async fn move_host(
     node: &Node,
     name: &str,
-    from: &str,
+    from: Option<&str>,
     to: Option<&str>,
 ) -> Result<Moved, AgentError> {
     let id = resolve_name(node, name).await?;
@@ -227,12 +229,13 @@ pub(crate) async fn move_host(
 }
 
 /// Moves the agents of the agent module `id` (called `name` in what is
-/// said) from host `from` to `to` or a node picked here.
+/// said) from host `from` (none: adds a host) to `to` or a node picked
+/// here.
 async fn move_module(
     node: &Node,
     id: FunctionId,
     name: &str,
-    from: &str,
+    from: Option<&str>,
     to: Option<&str>,
 ) -> Result<Moved, AgentError> {
     let started = Instant::now();
@@ -251,7 +254,7 @@ async fn move_module(
              --replicas 3 to be able to move hosts"
         )));
     }
-    if from == node.peer_id {
+    if from == Some(node.peer_id.as_str()) {
         return Err(refused(
             "a host does not move itself away: send the move through another host of the module"
                 .into(),
@@ -273,23 +276,40 @@ async fn move_module(
             .iter()
             .filter(|p| !current.previous.contains(p))
             .collect();
-        if left.as_slice() != [from] || to.is_some_and(|t| joined.as_slice() != [t]) {
+        let same_from = left.first().map(|s| s.as_str()) == from && left.len() <= 1;
+        if !same_from || to.is_some_and(|t| joined.as_slice() != [t]) {
+            let again = match left.first() {
+                Some(l) => format!("--from {l}"),
+                None => format!("--to {}", joined.first().map_or("?", |s| s.as_str())),
+            };
             return Err(refused(format!(
                 "{name} is moving from {} to {}: finish that move first (orb agent move {name} \
-                 --from {})",
-                left.first().map_or("?", |s| s.as_str()),
+                 {again})",
+                left.first()
+                    .map_or("(none: a host is added)", |s| s.as_str()),
                 joined.first().map_or("?", |s| s.as_str()),
-                left.first().map_or("?", |s| s.as_str()),
             )));
         }
         current.clone()
     } else {
-        let Some(place) = current.hosts.iter().position(|h| h == from) else {
-            return Err(refused(format!(
-                "{from} is not a host of {name} (its hosts: {})",
-                current.hosts.join(", ")
-            )));
-        };
+        let place =
+            match from {
+                Some(from) => Some(current.hosts.iter().position(|h| h == from).ok_or_else(
+                    || {
+                        refused(format!(
+                            "{from} is not a host of {name} (its hosts: {})",
+                            current.hosts.join(", ")
+                        ))
+                    },
+                )?),
+                None if current.hosts.len() >= super::http::MAX_HOSTS => {
+                    return Err(refused(format!(
+                        "{name} has {} hosts, the most an agent module has",
+                        current.hosts.len()
+                    )));
+                }
+                None => None,
+            };
         let to = match to {
             Some(t) if current.hosted_by(t) => {
                 return Err(refused(format!("{t} already hosts {name}")));
@@ -303,7 +323,10 @@ async fn move_module(
             None => pick(node, &chain, &current.hosts).await?,
         };
         let mut hosts = current.hosts.clone();
-        hosts[place] = to;
+        match place {
+            Some(place) => hosts[place] = to,
+            None => hosts.push(to),
+        }
         AgentModule {
             hosts,
             epoch: current.epoch + 1,
@@ -344,7 +367,7 @@ async fn move_module(
             ),
         });
     }
-    tracing::info!(module = %name, %from, %to, epoch = moving.epoch, "moving the agents");
+    tracing::info!(module = %name, from = from.unwrap_or("-"), %to, epoch = moving.epoch, "moving the agents");
     // 3. Every agent an old majority keeps (any acknowledged agent is on
     // a majority of the old hosts, so the union of a majority's lists
     // has them all).
@@ -428,7 +451,7 @@ async fn move_module(
         ..moving.clone()
     };
     let mut told = done.hosts.clone();
-    told.push(from.to_owned());
+    told.extend(from.map(str::to_owned));
     register_here(node, &chain, &done)?;
     let took = register_chain(node, &chain, &done, &told).await;
     let lagging = done
@@ -442,7 +465,7 @@ async fn move_module(
         function: id,
         hosts: done.hosts,
         epoch: done.epoch,
-        from: from.to_owned(),
+        from: from.map(str::to_owned),
         to,
         agents: moved,
         lagging,
@@ -512,7 +535,7 @@ pub(crate) async fn watch_forever(node: Arc<Node>, timeout: Duration) {
             let Some(from) = from else { continue };
             let label = node.host.name_of(&id).unwrap_or_else(|| id.to_string());
             tracing::info!(module = %label, %from, "a host of the agents has been gone for {timeout:?}: moving them");
-            match move_module(&node, id, &label, &from, None).await {
+            match move_module(&node, id, &label, Some(&from), None).await {
                 Ok(moved) => tracing::info!(
                     module = %label,
                     %from,
