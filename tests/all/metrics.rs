@@ -114,3 +114,116 @@ fn the_counts_a_node_exports_are_the_calls_and_steps_made_through_it() {
     );
     assert_eq!(sample(&there, "orb_functions_hosted"), Some(2.0), "{there}");
 }
+
+/// Kills the child when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The value of a PromQL query that returns one sample, if it does.
+fn query(prometheus: &str, promql: &str) -> Option<f64> {
+    let encoded: String = promql
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let body = ureq::get(&format!("{prometheus}/api/v1/query?query={encoded}"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn a_prometheus_server_scrapes_two_nodes_and_sees_their_calls() {
+    let Ok(binary) = which("prometheus") else {
+        eprintln!("skipped: no `prometheus` on PATH (scripts/setup installs Debian's package)");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let publisher = r.join("publisher");
+    let s = node(r, "s", None, &["--no-autoscale"]);
+    let a = node(r, "a", Some(&s.addrs[0]), &["--no-autoscale"]);
+    deploy_on(&s, "echo", &publisher);
+    wait_providers(&[&a], "echo", 1);
+    for (n, calls) in [(&a, 5), (&s, 3)] {
+        for i in 0..calls {
+            assert_eq!(post(&n.api, "/fn/echo", &format!("call {i}")), 200);
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let targets: Vec<String> = [&s, &a]
+        .iter()
+        .map(|n| format!("'{}'", n.api.trim_start_matches("http://")))
+        .collect();
+    let config = r.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: orb\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    let _server = Killed(
+        std::process::Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", r.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(r.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let prometheus = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = query(&prometheus, r#"count(up{job="orb"} == 1)"#);
+        let ok = query(
+            &prometheus,
+            r#"sum(orb_invocations_total{function="echo",outcome="ok"})"#,
+        );
+        if up == Some(2.0) && ok == Some(8.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prometheus sees up {up:?}, echo calls {ok:?}; its log:\n{}",
+            std::fs::read_to_string(r.join("prometheus.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Per node, as scraped: the calls that entered each.
+    let through_a = query(
+        &prometheus,
+        &format!(
+            r#"orb_invocations_total{{instance="{}",outcome="ok"}}"#,
+            a.api.trim_start_matches("http://")
+        ),
+    );
+    assert_eq!(through_a, Some(5.0));
+}
+
+/// The path of `program` on PATH.
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
