@@ -7,7 +7,9 @@
 //! when the endpoint is scraped. Labels stay few: a function's label is
 //! the name it was called by once that name resolved (a name nobody
 //! deployed is `unknown`, so unknown names cannot grow the label set),
-//! an outcome is one of a fixed set.
+//! an outcome is one of a fixed set. libp2p's own metrics (connections,
+//! identify, Kademlia, ping round trips, relay, DCUtR, gossipsub) are
+//! under `orb_libp2p_`, recorded by the swarm's event loop.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -180,6 +182,14 @@ impl Default for Metrics {
             agents_kept,
             scrape: Mutex::new(()),
         }
+    }
+}
+
+impl Metrics {
+    /// Where libp2p's own metrics go (they add `libp2p_` to the node's
+    /// `orb_`).
+    pub(crate) fn libp2p(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 }
 

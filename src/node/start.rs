@@ -125,8 +125,10 @@ impl Node {
             screen: ledger.as_ref().map(LedgerStart::screen).unwrap_or_default(),
             ..NetConfig::default()
         };
-        let (net, events, event_loop) =
+        let (net, events, mut event_loop) =
             orb_net::start(key, &net_config, peers).map_err(Error::Listen)?;
+        let mut metrics = super::metrics::Metrics::default();
+        event_loop.measure(metrics.libp2p());
         let peer_id = net.peer_id();
         let tasks = Arc::new(Tasks::new(CancellationToken::new()));
         let mut stop = Stop {
@@ -177,7 +179,7 @@ impl Node {
             calls: Arc::new(tokio::sync::Semaphore::new(config.max_calls)),
             max_calls: config.max_calls,
             api_token,
-            metrics: super::metrics::Metrics::default(),
+            metrics,
         });
         let status = match net.wait_for(LISTEN_TIMEOUT, |s| !s.listen.is_empty()).await {
             Ok(status) => status,

@@ -102,6 +102,15 @@ fn the_counts_a_node_exports_are_the_calls_and_steps_made_through_it() {
         "{text}"
     );
     assert!(text.contains("# TYPE orb_invoke_duration_seconds histogram"));
+    // libp2p's own: the connection to s, identify and ping with it.
+    let established: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("orb_libp2p_swarm_connections_established_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(established >= 1.0, "{text}");
+    assert!(sample(&text, "orb_libp2p_identify_received_total").is_some_and(|n| n >= 1.0));
+    assert!(text.contains("# TYPE orb_libp2p_ping_rtt_seconds histogram"));
     assert!(text.trim_end().ends_with("# EOF"));
     // The executing node counted nothing: the calls entered at `a`.
     let there = scrape(&s.api);

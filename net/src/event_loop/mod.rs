@@ -132,9 +132,17 @@ pub struct EventLoop {
     conduct_config: ConductConfig,
     misbehave: Misbehaviour,
     screen: Screen,
+    /// libp2p's own metrics (connections, identify, kad, ping, relay,
+    /// dcutr, gossipsub), once [`EventLoop::measure`] gave a registry.
+    metrics: Option<libp2p::metrics::Metrics>,
 }
 
 impl EventLoop {
+    /// Records the swarm's events as libp2p's metrics, in `registry`.
+    pub fn measure(&mut self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics = Some(libp2p::metrics::Metrics::new(registry));
+    }
+
     pub(crate) fn new(
         key: Keypair,
         config: &NetConfig,
@@ -216,6 +224,7 @@ impl EventLoop {
             conduct_config: config.conduct,
             misbehave: config.misbehave,
             screen: config.screen.clone(),
+            metrics: None,
         })
     }
 
@@ -245,6 +254,21 @@ impl EventLoop {
     }
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder as _;
+            m.record(&event);
+            if let SwarmEvent::Behaviour(b) = &event {
+                match b {
+                    BehaviourEvent::Identify(e) => m.record(e),
+                    BehaviourEvent::Kad(e) => m.record(e),
+                    BehaviourEvent::Ping(e) => m.record(e),
+                    BehaviourEvent::Relay(e) => m.record(e),
+                    BehaviourEvent::Dcutr(e) => m.record(e),
+                    BehaviourEvent::Gossipsub(e) => m.record(e),
+                    _ => {}
+                }
+            }
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
