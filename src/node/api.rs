@@ -61,6 +61,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/api/functions", get(functions))
         .route("/api/ledger", get(ledger))
         .merge(super::agents::http::routes())
+        .merge(super::console::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(node)

@@ -11,6 +11,7 @@
 //! identify, Kademlia, ping round trips, relay, DCUtR, gossipsub) are
 //! under `orb_libp2p_`, recorded by the swarm's event loop.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -78,6 +79,9 @@ pub(crate) struct Metrics {
     agents_kept: Gauge,
     /// Serialises encoding with the gauges' refresh.
     scrape: Mutex<()>,
+    /// Calls by function (the name they were called by): answered, failed;
+    /// the console's Functions table.
+    by_function: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl Default for Metrics {
@@ -181,6 +185,7 @@ impl Default for Metrics {
             capacity,
             agents_kept,
             scrape: Mutex::new(()),
+            by_function: Mutex::default(),
         }
     }
 }
@@ -228,6 +233,18 @@ impl Metrics {
             Ok(_) => "ok".to_owned(),
             Err(e) => outcome(e),
         };
+        if known {
+            let mut by = self
+                .by_function
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let counts = by.entry(function.clone()).or_default();
+            if result.is_ok() {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
         self.invocations
             .get_or_create(&CallLabels {
                 function: function.clone(),
@@ -255,6 +272,15 @@ impl Metrics {
                 .get_or_create(&HopLabels { hop: "total" })
                 .observe(total.as_secs_f64());
         }
+    }
+
+    /// Calls that entered this node, by the name they were called by:
+    /// (answered, failed).
+    pub(crate) fn calls_by_function(&self) -> HashMap<String, (u64, u64)> {
+        self.by_function
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Counts a message to an agent of `module`: `outcome` is `applied`,

@@ -30,6 +30,7 @@ mod agents;
 mod api;
 mod byzantine;
 mod config;
+mod console;
 mod error;
 mod handle;
 mod host;

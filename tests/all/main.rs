@@ -3,6 +3,7 @@
 
 mod agents;
 mod consensus;
+mod console;
 mod delay;
 mod exhaust;
 mod function;
