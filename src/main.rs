@@ -69,8 +69,33 @@ struct Cli {
     )]
     node: String,
 
+    /// What is logged (on stderr), as `tracing` filter directives, e.g.
+    /// `info` or `orb=debug,orb_net=info` (`orb::calls=debug` logs each
+    /// call with its invocation id on the node it entered and the one that
+    /// ran it). Default: warnings; RUST_LOG is read when ORB_LOG is not set.
+    #[arg(long, global = true, env = "ORB_LOG", value_name = "FILTER")]
+    log: Option<String>,
+
+    /// How log lines are written: text for people, json (one object a
+    /// line, with the spans they are in) for machines.
+    #[arg(
+        long,
+        global = true,
+        env = "ORB_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,12 +146,23 @@ fn main() -> ExitCode {
         Command::Ledger(_) => "warn,sled=off",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ORB_LOG").unwrap_or_else(|_| quiet.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| quiet.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
     let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
     let result = match cli.command {
         Command::Run(args) => run::run(args, &data_dir),

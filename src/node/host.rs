@@ -728,6 +728,15 @@ pub(crate) fn answer_invoke_now(node: &Arc<Node>, peer: PeerId, invoke: Invoke, 
     let invoke = Arc::new(invoke);
     let (answer, running, call) = (reply.clone(), node.clone(), invoke.clone());
     let submitted = host.submit(function, &invoke, move |result| {
+        tracing::debug!(
+            target: "orb::calls",
+            invocation = %format!("{:032x}", call.invocation),
+            function = %call.function,
+            caller = %peer,
+            ok = result.is_ok(),
+            us = started.elapsed().as_micros() as u64,
+            "executed"
+        );
         running.host.charge(&peer, &result);
         let response = running
             .host

@@ -643,6 +643,24 @@ pub(crate) async fn invoke_as(
     .instrument(span)
     .await;
     node.metrics.invoked(target, &result, started.elapsed());
+    match &result {
+        Ok(done) => tracing::debug!(
+            target: "orb::calls",
+            invocation = %done.invocation,
+            target,
+            executor = %done.executor,
+            agreed = done.agreed.len(),
+            outvoted = done.disputed.len(),
+            us = started.elapsed().as_micros() as u64,
+            "answered"
+        ),
+        Err(e) => tracing::debug!(
+            target: "orb::calls",
+            invocation = %format!("{invocation:032x}"),
+            target,
+            "failed: {e}"
+        ),
+    }
     result
 }
 

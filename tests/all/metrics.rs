@@ -1,5 +1,7 @@
-//! `GET /metrics`: a node's counters match what was done through it, in
-//! the Prometheus text format.
+//! What a node tells operators: `GET /metrics` (its counters match what was
+//! done through it, in the Prometheus text format, and a real Prometheus
+//! server scrapes them) and its logs (a call under its invocation id on
+//! both nodes it touched, as JSON lines).
 
 use std::time::Duration;
 
@@ -235,4 +237,65 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .map(|d| d.join(program))
         .find(|p| p.is_file())
         .ok_or(())
+}
+
+/// The JSON log lines of `node` whose message is `message` and whose
+/// invocation is `invocation`.
+fn logged(node: &crate::network::NodeProc, message: &str, invocation: &str) -> usize {
+    node.log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == message && v["fields"]["invocation"] == invocation)
+        .count()
+}
+
+#[test]
+fn a_call_is_logged_under_its_invocation_id_where_it_entered_and_where_it_ran() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let flags = [
+        "--no-autoscale",
+        "--log-format",
+        "json",
+        "--log",
+        "orb::calls=debug,orb=info",
+    ];
+    let s = node(r, "s", None, &flags);
+    let a = node(r, "a", Some(&s.addrs[0]), &flags);
+    deploy_on(&s, "echo", &r.join("publisher"));
+    wait_providers(&[&a], "echo", 1);
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let response = http
+        .post(&format!("{}/fn/echo", a.api))
+        .send("traced")
+        .expect("a call");
+    let invocation = response
+        .headers()
+        .get("x-orb-invocation")
+        .and_then(|v| v.to_str().ok())
+        .expect("an invocation id")
+        .to_owned();
+    // Log lines are written as they happen; wait for both to be there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while logged(&a, "answered", &invocation) == 0 || logged(&s, "executed", &invocation) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "invocation {invocation} not in both logs:\n{}\n---\n{}",
+            a.log(),
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(logged(&a, "answered", &invocation), 1);
+    assert_eq!(logged(&s, "executed", &invocation), 1);
+    // Every line of a node's log is JSON.
+    for line in a.log().lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
 }
