@@ -74,7 +74,7 @@ struct Cli {
     /// call with its invocation id on the node it entered and the one that
     /// ran it). Default: warnings; RUST_LOG is read when ORB_LOG is not set.
     #[arg(long, global = true, env = "ORB_LOG", value_name = "FILTER")]
-    log: Option<String>,
+    log_filter: Option<String>,
 
     /// How log lines are written: text for people, json (one object a
     /// line, with the spans they are in) for machines.
@@ -147,7 +147,7 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     let filter = cli
-        .log
+        .log_filter
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
@@ -194,4 +194,14 @@ fn default_data_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
         .join(".orb")
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_command_and_flag_is_well_formed_and_none_clash() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -337,19 +337,7 @@ async fn deploy(
     let mut providers = vec![node.peer_id.clone()];
     let mut declined = Vec::new();
     if params.replicas > 1 {
-        let mut candidates: Vec<String> = node
-            .net
-            .peers()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p.connected)
-            .map(|p| p.peer_id)
-            .collect();
-        candidates.sort_by_key(|peer| {
-            *blake3::hash(&[function.as_bytes().as_slice(), peer.as_bytes()].concat()).as_bytes()
-        });
-        for peer in candidates {
+        for peer in node.spread(&function).await {
             if providers.len() >= params.replicas {
                 break;
             }

@@ -97,6 +97,30 @@ pub struct Node {
     pub(crate) metrics: metrics::Metrics,
 }
 
+impl Node {
+    /// The peers connected now.
+    pub(crate) async fn connected_peers(&self) -> Vec<String> {
+        self.net
+            .peers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.connected)
+            .map(|p| p.peer_id)
+            .collect()
+    }
+
+    /// The peers connected now, in an order fixed by `function`, so that
+    /// what is placed for different functions spreads over the network.
+    pub(crate) async fn spread(&self, function: &orb_functions::FunctionId) -> Vec<String> {
+        let mut peers = self.connected_peers().await;
+        peers.sort_by_key(|peer| {
+            *blake3::hash(&[function.as_bytes().as_slice(), peer.as_bytes()].concat()).as_bytes()
+        });
+        peers
+    }
+}
+
 /// The routing row a node announces for itself.
 pub(crate) fn own_row(node: &Node) -> Provider {
     Provider {

@@ -640,19 +640,57 @@ fn three_hosts_with(
     (nodes, hosts, entry)
 }
 
+/// Five nodes on loopback (`s` a supernode) with an agent module on three
+/// of them ([`three_hosts_with`]), held under [`crate::HEAVY`]; a node is
+/// `None` once stopped.
+struct Lab {
+    _heavy: std::sync::MutexGuard<'static, ()>,
+    root: tempfile::TempDir,
+    client: std::path::PathBuf,
+    names: [&'static str; 5],
+    nodes: Vec<Option<NodeProc>>,
+    hosts: Vec<usize>,
+    entry: usize,
+    peer_ids: Vec<String>,
+}
+
+impl Lab {
+    fn new(module: &str, more: &[&str]) -> Lab {
+        let _heavy = crate::HEAVY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let root = tempfile::tempdir().expect("a temp dir");
+        let client = root.path().join("client");
+        let names = ["s", "a", "b", "c", "d"];
+        let (nodes, hosts, entry) = three_hosts_with(root.path(), &client, &names, module, more);
+        let peer_ids = nodes.iter().map(|n| n.peer_id.clone()).collect();
+        Lab {
+            _heavy,
+            root,
+            client,
+            names,
+            nodes: nodes.into_iter().map(Some).collect(),
+            hosts,
+            entry,
+            peer_ids,
+        }
+    }
+}
+
 #[test]
 fn a_counter_on_three_hosts_applies_1000_messages_once_while_its_sequencers_are_killed() {
-    let _heavy = crate::HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let root = tempfile::tempdir().unwrap();
+    let Lab {
+        _heavy,
+        root,
+        client,
+        names,
+        mut nodes,
+        hosts,
+        entry,
+        peer_ids,
+    } = Lab::new("counter", &[]);
     let r = root.path();
-    let client = r.join("client");
     let flags = ["--no-autoscale"];
-    let names = ["s", "a", "b", "c", "d"];
-    let (nodes, hosts, entry) = three_hosts(r, &client, &names, "counter");
-    let peer_ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
-    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
 
     let agent = "counter/x";
     let mut sequencers = Vec::new();
@@ -1166,16 +1204,16 @@ fn chat_lines(node: &NodeProc, member: &str) -> Vec<String> {
 
 #[test]
 fn a_topic_reaches_agents_clients_and_pipelines_once_in_order_across_a_sigkill() {
-    let _heavy = crate::HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    let client = r.join("client");
-    let names = ["s", "a", "b", "c", "d"];
-    let (nodes, hosts, entry) = three_hosts(r, &client, &names, "chat");
-    let peer_ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
-    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
+    let Lab {
+        _heavy,
+        root: _root,
+        client,
+        names,
+        mut nodes,
+        hosts,
+        entry,
+        peer_ids,
+    } = Lab::new("chat", &[]);
     let at = |nodes: &[Option<NodeProc>]| up(nodes, entry).api.clone();
 
     // A client follows the topic through a node that hosts nothing.
@@ -1325,16 +1363,17 @@ fn a_topic_reaches_agents_clients_and_pipelines_once_in_order_across_a_sigkill()
 
 #[test]
 fn a_host_that_is_gone_is_replaced_and_every_agent_moves_to_the_new_one_with_its_state() {
-    let _heavy = crate::HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let root = tempfile::tempdir().unwrap();
+    let Lab {
+        _heavy,
+        root,
+        client,
+        names,
+        mut nodes,
+        hosts,
+        entry,
+        peer_ids,
+    } = Lab::new("counter", &[]);
     let r = root.path();
-    let client = r.join("client");
-    let names = ["s", "a", "b", "c", "d"];
-    let (nodes, hosts, entry) = three_hosts(r, &client, &names, "counter");
-    let peer_ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
-    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
     let (driver, gone, keep) = (hosts[0], hosts[1], hosts[2]);
     let agents = ["counter/x", "counter/y1", "counter/y2", "counter/y3"];
     let mut n = 0u32;
@@ -1412,21 +1451,16 @@ fn a_host_that_is_gone_is_replaced_and_every_agent_moves_to_the_new_one_with_its
 
 #[test]
 fn agents_move_by_themselves_off_a_host_gone_longer_than_the_timeout() {
-    let _heavy = crate::HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    let client = r.join("client");
-    let names = ["s", "a", "b", "c", "d"];
-    let (nodes, hosts, entry) = three_hosts_with(
-        r,
-        &client,
-        &names,
-        "counter",
-        &["--agent-host-timeout-secs", "2"],
-    );
-    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
+    let Lab {
+        _heavy,
+        root: _root,
+        client: _,
+        names,
+        mut nodes,
+        hosts,
+        entry,
+        ..
+    } = Lab::new("counter", &["--agent-host-timeout-secs", "2"]);
     for n in 1..=20u32 {
         let reply = send_until_applied(up(&nodes, entry), "counter/x", "inc", &id(n));
         assert_eq!(reply.body, n.to_string());
@@ -1472,16 +1506,16 @@ fn agents_move_by_themselves_off_a_host_gone_longer_than_the_timeout() {
 
 #[test]
 fn a_host_added_to_an_agent_module_holds_every_agent_and_counts_in_its_majorities() {
-    let _heavy = crate::HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    let client = r.join("client");
-    let names = ["s", "a", "b", "c", "d"];
-    let (nodes, hosts, entry) = three_hosts(r, &client, &names, "counter");
-    let peer_ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
-    let mut nodes: Vec<Option<NodeProc>> = nodes.into_iter().map(Some).collect();
+    let Lab {
+        _heavy,
+        root: _root,
+        client,
+        names,
+        mut nodes,
+        hosts,
+        entry,
+        peer_ids,
+    } = Lab::new("counter", &[]);
     let mut n = 0;
     for (agent, count) in [("counter/x", 10), ("counter/y", 5)] {
         for _ in 0..count {

@@ -257,7 +257,7 @@ fn a_call_is_logged_under_its_invocation_id_where_it_entered_and_where_it_ran() 
         "--no-autoscale",
         "--log-format",
         "json",
-        "--log",
+        "--log-filter",
         "orb::calls=debug,orb=info",
     ];
     let s = node(r, "s", None, &flags);

@@ -158,21 +158,11 @@ async fn pick(
     chain: &[(FunctionId, AgentModule)],
     taken: &[String],
 ) -> Result<String, AgentError> {
-    let function = chain[0].0;
-    let mut candidates: Vec<String> = node
-        .net
-        .peers()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.connected && !taken.contains(&p.peer_id))
-        .map(|p| p.peer_id)
-        .collect();
-    candidates.sort_by_key(|peer| {
-        *blake3::hash(&[function.as_bytes().as_slice(), peer.as_bytes()].concat()).as_bytes()
-    });
     let mut declined = Vec::new();
-    for peer in candidates {
+    for peer in node.spread(&chain[0].0).await {
+        if taken.contains(&peer) {
+            continue;
+        }
         match host_chain(node, &peer, chain).await {
             Ok(()) => return Ok(peer),
             Err(why) => declined.push(format!("{peer}: {why}")),
@@ -484,15 +474,7 @@ pub(crate) async fn watch_forever(node: Arc<Node>, timeout: Duration) {
     let mut gone_since: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::time::sleep(every).await;
-        let connected: Vec<String> = node
-            .net
-            .peers()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p.connected)
-            .map(|p| p.peer_id)
-            .collect();
+        let connected = node.connected_peers().await;
         let modules = match node.agents.store.modules() {
             Ok(m) => m,
             Err(e) => {
