@@ -644,18 +644,22 @@ async fn peers(State(node): State<Arc<Node>>) -> Response {
     }
 }
 
+/// Routing rows grouped by function (hex id, in order).
+pub(crate) fn by_function(
+    rows: Vec<(FunctionId, orb_engine::Provider)>,
+) -> std::collections::BTreeMap<String, Vec<orb_engine::Provider>> {
+    let mut grouped: std::collections::BTreeMap<String, Vec<orb_engine::Provider>> =
+        Default::default();
+    for (function, provider) in rows {
+        grouped.entry(function.to_hex()).or_default().push(provider);
+    }
+    grouped
+}
+
 async fn functions(State(node): State<Arc<Node>>) -> Response {
     match node.routing.table().await {
         Ok(rows) => {
-            let mut by_function: std::collections::BTreeMap<String, Vec<orb_engine::Provider>> =
-                Default::default();
-            for (function, provider) in rows {
-                by_function
-                    .entry(function.to_hex())
-                    .or_default()
-                    .push(provider);
-            }
-            let list: Vec<serde_json::Value> = by_function
+            let list: Vec<serde_json::Value> = by_function(rows)
                 .into_iter()
                 .map(|(function, providers)| {
                     let names = node.names.names_of(&function);

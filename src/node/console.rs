@@ -114,15 +114,7 @@ fn short(peer: &str) -> String {
 async fn node_page(State(node): State<Arc<Node>>) -> Response {
     let status = node.net.status().await.ok();
     let peers = node.net.peers().await.unwrap_or_default();
-    let rows = node.routing.table().await.unwrap_or_default();
-    let mut functions: std::collections::BTreeMap<String, Vec<orb_engine::Provider>> =
-        Default::default();
-    for (function, provider) in rows {
-        functions
-            .entry(function.to_hex())
-            .or_default()
-            .push(provider);
-    }
+    let functions = super::api::by_function(node.routing.table().await.unwrap_or_default());
     let calls = node.metrics.calls_by_function();
     let height = node.ledger.as_ref().map(|l| l.height());
     let body = html! {

@@ -551,18 +551,7 @@ fn run_agents(args: &SimArgs) -> Result<(), CliError> {
             }
         );
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError {
-            code: CHECK_FAILED,
-            error: anyhow::anyhow!(
-                "the simulation failed: {}\nreproduce with: {}",
-                failed.join("; "),
-                reproduce(args)
-            ),
-        })
-    }
+    verdict(&failed, args)
 }
 
 pub(crate) fn run(args: SimArgs) -> Result<(), CliError> {
@@ -673,18 +662,23 @@ pub(crate) fn run(args: SimArgs) -> Result<(), CliError> {
     } else {
         print_report(&report);
     }
+    verdict(&failed, &args)
+}
+
+/// A run's exit: 0 when nothing failed, else what failed and the command
+/// that reproduces it.
+fn verdict(failed: &[String], args: &SimArgs) -> Result<(), CliError> {
     if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError {
-            code: CHECK_FAILED,
-            error: anyhow::anyhow!(
-                "the simulation failed: {}\nreproduce with: {}",
-                failed.join("; "),
-                reproduce(&args)
-            ),
-        })
+        return Ok(());
     }
+    Err(CliError {
+        code: CHECK_FAILED,
+        error: anyhow::anyhow!(
+            "the simulation failed: {}\nreproduce with: {}",
+            failed.join("; "),
+            reproduce(args)
+        ),
+    })
 }
 
 fn print_report(r: &serde_json::Value) {
