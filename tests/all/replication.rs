@@ -363,9 +363,24 @@ fn a_busy_function_gets_a_replica_and_the_idle_replica_retires() {
         r,
         "h",
         Some(&boot),
-        &["--executor-threads", "1", "--no-autoscale"],
+        &[
+            "--executor-threads",
+            "1",
+            "--no-autoscale",
+            "--fuel-per-invoker",
+            "0",
+        ],
     );
-    let scale = ["--scale-up-at", "0.5", "--scale-idle-secs", "3"];
+    // No per-peer fuel budget: s's callers burn fib's fuel faster than
+    // the default allows, and this test is about scaling, not budgets.
+    let scale = [
+        "--scale-up-at",
+        "0.5",
+        "--scale-idle-secs",
+        "3",
+        "--fuel-per-invoker",
+        "0",
+    ];
     let x = node(r, "x", Some(&boot), &scale);
     deploy_on(&h, "fib", &publisher);
     wait_providers(&[&s], "fib", 1);
@@ -381,7 +396,15 @@ fn a_busy_function_gets_a_replica_and_the_idle_replica_retires() {
             let (stop, executors) = (stop.clone(), executors.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let v = invoke_ok(&api, &client, "fib", "32", &[]);
+                    let out = invoke(&api, &client, "fib", "32", &[]);
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    if !out.status.success() && err.contains("busy") {
+                        // Overload answered as such: the caller backs off.
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        continue;
+                    }
+                    assert!(out.status.success(), "fib: {err}");
+                    let v = json(&out);
                     assert_eq!(v["output"], "2178309");
                     let by = v["executor"].as_str().expect("an executor").to_owned();
                     executors.lock().expect("executors").push(by);
