@@ -75,6 +75,7 @@ pub trait LedgerStore: Send + Sync {
 /// file and directory (sled's flush alone uses `sync_file_range`, which
 /// does not flush the disk cache): one fsync per commit, however many
 /// blocks it holds.
+#[derive(Clone)]
 pub struct SledStore {
     path: PathBuf,
     db: sled::Db,

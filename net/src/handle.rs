@@ -99,6 +99,10 @@ pub struct PeerInfo {
     pub banned: bool,
     /// Its misbehaviour score (a ban is at 100; halves every minute).
     pub score: f64,
+    /// It offers a relay (a supernode).
+    pub supernode: bool,
+    /// The last ping round trip to it, while connected, in microseconds.
+    pub rtt_us: Option<u64>,
 }
 
 /// The handle to a node's network: cheap to clone.

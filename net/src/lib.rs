@@ -45,6 +45,7 @@ pub use config::{Misbehaviour, NetConfig, Screen};
 pub use error::{Error, Result};
 pub use event_loop::EventLoop;
 pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start};
+pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 pub use names::{MAX_NAME, NameRecord, check_name};
 pub use peerstore::PeerStore;

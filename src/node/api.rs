@@ -270,15 +270,16 @@ fn one() -> usize {
     1
 }
 
+/// Where a deployed module landed.
 #[derive(Serialize)]
-struct Deployed {
-    function: FunctionId,
-    agent: bool,
-    name: String,
-    publisher: String,
-    replicas: usize,
-    providers: Vec<String>,
-    declined: Vec<String>,
+pub(super) struct Deployed {
+    pub(super) function: FunctionId,
+    pub(super) agent: bool,
+    pub(super) name: String,
+    pub(super) publisher: String,
+    pub(super) replicas: usize,
+    pub(super) providers: Vec<String>,
+    pub(super) declined: Vec<String>,
 }
 
 async fn deploy(
@@ -317,12 +318,33 @@ async fn deploy(
         }
         return upgrade(&node, record, &publisher, &module).await;
     }
+    match place(&node, record, &publisher, &module, params.replicas, init).await {
+        Ok(deployed) => Json(deployed).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Hosts `module` here under the verified `record` and asks other peers to
+/// host replicas until `replicas` do; with `init`, registers it as an
+/// agent module on every host. What a deploy through the API or the
+/// console does once the record is checked.
+pub(super) async fn place(
+    node: &Node,
+    record: NameRecord,
+    publisher: &orb_net::PeerId,
+    module: &[u8],
+    replicas: usize,
+    init: Option<Vec<u8>>,
+) -> Result<Deployed, Response> {
+    let function = record.function;
+    let name = record.name.clone();
+    let agent = init.is_some();
     if let Err(e) = node
         .host
-        .install(&node, &module, By::Publisher(&publisher))
+        .install(node, module, By::Publisher(publisher))
         .await
     {
-        return install_error(&e);
+        return Err(install_error(&e));
     }
     node.host.remember_name(&record);
     node.names.put(&record.name, function);
@@ -336,9 +358,9 @@ async fn deploy(
     // so that deployments of different functions spread over the network.
     let mut providers = vec![node.peer_id.clone()];
     let mut declined = Vec::new();
-    if params.replicas > 1 {
+    if replicas > 1 {
         for peer in node.spread(&function).await {
-            if providers.len() >= params.replicas {
+            if providers.len() >= replicas {
                 break;
             }
             let Ok(id) = peer.parse() else { continue };
@@ -366,10 +388,10 @@ async fn deploy(
             ..AgentModule::default()
         };
         if let Err(e) = node.agents.register(function, &module) {
-            return error(
+            return Err(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({ "error": e.to_string() }),
-            );
+            ));
         }
         let register = module.request(function);
         for peer in providers.iter().skip(1) {
@@ -377,27 +399,26 @@ async fn deploy(
             match node.net.request(id, &register).await {
                 Ok(NetResponse::Hosting { accepted: true, .. }) => {}
                 other => {
-                    return error(
+                    return Err(error(
                         StatusCode::BAD_GATEWAY,
                         json!({ "error": format!(
                             "{peer} hosts the module but did not keep it as an agent module \
                              ({other:?}): deploy again"
                         ) }),
-                    );
+                    ));
                 }
             }
         }
     }
-    Json(Deployed {
+    Ok(Deployed {
         function,
-        agent: params.agent,
-        name: params.name,
+        agent,
+        name,
         publisher: publisher.to_string(),
-        replicas: params.replicas,
+        replicas,
         providers,
         declined,
     })
-    .into_response()
 }
 
 /// `orb agent upgrade`: hosts `module` on every host of the agent module

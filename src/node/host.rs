@@ -569,6 +569,22 @@ impl Host {
             .map_err(|_| FnError::Runtime("executor dropped the call".into()))?
     }
 
+    /// What `orb fn inspect` says of `module` (compiled in the compiler's
+    /// turn, off the async threads; nothing is stored).
+    pub(crate) async fn inspect(
+        &self,
+        module: &[u8],
+    ) -> Result<orb_functions::ModuleInfo, FnError> {
+        let _turn = tokio::time::timeout(COMPILE_WAIT, self.compiler.acquire())
+            .await
+            .map_err(|_| FnError::Runtime("the compiler is busy: try again in a moment".into()))?;
+        let runtime = self.runtime.clone();
+        let bytes = module.to_vec();
+        tokio::task::spawn_blocking(move || runtime.inspect(&bytes))
+            .await
+            .map_err(|e| FnError::Runtime(format!("inspect task failed: {e}")))?
+    }
+
     /// Runs an invocation of a function hosted here; on a ledger, signs a
     /// receipt charging `invoker`. A peer's call (`from`) is charged to
     /// its fuel budget.

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +23,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::Node;
+use super::history::{History, Point};
 use super::invoke::{InvokeError, Invoked};
 
 /// The content type of what [`Metrics::encode`] writes.
@@ -82,6 +83,10 @@ pub(crate) struct Metrics {
     /// Calls by function (the name they were called by): answered, failed;
     /// the console's Functions table.
     by_function: Mutex<HashMap<String, (u64, u64)>>,
+    /// The last minutes of calls by function, second by second.
+    history: Mutex<History>,
+    /// Second 0 of [`Metrics::second`].
+    started: Instant,
 }
 
 impl Default for Metrics {
@@ -186,6 +191,8 @@ impl Default for Metrics {
             agents_kept,
             scrape: Mutex::new(()),
             by_function: Mutex::default(),
+            history: Mutex::default(),
+            started: Instant::now(),
         }
     }
 }
@@ -234,6 +241,14 @@ impl Metrics {
             Err(e) => outcome(e),
         };
         if known {
+            self.history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(
+                    &function,
+                    self.second(),
+                    result.as_ref().ok().map(|_| total.as_micros() as u64),
+                );
             let mut by = self
                 .by_function
                 .lock()
@@ -281,6 +296,36 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Seconds since the node started: the clock of [`Metrics::series`].
+    pub(crate) fn second(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Functions called in the last [`super::history::WINDOW`] seconds.
+    pub(crate) fn recent_functions(&self) -> Vec<String> {
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .functions(self.second())
+    }
+
+    /// `function`'s calls second by second up to now.
+    pub(crate) fn series(&self, function: &str) -> Vec<Point> {
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .series(function, self.second())
+    }
+
+    /// `function`'s calls over the last `seconds`: (answered, failed, p50
+    /// µs, p99 µs).
+    pub(crate) fn summary(&self, function: &str, seconds: u64) -> (u64, u64, u32, u32) {
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .summary(function, self.second(), seconds)
     }
 
     /// Counts a message to an agent of `module`: `outcome` is `applied`,

@@ -33,6 +33,7 @@ mod config;
 mod console;
 mod error;
 mod handle;
+mod history;
 mod host;
 mod http;
 mod inbound;
@@ -95,6 +96,12 @@ pub struct Node {
     pub(crate) api_token: Option<String>,
     /// What `GET /metrics` reports.
     pub(crate) metrics: metrics::Metrics,
+    /// The key deploys through the console are signed with: the data
+    /// dir's `publisher.key`, the one `orb deploy` uses with the same
+    /// data dir.
+    pub(crate) publisher: orb_net::Keypair,
+    /// The web console's uploads and audit.
+    pub(crate) console: console::ConsoleState,
 }
 
 impl Node {

@@ -43,6 +43,7 @@ impl Node {
             source,
         })?;
         let key = orb_net::identity::load_or_create(&data_dir.join("identity.key"))?;
+        let publisher = orb_net::identity::load_or_create(&data_dir.join("publisher.key"))?;
         let db_path = data_dir.join("node.db");
         let db = open_db(&db_path).await?;
         let peers = PeerStore::open(&db)?;
@@ -180,6 +181,8 @@ impl Node {
             max_calls: config.max_calls,
             api_token,
             metrics,
+            publisher,
+            console: Default::default(),
         });
         let status = match net.wait_for(LISTEN_TIMEOUT, |s| !s.listen.is_empty()).await {
             Ok(status) => status,

@@ -1,12 +1,19 @@
 """Drives a node's web console in headless Chromium (WebDriver, selenium).
 
-    python3 tests/console/browser.py CONSOLE_URL FUNCTION INPUT EXPECTED SHOTS_DIR
+    python3 tests/console/browser.py CONSOLE_URL MODULE NAME INPUT EXPECTED SHOTS_DIR
 
-Opens the Node page (it names the node and its two peers), calls FUNCTION
-with INPUT on the Invoke page and checks the output is EXPECTED and the
-form works from the keyboard, then finds FUNCTION on the Node page with its
-provider and that call; screenshots at desktop and phone widths. Exit 0:
-all held; 1: a check failed (what, on stderr); 77: no browser here.
+On a node with a ledger and two peers: reads the Node page (the node, its
+two peers, the network picture); uploads MODULE on the Deploy page as NAME
+on two hosts (the verdict first, then the deploy and where it landed);
+opens the Ledger page and, in another tab, calls NAME with INPUT on the
+Invoke page (from the keyboard too) and checks the output is EXPECTED,
+then finds NAME on the Functions page with its two providers and a drawn
+latency chart; back on the Ledger tab, waits without reloading it for a
+new finalized block holding those calls' settlement (server-sent events);
+opens that block and sees a receipt paid; runs the audit and waits for
+its clean result; opens the Agents page. Screenshots of each
+page at desktop and phone widths go to SHOTS_DIR. Prints the node's peer
+id. Exit 0: all held; 1: a check failed (what, on stderr); 77: no browser.
 """
 
 import os
@@ -14,9 +21,10 @@ import sys
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
+    from selenium.common.exceptions import TimeoutException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:
     print("skipped: Python's selenium is not installed (scripts/setup installs it)", file=sys.stderr)
     sys.exit(77)
@@ -45,6 +53,18 @@ def check(what, ok):
         sys.exit(1)
 
 
+def wait(d, what, cond, secs=60):
+    """Waits for cond(d) to be truthy (the page is not reloaded) and returns it."""
+    try:
+        return WebDriverWait(d, secs, poll_frequency=0.2).until(lambda d: cond(d))
+    except TimeoutException:
+        check(f"{what} within {secs} s; the page says: {d.find_element(By.TAG_NAME, 'main').text!r}", False)
+
+
+def texts(d, css):
+    return [e.text for e in d.find_elements(By.CSS_SELECTOR, css)]
+
+
 def shots(d, shots_dir, name):
     for label, (w, h) in (("desktop", (1280, 900)), ("phone", (390, 844))):
         d.set_window_size(w, h)
@@ -56,7 +76,7 @@ def shots(d, shots_dir, name):
 
 
 def main():
-    url, function, given, expected, shots_dir = sys.argv[1:6]
+    url, module, function, given, expected, shots_dir = sys.argv[1:7]
     os.makedirs(shots_dir, exist_ok=True)
     d = browser()
     try:
@@ -64,18 +84,54 @@ def main():
         check("the Node page's title", d.title.startswith("Node"))
         peer = d.find_element(By.ID, "peer-id").text
         check("a peer id on the Node page", peer.startswith("12D3KooW"))
-        peers = d.find_element(By.ID, "peers").text
-        check(f"two peers, direct: {peers!r}", peers.count("direct") == 2)
+        rows = texts(d, "#peers tbody tr")
+        check(f"two peers: {rows!r}", len(rows) == 2)
+        check("the network picture has this node and its two peers",
+              len(d.find_elements(By.CSS_SELECTOR, "#network circle")) == 3)
+        shots(d, shots_dir, "node")
 
-        d.find_element(By.LINK_TEXT, "Invoke").click()
+        # Deploy: the verdict first, then where it landed.
+        d.find_element(By.LINK_TEXT, "Deploy").click()
+        check("the Deploy page", d.title.startswith("Deploy"))
+        d.find_element(By.ID, "module").send_keys(module)
+        d.find_element(By.ID, "name").send_keys(function)
+        replicas = d.find_element(By.ID, "replicas")
+        replicas.clear()
+        replicas.send_keys("2")
+        d.find_element(By.ID, "inspect").click()
+        verdict = d.find_element(By.ID, "verdict").text
+        check(f"the verdict {verdict!r}", verdict.startswith("Runnable"))
+        check("its imports listed", "wasi_snapshot_preview1::fd_write" in d.find_element(By.TAG_NAME, "main").text)
+        d.find_element(By.ID, "deploy").click()
+        errors = texts(d, "#error")
+        check(f"deployed, not {errors}", not errors)
+        hosts = d.find_element(By.ID, "hosts").text.split()
+        check(f"two hosts, this node one: {hosts}", len(hosts) == 2 and peer in hosts)
+        shots(d, shots_dir, "deploy")
+
+        try_link = d.find_element(By.ID, "try").get_attribute("href")
+
+        # The Ledger page stays open in this tab while calls are made in
+        # another: what they settle must appear here without a reload
+        # (server-sent events).
+        d.find_element(By.LINK_TEXT, "Ledger").click()
+        check("the Ledger page", d.title.startswith("Ledger"))
+        start_height = int(d.find_element(By.ID, "height").text)
+        d.execute_script("window.notReloaded = true")
+        ledger_tab = d.current_window_handle
+
+        # Invoke, from the link the deploy page gives.
+        d.switch_to.new_window("tab")
+        d.get(try_link)
         check("the Invoke page", d.title.startswith("Invoke"))
-        d.find_element(By.ID, "function").send_keys(function)
+        check("the function filled in", d.find_element(By.ID, "function").get_attribute("value") == function)
         d.find_element(By.ID, "input").send_keys(given)
-        d.find_element(By.ID, "call").click()
-        errors = [e.text for e in d.find_elements(By.ID, "error")]
-        check(f"the call answered, not {errors}", not errors)
-        out = d.find_element(By.ID, "output").text
-        check(f"the output {out!r} is {expected!r}", out == expected)
+        for _ in range(3):
+            d.find_element(By.ID, "call").click()
+            errors = texts(d, "#error")
+            check(f"the call answered, not {errors}", not errors)
+            out = d.find_element(By.ID, "output").text
+            check(f"the output {out!r} is {expected!r}", out == expected)
         check("the executor named", d.find_element(By.ID, "executor").text.startswith("12D3KooW"))
         check("fuel shown", int(d.find_element(By.ID, "fuel").text) > 0)
         # Keyboard only: the form's fields and button take focus in order.
@@ -87,14 +143,49 @@ def main():
         check(f"tab order {active}", active == ["function", "input", "replicas", "call"])
         shots(d, shots_dir, "invoke")
 
-        # Back on the Node page: the function, by its name, with a provider
-        # and the call that entered here.
-        d.find_element(By.LINK_TEXT, "Node").click()
-        rows = [r.text for r in d.find_elements(By.CSS_SELECTOR, "#functions tbody tr")]
+        # Functions: the function with both providers, its calls, a chart.
+        d.find_element(By.LINK_TEXT, "Functions").click()
+        rows = texts(d, "#functions tbody tr")
         row = next((r for r in rows if r.startswith(function)), None)
         check(f"{function} in the Functions table: {rows!r}", row is not None)
-        check(f"one provider and 1 call ok: {row!r}", "12D3KooW" in row and row.endswith("1 / 0"))
-        shots(d, shots_dir, "node")
+        check(f"two providers and 3 calls ok: {row!r}", row.count("12D3KooW") == 2 and "3 / 0" in row)
+        lines = d.find_elements(By.CSS_SELECTOR, f"figure.latency[data-function='{function}'] svg polyline")
+        check("a latency chart with its lines drawn", len(lines) >= 2)
+        shots(d, shots_dir, "functions")
+        d.close()
+
+        # Back on the Ledger tab: a block above the first height, with a
+        # settlement, arrived while it was open.
+        d.switch_to.window(ledger_tab)
+
+        def settled_block(d):
+            for tr in d.find_elements(By.CSS_SELECTOR, "#blocks tbody tr"):
+                cells = tr.find_elements(By.TAG_NAME, "td")
+                if len(cells) >= 4 and int(cells[0].text) > start_height and cells[3].text not in ("", "0"):
+                    return cells[0].find_element(By.TAG_NAME, "a").get_attribute("href")
+            return None
+
+        block = wait(d, f"a finalized block above height {start_height} with a settlement", settled_block)
+        check("the page was kept live, not reloaded", d.execute_script("return window.notReloaded === true"))
+        shots(d, shots_dir, "ledger")
+        d.get(block)
+        check("the block page", d.title.startswith("Block"))
+        status = texts(d, ".settlement td.ok")
+        check(f"a paid receipt in the block: {status}", "paid" in status)
+        shots(d, shots_dir, "block")
+
+        # Audit: started by the button, its result arrives live.
+        d.get(url + "/console/ledger")
+        d.execute_script("window.notReloaded = true")
+        d.find_element(By.ID, "audit").click()
+        d.execute_script("window.notReloaded = true")
+        result = wait(d, "the audit's result", lambda d: next(iter(texts(d, "#audit-result")), None))
+        check(f"the audit is clean: {result!r}", result.startswith("Clean"))
+        check("the result came live", d.execute_script("return window.notReloaded === true"))
+
+        d.find_element(By.LINK_TEXT, "Agents").click()
+        check("the Agents page", d.title.startswith("Agents"))
+        shots(d, shots_dir, "agents")
         print(peer)
     finally:
         d.quit()

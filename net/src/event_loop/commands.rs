@@ -163,6 +163,8 @@ impl EventLoop {
                     agent: known.map(|k| k.agent.clone()).unwrap_or_default(),
                     banned: self.conduct.is_banned(&peer, now),
                     score: scores.get(&peer).copied().unwrap_or(0.0),
+                    supernode: self.relays.contains_key(&peer),
+                    rtt_us: self.rtt.get(&peer).map(|d| d.as_micros() as u64),
                 }
             })
             .collect();

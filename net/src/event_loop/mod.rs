@@ -22,7 +22,7 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, QueryId};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, mdns, relay};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, mdns, ping, relay};
 use orb_functions::FunctionId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -111,6 +111,8 @@ pub struct EventLoop {
     relayed: HashMap<PeerId, Vec<libp2p::swarm::ConnectionId>>,
     /// Supernodes that offer a relay, with an address to reach them.
     relays: HashMap<PeerId, Multiaddr>,
+    /// The last ping round trip to each connected peer.
+    rtt: HashMap<PeerId, std::time::Duration>,
     /// The relay we listen through (reservation asked or held).
     reservation: Option<PeerId>,
     bootstrapped: bool,
@@ -209,6 +211,7 @@ impl EventLoop {
             connections: HashMap::new(),
             relayed: HashMap::new(),
             relays: HashMap::new(),
+            rtt: HashMap::new(),
             reservation: None,
             bootstrapped: false,
             lan: HashSet::new(),
@@ -343,6 +346,7 @@ impl EventLoop {
                     }
                     if *entry == (0, 0) {
                         self.connections.remove(&peer_id);
+                        self.rtt.remove(&peer_id);
                     }
                 }
                 if self.reservation == Some(peer_id) && !self.connections.contains_key(&peer_id) {
@@ -466,6 +470,13 @@ impl EventLoop {
                 ..
             }) => info!(relay = %relay_peer_id, "relay reservation accepted"),
             BehaviourEvent::Relay(event) => debug!(?event, "relay"),
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                self.rtt.insert(peer, rtt);
+            }
             BehaviourEvent::Dcutr(event) => match event.result {
                 Ok(_) => info!(peer = %event.remote_peer_id, "hole punched: direct connection"),
                 Err(e) => info!(peer = %event.remote_peer_id, "hole punching failed: {e}"),

@@ -327,6 +327,11 @@ impl Agents {
         self.store.count()
     }
 
+    /// The agent modules registered here, with their host lists.
+    pub(crate) fn modules(&self) -> Result<Vec<(FunctionId, AgentModule)>, AgentError> {
+        self.store.modules().map_err(AgentError::Internal)
+    }
+
     /// The agents kept here.
     pub(crate) fn list(&self, max: usize) -> Result<Vec<(String, AgentState)>, AgentError> {
         self.store.list(max).map_err(AgentError::Internal)
