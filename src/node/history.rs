@@ -167,7 +167,11 @@ mod tests {
         h.record("echo", 10, None);
         h.record("echo", 12, Some(7));
         let s = h.series("echo", 12);
-        assert_eq!(s.len(), 13, "seconds 0 to 12: the node is younger than the window");
+        assert_eq!(
+            s.len(),
+            13,
+            "seconds 0 to 12: the node is younger than the window"
+        );
         assert_eq!(h.series("echo", 500).len() as u64, WINDOW);
         let at = |sec: u64| s.iter().find(|p| p.second == sec).copied().unwrap();
         assert_eq!(

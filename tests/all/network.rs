@@ -961,6 +961,97 @@ fn a_deploy_to_an_api_beyond_loopback_needs_the_node_token() {
         .read_to_string()
         .unwrap();
     assert_eq!(answer, "hi");
+
+    // The console asks for the token too: its Deploy form has the field,
+    // an upload without the token is refused, one with it is inspected,
+    // and the deploy it confirms lands.
+    let page = get_text(&format!("{api}/console/deploy"));
+    assert!(page.contains(r#"name="token""#), "{page}");
+    let module = std::fs::read(example("reverse")).unwrap();
+    let upload = |token: Option<&str>| {
+        let mut fields = vec![
+            ("module", Some("reverse.wasm"), module.as_slice()),
+            ("name", None, b"reverse".as_slice()),
+            ("replicas", None, b"1".as_slice()),
+        ];
+        if let Some(t) = token {
+            fields.push(("token", None, t.as_bytes()));
+        }
+        let (kind, body) = multipart(&fields);
+        ureq::post(format!("{api}/console/deploy"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("content-type", kind)
+            .send(&body[..])
+            .unwrap()
+    };
+    assert_eq!(upload(None).status(), 401);
+    assert_eq!(upload(Some("not the token")).status(), 401);
+    let mut inspected = upload(Some(token.trim()));
+    assert_eq!(inspected.status(), 200);
+    let page = inspected.body_mut().read_to_string().unwrap();
+    assert!(page.contains("Runnable"), "{page}");
+    let id = orb_functions::FunctionId::of(&module).to_hex();
+    let confirm = |token: &str| {
+        ureq::post(format!("{api}/console/deploy/confirm"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_form([
+                ("function", id.as_str()),
+                ("name", "reverse"),
+                ("replicas", "1"),
+                ("token", token),
+            ])
+            .unwrap()
+    };
+    assert_eq!(confirm("not the token").status(), 401);
+    let mut deployed = confirm(token.trim());
+    let page = deployed.body_mut().read_to_string().unwrap();
+    assert!(page.contains(r#"id="deployed""#), "{page}");
+    let answer = ureq::post(format!("{api}/fn/reverse"))
+        .send("abc")
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(answer, "cba");
+}
+
+fn get_text(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .expect("GET")
+        .body_mut()
+        .read_to_string()
+        .expect("a body")
+}
+
+/// A `multipart/form-data` body of `fields` (name, file name, bytes): its
+/// content type and bytes, as a browser's form upload sends them.
+fn multipart(fields: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "orb-test-boundary-7f3a9c";
+    let mut body = Vec::new();
+    for (name, file, bytes) in fields {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match file {
+            Some(f) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\
+                     Content-Type: application/wasm\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// What a new user tried: a node under the common `ulimit -n 1024` (hard
