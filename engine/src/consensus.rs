@@ -97,12 +97,14 @@ fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
 }
 
 /// Starts consensus on its own thread; `act` carries out the replica's
-/// messages (it must not block).
+/// messages and `observe` sees each of its events (a block committed, a
+/// voter excluded, a block refused) once it is logged; neither may block.
 pub fn start_consensus(
     chain: Chain,
     key: Keypair,
     config: Config,
     act: impl Fn(Message) + Send + Sync + 'static,
+    observe: impl Fn(&Event) + Send + Sync + 'static,
 ) -> Result<(Consensus, JoinHandle<()>)> {
     let (input, inlet) = channel::<Input>(8192);
     // Readers see the committed head at once, before the dataflow's first
@@ -121,6 +123,7 @@ pub fn start_consensus(
         chain: chain.clone(),
     };
     let act = Arc::new(act);
+    let observe = Arc::new(observe);
     let thread = std::thread::Builder::new()
         .name("orb-consensus".into())
         .spawn(move || {
@@ -130,12 +133,13 @@ pub fn start_consensus(
             };
             let run = crate::execute(&engine, move |worker| {
                 let flow = Flow::new(64, 1024);
-                let (inlet, chain, key, config, act, balances, status) = (
+                let (inlet, chain, key, config, act, observe, balances, status) = (
                     inlet.clone(),
                     chain.clone(),
                     key.clone(),
                     config.clone(),
                     act.clone(),
+                    observe.clone(),
                     balances.clone(),
                     status.clone(),
                 );
@@ -150,7 +154,7 @@ pub fn start_consensus(
                                 input.for_each(|cap, data| {
                                     let Some(&time) = cap.least() else { return };
                                     let mut session = output.session(&cap);
-                                    for (k, d) in driver.step(data.drain(..), &*act) {
+                                    for (k, d) in driver.step(data.drain(..), &*act, &*observe) {
                                         session.give((k, time, clamp(d)));
                                     }
                                 });
@@ -255,6 +259,7 @@ impl Driver {
         &mut self,
         inputs: impl Iterator<Item = Input>,
         act: &dyn Fn(Message),
+        observe: &dyn Fn(&Event),
     ) -> Vec<(PublicKey, i128)> {
         if self.poisoned.is_some() {
             return std::mem::take(&mut self.pending);
@@ -298,6 +303,7 @@ impl Driver {
         }
         for e in ready.events {
             log(&e);
+            observe(&e);
         }
         self.publish();
         std::mem::take(&mut self.pending)

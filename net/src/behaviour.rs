@@ -54,11 +54,17 @@ pub(crate) struct Behaviour {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Builds the swarm: TCP and QUIC, Noise, yamux, relay transport.
-pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>> {
+/// Builds the swarm: TCP and QUIC, Noise, yamux, relay transport; with
+/// `registry`, the bytes each transport carries are counted there
+/// (libp2p's bandwidth metrics).
+pub(crate) fn build(
+    key: Keypair,
+    config: &NetConfig,
+    registry: Option<&mut prometheus_client::registry::Registry>,
+) -> Result<Swarm<Behaviour>> {
     let start = |e: &dyn std::fmt::Display| Error::Start(e.to_string());
     let config = config.clone();
-    let swarm = SwarmBuilder::with_existing_identity(key)
+    let builder = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
@@ -68,87 +74,100 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
         .map_err(|e| start(&e))?
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| start(&e))?
-        .with_behaviour(|key, relay_client| -> Result<Behaviour, BoxError> {
-            let peer_id = key.public().to_peer_id();
-            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-            kad_config.set_query_timeout(Duration::from_secs(20));
-            // Announcements are checked before they are forwarded: one that
-            // does not decode, or is over its author's rate, is rejected
-            // (and costs its sender gossipsub score) instead of spreading.
-            let gossip_config = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_millis(500))
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .validate_messages()
-                .max_transmit_size(4 << 20)
-                .build()?;
-            let mut gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossip_config,
-            )?;
-            // Gossipsub's peer scores count what a peer forwards that fails
-            // validation (P4). Not the delivery-rate penalties (P3, P3b: a
-            // quiet network delivers little) nor one IP for many peers (P6:
-            // a test network or a data centre is many nodes on one address).
-            let mut score = gossipsub::PeerScoreParams {
-                ip_colocation_factor_weight: 0.0,
-                ..gossipsub::PeerScoreParams::default()
-            };
-            score.topics.insert(
-                gossipsub::IdentTopic::new(GOSSIP_TOPIC).hash(),
-                gossipsub::TopicScoreParams {
-                    mesh_message_deliveries_weight: 0.0,
-                    mesh_failure_penalty_weight: 0.0,
-                    invalid_message_deliveries_weight: -100.0,
-                    invalid_message_deliveries_decay: 0.5,
-                    ..gossipsub::TopicScoreParams::default()
-                },
-            );
-            gossipsub.with_peer_score(score, gossipsub::PeerScoreThresholds::default())?;
-            Ok(Behaviour {
-                blocked: allow_block_list::Behaviour::default(),
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/orb/id/1.0.0".into(), key.public())
-                        .with_agent_version(format!("orb/{}", env!("CARGO_PKG_VERSION"))),
-                ),
-                ping: ping::Behaviour::new(
-                    ping::Config::new().with_interval(Duration::from_secs(10)),
-                ),
-                kad: kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config),
-                stream: libp2p_stream::Behaviour::new(),
-                addresses: peer_store::Behaviour::new(peer_store::memory_store::MemoryStore::new(
-                    peer_store::memory_store::Config::default()
-                        .set_remove_addr_on_dial_error(false),
-                )),
-                gossipsub,
-                relay_client,
-                relay: relay::Behaviour::new(peer_id, relay::Config::default()),
-                dcutr: dcutr::Behaviour::new(peer_id),
-                autonat_client: autonat::v2::client::Behaviour::new(
-                    rand::make_rng::<rand::rngs::StdRng>(),
-                    autonat::v2::client::Config::default()
-                        .with_probe_interval(config.autonat_interval),
-                ),
-                autonat_server: autonat::v2::server::Behaviour::default(),
-                mdns: if config.mdns {
-                    Some(mdns::tokio::Behaviour::new(
-                        mdns::Config {
-                            // The default (5 min) leaves a peer whose first
-                            // query went out before the other side had
-                            // joined the multicast group unfound for minutes.
-                            query_interval: MDNS_QUERY_INTERVAL,
-                            ..mdns::Config::default()
-                        },
-                        peer_id,
-                    )?)
-                    .into()
-                } else {
-                    None.into()
-                },
-            })
-        })
-        .map_err(|e| start(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
+        .map_err(|e| start(&e))?;
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
+    let swarm = match registry {
+        Some(registry) => builder
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(|key, relay_client| behaviour(key, relay_client, &config))
+            .map_err(|e| start(&e))?
+            .with_swarm_config(idle)
+            .build(),
+        None => builder
+            .with_behaviour(|key, relay_client| behaviour(key, relay_client, &config))
+            .map_err(|e| start(&e))?
+            .with_swarm_config(idle)
+            .build(),
+    };
     Ok(swarm)
+}
+
+/// The node's behaviours.
+fn behaviour(
+    key: &Keypair,
+    relay_client: relay::client::Behaviour,
+    config: &NetConfig,
+) -> Result<Behaviour, BoxError> {
+    let peer_id = key.public().to_peer_id();
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config.set_query_timeout(Duration::from_secs(20));
+    // Announcements are checked before they are forwarded: one that
+    // does not decode, or is over its author's rate, is rejected
+    // (and costs its sender gossipsub score) instead of spreading.
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(500))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(4 << 20)
+        .build()?;
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossip_config,
+    )?;
+    // Gossipsub's peer scores count what a peer forwards that fails
+    // validation (P4). Not the delivery-rate penalties (P3, P3b: a
+    // quiet network delivers little) nor one IP for many peers (P6:
+    // a test network or a data centre is many nodes on one address).
+    let mut score = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..gossipsub::PeerScoreParams::default()
+    };
+    score.topics.insert(
+        gossipsub::IdentTopic::new(GOSSIP_TOPIC).hash(),
+        gossipsub::TopicScoreParams {
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.5,
+            ..gossipsub::TopicScoreParams::default()
+        },
+    );
+    gossipsub.with_peer_score(score, gossipsub::PeerScoreThresholds::default())?;
+    Ok(Behaviour {
+        blocked: allow_block_list::Behaviour::default(),
+        identify: identify::Behaviour::new(
+            identify::Config::new("/orb/id/1.0.0".into(), key.public())
+                .with_agent_version(format!("orb/{}", env!("CARGO_PKG_VERSION"))),
+        ),
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(10))),
+        kad: kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config),
+        stream: libp2p_stream::Behaviour::new(),
+        addresses: peer_store::Behaviour::new(peer_store::memory_store::MemoryStore::new(
+            peer_store::memory_store::Config::default().set_remove_addr_on_dial_error(false),
+        )),
+        gossipsub,
+        relay_client,
+        relay: relay::Behaviour::new(peer_id, relay::Config::default()),
+        dcutr: dcutr::Behaviour::new(peer_id),
+        autonat_client: autonat::v2::client::Behaviour::new(
+            rand::make_rng::<rand::rngs::StdRng>(),
+            autonat::v2::client::Config::default().with_probe_interval(config.autonat_interval),
+        ),
+        autonat_server: autonat::v2::server::Behaviour::default(),
+        mdns: if config.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config {
+                    // The default (5 min) leaves a peer whose first
+                    // query went out before the other side had
+                    // joined the multicast group unfound for minutes.
+                    query_interval: MDNS_QUERY_INTERVAL,
+                    ..mdns::Config::default()
+                },
+                peer_id,
+            )?)
+            .into()
+        } else {
+            None.into()
+        },
+    })
 }

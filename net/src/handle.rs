@@ -123,10 +123,31 @@ pub fn start(
     config: &NetConfig,
     peers: PeerStore,
 ) -> Result<(Net, mpsc::Receiver<NetEvent>, EventLoop)> {
+    start_with(key, config, peers, None)
+}
+
+/// [`start`], recording libp2p's metrics (connections, identify, Kademlia,
+/// ping, relay, DCUtR, gossipsub, and the bytes in and out of each
+/// transport) in `registry`.
+pub fn start_measured(
+    key: Keypair,
+    config: &NetConfig,
+    peers: PeerStore,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<(Net, mpsc::Receiver<NetEvent>, EventLoop)> {
+    start_with(key, config, peers, Some(registry))
+}
+
+fn start_with(
+    key: Keypair,
+    config: &NetConfig,
+    peers: PeerStore,
+    registry: Option<&mut prometheus_client::registry::Registry>,
+) -> Result<(Net, mpsc::Receiver<NetEvent>, EventLoop)> {
     let peer_id = key.public().to_peer_id();
     let (tx, rx) = mpsc::channel(256);
     let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
-    let event_loop = EventLoop::new(key, config, peers, rx, events_tx.clone())?;
+    let event_loop = EventLoop::new(key, config, peers, rx, events_tx.clone(), registry)?;
     let limits = Limits {
         window: config.stream_window.max(1),
         max_request: config.max_request_bytes,

@@ -44,7 +44,7 @@ pub use conduct::{Conduct, ConductConfig, Offence, Verdict};
 pub use config::{Misbehaviour, NetConfig, Screen};
 pub use error::{Error, Result};
 pub use event_loop::EventLoop;
-pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start};
+pub use handle::{NatStatus, Net, NetEvent, NetStatus, PeerInfo, start, start_measured};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 pub use names::{MAX_NAME, NameRecord, check_name};

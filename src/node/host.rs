@@ -236,6 +236,11 @@ impl Host {
         b.fuel.charge(peer, fuel, self.epoch.elapsed());
     }
 
+    /// The executor's threads busy and calls waiting for one.
+    pub(crate) fn executor_load(&self) -> (usize, usize) {
+        (self.executor.running(), self.executor.queued())
+    }
+
     /// Calls queued or running.
     pub(crate) fn load(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)

@@ -26,7 +26,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use orb_engine::{Consensus, start_consensus};
-use orb_ledger::consensus::{Config as ConsensusConfig, Gossip, Input as ConsensusInput, Message};
+use orb_ledger::consensus::{
+    Config as ConsensusConfig, Event, Gossip, Input as ConsensusInput, Message,
+};
 use orb_ledger::{
     Chain, Digest, Genesis, Keypair, PublicKey, Receipt, ReceiptBody, SettlementBody,
 };
@@ -39,6 +41,7 @@ use tracing::{debug, info, warn};
 use super::Error;
 use super::byzantine::{self, Byzantine, Mode};
 use super::journal::Journal;
+use super::metrics::LedgerMetrics;
 use super::tasks::Tasks;
 
 /// Most blocks one sync answer carries.
@@ -178,6 +181,7 @@ impl LedgerStart {
         config: ConsensusConfig,
         tasks: &Tasks,
         byzantine: &Byzantine,
+        metrics: LedgerMetrics,
     ) -> Result<(Arc<Ledger>, JoinHandle<()>), Error> {
         let Self {
             chain,
@@ -191,12 +195,17 @@ impl LedgerStart {
         let parked = pending.clone();
         let (liar, signer) = (byzantine.clone(), key.clone());
         let (chain_id, difficulty) = (chain.id(), chain.genesis().difficulty);
-        let (consensus, thread) =
-            start_consensus(chain, key.clone(), config, move |action: Message| {
+        let (counted, observed) = (metrics.clone(), metrics);
+        let (consensus, thread) = start_consensus(
+            chain,
+            key.clone(),
+            config,
+            move |action: Message| {
                 // An answer goes to the asker's stream from the consensus
                 // thread itself; the rest is carried out by the actor.
                 let action = match action {
                     Message::Answer { id, vote } => {
+                        counted.polls_answered.inc();
                         if let Some(reply) = take(&parked, id) {
                             reply.send(byzantine::vote_answer(&liar, &signer, vote));
                         }
@@ -208,6 +217,10 @@ impl LedgerStart {
                         }
                         return;
                     }
+                    Message::Query { query, peers } => {
+                        counted.polls_sent.inc_by(peers.len() as u64);
+                        Message::Query { query, peers }
+                    }
                     other => other,
                 };
                 if let Err(e) = actions.try_send(action) {
@@ -215,7 +228,20 @@ impl LedgerStart {
                     let action = e.into_inner();
                     debug!(full, "consensus action dropped: {}", kind(&action));
                 }
-            })?;
+            },
+            move |event: &Event| match event {
+                Event::Committed { finality, .. } => {
+                    observed.committed.inc();
+                    if let Some(f) = finality {
+                        observed.finality.observe(f.as_secs_f64());
+                    }
+                }
+                Event::Equivocation { .. } => {
+                    observed.equivocations.inc();
+                }
+                Event::Refused { .. } => {}
+            },
+        )?;
         let ticker = consensus.clone();
         tasks.spawn_until_cancelled(async move {
             let mut every = tokio::time::interval(TICK);

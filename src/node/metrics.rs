@@ -52,6 +52,32 @@ struct StepLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NatLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScaleLabels {
+    action: &'static str,
+}
+
+/// What the consensus driver counts: handed to it when the ledger starts
+/// (the counters are shared handles).
+#[derive(Clone)]
+pub(crate) struct LedgerMetrics {
+    /// Blocks committed here.
+    pub(crate) committed: Counter,
+    /// Time to finality of the blocks decided here.
+    pub(crate) finality: Histogram,
+    /// Snowball queries sent (one per peer asked).
+    pub(crate) polls_sent: Counter,
+    /// Queries of peers this node answered.
+    pub(crate) polls_answered: Counter,
+    /// Voters excluded for equivocating.
+    pub(crate) equivocations: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeerLabels {
     kind: &'static str,
 }
@@ -78,6 +104,13 @@ pub(crate) struct Metrics {
     load: Gauge,
     capacity: Gauge,
     agents_kept: Gauge,
+    ledger: LedgerMetrics,
+    executor_running: Gauge,
+    executor_queued: Gauge,
+    mempool: Gauge,
+    committee: Gauge,
+    nat: Family<NatLabels, Gauge>,
+    autoscale: Family<ScaleLabels, Counter>,
     /// Serialises encoding with the gauges' refresh.
     scrape: Mutex<()>,
     /// Calls by function (the name they were called by): answered, failed;
@@ -173,6 +206,76 @@ impl Default for Metrics {
         );
         let agents_kept = Gauge::default();
         registry.register("agents", "Agents kept on this node", agents_kept.clone());
+        let ledger = LedgerMetrics {
+            committed: Counter::default(),
+            finality: Histogram::new(exponential_buckets(1e-3, 2.0, 16)),
+            polls_sent: Counter::default(),
+            polls_answered: Counter::default(),
+            equivocations: Counter::default(),
+        };
+        registry.register(
+            "blocks_committed",
+            "Reward blocks committed to this node's chain",
+            ledger.committed.clone(),
+        );
+        registry.register_with_unit(
+            "finality",
+            "Time from a block's proposal to its finality, for the blocks decided here",
+            Unit::Seconds,
+            ledger.finality.clone(),
+        );
+        registry.register(
+            "polls_sent",
+            "Snowball queries this node sent (one per committee member asked)",
+            ledger.polls_sent.clone(),
+        );
+        registry.register(
+            "polls_answered",
+            "Snowball queries of other members this node answered",
+            ledger.polls_answered.clone(),
+        );
+        registry.register(
+            "equivocators_excluded",
+            "Voters excluded for signing two votes for one height and round",
+            ledger.equivocations.clone(),
+        );
+        let executor_running = Gauge::default();
+        registry.register(
+            "executor_threads_busy",
+            "Executor threads running a call now",
+            executor_running.clone(),
+        );
+        let executor_queued = Gauge::default();
+        registry.register(
+            "executor_queue_depth",
+            "Calls waiting for an executor thread",
+            executor_queued.clone(),
+        );
+        let mempool = Gauge::default();
+        registry.register(
+            "mempool_settlements",
+            "Settlements waiting for a block",
+            mempool.clone(),
+        );
+        let committee = Gauge::default();
+        registry.register(
+            "committee_size",
+            "Members of the consensus committee",
+            committee.clone(),
+        );
+        let nat = Family::<NatLabels, Gauge>::default();
+        registry.register(
+            "nat_status",
+            "AutoNAT's verdict on this node: 1 for the current status (public, private, unknown)",
+            nat.clone(),
+        );
+        let autoscale = Family::<ScaleLabels, Counter>::default();
+        registry.register(
+            "autoscale_events",
+            "Replicas this node took on because a function was busy (up), or retired when idle \
+             (retire)",
+            autoscale.clone(),
+        );
         Self {
             registry,
             invocations,
@@ -189,6 +292,13 @@ impl Default for Metrics {
             load,
             capacity,
             agents_kept,
+            ledger,
+            executor_running,
+            executor_queued,
+            mempool,
+            committee,
+            nat,
+            autoscale,
             scrape: Mutex::new(()),
             by_function: Mutex::default(),
             history: Mutex::default(),
@@ -298,6 +408,17 @@ impl Metrics {
             .clone()
     }
 
+    /// The consensus driver's counters.
+    pub(crate) fn ledger(&self) -> LedgerMetrics {
+        self.ledger.clone()
+    }
+
+    /// Counts a replica taken on (`up`) or retired (`retire`) by the
+    /// auto-scaler.
+    pub(crate) fn scaled(&self, action: &'static str) {
+        self.autoscale.get_or_create(&ScaleLabels { action }).inc();
+    }
+
     /// Seconds since the node started: the clock of [`Metrics::series`].
     pub(crate) fn second(&self) -> u64 {
         self.started.elapsed().as_secs()
@@ -356,7 +477,26 @@ impl Metrics {
         if let Some(status) = status {
             self.banned.set(status.banned as i64);
             self.routing_table.set(status.routing_table as i64);
+            let now = format!("{:?}", status.nat).to_lowercase();
+            for s in ["public", "private", "unknown"] {
+                self.nat
+                    .get_or_create(&NatLabels { status: s })
+                    .set(i64::from(now == s));
+            }
         }
+        if let Some(ledger) = &node.ledger {
+            let status = ledger
+                .consensus
+                .status
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            self.mempool.set(status.mempool as i64);
+            self.committee.set(status.committee.len() as i64);
+        }
+        let (running, queued) = node.host.executor_load();
+        self.executor_running.set(running as i64);
+        self.executor_queued.set(queued as i64);
         self.chain_height
             .set(node.ledger.as_ref().map_or(0, |l| l.height()) as i64);
         self.functions_hosted.set(node.host.hosted().len() as i64);

@@ -193,6 +193,7 @@ pub(crate) async fn run_until_cancelled(node: Arc<Node>, config: ScaleConfig) {
         for function in node.host.scaled() {
             if node.host.idle_for(&function) >= config.idle {
                 node.host.retire(&node, function).await;
+                node.metrics.scaled("retire");
             }
         }
     }
@@ -205,7 +206,10 @@ async fn scale_up(node: &Node, function: FunctionId, from: PeerId) {
             .install(node, &bytes, super::host::By::Scaling)
             .await
         {
-            Ok(_) => info!(%function, %from, "scaled up: hosting a replica of a busy function"),
+            Ok(_) => {
+                node.metrics.scaled("up");
+                info!(%function, %from, "scaled up: hosting a replica of a busy function");
+            }
             Err(e) => warn!(%function, "scale-up: cannot host: {e}"),
         },
         Err(e) => debug!(%function, %from, "scale-up: cannot fetch the module: {e}"),

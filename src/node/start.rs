@@ -126,10 +126,10 @@ impl Node {
             screen: ledger.as_ref().map(LedgerStart::screen).unwrap_or_default(),
             ..NetConfig::default()
         };
-        let (net, events, mut event_loop) =
-            orb_net::start(key, &net_config, peers).map_err(Error::Listen)?;
         let mut metrics = super::metrics::Metrics::default();
-        event_loop.measure(metrics.libp2p());
+        let (net, events, event_loop) =
+            orb_net::start_measured(key, &net_config, peers, metrics.libp2p())
+                .map_err(Error::Listen)?;
         let peer_id = net.peer_id();
         let tasks = Arc::new(Tasks::new(CancellationToken::new()));
         let mut stop = Stop {
@@ -151,15 +151,22 @@ impl Node {
             block_interval: config.block_interval,
             ..Default::default()
         };
-        let ledger =
-            match ledger.map(|l| l.start(net.clone(), consensus, &tasks, &config.byzantine)) {
-                None => None,
-                Some(Ok((ledger, thread))) => {
-                    stop.threads.push(("consensus", thread));
-                    Some(ledger)
-                }
-                Some(Err(e)) => return Err(stop.failed(e, (net, host, routing)).await),
-            };
+        let ledger = match ledger.map(|l| {
+            l.start(
+                net.clone(),
+                consensus,
+                &tasks,
+                &config.byzantine,
+                metrics.ledger(),
+            )
+        }) {
+            None => None,
+            Some(Ok((ledger, thread))) => {
+                stop.threads.push(("consensus", thread));
+                Some(ledger)
+            }
+            Some(Err(e)) => return Err(stop.failed(e, (net, host, routing)).await),
+        };
         if config.byzantine.any() {
             warn!(modes = %config.byzantine, "--byzantine: this node misbehaves on purpose");
         }

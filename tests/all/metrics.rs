@@ -113,6 +113,24 @@ fn the_counts_a_node_exports_are_the_calls_and_steps_made_through_it() {
     assert!(established >= 1.0, "{text}");
     assert!(sample(&text, "orb_libp2p_identify_received_total").is_some_and(|n| n >= 1.0));
     assert!(text.contains("# TYPE orb_libp2p_ping_rtt_seconds histogram"));
+    // Bytes in and out, from libp2p's bandwidth-counting transport.
+    for direction in ["Inbound", "Outbound"] {
+        let bytes: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("orb_libp2p_bandwidth_bytes_total{"))
+            .filter(|l| l.contains(&format!(r#"direction="{direction}""#)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(bytes > 0.0, "{direction} bytes: {text}");
+    }
+    // The executor is idle now; AutoNAT has one verdict.
+    assert_eq!(sample(&text, "orb_executor_threads_busy"), Some(0.0));
+    assert_eq!(sample(&text, "orb_executor_queue_depth"), Some(0.0));
+    let nat: f64 = ["public", "private", "unknown"]
+        .iter()
+        .filter_map(|s| sample(&text, &format!(r#"orb_nat_status{{status="{s}"}}"#)))
+        .sum();
+    assert_eq!(nat, 1.0, "{text}");
     assert!(text.trim_end().ends_with("# EOF"));
     // The executing node counted nothing: the calls entered at `a`.
     let there = scrape(&s.api);
@@ -124,6 +142,49 @@ fn the_counts_a_node_exports_are_the_calls_and_steps_made_through_it() {
         None
     );
     assert_eq!(sample(&there, "orb_functions_hosted"), Some(2.0), "{there}");
+}
+
+#[test]
+fn a_ledger_node_exports_its_blocks_finality_polls_and_committee() {
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, _, _) = crate::consensus::ledger_network(
+        root.path(),
+        3,
+        "metrics",
+        orb_ledger::Params::new(3, 2, 2, 2).expect("params"),
+        "200",
+        &[],
+    );
+    crate::consensus::deploy_echo(&nodes[0], "1", &[]);
+    for i in 0..3 {
+        assert_eq!(post(&nodes[0].api, "/fn/echo", &format!("paid {i}")), 200);
+    }
+    let settled =
+        crate::consensus::wait_all(&nodes[..1].iter().collect::<Vec<_>>(), "a block", 60, |l| {
+            crate::consensus::height(&l[0]) >= 1
+        });
+    let height = crate::consensus::height(&settled[0]) as f64;
+    let text = scrape(&nodes[0].api);
+    let committed = sample(&text, "orb_blocks_committed_total").unwrap_or(0.0);
+    assert!(
+        committed >= height,
+        "{committed} committed at height {height}: {text}"
+    );
+    assert!(sample(&text, "orb_chain_height").is_some_and(|h| h >= height));
+    assert!(
+        sample(&text, "orb_finality_seconds_count").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "orb_polls_sent_total").is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "orb_polls_answered_total").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "orb_committee_size"), Some(3.0));
+    assert!(sample(&text, "orb_mempool_settlements").is_some());
 }
 
 /// Kills the child when dropped.

@@ -140,20 +140,17 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Records the swarm's events as libp2p's metrics, in `registry`.
-    pub fn measure(&mut self, registry: &mut prometheus_client::registry::Registry) {
-        self.metrics = Some(libp2p::metrics::Metrics::new(registry));
-    }
-
     pub(crate) fn new(
         key: Keypair,
         config: &NetConfig,
         peers: PeerStore,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<NetEvent>,
+        mut registry: Option<&mut prometheus_client::registry::Registry>,
     ) -> Result<Self> {
         let local = key.public().to_peer_id();
-        let mut swarm = behaviour::build(key, config)?;
+        let mut swarm = behaviour::build(key, config, registry.as_deref_mut())?;
+        let metrics = registry.map(libp2p::metrics::Metrics::new);
         for addr in &config.listen {
             swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
                 addr: addr.to_string(),
@@ -227,7 +224,7 @@ impl EventLoop {
             conduct_config: config.conduct,
             misbehave: config.misbehave,
             screen: config.screen.clone(),
-            metrics: None,
+            metrics,
         })
     }
 
