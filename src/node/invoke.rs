@@ -555,6 +555,7 @@ pub(crate) async fn invoke_as(
             function: id,
             input,
             fuel,
+            trace: None,
         };
         let mut schedule = Schedule::new(node.clone(), call).await?;
         if schedule.queue.is_empty() {
