@@ -223,7 +223,9 @@ fn subscribe(cli: &Cli, export: Option<&traces::Export>) {
             .and_then(|f| EnvFilter::try_new(f).ok())
             .unwrap_or_else(|| default.into())
     };
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .log_internal_errors(true);
     let logs = match cli.log_format {
         LogFormat::Text => stderr.with_filter(filter(quiet)).boxed(),
         LogFormat::Json => stderr
