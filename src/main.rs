@@ -236,9 +236,15 @@ fn subscribe(cli: &Cli, export: Option<&traces::Export>) {
             .boxed(),
     };
     let spans = export.map(|export| {
+        // OpenTelemetry's own log lines (targets opentelemetry*: a failed
+        // export, a full queue) go to the log only, never into the spans
+        // being exported.
+        let own = "opentelemetry=off"
+            .parse()
+            .expect("a directive that parses");
         tracing_opentelemetry::layer()
             .with_tracer(export.tracer())
-            .with_filter(filter(TRACED))
+            .with_filter(filter(TRACED).add_directive(own))
     });
     tracing_subscriber::registry().with(logs).with(spans).init();
 }
