@@ -336,6 +336,7 @@ fn transport_round_trip() -> Vec<f64> {
             function: orb_functions::FunctionId::of(b"echo"),
             input: INPUT.to_vec(),
             fuel: None,
+            trace: None,
         });
         let mut samples = Vec::with_capacity(CALLS);
         for i in 0..CALLS + 200 {

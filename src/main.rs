@@ -28,6 +28,7 @@ mod run;
 mod serve;
 mod sim;
 mod topic;
+mod traces;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +74,8 @@ struct Cli {
     /// `info` or `orb=debug,orb_net=info` (`orb::calls=debug` logs each
     /// call with its invocation id on the node it entered and the one that
     /// ran it). Default: warnings; RUST_LOG is read when ORB_LOG is not set.
+    /// With --otlp-endpoint, a filter given also says which spans are
+    /// exported (default: `warn,orb=info`, every hop of every call).
     #[arg(long, global = true, env = "ORB_LOG", value_name = "FILTER")]
     log_filter: Option<String>,
 
@@ -86,6 +89,20 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
+
+    /// Export spans over OTLP/HTTP (protobuf) to this endpoint, e.g.
+    /// `http://127.0.0.1:4318` (Jaeger, an OpenTelemetry collector; the
+    /// traces go to URL/v1/traces). Each call is one trace across the
+    /// nodes it touched. What is left is exported when the command ends
+    /// (a node: on Ctrl-C or SIGTERM), waiting 5 s at most.
+    #[arg(
+        long,
+        global = true,
+        env = "ORB_OTLP_ENDPOINT",
+        value_name = "URL",
+        value_parser = traces::endpoint
+    )]
+    otlp_endpoint: Option<traces::Endpoint>,
 
     #[command(subcommand)]
     command: Command,
@@ -140,30 +157,18 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // sled's own warnings about a damaged store say nothing `orb ledger`'s
-    // error does not (ORB_LOG=sled=debug shows them).
-    let quiet = match cli.command {
-        Command::Ledger(_) => "warn,sled=off",
-        _ => "warn",
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    let export = match &cli.otlp_endpoint {
+        None => None,
+        Some(endpoint) => match traces::Export::start(endpoint, node_peer_id(&cli, &data_dir)) {
+            Ok(export) => Some(export),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::from(exit::INTERNAL);
+            }
+        },
     };
-    let filter = cli
-        .log_filter
-        .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| quiet.into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .init(),
-    }
-    let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+    subscribe(&cli, export.as_ref());
     let result = match cli.command {
         Command::Run(args) => run::run(args, &data_dir),
         Command::Fn(cmd) => function::run(cmd),
@@ -179,6 +184,9 @@ fn main() -> ExitCode {
         Command::Ledger(cmd) => ledger::run(cmd, &data_dir, &cli.node),
         Command::Sim(args) => sim::run(args),
     };
+    if let Some(export) = export {
+        export.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError { code, error }) => {
@@ -186,6 +194,70 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Spans exported when `--otlp-endpoint` is given and no filter is: every
+/// hop of every call, and the warnings logged inside them.
+const TRACED: &str = "warn,orb=info";
+
+/// Installs the process's `tracing` subscriber: log lines on stderr (text
+/// or JSON) and, with `export`, spans over OTLP, each with its own filter.
+fn subscribe(cli: &Cli, export: Option<&traces::Export>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
+
+    // sled's own warnings about a damaged store say nothing `orb ledger`'s
+    // error does not (ORB_LOG=sled=debug shows them).
+    let quiet = match cli.command {
+        Command::Ledger(_) => "warn,sled=off",
+        _ => "warn",
+    };
+    let given = cli
+        .log_filter
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok());
+    let filter = |default: &str| {
+        given
+            .as_deref()
+            .and_then(|f| EnvFilter::try_new(f).ok())
+            .unwrap_or_else(|| default.into())
+    };
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .log_internal_errors(true);
+    let logs = match cli.log_format {
+        LogFormat::Text => stderr.with_filter(filter(quiet)).boxed(),
+        LogFormat::Json => stderr
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_filter(filter(quiet))
+            .boxed(),
+    };
+    let spans = export.map(|export| {
+        // OpenTelemetry's own log lines (targets opentelemetry*: a failed
+        // export, a full queue) go to the log only, never into the spans
+        // being exported.
+        let own = "opentelemetry=off"
+            .parse()
+            .expect("a directive that parses");
+        tracing_opentelemetry::layer()
+            .with_tracer(export.tracer())
+            .with_filter(filter(TRACED).add_directive(own))
+    });
+    tracing_subscriber::registry().with(logs).with(spans).init();
+}
+
+/// The peer id of the node `orb node` runs (its key, created now when it
+/// is the first start), for the spans it exports; `None` for the other
+/// commands, or when the key cannot be read (the node says why).
+fn node_peer_id(cli: &Cli, data_dir: &std::path::Path) -> Option<String> {
+    let Command::Node(_) = cli.command else {
+        return None;
+    };
+    let key = orb_net::identity::load_or_create(&data_dir.join("identity.key")).ok()?;
+    Some(key.public().to_peer_id().to_string())
 }
 
 /// `$HOME/.orb`, or `.orb` in the working directory when there is no home.

@@ -52,6 +52,6 @@ pub use peerstore::PeerStore;
 pub use protocol::{
     AGENT_LOG_BATCH, AgentLogEntry, AgentMessage, AgentSide, AgentState, Announcement, Answer,
     Applied, BadFrame, FunctionLoad, Invoke, Load, Publication, Query, ReplicaAnswer, Replicate,
-    Request, Response, StepVote, TOPIC_BATCH, encode_frame, read_frame_into,
+    Request, Response, StepVote, TOPIC_BATCH, TraceContext, encode_frame, read_frame_into,
 };
 pub use streams::{Direct, Reply};

@@ -346,6 +346,43 @@ pub struct Invoke {
     pub input: Vec<u8>,
     /// A fuel limit lower than the executor's default, if any.
     pub fuel: Option<u64>,
+    /// The span that sent the call, when the sending node exports traces,
+    /// so that the executor's spans join the same trace. It must stay the
+    /// last field (see [`TraceContext`]): one byte when there is none.
+    #[serde(deserialize_with = "trailer")]
+    pub trace: Option<TraceContext>,
+}
+
+/// Where a call sits in a distributed trace: the sending span's W3C trace
+/// context (`traceparent`'s fields, as bytes).
+///
+/// It travels as the last field of an [`Invoke`], which is the last thing
+/// in its frame, and that makes it compatible both ways without a new
+/// protocol version: a node that predates it stops reading before it
+/// (postcard leaves the rest of a frame unread), and a frame without it,
+/// or with a kind of context this node does not know (a later variant),
+/// reads as `None`. A new kind of context is a new variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TraceContext {
+    /// W3C Trace Context, `traceparent` version 00.
+    W3c {
+        /// The trace id (never all zeros).
+        trace_id: [u8; 16],
+        /// The id of the span that sent the call (never all zeros).
+        parent_id: [u8; 8],
+        /// The trace flags (bit 0: sampled).
+        flags: u8,
+    },
+}
+
+/// Reads [`Invoke::trace`]: a frame that ends before it, or holds what
+/// does not decode as a context, has none. Only sound for the last field
+/// of a frame (what follows a failed read is never looked at).
+fn trailer<'de, D>(deserializer: D) -> Result<Option<TraceContext>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<TraceContext>::deserialize(deserializer).unwrap_or(None))
 }
 
 /// What a node answers.
@@ -570,12 +607,77 @@ mod tests {
             function: FunctionId::of(b"m"),
             input: b"hi".to_vec(),
             fuel: Some(10),
+            trace: Some(TraceContext::W3c {
+                trace_id: [1; 16],
+                parent_id: [2; 8],
+                flags: 1,
+            }),
         });
         let frame = encode_frame(&(3u64, &req), 1024).unwrap();
         let mut buf = Vec::new();
         let back: (u64, Request) =
             block_on(read_frame_into(&mut frame.as_slice(), &mut buf, 1024)).unwrap();
         assert_eq!(back, (3, req));
+    }
+
+    /// `Invoke` as nodes before trace contexts had it.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum OldRequest {
+        Invoke(OldInvoke),
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct OldInvoke {
+        invocation: u128,
+        function: FunctionId,
+        input: Vec<u8>,
+        fuel: Option<u64>,
+    }
+
+    fn decode<M: DeserializeOwned>(frame: &[u8]) -> M {
+        let mut buf = Vec::new();
+        block_on(read_frame_into(&mut &frame[..], &mut buf, 1024)).unwrap()
+    }
+
+    #[test]
+    fn a_trace_context_is_compatible_with_nodes_before_it_both_ways() {
+        let function = FunctionId::of(b"m");
+        let old = OldRequest::Invoke(OldInvoke {
+            invocation: 7,
+            function,
+            input: b"hi".to_vec(),
+            fuel: None,
+        });
+        let new = Request::Invoke(Invoke {
+            invocation: 7,
+            function,
+            input: b"hi".to_vec(),
+            fuel: None,
+            trace: Some(TraceContext::W3c {
+                trace_id: [0xab; 16],
+                parent_id: [0xcd; 8],
+                flags: 1,
+            }),
+        });
+        // An old node's call reads here as one without a trace.
+        let back: (u64, Request) = decode(&encode_frame(&(1u64, &old), 1024).unwrap());
+        let Request::Invoke(invoke) = back.1 else {
+            panic!("not an invoke: {back:?}");
+        };
+        assert_eq!((invoke.invocation, invoke.trace), (7, None));
+        // Our call reads on an old node as the same call.
+        let back: (u64, OldRequest) = decode(&encode_frame(&(1u64, &new), 1024).unwrap());
+        assert_eq!(back, (1, old));
+        // A kind of context this node does not know (variant 1) is none.
+        let mut frame = encode_frame(&(1u64, &new), 1024).unwrap();
+        let at = frame.len() - (1 + 16 + 8 + 1);
+        assert_eq!(frame[at], 0, "the variant of W3c");
+        frame[at] = 1;
+        let back: (u64, Request) = decode(&frame);
+        assert!(matches!(
+            back.1,
+            Request::Invoke(Invoke { trace: None, .. })
+        ));
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn invoke(n: u128) -> Request {
         function: FunctionId::of(b"echo"),
         input: n.to_be_bytes().to_vec(),
         fuel: None,
+        trace: None,
     })
 }
 

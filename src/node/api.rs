@@ -28,6 +28,7 @@ use orb_functions::FunctionId;
 use orb_net::{NameRecord, Request, Response as NetResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tracing::Instrument as _;
 
 use super::Node;
 use super::agents::store::AgentModule;
@@ -136,6 +137,7 @@ async fn call(
     State(node): State<Arc<Node>>,
     Path(target): Path<String>,
     Query(params): Query<CallParams>,
+    incoming: HeaderMap,
     input: Bytes,
 ) -> Response {
     if let Some(r) = params.replicas
@@ -157,6 +159,13 @@ async fn call(
             "1",
         );
     };
+    // The HTTP hop of the call's trace, under the caller's `traceparent`.
+    let span = tracing::info_span!(
+        "http",
+        otel.name = "POST /fn/{target}",
+        otel.kind = "server"
+    );
+    super::trace::adopt_http(&span, &incoming);
     match invoke(
         &node,
         &target,
@@ -164,6 +173,7 @@ async fn call(
         params.fuel,
         params.replicas,
     )
+    .instrument(span)
     .await
     {
         Ok(done) => {

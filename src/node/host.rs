@@ -21,7 +21,7 @@ use orb_ledger::PublicKey;
 use orb_net::{
     Announcement, FunctionLoad, Invoke, Load, NameRecord, PeerId, Reply, Request, Response,
 };
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, Span, debug, field, info, info_span, warn};
 
 use super::byzantine::{Byzantine, Mode};
 use super::quota::{Limits as StoreLimits, Quota, Refusal};
@@ -606,12 +606,13 @@ impl Host {
         if from.is_some_and(|peer| !self.within_budget(peer)) {
             return Response::Busy;
         }
+        let span = execute_span(invoke, from);
         let started = Instant::now();
-        let result = self.call(function, invoke).await;
+        let result = self.call(function, invoke).instrument(span.clone()).await;
         if let Some(peer) = from {
             self.charge(peer, &result);
         }
-        self.response(node, invoke, invoker, started, result)
+        span.in_scope(|| self.response(node, invoke, invoker, started, result))
     }
 
     /// What a call that ended answers: the call is counted in the load
@@ -722,6 +723,24 @@ impl Host {
     }
 }
 
+/// The span of a call run here, `execute`: the child of the span that sent
+/// it when it came with a trace context (from a peer), else of the current
+/// span (a call this node runs for itself).
+fn execute_span(invoke: &Invoke, caller: Option<&PeerId>) -> Span {
+    let span = info_span!(
+        "execute",
+        invocation = %format_args!("{:032x}", invoke.invocation),
+        function = %invoke.function,
+        caller = field::Empty,
+        otel.kind = "server",
+    );
+    if let Some(peer) = caller {
+        span.record("caller", field::display(peer));
+    }
+    super::trace::adopt(&span, invoke.trace.as_ref());
+    span
+}
+
 /// Answers a peer's invoke with no task of its own: the call goes to the
 /// pool from where the request was read, and the executor thread that runs
 /// it signs the receipt and sends the answer to the peer's stream.
@@ -742,13 +761,17 @@ pub(crate) fn answer_invoke_now(node: &Arc<Node>, peer: PeerId, invoke: Invoke, 
         reply.send(Response::Busy);
         return;
     }
+    let span = execute_span(&invoke, Some(&peer));
     let started = Instant::now();
     // The reply goes to the executor with the call, or answers here when
     // the pool refuses it.
     let reply = Arc::new(Mutex::new(Some(reply)));
     let invoke = Arc::new(invoke);
     let (answer, running, call) = (reply.clone(), node.clone(), invoke.clone());
+    let executing = span.clone();
     let submitted = host.submit(function, &invoke, move |result| {
+        // Closed (and exported) when the answer is on its way.
+        let _in = executing.enter();
         tracing::debug!(
             target: "orb::calls",
             invocation = %format!("{:032x}", call.invocation),
@@ -767,6 +790,7 @@ pub(crate) fn answer_invoke_now(node: &Arc<Node>, peer: PeerId, invoke: Invoke, 
         }
     });
     if let Err(e) = submitted {
+        let _in = span.enter();
         let response = host.response(node, &invoke, invoker, started, Err(e));
         if let Some(reply) = reply.lock().unwrap_or_else(PoisonError::into_inner).take() {
             host.deliver(reply, response);

@@ -28,6 +28,13 @@
 //! its answer; a mismatch brings in a third, and the settlement then pays
 //! the majority (the caller already had the unverified answer: sampling
 //! makes cheating unprofitable, replicas make it ineffective).
+//!
+//! Each hop is a span (info level, named by the invocation on `invoke`):
+//! `invoke` holds `resolve`, `schedule` (the providers it found), `vote`
+//! (the replicas asked until the agreement decides: one `send` each, with
+//! its `receipt_check`) and `settle`. A `send` to another node carries its
+//! trace context in the [`Invoke`] ([`super::trace`]), so the `execute`
+//! span there is its child in the same trace.
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -39,7 +46,7 @@ use orb_functions::FunctionId;
 use orb_ledger::{Agreement, Decision, Digest, Outcome, Receipt, ReceiptBody, check_receipt};
 use orb_net::{Invoke, Offence, PeerId, Request, Response};
 use serde::Serialize;
-use tracing::{Instrument as _, debug, info, info_span, warn};
+use tracing::{Instrument as _, debug, field, info, info_span, warn};
 
 use super::Node;
 use super::ledger::key_of;
@@ -339,7 +346,10 @@ impl Schedule {
                             break;
                         };
                         agreement.asked();
-                        running.push(attempt(self.node.clone(), peer, self.call.clone()));
+                        let send = info_span!("send", %peer, otel.kind = "client");
+                        running.push(
+                            attempt(self.node.clone(), peer, self.call.clone()).instrument(send),
+                        );
                     }
                 }
                 Decision::Wait => {
@@ -409,7 +419,10 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
         let me = node.ledger.as_ref().map(|l| l.me);
         Ok(node.host.run(&node, &call, me, None).await)
     } else {
-        let request = Request::Invoke((*call).clone());
+        // The executor's spans join this call's trace under this attempt.
+        let mut sent = (*call).clone();
+        sent.trace = super::trace::outgoing();
+        let request = Request::Invoke(sent);
         match tokio::time::timeout(ATTEMPT_TIMEOUT, node.net.request(peer, &request)).await {
             // As many of our calls as its window allows are in flight there.
             Ok(Err(orb_net::Error::WindowFull { .. })) => Ok(Response::Busy),
@@ -438,7 +451,8 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
                 } else {
                     key_of(&peer)
                 };
-                let checked = match executor {
+                let check = info_span!("receipt_check");
+                let checked = check.in_scope(|| match executor {
                     Some(executor) => {
                         let expected = ReceiptBody {
                             invocation: call.invocation,
@@ -452,7 +466,7 @@ async fn attempt(node: Arc<Node>, peer: PeerId, call: Arc<Invoke>) -> Attempt {
                         check_receipt(receipt.as_ref(), &expected).map_err(|e| e.to_string())
                     }
                     None => Err("its peer id holds no ed25519 key".to_owned()),
-                };
+                });
                 if let Err(why) = checked {
                     debug!(%peer, "bad receipt: {why}");
                     node.net.report(peer, Offence::Invalid);
@@ -549,14 +563,21 @@ pub(crate) async fn invoke_as(
         {
             return Err(InvokeError::NoCredits(node.peer_id.clone()));
         }
-        let id = resolve_name(node, target).await?;
+        let id = resolve_name(node, target)
+            .instrument(info_span!("resolve"))
+            .await?;
         let call = Invoke {
             invocation,
             function: id,
             input,
             fuel,
+            trace: None,
         };
-        let mut schedule = Schedule::new(node.clone(), call).await?;
+        let scheduling = info_span!("schedule", function = %id, providers = field::Empty);
+        let mut schedule = Schedule::new(node.clone(), call)
+            .instrument(scheduling.clone())
+            .await?;
+        scheduling.record("providers", schedule.queue.len());
         if schedule.queue.is_empty() {
             // Providers known, all left out for answering "busy" (or
             // failing) a moment ago: say so, not "no provider".
@@ -576,7 +597,10 @@ pub(crate) async fn invoke_as(
         let r = replicas.unwrap_or(node.replicas).max(1);
         let mut agreement = Agreement::new(r, r + EXTRA_REPLICAS);
         let mut answers = Vec::new();
-        let decided = schedule.agree(&mut agreement, &mut answers).await?;
+        let decided = schedule
+            .agree(&mut agreement, &mut answers)
+            .instrument(info_span!("vote", replicas = r))
+            .await?;
         let attempts = schedule.tried.len() as u32;
         let Decision::Majority {
             result,
@@ -677,7 +701,12 @@ async fn verify_later(mut schedule: Schedule, mut answers: Vec<Answer>) {
         agreement.asked();
         agreement.answered(a.peer, a.result.clone());
     }
-    let decided = match schedule.agree(&mut agreement, &mut answers).await {
+    let vote = info_span!("vote", replicas = 2, by = "sampled verification");
+    let decided = match schedule
+        .agree(&mut agreement, &mut answers)
+        .instrument(vote)
+        .await
+    {
         Ok(d) => d,
         Err(e) => {
             debug!("sampled verification: {e}");
@@ -703,6 +732,7 @@ async fn verify_later(mut schedule: Schedule, mut answers: Vec<Answer>) {
 /// Records the executors outvoted and settles every receipt: nobody is
 /// paid without a majority, and a majority failure settles nothing (a
 /// failed call earns nothing, so a lone receipt must not be paid).
+#[tracing::instrument(name = "settle", skip_all, fields(by = by))]
 async fn settle(
     node: &Node,
     invocation: u128,

@@ -48,6 +48,7 @@ mod start;
 mod tasks;
 mod throttle;
 mod token;
+mod trace;
 
 use std::sync::Arc;
 

@@ -18,6 +18,7 @@ mod replication;
 mod run;
 mod sim;
 mod soak;
+mod traces;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

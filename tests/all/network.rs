@@ -167,6 +167,26 @@ impl NodeProc {
             .map_or(0, |kib| kib / 1024)
     }
 
+    /// Stops the node as an operator does, with SIGTERM, and waits (30 s
+    /// at most) until it has shut down; how it exited.
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        use nix::sys::signal::{Signal, kill};
+        let pid = i32::try_from(self.child.id()).expect("a pid");
+        kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the node") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub(crate) fn stop(mut self) -> PathBuf {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -570,6 +570,7 @@ impl Agents {
             function: id,
             input: input.encode(),
             fuel: None,
+            trace: None,
         };
         // Room on stdout for the largest state and reply, so that a state
         // over its limit is told as such.

@@ -431,6 +431,11 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 function: FunctionId::of(TINY_MODULE),
                 input: b"hello network".to_vec(),
                 fuel: Some(1_000_000),
+                trace: Some(orb_net::TraceContext::W3c {
+                    trace_id: [7; 16],
+                    parent_id: [9; 8],
+                    flags: 1,
+                }),
             });
             let ballot = orb_ledger::sequencer::Ballot {
                 round: 2,
