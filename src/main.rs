@@ -22,6 +22,7 @@ mod client;
 mod exit;
 mod function;
 mod ledger;
+mod logs;
 mod pipeline;
 mod remote;
 mod run;
@@ -144,6 +145,10 @@ enum Command {
     Peers(client::ListArgs),
     /// List the functions a node knows, with their providers.
     Ls(client::ListArgs),
+    /// Show the calls of a function (or an agent's steps) on every host
+    /// that ran them; --follow keeps showing new ones.
+    #[command(after_help = logs::AFTER_HELP)]
+    Logs(logs::LogsArgs),
     /// Show a node's peer id, addresses, NAT status and role.
     Status(client::ListArgs),
     /// Read, audit and prove a node's reward chain, offline from its data dir.
@@ -180,6 +185,7 @@ fn main() -> ExitCode {
         Command::Invoke(args) => client::invoke(args, &cli.node),
         Command::Peers(args) => client::peers(args, &cli.node),
         Command::Ls(args) => client::ls(args, &cli.node),
+        Command::Logs(args) => logs::logs(args, &cli.node),
         Command::Status(args) => client::status(args, &cli.node),
         Command::Ledger(cmd) => ledger::run(cmd, &data_dir, &cli.node),
         Command::Sim(args) => sim::run(args),

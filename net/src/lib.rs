@@ -51,7 +51,8 @@ pub use names::{MAX_NAME, NameRecord, check_name};
 pub use peerstore::PeerStore;
 pub use protocol::{
     AGENT_LOG_BATCH, AgentLogEntry, AgentMessage, AgentSide, AgentState, Announcement, Answer,
-    Applied, BadFrame, FunctionLoad, Invoke, Load, Publication, Query, ReplicaAnswer, Replicate,
-    Request, Response, StepVote, TOPIC_BATCH, TraceContext, encode_frame, read_frame_into,
+    Applied, BadFrame, CALL_LOG_BATCH, CallRecord, FunctionLoad, Invoke, Load, Publication, Query,
+    ReplicaAnswer, Replicate, Request, Response, StepVote, TOPIC_BATCH, TraceContext, encode_frame,
+    read_frame_into,
 };
 pub use streams::{Direct, Reply};

@@ -130,6 +130,40 @@ pub enum Request {
         /// before answering (milliseconds; 0: answer at once).
         wait_ms: u32,
     },
+    /// The calls of `function` the peer ran after its record number
+    /// `after` (0: from the oldest kept), at most [`CALL_LOG_BATCH`].
+    Calls {
+        /// The function (or agent module).
+        function: FunctionId,
+        /// The last record already had.
+        after: u64,
+    },
+}
+
+/// Call records a node sends at most in one answer.
+pub const CALL_LOG_BATCH: usize = 256;
+
+/// One call a node ran, as `orb logs` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Its number among the records of the node that ran it (from 1).
+    pub seq: u64,
+    /// When it ended (milliseconds since the Unix epoch).
+    pub at_ms: u64,
+    /// The invocation (agent steps: the message id).
+    pub invocation: u128,
+    /// The function (or agent module) that ran.
+    pub function: FunctionId,
+    /// The agent, for an agent step.
+    pub agent: Option<String>,
+    /// `ok`, or the error's kind (`busy` included).
+    pub outcome: String,
+    /// Fuel burnt.
+    pub fuel: u64,
+    /// Time on the executor (instantiation and run), microseconds.
+    pub duration_us: u64,
+    /// The end of what the guest wrote to stderr (or of the error).
+    pub log: String,
 }
 
 /// One message replicated to an agent's hosts.
@@ -455,6 +489,14 @@ pub enum Response {
     AgentTopic(Vec<Publication>),
     /// Names of agents.
     AgentNames(Vec<String>),
+    /// Call records, oldest first, and the last record number the node
+    /// has given (what to ask `after` next).
+    Calls {
+        /// The records.
+        records: Vec<CallRecord>,
+        /// The node's latest record number.
+        last: u64,
+    },
 }
 
 /// What a node tells everyone on gossipsub.

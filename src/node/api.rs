@@ -61,6 +61,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/api/peers", get(peers))
         .route("/api/functions", get(functions))
         .route("/api/ledger", get(ledger))
+        .route("/api/logs/{*target}", get(logs))
         .merge(super::agents::http::routes())
         .merge(super::console::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -663,6 +664,31 @@ async fn ledger(State(node): State<Arc<Node>>) -> Response {
         "balances": balances,
     }))
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct LogsParams {
+    /// `peer:seq,…` from the previous answer.
+    #[serde(default)]
+    cursor: String,
+}
+
+/// `GET /api/logs/{name, id or module/id}?cursor=…`: the calls of a
+/// function (or an agent's steps) on every host that ran them, oldest
+/// first, and the cursor to ask for newer ones.
+async fn logs(
+    State(node): State<Arc<Node>>,
+    Path(target): Path<String>,
+    Query(params): Query<LogsParams>,
+) -> Response {
+    let cursor = match super::logs::Cursor::parse(&params.cursor) {
+        Ok(c) => c,
+        Err(why) => return error(StatusCode::BAD_REQUEST, json!({ "error": why })),
+    };
+    match super::logs::gather(&node, &target, &cursor).await {
+        Ok(found) => Json(found).into_response(),
+        Err(e) => invoke_error(e),
+    }
 }
 
 async fn peers(State(node): State<Arc<Node>>) -> Response {

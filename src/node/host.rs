@@ -626,6 +626,7 @@ impl Host {
         started: Instant,
         result: Result<Outcome, FnError>,
     ) -> Response {
+        node.ran.push(super::calls::record(invoke, None, &result));
         if !matches!(result, Err(FnError::Busy { .. })) {
             let busy = result
                 .as_ref()

@@ -71,6 +71,10 @@ async fn answer(node: &Node, peer: PeerId, request: Request, channel: Reply) {
         return;
     }
     let response = match request {
+        Request::Calls { function, after } => {
+            let (records, last) = node.ran.after(&function, after);
+            Response::Calls { records, last }
+        }
         request if request.is_agent() => super::agents::answer(node, peer, request).await,
         request => node.host.answer(node, peer, request).await,
     };

@@ -29,6 +29,7 @@
 mod agents;
 mod api;
 mod byzantine;
+mod calls;
 mod config;
 mod console;
 mod error;
@@ -40,6 +41,7 @@ mod inbound;
 mod invoke;
 mod journal;
 mod ledger;
+mod logs;
 mod metrics;
 mod names;
 mod quota;
@@ -101,6 +103,8 @@ pub struct Node {
     /// dir's `publisher.key`, the one `orb deploy` uses with the same
     /// data dir.
     pub(crate) publisher: orb_net::Keypair,
+    /// The calls this node ran, for `orb logs`.
+    pub(crate) ran: calls::CallLog,
     /// The web console's uploads and audit.
     pub(crate) console: console::ConsoleState,
 }

@@ -190,6 +190,7 @@ impl Node {
             metrics,
             publisher,
             console: Default::default(),
+            ran: Default::default(),
         });
         let status = match net.wait_for(LISTEN_TIMEOUT, |s| !s.listen.is_empty()).await {
             Ok(status) => status,

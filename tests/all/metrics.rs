@@ -360,3 +360,130 @@ fn a_call_is_logged_under_its_invocation_id_where_it_entered_and_where_it_ran() 
         );
     }
 }
+
+/// `orb logs … --json` lines: (host, invocation, outcome, log).
+fn calls_of(out: &[u8]) -> Vec<(String, String, String, String)> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            (s("host"), s("invocation"), s("outcome"), s("log"))
+        })
+        .collect()
+}
+
+#[test]
+fn orb_logs_shows_each_call_on_every_host_that_ran_it_and_follows_new_ones() {
+    use std::io::BufRead as _;
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let s = crate::replication::node(r, "s", None, &["--no-autoscale"]);
+    let a = crate::replication::node(r, "a", Some(&s.addrs[0]), &["--no-autoscale"]);
+    let b = crate::replication::node(r, "b", Some(&s.addrs[0]), &["--no-autoscale"]);
+    let module = crate::example("wordcount");
+    let out = a.client(&[
+        "deploy",
+        module.to_str().unwrap(),
+        "--name",
+        "wordcount",
+        "--replicas",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::replication::wait_providers(&[&s], "wordcount", 2);
+    // Two calls entering at s, each run on both hosts.
+    for _ in 0..2 {
+        assert_eq!(
+            post(&s.api, "/fn/wordcount?replicas=2", "to be or not to be"),
+            200
+        );
+    }
+    let out = s.client(&["logs", "wordcount", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = calls_of(&out.stdout);
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    // a and the peer it placed the second replica on.
+    let hosts = crate::replication::providers_of(&s, "wordcount");
+    assert!(hosts.contains(&a.peer_id), "{hosts:?}");
+    let _ = &b;
+    for (host, _, outcome, log) in &calls {
+        assert!(hosts.contains(host), "{host} not in {hosts:?}");
+        assert_eq!(
+            (outcome.as_str(), log.as_str()),
+            ("ok", "6 words, 4 distinct")
+        );
+    }
+    let invocations: std::collections::BTreeSet<_> = calls.iter().map(|c| &c.1).collect();
+    assert_eq!(invocations.len(), 2, "each call twice, once per host");
+
+    // Human lines: one per call, naming the outcome and the guest's log.
+    let out = s.client(&["logs", "wordcount"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains(" ok ") && l.ends_with("| 6 words, 4 distinct")),
+        "{text}"
+    );
+
+    // --follow: a call made after it started shows, from both hosts.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args([
+            "logs",
+            "wordcount",
+            "--follow",
+            "--json",
+            "--lines",
+            "0",
+            "--node",
+            &s.api,
+        ])
+        .env_remove("ORB_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("orb logs --follow");
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let stdout = follow.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    // The four kept calls come first; then the new one's two records.
+    while seen.len() < 4 {
+        seen.push(
+            rx.recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the kept calls"),
+        );
+    }
+    assert_eq!(post(&s.api, "/fn/wordcount?replicas=2", "one more"), 200);
+    while seen.len() < 6 {
+        seen.push(
+            rx.recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the new call, followed"),
+        );
+    }
+    follow.kill().expect("stop following");
+    let _ = follow.wait();
+    reader.join().expect("reader");
+    let new = calls_of(seen[4..].join("\n").as_bytes());
+    assert_eq!(new.len(), 2);
+    assert_eq!(new[0].1, new[1].1, "one invocation");
+    assert_ne!(new[0].0, new[1].0, "on both hosts");
+    assert!(new.iter().all(|c| c.3 == "2 words, 2 distinct"), "{new:?}");
+}

@@ -578,7 +578,13 @@ impl Agents {
             output_bytes: MAX_STATE + MAX_REPLY + 64,
             ..Default::default()
         };
-        let outcome = match node.host.call_with(function, &invoke, limits).await {
+        let called = node.host.call_with(function, &invoke, limits).await;
+        node.ran.push(super::calls::record(
+            &invoke,
+            Some(name.to_string()),
+            &called,
+        ));
+        let outcome = match called {
             Ok(o) => o,
             Err(FnError::Busy { .. }) => {
                 return Err(AgentError::Busy(
