@@ -151,6 +151,9 @@ def main():
         check(f"two providers and 3 calls ok: {row!r}", row.count("12D3KooW") == 2 and "3 / 0" in row)
         lines = d.find_elements(By.CSS_SELECTOR, f"figure.latency[data-function='{function}'] svg polyline")
         check("a latency chart with its lines drawn", len(lines) >= 2)
+        calls = texts(d, f"table.calls[data-function='{function}'] tbody tr")
+        check(f"the three calls listed with their host and outcome: {calls!r}",
+              len(calls) >= 3 and all(" ok " in c and "12D3KooW" in c for c in calls))
         shots(d, shots_dir, "functions")
         d.close()
 

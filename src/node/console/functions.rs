@@ -12,6 +12,7 @@ use super::chart::{self, BLUE, Line, ORANGE};
 use super::{Live, duration_us, live_parts, page as layout, short};
 use crate::node::Node;
 use crate::node::history::{Point, WINDOW};
+use crate::node::logs::{Cursor, gather};
 
 /// Functions charted at most (those with the most calls).
 const CHARTED: usize = 4;
@@ -172,5 +173,59 @@ pub(super) async fn parts(node: &Arc<Node>) -> Vec<(&'static str, Markup)> {
             }
         }
     };
-    vec![("fn-table", table), ("fn-charts", charts)]
+    let mut recent = Vec::new();
+    for r in &rows {
+        let name = r.names.first().cloned().unwrap_or_else(|| r.id.clone());
+        if let Ok(found) = gather(node, &r.id, &Cursor::default()).await {
+            recent.push((name, found));
+        }
+    }
+    let calls = html! {
+        h2 { "Recent calls, on every host that ran them" }
+        p.muted { "What " code { "orb logs NAME" } " shows; each host keeps its last calls." }
+        @for (name, found) in &recent {
+            h3 { (name) }
+            div.scroll {
+                table.calls data-function=(name) {
+                    thead { tr { th { "Ended (UTC)" } th { "Host" } th { "Outcome" } th { "Fuel" } th { "Time" } th { "Invocation" } th { "Log" } } }
+                    tbody {
+                        @for c in found.calls.iter().rev().take(RECENT_CALLS) {
+                            tr {
+                                td { (clock(c.at_ms)) }
+                                td.mono title=(c.host) { (short(&c.host)) }
+                                @if c.outcome == "ok" { td.ok { (c.outcome) } } @else { td.bad { (c.outcome) } }
+                                td { (c.fuel) }
+                                td { (duration_us(c.duration_us)) }
+                                td.mono title=(c.invocation) { (&c.invocation[..12]) }
+                                td.mono { (c.log) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !found.unreachable.is_empty() {
+                p.bad { "Not answered: " (found.unreachable.join("; ")) }
+            }
+        }
+    };
+    vec![
+        ("fn-table", table),
+        ("fn-charts", charts),
+        ("fn-calls", calls),
+    ]
+}
+
+/// Calls listed per function.
+const RECENT_CALLS: usize = 10;
+
+/// `HH:MM:SS.mmm` of milliseconds since the epoch (UTC).
+fn clock(ms: u64) -> String {
+    let day = ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day / 3_600_000,
+        day / 60_000 % 60,
+        day / 1000 % 60,
+        day % 1000
+    )
 }
