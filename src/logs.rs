@@ -17,7 +17,7 @@ it burnt, its time on the executor, the invocation id, and the end of what
 the guest wrote to stderr. NAME is a function's name or id, or an agent
 `module/id` for that agent's steps. Each host keeps its last 4096 calls.
 
-Exit codes: 0 shown; 2 a bad name; 3 the node cannot be reached; 4 no
+Exit codes: 0 shown; 2 a bad name; 4 the node cannot be reached, or no
 provider of NAME is known.";
 
 /// `orb logs` flags.

@@ -28,6 +28,7 @@ mod remote;
 mod run;
 mod serve;
 mod sim;
+mod top;
 mod topic;
 mod traces;
 
@@ -149,6 +150,10 @@ enum Command {
     /// that ran them; --follow keeps showing new ones.
     #[command(after_help = logs::AFTER_HELP)]
     Logs(logs::LogsArgs),
+    /// A node's live figures in the terminal: peers, functions, calls/s,
+    /// latency (the console's Node and Functions pages, for a server).
+    #[command(after_help = top::AFTER_HELP)]
+    Top(top::TopArgs),
     /// Show a node's peer id, addresses, NAT status and role.
     Status(client::ListArgs),
     /// Read, audit and prove a node's reward chain, offline from its data dir.
@@ -186,6 +191,7 @@ fn main() -> ExitCode {
         Command::Peers(args) => client::peers(args, &cli.node),
         Command::Ls(args) => client::ls(args, &cli.node),
         Command::Logs(args) => logs::logs(args, &cli.node),
+        Command::Top(args) => top::top(args, &cli.node),
         Command::Status(args) => client::status(args, &cli.node),
         Command::Ledger(cmd) => ledger::run(cmd, &data_dir, &cli.node),
         Command::Sim(args) => sim::run(args),

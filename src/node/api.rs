@@ -62,6 +62,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/api/functions", get(functions))
         .route("/api/ledger", get(ledger))
         .route("/api/logs/{*target}", get(logs))
+        .route("/api/calls", get(calls))
         .merge(super::agents::http::routes())
         .merge(super::console::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -664,6 +665,36 @@ async fn ledger(State(node): State<Arc<Node>>) -> Response {
         "balances": balances,
     }))
     .into_response()
+}
+
+/// `GET /api/calls`: the calls that entered this node in the last minute,
+/// by the name they were called by: answered, failed, p50 and p99 latency
+/// (µs), and the answered calls of each of the last 60 seconds (oldest
+/// first). What `orb top` and the console's Functions page show.
+async fn calls(State(node): State<Arc<Node>>) -> Response {
+    let list: Vec<serde_json::Value> = node
+        .metrics
+        .recent_functions()
+        .into_iter()
+        .map(|function| {
+            let (ok, failed, p50, p99) = node.metrics.summary(&function, 60);
+            let series = node.metrics.series(&function);
+            let per_second: Vec<u32> = series
+                .iter()
+                .skip(series.len().saturating_sub(60))
+                .map(|p| p.ok)
+                .collect();
+            json!({
+                "function": function,
+                "ok": ok,
+                "failed": failed,
+                "p50_us": p50,
+                "p99_us": p99,
+                "per_second": per_second,
+            })
+        })
+        .collect();
+    Json(list).into_response()
 }
 
 #[derive(Deserialize)]

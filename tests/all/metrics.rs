@@ -487,3 +487,43 @@ fn orb_logs_shows_each_call_on_every_host_that_ran_it_and_follows_new_ones() {
     assert_ne!(new[0].0, new[1].0, "on both hosts");
     assert!(new.iter().all(|c| c.3 == "2 words, 2 distinct"), "{new:?}");
 }
+
+#[test]
+fn orb_top_draws_the_node_its_peers_functions_and_calls() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let s = crate::replication::node(r, "s", None, &["--no-autoscale"]);
+    let a = crate::replication::node(r, "a", Some(&s.addrs[0]), &["--no-autoscale"]);
+    crate::replication::deploy_on(&a, "echo", &r.join("publisher"));
+    crate::replication::wait_providers(&[&s], "echo", 1);
+    for i in 0..3 {
+        assert_eq!(post(&s.api, "/fn/echo", &format!("top {i}")), 200);
+    }
+    let out = s.client(&["top", "--once", "--size", "140x40"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&s.peer_id), "{text}");
+    let a_short = format!("{}…{}", &a.peer_id[..8], &a.peer_id[a.peer_id.len() - 6..]);
+    let row = text
+        .lines()
+        .find(|l| l.contains("│echo "))
+        .unwrap_or_else(|| panic!("no echo row in:\n{text}"));
+    // echo, its provider a, 3 calls in the last minute (0.05/s), no error.
+    assert!(row.contains(&a_short) && row.contains("0.05"), "{row}");
+    assert!(
+        text.contains("peers (1)") && text.contains(&a_short),
+        "{text}"
+    );
+    assert!(text.contains("echo: calls/s, last 60 s"), "{text}");
+    // A node that is not there is a clear error, not a broken terminal.
+    let gone = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["top", "--node", "http://127.0.0.1:9"])
+        .env_remove("ORB_LOG")
+        .output()
+        .expect("orb top");
+    assert_eq!(gone.status.code(), Some(4), "{gone:?}");
+}
