@@ -1314,6 +1314,15 @@ async fn hosts_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Vec<Hos
     let found = providers(node, id).await?;
     let mut peers: Vec<PeerId> = found.iter().map(|p| p.peer).collect();
     if peers.is_empty() {
+        // Hosts known, all left out for answering "busy" a moment ago:
+        // busy (retry), not "no module" (a caller would give up).
+        let resting = node.routing.resting(id);
+        if resting > 0 {
+            return Err(AgentError::Busy(format!(
+                "the {resting} host(s) of {} were busy a moment ago: try again in a moment",
+                agent.module
+            )));
+        }
         return Err(AgentError::NoModule(agent.module.clone()));
     }
     peers.sort_by_key(rank);
