@@ -149,8 +149,8 @@ def main():
         row = next((r for r in rows if r.startswith(function)), None)
         check(f"{function} in the Functions table: {rows!r}", row is not None)
         check(f"two providers and 3 calls ok: {row!r}", row.count("12D3KooW") == 2 and "3 / 0" in row)
-        lines = d.find_elements(By.CSS_SELECTOR, f"figure.latency[data-function='{function}'] svg polyline")
-        check("a latency chart with its lines drawn", len(lines) >= 2)
+        dots = d.find_elements(By.CSS_SELECTOR, f"figure.latency[data-function='{function}'] svg circle")
+        check(f"a latency chart with its p50 and p99 points drawn ({len(dots)})", len(dots) >= 2)
         calls = texts(d, f"table.calls[data-function='{function}'] tbody tr")
         check(f"the three calls listed with their host and outcome: {calls!r}",
               len(calls) >= 3 and all(" ok " in c and "12D3KooW" in c for c in calls))
@@ -189,6 +189,20 @@ def main():
         d.find_element(By.LINK_TEXT, "Agents").click()
         check("the Agents page", d.title.startswith("Agents"))
         shots(d, shots_dir, "agents")
+
+        # Dark mode: the system's preference turns the page dark, text light.
+        d.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                          {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        d.get(url + "/console/functions")
+
+        def luminance(css):
+            rgb = [int(x) for x in css[css.index("(") + 1:css.index(")")].split(",")[:3]]
+            return sum(rgb) / 3
+
+        body = d.find_element(By.TAG_NAME, "body")
+        bg, fg = luminance(body.value_of_css_property("background-color")), luminance(body.value_of_css_property("color"))
+        check(f"dark mode: background {bg:.0f} dark, text {fg:.0f} light", bg < 60 and fg > 180)
+        d.save_screenshot(os.path.join(shots_dir, "functions-dark.png"))
         print(peer)
     finally:
         d.quit()

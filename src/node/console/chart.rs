@@ -95,6 +95,14 @@ fn draw(
             .map_err(|x| e(&x))?
             .label(line.label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+        // A dot at each point: a second alone shows too.
+        chart
+            .draw_series(
+                line.points
+                    .iter()
+                    .map(|p| Circle::new(*p, 2, colour.filled())),
+            )
+            .map_err(|x| e(&x))?;
     }
     chart
         .configure_series_labels()
@@ -131,6 +139,7 @@ mod tests {
             "{svg:.200}"
         );
         assert!(svg.contains("<polyline"), "the line is drawn");
+        assert_eq!(svg.matches("<circle").count(), 3, "a dot per point");
         assert!(svg.contains("p50") && svg.contains("seconds ago"));
         assert!(
             !svg.contains("#000000"),
