@@ -33,6 +33,7 @@
 //! ```
 
 mod node;
+pub mod show;
 
 pub use node::{
     Byzantine, ByzantineMode, Error, InvokeError, Invoked, Node, NodeConfig, NodeHandle,

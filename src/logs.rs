@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::exit::CliError;
+use orb::show::{duration_us, short_peer as short};
 
 pub(crate) const AFTER_HELP: &str = "\
 Each line is one call: when it ended (UTC), the host that ran it, the
@@ -39,15 +40,6 @@ pub(crate) struct LogsArgs {
 /// How often `--follow` asks again.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
-/// `12D3KooW…abcdef`.
-fn short(peer: &str) -> String {
-    if peer.len() > 16 {
-        format!("{}…{}", &peer[..8], &peer[peer.len() - 6..])
-    } else {
-        peer.to_owned()
-    }
-}
-
 /// Milliseconds since the epoch as `2026-12-07T01:31:37.123Z`.
 fn when(ms: u64) -> String {
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
@@ -57,14 +49,6 @@ fn when(ms: u64) -> String {
     at.ok()
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| ms.to_string())
-}
-
-fn duration(us: u64) -> String {
-    match us {
-        0..1_000 => format!("{us} µs"),
-        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
-        _ => format!("{:.2} s", us as f64 / 1e6),
-    }
 }
 
 fn print(call: &Value, json: bool) {
@@ -90,7 +74,7 @@ fn print(call: &Value, json: bool) {
         short(&s("host")),
         s("outcome"),
         n("fuel"),
-        duration(n("duration_us")),
+        duration_us(n("duration_us")),
         &s("invocation")[..12.min(s("invocation").len())],
     );
 }

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::exit::{CliError, INTERNAL};
+use orb::show::{duration_us, short_peer as short};
 
 pub(crate) const AFTER_HELP: &str = "\
 Keys: q or Esc quits. The figures refresh every --interval-ms.
@@ -76,23 +77,6 @@ fn read(client: &Client) -> Result<Figures, CliError> {
         calls: list(client.get("/api/calls")?),
         ledger: client.get("/api/ledger").ok(),
     })
-}
-
-/// `12D3KooW…abcdef`.
-fn short(peer: &str) -> String {
-    if peer.len() > 16 {
-        format!("{}…{}", &peer[..8], &peer[peer.len() - 6..])
-    } else {
-        peer.to_owned()
-    }
-}
-
-fn duration_us(us: u64) -> String {
-    match us {
-        0..1_000 => format!("{us} µs"),
-        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
-        _ => format!("{:.2} s", us as f64 / 1e6),
-    }
 }
 
 fn text(v: &Value) -> String {

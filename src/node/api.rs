@@ -626,12 +626,7 @@ async fn ledger(State(node): State<Arc<Node>>) -> Response {
             json!({ "error": "this node keeps no ledger (start it with --genesis)" }),
         );
     };
-    let status = ledger
-        .consensus
-        .status
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let status = ledger.status();
     let balances: serde_json::Map<String, serde_json::Value> = ledger
         .consensus
         .balances

@@ -392,7 +392,6 @@ impl Ledger {
         let _ = self.consensus.send(input).await;
     }
 
-    /// Whether `invoker` may be charged for a call (it has credits).
     /// The height of the chain this node has committed.
     pub(crate) fn height(&self) -> u64 {
         self.consensus
@@ -402,6 +401,17 @@ impl Ledger {
             .height
     }
 
+    /// What the consensus driver last published: height, head, committee,
+    /// mempool, recent finality.
+    pub(crate) fn status(&self) -> orb_engine::LedgerStatus {
+        self.consensus
+            .status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether `invoker` may be charged for a call (it has credits).
     pub(crate) fn can_pay(&self, invoker: &PublicKey) -> bool {
         self.consensus.balance(invoker) > 0
     }

@@ -485,12 +485,7 @@ impl Metrics {
             }
         }
         if let Some(ledger) = &node.ledger {
-            let status = ledger
-                .consensus
-                .status
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let status = ledger.status();
             self.mempool.set(status.mempool as i64);
             self.committee.set(status.committee.len() as i64);
         }

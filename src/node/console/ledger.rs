@@ -132,12 +132,7 @@ pub(super) fn parts(node: &Arc<Node>) -> Vec<(&'static str, Markup)> {
             html! { p { "This node keeps no ledger: start it with " code { "--genesis" } "." } },
         )];
     };
-    let status = ledger
-        .consensus
-        .status
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let status = ledger.status();
     let facts = html! {
         dl {
             dt { "Height" } dd id="height" { (status.height) }

@@ -264,23 +264,7 @@ fn tokio_stream_interval(every: Duration) -> impl futures::Stream<Item = ()> {
     })
 }
 
-/// `12D3KooW…abcdef`.
-fn short(peer: &str) -> String {
-    if peer.len() > 16 {
-        format!("{}…{}", &peer[..8], &peer[peer.len() - 6..])
-    } else {
-        peer.to_owned()
-    }
-}
-
-/// Microseconds as a person reads them: `840 µs`, `12.3 ms`, `1.52 s`.
-fn duration_us(us: u64) -> String {
-    match us {
-        0..1_000 => format!("{us} µs"),
-        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
-        _ => format!("{:.2} s", us as f64 / 1e6),
-    }
-}
+use crate::show::{duration_us, short_peer as short};
 
 /// Why a post that changes the node is refused, if it is: from another
 /// site's page, or without the node's API token when the API is reachable
