@@ -359,6 +359,7 @@ pub(super) async fn place(
         return Err(install_error(&e));
     }
     node.host.remember_name(&record);
+    node.host.persist().await;
     node.names.put(&record.name, function);
     // The provider record goes out from the routing dataflow, which saw our
     // own row appear when `install` announced it.
@@ -745,7 +746,7 @@ async fn functions(State(node): State<Arc<Node>>) -> Response {
             let list: Vec<serde_json::Value> = by_function(rows)
                 .into_iter()
                 .map(|(function, providers)| {
-                    let names = node.names.names_of(&function);
+                    let names = node.names_of(&function);
                     json!({ "function": function, "names": names, "providers": providers })
                 })
                 .collect();

@@ -339,6 +339,9 @@ impl Host {
                 }
             }
         }
+        if !scaled {
+            self.persist().await;
+        }
         self.windows
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -456,6 +459,15 @@ impl Host {
     pub(crate) fn remember_name(&self, record: &NameRecord) {
         if let Err(e) = self.names.insert(record.name.as_bytes(), record.encode()) {
             warn!("cannot record name {}: {e}", record.name);
+        }
+    }
+
+    /// Writes what was recorded (hosted functions, names) to disk before
+    /// the deploy that recorded it is answered: a node killed a moment
+    /// after answering hosts the function again when it restarts.
+    pub(crate) async fn persist(&self) {
+        if let Err(e) = self.hosted.flush_async().await {
+            warn!("cannot write the hosted functions and names to disk: {e}");
         }
     }
 

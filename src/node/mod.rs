@@ -110,6 +110,21 @@ pub struct Node {
 }
 
 impl Node {
+    /// The names this node knows for the function `id` (hex): the ones it
+    /// resolved and the ones kept with the functions it hosts (those
+    /// survive a restart), sorted.
+    pub(crate) fn names_of(&self, id: &str) -> Vec<String> {
+        let mut names = self.names.names_of(id);
+        if let Ok(function) = id.parse::<orb_functions::FunctionId>()
+            && let Some(kept) = self.host.name_of(&function)
+            && !names.contains(&kept)
+        {
+            names.push(kept);
+            names.sort();
+        }
+        names
+    }
+
     /// The peers connected now.
     pub(crate) async fn connected_peers(&self) -> Vec<String> {
         self.net

@@ -527,3 +527,34 @@ fn orb_top_draws_the_node_its_peers_functions_and_calls() {
         .expect("orb top");
     assert_eq!(gone.status.code(), Some(4), "{gone:?}");
 }
+
+#[test]
+fn a_node_killed_right_after_a_deploy_hosts_and_names_the_function_again() {
+    let root = tempfile::tempdir().unwrap();
+    let s = crate::replication::node(root.path(), "s", None, &["--no-autoscale"]);
+    crate::replication::deploy_on(&s, "echo", &root.path().join("publisher"));
+    let names = |node: &crate::network::NodeProc| -> Vec<String> {
+        let out = node.client(&["ls", "--json"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|f| f["names"].as_array().cloned().unwrap_or_default())
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(names(&s), ["echo"]);
+    let dir = s.stop();
+    let again = crate::network::NodeProc::start(
+        &dir,
+        "/ip4/127.0.0.1/tcp/0",
+        &["--supernode", "--no-autoscale"],
+        None,
+    );
+    again.wait_status("echo hosted again", |st| st["hosted"] == 1);
+    assert_eq!(
+        names(&again),
+        ["echo"],
+        "kept with the function, not only in the lookup cache"
+    );
+}

@@ -29,7 +29,7 @@ pub(super) fn parts(node: &Arc<Node>) -> Vec<(&'static str, Markup)> {
     let modules = node.agents.modules();
     let agents = node.agents.list(LISTED);
     let name_of = |id: &str| {
-        let names = node.names.names_of(id);
+        let names = node.names_of(id);
         if names.is_empty() {
             format!("{}…", &id[..12])
         } else {

@@ -74,7 +74,7 @@ pub(super) async fn parts(node: &Arc<Node>) -> Vec<(&'static str, Markup)> {
     let mut rows: Vec<Row> = functions
         .into_iter()
         .map(|(id, providers)| {
-            let names = node.names.names_of(&id);
+            let names = node.names_of(&id);
             let (ok, failed) =
                 names
                     .iter()
