@@ -61,6 +61,15 @@ def wait(d, what, cond, secs=60):
         check(f"{what} within {secs} s; the page says: {d.find_element(By.TAG_NAME, 'main').text!r}", False)
 
 
+def follow(d, how, what):
+    """Clicks element (how, what) and waits for the page it leads to: a
+    click returns before the browser has loaded the next page."""
+    d.execute_script("window.__before_click = true")
+    d.find_element(how, what).click()
+    wait(d, f"the page after {what}", lambda d: d.execute_script(
+        "return window.__before_click !== true && document.readyState === 'complete'"))
+
+
 def texts(d, css):
     """The text of each element matching css, read in one script: a live
     part replaced between two reads cannot leave a stale element."""
@@ -94,18 +103,18 @@ def main():
         shots(d, shots_dir, "node")
 
         # Deploy: the verdict first, then where it landed.
-        d.find_element(By.LINK_TEXT, "Deploy").click()
+        follow(d, By.LINK_TEXT, "Deploy")
         check("the Deploy page", d.title.startswith("Deploy"))
         d.find_element(By.ID, "module").send_keys(module)
         d.find_element(By.ID, "name").send_keys(function)
         replicas = d.find_element(By.ID, "replicas")
         replicas.clear()
         replicas.send_keys("2")
-        d.find_element(By.ID, "inspect").click()
+        follow(d, By.ID, "inspect")
         verdict = d.find_element(By.ID, "verdict").text
         check(f"the verdict {verdict!r}", verdict.startswith("Runnable"))
         check("its imports listed", "wasi_snapshot_preview1::fd_write" in d.find_element(By.TAG_NAME, "main").text)
-        d.find_element(By.ID, "deploy").click()
+        follow(d, By.ID, "deploy")
         errors = texts(d, "#error")
         check(f"deployed, not {errors}", not errors)
         hosts = d.find_element(By.ID, "hosts").text.split()
@@ -117,7 +126,7 @@ def main():
         # The Ledger page stays open in this tab while calls are made in
         # another: what they settle must appear here without a reload
         # (server-sent events).
-        d.find_element(By.LINK_TEXT, "Ledger").click()
+        follow(d, By.LINK_TEXT, "Ledger")
         check("the Ledger page", d.title.startswith("Ledger"))
         start_height = int(d.find_element(By.ID, "height").text)
         d.execute_script("window.notReloaded = true")
@@ -130,7 +139,7 @@ def main():
         check("the function filled in", d.find_element(By.ID, "function").get_attribute("value") == function)
         d.find_element(By.ID, "input").send_keys(given)
         for _ in range(3):
-            d.find_element(By.ID, "call").click()
+            follow(d, By.ID, "call")
             errors = texts(d, "#error")
             check(f"the call answered, not {errors}", not errors)
             out = d.find_element(By.ID, "output").text
@@ -147,7 +156,7 @@ def main():
         shots(d, shots_dir, "invoke")
 
         # Functions: the function with both providers, its calls, a chart.
-        d.find_element(By.LINK_TEXT, "Functions").click()
+        follow(d, By.LINK_TEXT, "Functions")
         rows = texts(d, "#functions tbody tr")
         row = next((r for r in rows if r.startswith(function)), None)
         check(f"{function} in the Functions table: {rows!r}", row is not None)
@@ -189,12 +198,12 @@ def main():
         # Audit: started by the button, back on the Ledger page, where its
         # progress and then its result show (a short chain audits at once).
         d.get(url + "/console/ledger")
-        d.find_element(By.ID, "audit").click()
+        follow(d, By.ID, "audit")
         wait(d, "the Ledger page again", lambda d: d.current_url.endswith("/console/ledger#ledger-audit"))
         result = wait(d, "the audit's result", lambda d: next(iter(texts(d, "#audit-result")), None))
         check(f"the audit is clean: {result!r}", result.startswith("Clean"))
 
-        d.find_element(By.LINK_TEXT, "Agents").click()
+        follow(d, By.LINK_TEXT, "Agents")
         check("the Agents page", d.title.startswith("Agents"))
         shots(d, shots_dir, "agents")
 
