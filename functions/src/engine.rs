@@ -63,8 +63,9 @@ pub(crate) fn config(config: &RuntimeConfig) -> Config {
     // A call holds one memory, module or component; a component call also
     // holds several core instances and tables: the pool has room for
     // `pool_instances` calls of either kind. Core instance slots cost only
-    // their count (their metadata is allocated on use); table slots are
-    // reserved address space.
+    // their count (their metadata is allocated on use); a table slot is
+    // reserved address space (`table_elements` pointers), resident only
+    // once used.
     let calls = config.pool_instances;
     let core_instances = u32::try_from(CORE_INSTANCES_PER_COMPONENT).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::new();
@@ -74,7 +75,7 @@ pub(crate) fn config(config: &RuntimeConfig) -> Config {
         .max_memories_per_component(1)
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .total_memories(calls)
-        .total_tables(calls.saturating_mul(2))
+        .total_tables(calls.saturating_mul(TABLES_PER_COMPONENT))
         .max_memory_size(config.max_memory_bytes)
         .table_elements(config.default_limits.table_elements.max(20_000))
         // Reset a slot by rewriting only its dirty pages (PAGEMAP_SCAN, Linux

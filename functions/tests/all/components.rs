@@ -428,3 +428,33 @@ fn a_stored_component_loads_from_its_own_artifact_after_a_restart() {
     assert_eq!(f.kind(), FunctionKind::Component);
     assert!(store.stored_bytes(&rt, id) > wasm.len() as u64);
 }
+
+#[test]
+fn as_many_component_calls_as_the_pool_has_slots_run_at_once() {
+    // Each call slot of the pool fits a component (its core instances and
+    // tables), not only a module: four slots, four concurrent components.
+    let slots = 4;
+    let rt = orb_functions::Runtime::new(orb_functions::RuntimeConfig {
+        pool_instances: slots,
+        max_memory_bytes: 256 << 20,
+        ..orb_functions::RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let f = rt.load(&component("echo")).expect("loads");
+    let start = std::sync::Barrier::new(slots as usize);
+    std::thread::scope(|scope| {
+        for t in 0..slots {
+            let (rt, f, start) = (&rt, &f, &start);
+            scope.spawn(move || {
+                start.wait();
+                for i in 0..20 {
+                    let input = format!("{t}/{i}");
+                    let out = rt
+                        .call(f, input.as_bytes(), &CallOptions::default())
+                        .expect("a slot for each concurrent component call");
+                    assert_eq!(out.output, input.as_bytes());
+                }
+            });
+        }
+    });
+}
