@@ -17,7 +17,8 @@ use crate::exit::{CliError, GUEST, INTERNAL, NETWORK, USAGE};
 /// `orb deploy` flags.
 #[derive(Args, Debug)]
 pub(crate) struct DeployArgs {
-    /// The WebAssembly module (a WASI preview-1 command).
+    /// The function (.wasm): a WASI preview-1 command module or a
+    /// `wasi:cli/run` component.
     module: PathBuf,
     /// The name to publish it under (a-z, 0-9, '.', '_', '-').
     #[arg(long)]

@@ -1,27 +1,29 @@
-//! `orb fn`: look at a module without running it (its id, its interface,
-//! whether Orb can run it).
+//! `orb fn`: look at a function without running it (its id, its kind, its
+//! interface, whether Orb can run it), a module or a component alike.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use orb_functions::{FunctionId, Runtime, RuntimeConfig};
+use orb_functions::{FunctionId, FunctionKind, Runtime, RuntimeConfig};
 
 use crate::exit::CliError;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum FnCommand {
-    /// Print a module's function id: the blake3 hash of its bytes, in hex.
+    /// Print a function's id: the blake3 hash of its bytes, in hex.
     Id {
-        /// The module file (.wasm).
+        /// The module or component file (.wasm).
         module: PathBuf,
     },
-    /// Show a module's imports and exports and whether Orb can run it.
+    /// Show a function's kind, imports and exports and whether Orb can run it.
     ///
-    /// Orb runs WASI preview-1 commands: the module must export `_start` and
-    /// `memory` and import only from `wasi_snapshot_preview1`.
+    /// Orb runs WASI preview-1 command modules (they export `_start` and
+    /// `memory` and import only from `wasi_snapshot_preview1`) and WASI 0.2
+    /// components of the `wasi:cli/command` world (they export
+    /// `wasi:cli/run` and import only the WASI 0.2 interfaces Orb provides).
     Inspect {
-        /// The module file (.wasm).
+        /// The module or component file (.wasm).
         module: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -54,6 +56,13 @@ pub(crate) fn run(cmd: FnCommand) -> Result<(), CliError> {
                 return Ok(());
             }
             outln!("function  {}", info.id);
+            outln!("kind      {}", info.kind);
+            if info.kind == FunctionKind::Component {
+                outln!(
+                    "world     {}",
+                    info.world.as_deref().unwrap_or("(none Orb knows)")
+                );
+            }
             outln!("size      {} bytes", info.size);
             outln!("imports   {}", info.imports.len());
             for i in &info.imports {
@@ -62,15 +71,20 @@ pub(crate) fn run(cmd: FnCommand) -> Result<(), CliError> {
                 } else {
                     "   <- not provided by Orb"
                 };
-                outln!("  {}::{} ({}){mark}", i.module, i.name, i.kind);
+                outln!("  {} ({}){mark}", i.path(), i.kind);
             }
             outln!("exports   {}", info.exports.len());
             for e in &info.exports {
                 outln!("  {} ({})", e.name, e.kind);
             }
-            match &info.unsupported {
-                None => outln!("abi       ok: WASI preview-1 command, runnable by Orb"),
-                Some(why) => outln!("abi       unsupported: {why}"),
+            match (&info.unsupported, info.kind) {
+                (None, FunctionKind::Module) => {
+                    outln!("abi       ok: WASI preview-1 command, runnable by Orb")
+                }
+                (None, FunctionKind::Component) => {
+                    outln!("abi       ok: wasi:cli/run component, runnable by Orb")
+                }
+                (Some(why), _) => outln!("abi       unsupported: {why}"),
             }
             Ok(())
         }

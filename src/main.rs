@@ -51,9 +51,9 @@ Exit codes:
 
 /// Orb: a decentralized function-as-a-service network.
 ///
-/// Functions are WebAssembly modules (WASI preview-1 commands: input on
-/// stdin, output on stdout), named by the blake3 hash of their bytes, run
-/// sandboxed, metered and deterministic.
+/// Functions are WebAssembly (WASI preview-1 command modules or WASI 0.2
+/// `wasi:cli/run` components: input on stdin, output on stdout), named by
+/// the blake3 hash of their bytes, run sandboxed, metered and deterministic.
 #[derive(Parser, Debug)]
 #[command(name = "orb", version, after_help = EXIT_CODES, propagate_version = true)]
 struct Cli {

@@ -1,8 +1,8 @@
 //! `orb run`: run a function locally, as a node would, and print its output.
 //!
-//! The module goes through the same module store a node uses (compiled
-//! once, the artifact kept under the data dir), then one call runs with the
-//! given limits. Output bytes go to stdout untouched; `--json` prints them
+//! The function, a module or a component (its bytes say which), goes
+//! through the same module store a node uses (compiled once, the artifact
+//! kept under the data dir), then one call runs with the given limits. Output bytes go to stdout untouched; `--json` prints them
 //! with fuel, duration and function id instead.
 
 use std::io::{IsTerminal, Read, Write};
@@ -21,19 +21,23 @@ use crate::function::read_module;
 
 pub(crate) const AFTER_HELP: &str = "\
 Input comes from --input, --input-file, or stdin when neither is given.
-The guest sees no files, sockets or environment; its clocks read the call's
-time and its random numbers come from --seed, so the same module, input and
-seed always give the same output and fuel.
+The function is a WASI preview-1 command module (wasm32-wasip1) or a WASI 0.2
+wasi:cli/run component (wasm32-wasip2); its bytes say which. The guest sees no
+files, sockets or environment; its clocks read the call's time and its random
+numbers come from --seed, so the same function, input and seed always give the
+same output and fuel.
 
 Examples:
   orb run wordcount.wasm --input 'to be or not to be'
+  orb run components/wordcount.wasm --input 'to be or not to be'
   echo 30 | orb run fib.wasm --json
   orb run spin.wasm --fuel 1000000            # stops: out of fuel
   orb run spin.wasm --fuel 0 --timeout-ms 200 # stops: timeout";
 
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
-    /// The module file (.wasm): a WASI preview-1 command.
+    /// The function file (.wasm): a WASI preview-1 command module or a
+    /// `wasi:cli/run` component.
     module: PathBuf,
     /// The input, as text.
     #[arg(long, conflicts_with = "input_file")]

@@ -6,6 +6,9 @@
 //! 2. `echo` calls/s through the `Executor` with 1 and 2 threads.
 //! 3. Fuel metering overhead on `fib`, and on `hash` for contrast: metered /
 //!    unmetered time (target <= 1.15).
+//! 4. `echo` as a `wasi:cli/run` component vs `echo` as a module: calls/s
+//!    through `Runtime::call` on the same engine, and the time to compile
+//!    each (no target yet: the first figures are the baseline).
 //!
 //! Each figure is the median of several rounds, measured interleaved so that
 //! drift on a shared machine hits both sides alike. Prints ratios.
@@ -34,7 +37,19 @@ fn functions_dir() -> std::path::PathBuf {
 }
 
 fn example(name: &str) -> Vec<u8> {
-    let path = functions_dir().join(format!("{name}.wasm"));
+    read(functions_dir().join(format!("{name}.wasm")))
+}
+
+/// An example's component twin (scripts/guests builds it for wasm32-wasip2).
+fn component(name: &str) -> Vec<u8> {
+    read(
+        functions_dir()
+            .join("components")
+            .join(format!("{name}.wasm")),
+    )
+}
+
+fn read(path: std::path::PathBuf) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/guests", path.display()))
 }
 
@@ -204,4 +219,43 @@ fn main() {
             m / u
         );
     }
+
+    // 4. echo as a component vs echo as a module, same engine, interleaved.
+    let echo_component = component("echo");
+    let compile_ms = |wasm: &[u8]| {
+        median(
+            (0..ROUNDS)
+                .map(|_| {
+                    let started = Instant::now();
+                    drop(runtime.load(wasm).expect("load"));
+                    started.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        )
+    };
+    let (compile_c, compile_m) = (compile_ms(&echo_component), compile_ms(&echo));
+    let c = runtime.load(&echo_component).expect("echo component");
+    let (out_c, out_m) = (
+        runtime.call(&c, b"orb", &opts).expect("call"),
+        runtime.call(&f, b"orb", &opts).expect("call"),
+    );
+    assert_eq!(out_c.output, out_m.output);
+    let calls = 2_000;
+    let (mut c_rates, mut m_rates) = (Vec::new(), Vec::new());
+    rate(200, || drop(runtime.call(&c, b"orb", &opts)));
+    for _ in 0..ROUNDS {
+        c_rates.push(rate(calls, || {
+            drop(runtime.call(&c, b"orb", &opts).expect("call"))
+        }));
+        m_rates.push(rate(calls, || {
+            drop(runtime.call(&f, b"orb", &opts).expect("call"))
+        }));
+    }
+    let (cr, mr) = (median(c_rates), median(m_rates));
+    println!(
+        "echo component:  {cr:>9.0} calls/s   module {mr:>9.0} calls/s   ratio {:.3}; fuel {} vs {}; compile {compile_c:.1} ms vs {compile_m:.1} ms",
+        cr / mr,
+        out_c.fuel,
+        out_m.fuel
+    );
 }

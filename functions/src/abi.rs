@@ -1,9 +1,15 @@
-//! The guest ABI: what a module must import and export to be an Orb function.
+//! The guest ABI: what a function must import and export to be an Orb function.
 //!
-//! Orb runs WASI preview-1 *commands*: the module exports `_start` and
-//! `memory`, imports nothing but `wasi_snapshot_preview1` functions, reads its
-//! input on stdin and writes its output to stdout. Any language that targets
-//! WASI produces this shape.
+//! A function comes in one of two kinds ([`FunctionKind`]), told apart by
+//! the header of its bytes:
+//! - a WASI preview-1 *command* module: it exports `_start` and `memory`,
+//!   imports nothing but `wasi_snapshot_preview1` functions (checked here);
+//! - a `wasi:cli/run` *component* (WASI 0.2): it exports `wasi:cli/run` and
+//!   imports only the WASI 0.2 interfaces Orb provides (checked in
+//!   [`crate::component`]).
+//!
+//! Either way it reads its input on stdin and writes its output to stdout.
+//! Any language that targets WASI produces one of these shapes.
 
 use std::collections::HashSet;
 
@@ -15,40 +21,99 @@ use crate::FunctionId;
 /// The only import module a function may use.
 pub const WASI_P1: &str = "wasi_snapshot_preview1";
 
-/// One import of a module.
+/// What a function's bytes are: a core module or a component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionKind {
+    /// A core WebAssembly module (a WASI preview-1 command).
+    Module,
+    /// A WebAssembly component (a WASI 0.2 `wasi:cli/run` command).
+    Component,
+}
+
+impl FunctionKind {
+    /// The kind of `bytes`, from their header: a component's header says
+    /// so; anything else is taken for a module (and fails to compile as one
+    /// if it is not).
+    pub fn of(bytes: &[u8]) -> Self {
+        if wasmparser::Parser::is_component(bytes) {
+            FunctionKind::Component
+        } else {
+            FunctionKind::Module
+        }
+    }
+
+    /// `module` or `component`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FunctionKind::Module => "module",
+            FunctionKind::Component => "component",
+        }
+    }
+}
+
+impl std::fmt::Display for FunctionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One import of a module or a component.
 #[derive(Clone, Debug, Serialize)]
 pub struct ImportInfo {
-    /// Import module (for example `wasi_snapshot_preview1`).
+    /// Import module (for example `wasi_snapshot_preview1`); empty for a
+    /// component, whose imports have one name.
     pub module: String,
-    /// Import name (for example `fd_write`).
+    /// Import name (for example `fd_write`, or `wasi:cli/stdin@0.2.0` for a
+    /// component).
     pub name: String,
-    /// `func`, `memory`, `table`, `global` or `tag`.
+    /// `func`, `memory`, `table`, `global` or `tag` for a module; `instance`
+    /// (an interface), `func`, `type`, `resource`, `module` or `component`
+    /// for a component.
     pub kind: &'static str,
     /// Whether Orb's runtime provides it.
     pub provided: bool,
 }
 
-/// One export of a module.
+impl ImportInfo {
+    /// `module::name`, or the name alone for a component's import.
+    pub fn path(&self) -> String {
+        if self.module.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}::{}", self.module, self.name)
+        }
+    }
+}
+
+/// One export of a module or a component.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExportInfo {
-    /// Export name.
+    /// Export name (for example `_start`, or `wasi:cli/run@0.2.0`).
     pub name: String,
-    /// `func`, `memory`, `table`, `global` or `tag`.
+    /// As [`ImportInfo::kind`].
     pub kind: &'static str,
 }
 
-/// What `orb fn inspect` shows: a module's interface and whether Orb can run it.
+/// What `orb fn inspect` shows: a function's interface and whether Orb can run it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModuleInfo {
-    /// The module's content address.
+    /// The function's content address.
     pub id: FunctionId,
-    /// Size of the module in bytes.
+    /// A core module or a component.
+    pub kind: FunctionKind,
+    /// The component's world as Orb recognizes it from its exports
+    /// (`wasi:cli/command`, `wasi:http/proxy`); `None` for a module, or for
+    /// a component of no world Orb knows.
+    pub world: Option<String>,
+    /// Size in bytes.
     pub size: usize,
     /// Its imports.
     pub imports: Vec<ImportInfo>,
     /// Its exports.
     pub exports: Vec<ExportInfo>,
-    /// `None` when the module is a runnable WASI preview-1 command, otherwise why not.
+    /// `None` when Orb can run it (a WASI preview-1 command, a
+    /// `wasi:cli/run` component), otherwise why not.
     pub unsupported: Option<String>,
 }
 
@@ -89,6 +154,8 @@ pub(crate) fn inspect(
     let unsupported = verdict(module, &imports);
     ModuleInfo {
         id,
+        kind: FunctionKind::Module,
+        world: None,
         size,
         imports,
         exports,

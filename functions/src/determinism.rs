@@ -5,7 +5,8 @@
 //! canonicalization, deterministic relaxed SIMD, no threads) is set in
 //! [`crate::Runtime::new`]; the WASI side is here: no environment, no
 //! preopened directories, no sockets, clocks derived from the call, random
-//! bytes drawn from a generator seeded by the call's seed.
+//! bytes drawn from a generator seeded by the call's seed. Modules (WASI
+//! preview 1) and components (WASI 0.2) get the same context.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use crate::pipe::CappedPipe;
 
@@ -75,28 +76,45 @@ impl HostMonotonicClock for CountingMonotonicClock {
 }
 
 /// The WASI context of one call: stdin holds the input, stdout and stderr
-/// are capped pipes, and nothing else of the host is visible.
-pub(crate) fn wasi_ctx(
-    program: &str,
-    input: &[u8],
-    stdout: CappedPipe,
-    stderr: CappedPipe,
-    seed: &Seed,
-    wall_clock: Duration,
-) -> WasiP1Ctx {
-    let [random, insecure_random, insecure_seed] = seed.streams();
-    let mut insecure_seed_128 = [0u8; 16];
-    insecure_seed_128.copy_from_slice(&insecure_seed[..16]);
-    WasiCtxBuilder::new()
-        .stdin(MemoryInputPipe::new(input.to_vec()))
-        .stdout(stdout)
-        .stderr(stderr)
-        .args(&[program])
-        .secure_random(StdRng::from_seed(random))
-        .insecure_random(StdRng::from_seed(insecure_random))
-        .insecure_random_seed(u128::from_le_bytes(insecure_seed_128))
-        .wall_clock(FixedWallClock(wall_clock))
-        .monotonic_clock(CountingMonotonicClock(AtomicU64::new(0)))
-        .allow_blocking_current_thread(true)
-        .build_p1()
+/// are capped pipes, and nothing else of the host is visible. Modules and
+/// components get the same context ([`Wasi::p1`] and [`Wasi::p2`]): one
+/// builder, so both kinds see the same world.
+pub(crate) struct Wasi<'a> {
+    pub(crate) program: &'a str,
+    pub(crate) input: &'a [u8],
+    pub(crate) stdout: CappedPipe,
+    pub(crate) stderr: CappedPipe,
+    pub(crate) seed: &'a Seed,
+    pub(crate) wall_clock: Duration,
+}
+
+impl Wasi<'_> {
+    fn builder(self) -> WasiCtxBuilder {
+        let [random, insecure_random, insecure_seed] = self.seed.streams();
+        let mut insecure_seed_128 = [0u8; 16];
+        insecure_seed_128.copy_from_slice(&insecure_seed[..16]);
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .stdin(MemoryInputPipe::new(self.input.to_vec()))
+            .stdout(self.stdout)
+            .stderr(self.stderr)
+            .args(&[self.program])
+            .secure_random(StdRng::from_seed(random))
+            .insecure_random(StdRng::from_seed(insecure_random))
+            .insecure_random_seed(u128::from_le_bytes(insecure_seed_128))
+            .wall_clock(FixedWallClock(self.wall_clock))
+            .monotonic_clock(CountingMonotonicClock(AtomicU64::new(0)))
+            .allow_blocking_current_thread(true);
+        builder
+    }
+
+    /// The context of a WASI preview-1 module.
+    pub(crate) fn p1(self) -> WasiP1Ctx {
+        self.builder().build_p1()
+    }
+
+    /// The context of a WASI 0.2 component (its resource table is apart).
+    pub(crate) fn p2(self) -> WasiCtx {
+        self.builder().build()
+    }
 }

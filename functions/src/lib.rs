@@ -1,15 +1,19 @@
 //! `orb-functions`: Orb's function runtime.
 //!
-//! A function is a WebAssembly module named by the blake3 hash of its bytes
-//! ([`FunctionId`]). It is a WASI preview-1 command: input on stdin, output on
-//! stdout, a bounded log on stderr, and nothing else of the host: no
-//! preopened directories, no sockets, no environment, clocks and random bytes
-//! derived from the call. Every call is metered with fuel and bounded in
-//! time, memory, tables, instances and output ([`Limits`]), and the same
-//! module, input and [`Seed`] give the same output and fuel in any process.
+//! A function is WebAssembly named by the blake3 hash of its bytes
+//! ([`FunctionId`]), of one of two kinds ([`FunctionKind`], told by the
+//! bytes' header): a WASI preview-1 command *module* (`wasm32-wasip1`), or a
+//! WASI 0.2 `wasi:cli/run` *component* (`wasm32-wasip2`). Either way: input
+//! on stdin, output on stdout, a bounded log on stderr, and nothing else of
+//! the host: no preopened directories, no sockets, no environment, clocks
+//! and random bytes derived from the call. Every call is metered with fuel
+//! and bounded in time, memory, tables, instances and output ([`Limits`]),
+//! with the same errors for both kinds, and the same function, input and
+//! [`Seed`] give the same output and fuel in any process.
 //!
-//! - [`Runtime`]: the process's one wasmtime engine; compiles, prepares and calls.
-//! - [`ModuleStore`]: modules and compiled artifacts on disk, so a restart
+//! - [`Runtime`]: the process's one wasmtime engine; compiles, prepares and
+//!   calls modules and components.
+//! - [`ModuleStore`]: functions and compiled artifacts on disk, so a restart
 //!   does not recompile.
 //! - [`Executor`]: the bounded thread pool calls run on; `Busy` when full.
 //! - [`FuelBudget`]: fuel per invoker per second, so no invoker takes a
@@ -41,9 +45,11 @@
 
 mod abi;
 mod budget;
+mod component;
 mod config;
 mod cores;
 mod determinism;
+mod engine;
 mod error;
 mod executor;
 mod id;
@@ -52,13 +58,13 @@ mod pipe;
 mod runtime;
 mod store;
 
-pub use abi::{ExportInfo, ImportInfo, ModuleInfo, WASI_P1};
+pub use abi::{ExportInfo, FunctionKind, ImportInfo, ModuleInfo, WASI_P1};
 pub use budget::FuelBudget;
 pub use config::RuntimeConfig;
 pub use determinism::Seed;
 pub use error::{Error, Result};
 pub use executor::{Executor, Shares};
 pub use id::FunctionId;
-pub use limits::Limits;
+pub use limits::{CORE_INSTANCES_PER_COMPONENT, Limits};
 pub use runtime::{CallOptions, Function, Outcome, Runtime};
 pub use store::ModuleStore;

@@ -1,28 +1,32 @@
 //! `Runtime`: the one wasmtime engine of a process and how a call runs on it.
 //!
 //! The engine uses the pooling allocator, fuel metering, epoch interruption
-//! and every determinism switch wasmtime has. A module is compiled once and
-//! pre-instantiated (`InstancePre`, imports resolved once); each call gets a
-//! fresh `Store` with its own limits, WASI context and pipes, so calls share
-//! nothing. `call` blocks the current thread: run it on an [`crate::Executor`]
-//! thread, never inside a tokio task (WASI preview 1's sync path blocks).
+//! and every determinism switch wasmtime has. A function, module or
+//! component, is compiled once and pre-instantiated (imports resolved
+//! once: an `InstancePre` for a module, a `CommandPre` for a component);
+//! each call gets a fresh `Store` with its own limits, WASI context and
+//! pipes, so calls share nothing. Both kinds run under the same store
+//! setup (fuel, epoch deadline, limiter) and their failures are classified
+//! alike, so a limit gives the same error whichever kind hit it. `call`
+//! blocks the current thread: run it on an [`crate::Executor`] thread,
+//! never inside a tokio task (WASI's sync paths block).
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
-};
+use wasmtime::component::Component;
+use wasmtime::{Engine, InstancePre, Linker, Module, Precompiled, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
-use crate::abi::{self, ModuleInfo, WASI_P1};
+use crate::abi::{self, FunctionKind, ModuleInfo, WASI_P1};
+use crate::component::{self, ComponentState, WasiP2};
 use crate::cores::{LongCalls, LongSlot};
-use crate::determinism::{self, Seed};
+use crate::determinism::{Seed, Wasi};
+use crate::engine::{self, EpochTicker, epoch_ticks};
+use crate::limits::CallLimiter;
 use crate::pipe::{CappedPipe, Overflow};
 use crate::{Error, FunctionId, Limits, Result, RuntimeConfig};
 
@@ -69,7 +73,14 @@ pub struct Function {
     id: FunctionId,
     /// The guest's `argv[0]`: a short form of its id.
     program: Arc<str>,
-    pre: InstancePre<State>,
+    pre: Pre,
+}
+
+/// What a call instantiates: a module's imports or a component's, resolved.
+#[derive(Clone)]
+enum Pre {
+    Module(InstancePre<ModuleState>),
+    Component(CommandPre<ComponentState>),
 }
 
 impl Function {
@@ -77,130 +88,74 @@ impl Function {
     pub fn id(&self) -> FunctionId {
         self.id
     }
+
+    /// Whether it is a module or a component.
+    pub fn kind(&self) -> FunctionKind {
+        match self.pre {
+            Pre::Module(_) => FunctionKind::Module,
+            Pre::Component(_) => FunctionKind::Component,
+        }
+    }
 }
 
 impl std::fmt::Debug for Function {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Function").field("id", &self.id).finish()
+        f.debug_struct("Function")
+            .field("id", &self.id)
+            .field("kind", &self.kind())
+            .finish()
     }
 }
 
-/// The per-call host state of a store.
-pub(crate) struct State {
-    wasi: WasiP1Ctx,
+/// Compiled code of either kind, as the module store keeps it.
+pub(crate) enum Compiled {
+    Module(Module),
+    Component(Component),
+}
+
+impl Compiled {
+    pub(crate) fn kind(&self) -> FunctionKind {
+        match self {
+            Compiled::Module(_) => FunctionKind::Module,
+            Compiled::Component(_) => FunctionKind::Component,
+        }
+    }
+
+    /// wasmtime's serialized compilation (what [`Runtime::deserialize`] reads).
+    pub(crate) fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            Compiled::Module(m) => m.serialize(),
+            Compiled::Component(c) => c.serialize(),
+        }
+    }
+}
+
+/// The per-call host state of a store: the WASI state of the function's
+/// kind (`WasiP1Ctx` for a module, [`WasiP2`] for a component), the
+/// limiter, and the long-call slot.
+pub(crate) struct State<W> {
+    pub(crate) wasi: W,
     limiter: CallLimiter,
     /// Held once the call has run long ([`crate::cores`]).
     long: Option<LongSlot>,
 }
 
-/// Enforces memory, table and instance limits and remembers which one a guest hit.
-struct CallLimiter {
-    memory_bytes: usize,
-    table_elements: usize,
-    tables: usize,
-    instances: usize,
+/// The store type of a module call.
+type ModuleState = State<WasiP1Ctx>;
+
+/// How a call's run ended, before it is classified.
+struct Ran {
+    result: wasmtime::Result<()>,
+    fuel: u64,
+    duration: Duration,
     hit: Option<Error>,
-}
-
-impl CallLimiter {
-    fn new(limits: &Limits) -> Self {
-        Self {
-            memory_bytes: limits.memory_bytes,
-            table_elements: limits.table_elements,
-            tables: limits.tables,
-            instances: limits.instances,
-            hit: None,
-        }
-    }
-}
-
-impl ResourceLimiter for CallLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.hit.get_or_insert(Error::MemoryLimit {
-                limit: self.memory_bytes,
-                fuel: 0,
-            });
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.table_elements {
-            self.hit.get_or_insert(Error::ResourceLimit {
-                resource: "table elements",
-                limit: self.table_elements,
-                fuel: 0,
-            });
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn instances(&self) -> usize {
-        self.instances
-    }
-
-    fn tables(&self) -> usize {
-        self.tables
-    }
-
-    fn memories(&self) -> usize {
-        1
-    }
-}
-
-/// Increments the engine's epoch every tick until dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine, tick: Duration) -> Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("orb-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Acquire) {
-                    std::thread::park_timeout(tick);
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(|e| Error::Runtime(format!("cannot start the epoch thread: {e}")))?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
-    }
 }
 
 struct Inner {
     engine: Engine,
-    linker: Linker<State>,
+    linker: Linker<ModuleState>,
     provided: HashSet<(String, String)>,
+    components: wasmtime::component::Linker<ComponentState>,
     config: RuntimeConfig,
     long_calls: Arc<LongCalls>,
     _ticker: EpochTicker,
@@ -217,12 +172,13 @@ fn runtime_err(context: &str) -> impl FnOnce(wasmtime::Error) -> Error + '_ {
 }
 
 impl Runtime {
-    /// Builds the engine (pooling allocator, fuel, epochs, determinism) and
-    /// the WASI preview-1 linker, and starts the epoch ticker.
+    /// Builds the engine (pooling allocator, fuel, epochs, determinism), the
+    /// WASI preview-1 linker of modules and the WASI 0.2 linker of
+    /// components, and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
-        let engine = Engine::new(&engine_config(&config)).map_err(runtime_err("engine"))?;
-        let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
+        let engine = Engine::new(&engine::config(&config)).map_err(runtime_err("engine"))?;
+        let mut linker: Linker<ModuleState> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut ModuleState| &mut s.wasi)
             .map_err(runtime_err("WASI linker"))?;
         // A sleeping guest would hold an executor thread outside of epoch
         // interruption, and sleep time is not deterministic: refuse it.
@@ -233,12 +189,14 @@ impl Runtime {
             })
             .map_err(runtime_err("WASI linker"))?;
         let provided = provided_imports(&engine, &linker);
+        let components = component::linker(&engine).map_err(runtime_err("WASI 0.2 linker"))?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 provided,
+                components,
                 long_calls: LongCalls::new(config.long_call_slots),
                 config,
                 _ticker: ticker,
@@ -256,55 +214,123 @@ impl Runtime {
         &self.inner.engine
     }
 
-    /// Validates and compiles module bytes.
-    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<Module> {
+    /// Validates and compiles a function's bytes, a module or a component
+    /// as their header says.
+    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<Compiled> {
         if !bytes.starts_with(b"\0asm") {
             return Err(Error::InvalidModule(
                 "not a WebAssembly binary (it does not start with `\\0asm`)".into(),
             ));
         }
-        Module::from_binary(&self.inner.engine, bytes).map_err(|e| {
-            // wasmtime's messages span lines; a CLI error is one line.
-            Error::InvalidModule(
+        // wasmtime's messages span lines; a CLI error is one line.
+        let invalid = |prefix: &str, e: wasmtime::Error| {
+            Error::InvalidModule(format!(
+                "{prefix}{}",
                 format!("{e:#}")
                     .split_whitespace()
                     .collect::<Vec<_>>()
-                    .join(" "),
-            )
-        })
+                    .join(" ")
+            ))
+        };
+        match FunctionKind::of(bytes) {
+            FunctionKind::Module => Module::from_binary(&self.inner.engine, bytes)
+                .map(Compiled::Module)
+                .map_err(|e| invalid("", e)),
+            FunctionKind::Component => Component::from_binary(&self.inner.engine, bytes)
+                .map(Compiled::Component)
+                .map_err(|e| invalid("this component does not compile: ", e)),
+        }
     }
 
-    /// Checks a compiled module against the ABI and pre-instantiates it.
-    pub(crate) fn prepare(&self, id: FunctionId, module: &Module) -> Result<Function> {
-        let info = abi::inspect(id, 0, module, &self.inner.provided);
-        if let Some(why) = info.unsupported {
-            return Err(Error::UnsupportedAbi(why));
+    /// Reads back what [`Compiled::serialize`] wrote, as the kind it was.
+    ///
+    /// # Safety
+    ///
+    /// As `Module::deserialize`: `artifact` must be wasmtime's own output
+    /// (the module store checks a seal over the function id, its kind and
+    /// every byte before calling this; wasmtime still checks the header's
+    /// version and engine settings).
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn deserialize(
+        &self,
+        kind: FunctionKind,
+        artifact: &[u8],
+    ) -> wasmtime::Result<Compiled> {
+        let engine = &self.inner.engine;
+        let found = Engine::detect_precompiled(artifact);
+        match (kind, found) {
+            // SAFETY: the caller's contract, passed on.
+            (FunctionKind::Module, Some(Precompiled::Module)) => unsafe {
+                Module::deserialize(engine, artifact).map(Compiled::Module)
+            },
+            // SAFETY: the caller's contract, passed on.
+            (FunctionKind::Component, Some(Precompiled::Component)) => unsafe {
+                Component::deserialize(engine, artifact).map(Compiled::Component)
+            },
+            (kind, found) => Err(wasmtime::format_err!(
+                "the artifact of a {kind} holds {}",
+                match found {
+                    Some(Precompiled::Module) => "a module",
+                    Some(Precompiled::Component) => "a component",
+                    None => "no compiled code",
+                }
+            )),
         }
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(module)
-            .map_err(|e| Error::UnsupportedAbi(format!("{e:#}")))?;
+    }
+
+    /// Checks compiled code against the ABI and pre-instantiates it.
+    pub(crate) fn prepare(&self, id: FunctionId, compiled: &Compiled) -> Result<Function> {
         let program = id.to_hex()[..16].into();
+        let pre = match compiled {
+            Compiled::Module(module) => {
+                let info = abi::inspect(id, 0, module, &self.inner.provided);
+                if let Some(why) = info.unsupported {
+                    return Err(Error::UnsupportedAbi(why));
+                }
+                let pre = self
+                    .inner
+                    .linker
+                    .instantiate_pre(module)
+                    .map_err(|e| Error::UnsupportedAbi(format!("{e:#}")))?;
+                Pre::Module(pre)
+            }
+            Compiled::Component(c) => {
+                let info = component::inspect(id, 0, c, &self.inner.engine);
+                if let Some(why) = info.unsupported {
+                    return Err(Error::UnsupportedAbi(why));
+                }
+                let pre =
+                    component::prepare(&self.inner.components, c).map_err(Error::UnsupportedAbi)?;
+                Pre::Component(pre)
+            }
+        };
         Ok(Function { id, program, pre })
     }
 
     /// Compiles `bytes` and prepares them as a function (no disk cache; see
     /// [`crate::ModuleStore::load`] for the cached path).
     pub fn load(&self, bytes: &[u8]) -> Result<Function> {
-        let module = self.compile(bytes)?;
-        self.prepare(FunctionId::of(bytes), &module)
+        let compiled = self.compile(bytes)?;
+        self.prepare(FunctionId::of(bytes), &compiled)
     }
 
-    /// Describes a module's imports and exports and whether Orb can run it.
+    /// Describes a module's or a component's imports and exports and
+    /// whether Orb can run it.
     pub fn inspect(&self, bytes: &[u8]) -> Result<ModuleInfo> {
-        let module = self.compile(bytes)?;
-        Ok(abi::inspect(
-            FunctionId::of(bytes),
-            bytes.len(),
-            &module,
-            &self.inner.provided,
-        ))
+        let id = FunctionId::of(bytes);
+        Ok(match self.compile(bytes)? {
+            Compiled::Module(module) => {
+                abi::inspect(id, bytes.len(), &module, &self.inner.provided)
+            }
+            Compiled::Component(c) => {
+                let mut info = component::inspect(id, bytes.len(), &c, &self.inner.engine);
+                // What the component's type allows, the linker still checks.
+                if info.unsupported.is_none() {
+                    info.unsupported = component::prepare(&self.inner.components, &c).err();
+                }
+                info
+            }
+        })
     }
 
     /// Checks that `limits` fit inside what this runtime allows.
@@ -346,25 +372,72 @@ impl Runtime {
         self.check_limits(limits)?;
         let stdout = CappedPipe::new(limits.output_bytes, Overflow::Trap);
         let stderr = CappedPipe::new(limits.log_bytes, Overflow::Truncate);
-        let wasi = determinism::wasi_ctx(
-            &function.program,
+        let wasi = Wasi {
+            program: &function.program,
             input,
-            stdout.clone(),
-            stderr.clone(),
-            &opts.seed,
-            opts.wall_clock,
-        );
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+            seed: &opts.seed,
+            wall_clock: opts.wall_clock,
+        };
+        let ran = match &function.pre {
+            Pre::Module(pre) => {
+                let store = self.store(wasi.p1(), CallLimiter::module(limits), limits)?;
+                self.run(store, limits, |store| {
+                    let instance = pre.instantiate(&mut *store)?;
+                    let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                    start.call(&mut *store, ())
+                })
+            }
+            Pre::Component(pre) => {
+                let wasi = WasiP2::new(wasi.p2());
+                let store = self.store(wasi, CallLimiter::component(limits), limits)?;
+                self.run(store, limits, |store| {
+                    let command = pre.instantiate(&mut *store)?;
+                    match command.wasi_cli_run().call_run(&mut *store)? {
+                        Ok(()) => Ok(()),
+                        // `run` returned its error without calling `exit`:
+                        // what a command's exit status 1 means.
+                        Err(()) => Err(wasmtime::Error::new(I32Exit(1))),
+                    }
+                })
+            }
+        };
+        let log = stderr.take();
+        let outcome = |log| Outcome {
+            output: stdout.take(),
+            fuel: ran.fuel,
+            duration: ran.duration,
+            log,
+        };
+        match ran.result {
+            Ok(()) => Ok(outcome(log)),
+            Err(e) => match classify(e, ran.hit, &stdout, limits, &log) {
+                None => Ok(outcome(log)),
+                // The call failed, but the fuel it burned is still reported.
+                Some(err) => Err(err.with_fuel(ran.fuel)),
+            },
+        }
+    }
+
+    /// A call's store: its limiter, its fuel and its epoch deadline, the
+    /// same for a module and a component.
+    fn store<W: 'static>(
+        &self,
+        wasi: W,
+        limiter: CallLimiter,
+        limits: &Limits,
+    ) -> Result<Store<State<W>>> {
         let mut store = Store::new(
             &self.inner.engine,
             State {
                 wasi,
-                limiter: CallLimiter::new(limits),
+                limiter,
                 long: None,
             },
         );
         store.limiter(|s| &mut s.limiter);
-        let metering = self.inner.config.metering;
-        if metering {
+        if self.inner.config.metering {
             store.set_fuel(limits.fuel).map_err(runtime_err("fuel"))?;
         }
         // Every tick: the timeout counts ticks run (not ticks waited for a
@@ -386,36 +459,31 @@ impl Runtime {
             }
             Ok(UpdateDeadline::Continue(1))
         });
+        Ok(store)
+    }
 
+    /// Runs `body` (instantiation and the guest's entry point) in `store`
+    /// and takes what the call left: its fuel and the limit it hit.
+    fn run<W: 'static>(
+        &self,
+        mut store: Store<State<W>>,
+        limits: &Limits,
+        body: impl FnOnce(&mut Store<State<W>>) -> wasmtime::Result<()>,
+    ) -> Ran {
         let started = Instant::now();
-        let result = function.pre.instantiate(&mut store).and_then(|instance| {
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call(&mut store, ())
-        });
+        let result = body(&mut store);
         let duration = started.elapsed();
         drop(store.data_mut().long.take());
-        let fuel = if metering {
+        let fuel = if self.inner.config.metering {
             limits.fuel - store.get_fuel().unwrap_or(0)
         } else {
             0
         };
-        let log = stderr.take();
-        let outcome = |log| Outcome {
-            output: stdout.take(),
+        Ran {
+            result,
             fuel,
             duration,
-            log,
-        };
-        match result {
-            Ok(()) => Ok(outcome(log)),
-            Err(e) => {
-                let hit = store.data_mut().limiter.hit.take();
-                match classify(e, hit, &stdout, limits, &log) {
-                    None => Ok(outcome(log)),
-                    // The call failed, but the fuel it burned is still reported.
-                    Some(err) => Err(err.with_fuel(fuel)),
-                }
-            }
+            hit: store.data_mut().limiter.hit.take(),
         }
     }
 }
@@ -467,44 +535,14 @@ fn classify(
     }
 }
 
-/// Epoch ticks covering `timeout` (at least one).
-fn epoch_ticks(timeout: Duration, tick: Duration) -> u64 {
-    let tick = tick.as_nanos().max(1);
-    (timeout.as_nanos().div_ceil(tick) as u64).max(1)
-}
-
-fn engine_config(config: &RuntimeConfig) -> Config {
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(config.pool_instances)
-        .total_memories(config.pool_instances)
-        .total_tables(config.pool_instances)
-        .max_memory_size(config.max_memory_bytes)
-        .table_elements(config.default_limits.table_elements.max(20_000))
-        // Reset a slot by rewriting only its dirty pages (PAGEMAP_SCAN, Linux
-        // >= 6.7) instead of madvise: each madvise is a TLB shootdown that
-        // stalls every other core, which serialized concurrent short calls.
-        .pagemap_scan(Enabled::Auto)
-        .linear_memory_keep_resident(config.keep_resident_bytes)
-        .table_keep_resident(config.keep_resident_bytes);
-    let mut c = Config::new();
-    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        .consume_fuel(config.metering)
-        .epoch_interruption(true)
-        .cranelift_nan_canonicalization(true)
-        .relaxed_simd_deterministic(true)
-        // Threads stay off: the `threads` feature of wasmtime is not compiled in.
-        .parallel_compilation(true);
-    c
-}
-
 /// The `(module, name)` pairs the linker defines, to name a missing import.
-fn provided_imports(engine: &Engine, linker: &Linker<State>) -> HashSet<(String, String)> {
+fn provided_imports(engine: &Engine, linker: &Linker<ModuleState>) -> HashSet<(String, String)> {
     let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
     let mut store = Store::new(
         engine,
         State {
             wasi,
-            limiter: CallLimiter::new(&Limits::default()),
+            limiter: CallLimiter::module(&Limits::default()),
             long: None,
         },
     );
@@ -512,17 +550,4 @@ fn provided_imports(engine: &Engine, linker: &Linker<State>) -> HashSet<(String,
         .iter(&mut store)
         .map(|(module, name, _)| (module.to_owned(), name.to_owned()))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoch_ticks_round_up() {
-        let tick = Duration::from_millis(5);
-        assert_eq!(epoch_ticks(Duration::from_millis(0), tick), 1);
-        assert_eq!(epoch_ticks(Duration::from_millis(5), tick), 1);
-        assert_eq!(epoch_ticks(Duration::from_millis(6), tick), 2);
-    }
 }

@@ -1,14 +1,17 @@
-//! `ModuleStore`: modules on disk by id, with their compiled artifacts.
+//! `ModuleStore`: functions on disk by id, with their compiled artifacts.
 //!
 //! Layout under the store's directory:
-//! - `modules/<id>.wasm`: the module bytes, verified against `<id>` on read;
-//! - `compiled/<engine-key>/<id>.cwasm`: wasmtime's serialized compilation,
-//!   keyed by the engine's compatibility hash so a wasmtime upgrade or a
-//!   changed engine setting never loads a stale artifact, and sealed: its
-//!   last 32 bytes are a blake3 hash of the function id and the rest, so a
-//!   damaged artifact, or another function's artifact put in its place, is
-//!   recompiled instead of run (wasmtime runs an artifact's machine code as
-//!   it finds it).
+//! - `modules/<id>.wasm`: the function's bytes (a module or a component),
+//!   verified against `<id>` on read;
+//! - `compiled/<engine-key>/<id>.cwasm` (a module) or
+//!   `compiled/<engine-key>/<id>.component.cwasm` (a component): wasmtime's
+//!   serialized compilation, keyed by the engine's compatibility hash so a
+//!   wasmtime upgrade or a changed engine setting never loads a stale
+//!   artifact, and sealed: its last 32 bytes are a blake3 hash of the
+//!   function id, its kind and the rest, so a damaged artifact, another
+//!   function's artifact put in its place, or a module's artifact where a
+//!   component's belongs, is recompiled instead of run (wasmtime runs an
+//!   artifact's machine code as it finds it).
 //!
 //! Files are written to a temporary name, fsync'd and renamed, so a crash
 //! leaves either the old state or the new one, never a torn file. A restart
@@ -19,11 +22,10 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use wasmtime::Module;
+use crate::runtime::Compiled;
+use crate::{Error, Function, FunctionId, FunctionKind, Result, Runtime};
 
-use crate::{Error, Function, FunctionId, Result, Runtime};
-
-/// Modules and compiled artifacts kept on disk by function id.
+/// Functions (modules and components) and compiled artifacts kept on disk by id.
 #[derive(Clone, Debug)]
 pub struct ModuleStore {
     dir: PathBuf,
@@ -71,20 +73,28 @@ impl Hasher for Blake3Hasher {
 /// The artifact format: bump when the sealing changes.
 const ARTIFACT_FORMAT: u32 = 2;
 
-/// The seal of an artifact of `id`: what its last 32 bytes must be.
-fn seal(id: FunctionId, artifact: &[u8]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key("orb module store artifact seal 2");
+/// The seal of an artifact of `id`: what its last 32 bytes must be. Each
+/// kind has its own key, so one kind's artifact never unseals as the other's
+/// (modules keep the key they had before components came).
+fn seal(id: FunctionId, kind: FunctionKind, artifact: &[u8]) -> [u8; 32] {
+    let key = match kind {
+        FunctionKind::Module => "orb module store artifact seal 2",
+        FunctionKind::Component => "orb module store component artifact seal 1",
+    };
+    let mut h = blake3::Hasher::new_derive_key(key);
     h.update(id.as_bytes());
     h.update(artifact);
     *h.finalize().as_bytes()
 }
 
 /// The artifact inside a sealed file, if the seal holds.
-fn unsealed(id: FunctionId, file: &[u8]) -> Option<&[u8]> {
+fn unsealed(id: FunctionId, kind: FunctionKind, file: &[u8]) -> Option<&[u8]> {
     let cut = file.len().checked_sub(32)?;
     let (artifact, tag) = file.split_at(cut);
-    (seal(id, artifact) == tag).then_some(artifact)
+    (seal(id, kind, artifact) == tag).then_some(artifact)
 }
+
+const KINDS: [FunctionKind; 2] = [FunctionKind::Module, FunctionKind::Component];
 
 /// A short stable name for the engine's compilation settings.
 fn engine_key(runtime: &Runtime) -> String {
@@ -115,14 +125,18 @@ impl ModuleStore {
         self.dir.join("modules").join(format!("{id}.wasm"))
     }
 
-    fn artifact_path(&self, runtime: &Runtime, id: FunctionId) -> PathBuf {
+    fn artifact_path(&self, runtime: &Runtime, id: FunctionId, kind: FunctionKind) -> PathBuf {
+        let name = match kind {
+            FunctionKind::Module => format!("{id}.cwasm"),
+            FunctionKind::Component => format!("{id}.component.cwasm"),
+        };
         self.dir
             .join("compiled")
             .join(engine_key(runtime))
-            .join(format!("{id}.cwasm"))
+            .join(name)
     }
 
-    /// Stores module bytes under their id (a no-op if already stored).
+    /// Stores a function's bytes under their id (a no-op if already stored).
     pub fn put(&self, bytes: &[u8]) -> Result<FunctionId> {
         let id = FunctionId::of(bytes);
         let path = self.module_path(id);
@@ -132,11 +146,12 @@ impl ModuleStore {
         Ok(id)
     }
 
-    /// Bytes the module `id` and its compiled artifact for `runtime`'s
+    /// Bytes the function `id` and its compiled artifact for `runtime`'s
     /// engine take on disk (0 for what is not there).
     pub fn stored_bytes(&self, runtime: &Runtime, id: FunctionId) -> u64 {
-        [self.module_path(id), self.artifact_path(runtime, id)]
-            .iter()
+        let artifacts = KINDS.map(|kind| self.artifact_path(runtime, id, kind));
+        std::iter::once(self.module_path(id))
+            .chain(artifacts)
             .filter_map(|p| fs::metadata(p).ok())
             .map(|m| m.len())
             .sum()
@@ -210,8 +225,20 @@ impl ModuleStore {
         Ok(function)
     }
 
+    /// The function from its artifact, of whichever kind is stored.
     fn load_artifact(&self, runtime: &Runtime, id: FunctionId) -> Option<Function> {
-        let artifact = self.artifact_path(runtime, id);
+        KINDS
+            .into_iter()
+            .find_map(|kind| self.load_artifact_of(runtime, id, kind))
+    }
+
+    fn load_artifact_of(
+        &self,
+        runtime: &Runtime,
+        id: FunctionId,
+        kind: FunctionKind,
+    ) -> Option<Function> {
+        let artifact = self.artifact_path(runtime, id, kind);
         if !artifact.exists() {
             return None;
         }
@@ -222,11 +249,11 @@ impl ModuleStore {
                 return None;
             }
         };
-        let Some(sealed) = unsealed(id, &file) else {
+        let Some(sealed) = unsealed(id, kind, &file) else {
             tracing::warn!(path = %artifact.display(), "artifact damaged or not this function's (its seal does not match); recompiling");
             return None;
         };
-        match deserialize(runtime, sealed).map(|module| runtime.prepare(id, &module)) {
+        match deserialize(runtime, kind, sealed).map(|compiled| runtime.prepare(id, &compiled)) {
             Ok(Ok(function)) => Some(function),
             Ok(Err(e)) => {
                 tracing::warn!(path = %artifact.display(), error = %e, "stored artifact refused; recompiling");
@@ -245,24 +272,29 @@ impl ModuleStore {
         id: FunctionId,
         bytes: &[u8],
     ) -> Result<Function> {
-        let module = runtime.compile(bytes)?;
-        let function = runtime.prepare(id, &module)?;
-        let mut serialized = module
+        let compiled = runtime.compile(bytes)?;
+        let function = runtime.prepare(id, &compiled)?;
+        let mut serialized = compiled
             .serialize()
             .map_err(|e| Error::Runtime(format!("serialize {id}: {e:#}")))?;
-        let tag = seal(id, &serialized);
+        let kind = compiled.kind();
+        let tag = seal(id, kind, &serialized);
         serialized.extend_from_slice(&tag);
-        write_atomic(&self.artifact_path(runtime, id), &serialized)?;
+        write_atomic(&self.artifact_path(runtime, id, kind), &serialized)?;
         Ok(function)
     }
 }
 
 #[allow(unsafe_code)]
-fn deserialize(runtime: &Runtime, artifact: &[u8]) -> wasmtime::Result<Module> {
-    // SAFETY: `Module::deserialize` trusts the bytes to be wasmtime's own
-    // output. These are: the store wrote them from its own compilation of
-    // this very function (the seal, checked by the caller, covers the id
+fn deserialize(
+    runtime: &Runtime,
+    kind: FunctionKind,
+    artifact: &[u8],
+) -> wasmtime::Result<Compiled> {
+    // SAFETY: `deserialize` trusts the bytes to be wasmtime's own output.
+    // These are: the store wrote them from its own compilation of this very
+    // function (the seal, checked by the caller, covers the id, the kind
     // and every byte), atomically, under this engine's key; wasmtime still
     // checks the header's version and engine settings.
-    unsafe { Module::deserialize(runtime.engine(), artifact) }
+    unsafe { runtime.deserialize(kind, artifact) }
 }

@@ -2,6 +2,7 @@
 //! One test binary with a module per behaviour.
 
 mod agents;
+mod component;
 mod consensus;
 mod console;
 mod delay;
@@ -44,6 +45,20 @@ pub fn example(name: &str) -> PathBuf {
     assert!(
         path.exists(),
         "example function {} missing: run scripts/guests first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The path of an example function's component twin (scripts/guests
+/// builds the Rust examples for wasm32-wasip2 into `components/`).
+pub fn component(name: &str) -> PathBuf {
+    let path = functions_dir()
+        .join("components")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "example component {} missing: run scripts/guests first (scripts/test does)",
         path.display()
     );
     path

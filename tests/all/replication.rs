@@ -33,9 +33,14 @@ pub(crate) fn node(root: &Path, name: &str, boot: Option<&str>, flags: &[&str]) 
 /// `orb deploy` through `node`, published by the client key in
 /// `publisher` (one publisher can host one name on several nodes).
 pub(crate) fn deploy_on(node: &NodeProc, function: &str, publisher: &Path) {
+    deploy_file_on(node, &example(function), function, publisher);
+}
+
+/// [`deploy_on`] of the function in `file`, under `name`.
+pub(crate) fn deploy_file_on(node: &NodeProc, file: &Path, name: &str, publisher: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_orb"))
-        .args(["deploy", example(function).to_str().expect("utf-8 path")])
-        .args(["--name", function, "--json", "--node", &node.api])
+        .args(["deploy", file.to_str().expect("utf-8 path")])
+        .args(["--name", name, "--json", "--node", &node.api])
         .env("ORB_DATA_DIR", publisher)
         .env_remove("ORB_LOG")
         .stdin(Stdio::null())
@@ -43,7 +48,7 @@ pub(crate) fn deploy_on(node: &NodeProc, function: &str, publisher: &Path) {
         .expect("run orb deploy");
     assert!(
         out.status.success(),
-        "deploy {function}: {}",
+        "deploy {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -61,7 +66,13 @@ fn invoke(api: &str, client: &Path, target: &str, input: &str, extra: &[&str]) -
 }
 
 /// [`invoke`] that must succeed; its JSON.
-fn invoke_ok(api: &str, client: &Path, target: &str, input: &str, extra: &[&str]) -> Value {
+pub(crate) fn invoke_ok(
+    api: &str,
+    client: &Path,
+    target: &str,
+    input: &str,
+    extra: &[&str],
+) -> Value {
     let out = invoke(api, client, target, input, extra);
     assert!(
         out.status.success(),
@@ -74,9 +85,16 @@ fn invoke_ok(api: &str, client: &Path, target: &str, input: &str, extra: &[&str]
 /// Waits until every node's routing table lists `function` at `hosts`
 /// providers (they announce on gossip).
 pub(crate) fn wait_providers(nodes: &[&NodeProc], function: &str, hosts: usize) {
+    wait_providers_of_file(nodes, &example(function), hosts);
+}
+
+/// [`wait_providers`] of the function in `file`.
+pub(crate) fn wait_providers_of_file(nodes: &[&NodeProc], file: &Path, hosts: usize) {
+    let module = std::fs::read(file).expect("read the function");
+    let id = orb_functions::FunctionId::of(&module).to_hex();
     for node in nodes {
-        node.wait_status(&format!("{hosts} providers of {function}"), |_| {
-            providers_of(node, function).len() >= hosts
+        node.wait_status(&format!("{hosts} providers of {}", file.display()), |_| {
+            providers_of_id(node, &id).len() >= hosts
         });
     }
 }
@@ -336,13 +354,17 @@ fn a_pipeline_calls_a_function_deployed_on_the_network() {
 /// The providers of `function` in `node`'s routing table.
 pub(crate) fn providers_of(node: &NodeProc, function: &str) -> Vec<String> {
     let module = std::fs::read(example(function)).expect("read the module");
-    let id = orb_functions::FunctionId::of(&module).to_hex();
+    providers_of_id(node, &orb_functions::FunctionId::of(&module).to_hex())
+}
+
+/// The providers of the function `id` (hex) in `node`'s routing table.
+fn providers_of_id(node: &NodeProc, id: &str) -> Vec<String> {
     let out = node.client(&["ls", "--json"]);
     let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     list.as_array()
         .into_iter()
         .flatten()
-        .filter(|f| f["function"] == id.as_str())
+        .filter(|f| f["function"] == id)
         .flat_map(|f| f["providers"].as_array().cloned().unwrap_or_default())
         .filter_map(|p| p["peer"].as_str().map(str::to_owned))
         .collect()

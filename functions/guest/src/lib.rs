@@ -1,8 +1,10 @@
 //! `orb-guest`: the guest side of Orb's function ABI, for Rust functions.
 //!
-//! An Orb function is a WASI preview-1 command: it reads its whole input
-//! from stdin and writes its output to stdout. This crate does that plumbing
-//! so a function is one closure in `main`. Build it for `wasm32-wasip1`:
+//! An Orb function is a WASI command: it reads its whole input from stdin
+//! and writes its output to stdout. This crate does that plumbing so a
+//! function is one closure in `main`. Build it for `wasm32-wasip1` (a
+//! preview-1 module) or `wasm32-wasip2` (a `wasi:cli/run` component); Orb
+//! runs either:
 //!
 //! ```no_run
 //! orb_guest::run_text(|text| Ok::<_, String>(text.to_uppercase()));

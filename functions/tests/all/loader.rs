@@ -1,4 +1,5 @@
-//! The loader never panics: random bytes and truncated modules get a clear error.
+//! The loader never panics: random bytes and truncated modules or
+//! components get a clear error.
 
 use orb_functions::Error;
 use proptest::prelude::*;
@@ -24,6 +25,16 @@ proptest! {
         let bytes = [&b"\0asm\x01\0\0\0"[..], &tail].concat();
         prop_assert!(matches!(rt.load(&bytes), Err(Error::InvalidModule(_)) | Err(Error::UnsupportedAbi(_))));
     }
+
+    #[test]
+    fn random_bytes_after_a_components_magic_are_refused(tail in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let rt = runtime();
+        let bytes = [&b"\0asm\x0d\0\x01\0"[..], &tail].concat();
+        match rt.load(&bytes) {
+            Err(Error::InvalidModule(msg)) | Err(Error::UnsupportedAbi(msg)) => prop_assert!(!msg.contains('\n')),
+            other => prop_assert!(false, "unexpected: {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -37,6 +48,24 @@ fn every_truncation_of_a_real_module_is_refused() {
             Err(Error::InvalidModule(_)) => {}
             // Eight bytes are a complete, empty module: valid, but no command.
             Err(Error::UnsupportedAbi(_)) if cut == 8 => {}
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    assert!(rt.load(&wasm).is_ok());
+}
+
+#[test]
+fn every_truncation_of_a_real_component_is_refused() {
+    let rt = runtime();
+    let wasm = crate::component("echo");
+    let cuts = (0..64).chain((64..wasm.len()).step_by(wasm.len() / 97 + 1));
+    for cut in cuts {
+        match rt.load(&wasm[..cut]) {
+            Err(Error::InvalidModule(_)) => {}
+            // Eight bytes are a complete, empty component: of no world.
+            Err(Error::UnsupportedAbi(why)) if cut == 8 => {
+                assert!(why.contains("unknown world"), "{why}")
+            }
             other => panic!("cut at {cut}: {other:?}"),
         }
     }

@@ -1,6 +1,7 @@
 //! Integration tests of `orb-functions`, one module per behaviour (one test
 //! binary: on two cores, link time is what makes a test suite slow).
 
+mod components;
 mod determinism;
 mod executor;
 mod guests;
@@ -69,6 +70,20 @@ pub fn example(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "example function {} missing ({e}): run scripts/guests first (scripts/test does)",
+            path.display()
+        )
+    })
+}
+
+/// The component twin of an example function (scripts/guests builds the
+/// Rust examples for wasm32-wasip2 into `components/`).
+pub fn component(name: &str) -> Vec<u8> {
+    let path = functions_dir()
+        .join("components")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "example component {} missing ({e}): run scripts/guests first (scripts/test does)",
             path.display()
         )
     })

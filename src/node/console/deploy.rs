@@ -45,7 +45,7 @@ impl Staged {
 fn form_markup(node: &Node, name: &str, replicas: &str) -> Markup {
     html! {
         form method="post" action="/console/deploy" enctype="multipart/form-data" {
-            label { "Module (a WASI preview-1 command, .wasm)"
+            label { "Function (.wasm: a WASI preview-1 command module or a wasi:cli/run component)"
                 input type="file" name="module" id="module" accept=".wasm,application/wasm" required;
             }
             label { "Name"
@@ -183,15 +183,19 @@ pub(super) async fn upload(
     let outcome = html! {
         h2 { "Verdict" }
         @match &info.unsupported {
-            None => p.ok id="verdict" { "Runnable: a WASI preview-1 command." },
+            None => p.ok id="verdict" { "Runnable: " (match info.kind {
+                orb_functions::FunctionKind::Module => "a WASI preview-1 command.",
+                orb_functions::FunctionKind::Component => "a wasi:cli/run component.",
+            }) },
             Some(why) => p.bad id="verdict" role="alert" { "Orb cannot run it: " (why) },
         }
         dl {
             dt { "Function" } dd.mono id="function" { (info.id) }
+            dt { "Kind" } dd id="kind" { (info.kind) @if let Some(world) = &info.world { " (" (world) ")" } }
             dt { "Size" } dd { (info.size) " bytes" }
             dt { "Imports" } dd.mono {
                 @for i in &info.imports {
-                    span class=(if i.provided { "" } else { "bad" }) { (i.module) "::" (i.name) " (" (i.kind) ")" } br;
+                    span class=(if i.provided { "" } else { "bad" }) { (i.path()) " (" (i.kind) ")" } br;
                 }
             }
             dt { "Exports" } dd.mono { @for e in &info.exports { (e.name) " (" (e.kind) ")" br; } }

@@ -1,0 +1,260 @@
+//! Components (`wasi:cli/run`, built for wasm32-wasip2) through the `orb`
+//! binary: `orb run` and `orb fn inspect` tell them from modules by their
+//! bytes and run them with the modules' outputs, limits and exit codes, the
+//! same in every process; bad ones are usage errors with their reason; a
+//! component deployed on two nodes answers through a third.
+
+use std::path::Path;
+
+use crate::replication::{deploy_file_on, invoke_ok, node, wait_providers_of_file};
+use crate::{assert_fails, component, example, json, run_orb, stdout};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn a_component_gives_its_modules_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, input) in [
+        ("echo", "héllo"),
+        ("reverse", "héllo"),
+        ("hash", "orb"),
+        ("fib", "25"),
+        ("wordcount", "to be or not to be"),
+    ] {
+        let run = |path: &Path| {
+            let out = run_orb(dir.path(), &["run", s(path), "--input", input], None);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            stdout(&out)
+        };
+        assert_eq!(run(&component(name)), run(&example(name)), "{name}");
+    }
+}
+
+#[test]
+fn a_component_call_gives_the_same_output_and_fuel_in_two_processes() {
+    for (name, input) in [("entropy", ""), ("fib", "21"), ("wordcount", "x y x")] {
+        // Separate data dirs: each process compiles the component itself.
+        let (a, b) = (
+            tempfile::tempdir().expect("a"),
+            tempfile::tempdir().expect("b"),
+        );
+        let path = component(name);
+        let args = ["run", s(&path), "--input", input, "--json"];
+        let (one, two) = (
+            json(&run_orb(a.path(), &args, None)),
+            json(&run_orb(b.path(), &args, None)),
+        );
+        assert_eq!(one["ok"], true, "{name}: {one}");
+        assert_eq!(one["output"], two["output"], "{name}");
+        assert_eq!(one["fuel"], two["fuel"], "{name}");
+        // A third process, loading a's compiled artifact: the same again.
+        let three = json(&run_orb(a.path(), &args, None));
+        assert_eq!(
+            (&three["output"], &three["fuel"]),
+            (&one["output"], &one["fuel"])
+        );
+    }
+}
+
+#[test]
+fn a_second_run_of_a_component_uses_its_compiled_artifact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = component("hash");
+    let out = run_orb(dir.path(), &["run", s(&path), "--input", "x"], None);
+    assert!(out.status.success());
+    let id = blake3::hash(&std::fs::read(&path).expect("read"))
+        .to_hex()
+        .to_string();
+    let engine = std::fs::read_dir(dir.path().join("functions").join("compiled"))
+        .expect("compiled dir")
+        .next()
+        .expect("one engine")
+        .expect("entry")
+        .path();
+    let artifact = engine.join(format!("{id}.component.cwasm"));
+    let mtime = || {
+        std::fs::metadata(&artifact)
+            .expect("the component's artifact")
+            .modified()
+            .expect("mtime")
+    };
+    let before = mtime();
+    let out = run_orb(dir.path(), &["run", s(&path), "--input", "x"], None);
+    assert!(out.status.success());
+    assert_eq!(before, mtime());
+}
+
+#[test]
+fn a_component_past_a_limit_fails_with_exit_3_as_its_module_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: [(&str, &[&str], &str); 4] = [
+        ("spin", &["--fuel", "20000000"], "out_of_fuel"),
+        ("spin", &["--fuel", "0", "--timeout-ms", "200"], "timeout"),
+        ("balloon", &["--memory-mb", "16"], "memory_limit"),
+        ("flood", &["--output-kb", "64"], "output_too_large"),
+    ];
+    for (name, flags, kind) in cases {
+        let run = |path: &Path| {
+            let mut args = vec!["run", s(path), "--json"];
+            args.extend_from_slice(flags);
+            let out = run_orb(dir.path(), &args, None);
+            assert_eq!(out.status.code(), Some(3), "{name} {flags:?}");
+            json(&out)["error"]["kind"].clone()
+        };
+        let (c, m) = (run(&component(name)), run(&example(name)));
+        assert_eq!((c.as_str(), m.as_str()), (Some(kind), Some(kind)), "{name}");
+    }
+    let out = run_orb(
+        dir.path(),
+        &["run", s(&component("fib")), "--input", "x"],
+        None,
+    );
+    assert_fails(&out, 3, "fib wants a number");
+}
+
+#[test]
+fn inspect_shows_a_components_world_imports_exports_and_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = component("echo");
+    let out = run_orb(dir.path(), &["fn", "inspect", s(&path)], None);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for needle in [
+        "kind      component",
+        "world     wasi:cli/command",
+        "  wasi:cli/stdin@0.2.",
+        "  wasi:cli/run@0.2.0 (instance)",
+        "abi       ok: wasi:cli/run component",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let v = json(&run_orb(
+        dir.path(),
+        &["fn", "inspect", "--json", s(&path)],
+        None,
+    ));
+    assert_eq!(
+        (&v["kind"], &v["world"]),
+        (&"component".into(), &"wasi:cli/command".into())
+    );
+    let m = json(&run_orb(
+        dir.path(),
+        &["fn", "inspect", "--json", s(&example("echo"))],
+        None,
+    ));
+    assert_eq!(m["kind"], "module");
+}
+
+/// A `wasi:cli/run` command that also imports the instance `import`.
+fn command_importing(import: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(component
+            (import "{import}" (instance))
+            (core module $m (func (export "run") (result i32) (i32.const 0)))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $r (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.0" (instance $r)))"#
+    ))
+    .expect("wat")
+}
+
+#[test]
+fn bad_components_are_usage_errors_with_their_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    };
+    let malformed = write("malformed.wasm", b"\0asm\x0d\0\x01\0not a component");
+    let out = run_orb(dir.path(), &["run", s(&malformed)], None);
+    assert_fails(&out, 2, "this component does not compile");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    let out = run_orb(dir.path(), &["fn", "inspect", s(&malformed)], None);
+    assert_fails(&out, 2, "this component does not compile");
+
+    let proxy = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "handle") (param i32 i32)))
+            (core instance $i (instantiate $m))
+            (func $handle (param "request" u32) (param "response" u32)
+                (canon lift (core func $i "handle")))
+            (instance $h (export "handle" (func $handle)))
+            (export "wasi:http/incoming-handler@0.2.0" (instance $h)))"#,
+    )
+    .expect("wat");
+    let refused = [
+        (
+            write("empty.wasm", &wat::parse_str("(component)").expect("wat")),
+            "unknown world",
+        ),
+        (
+            write("proxy.wasm", &proxy),
+            "wasi:http proxy components are not supported yet",
+        ),
+        (
+            write("sockets.wasm", &command_importing("wasi:sockets/tcp@0.2.0")),
+            "import `wasi:sockets/tcp@0.2.0` (instance) is not provided",
+        ),
+    ];
+    for (path, why) in refused {
+        let out = run_orb(dir.path(), &["run", s(&path)], None);
+        assert_fails(&out, 2, why);
+        // Inspecting it answers (exit 0, as for a module Orb cannot run)
+        // with the same reason.
+        let v = json(&run_orb(
+            dir.path(),
+            &["fn", "inspect", "--json", s(&path)],
+            None,
+        ));
+        assert!(
+            v["unsupported"].as_str().is_some_and(|u| u.contains(why)),
+            "{}: {v}",
+            path.display()
+        );
+    }
+    // Nothing refused was stored.
+    let stored = std::fs::read_dir(dir.path().join("functions").join("modules"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(stored, 0);
+}
+
+#[test]
+fn a_component_deployed_on_two_nodes_answers_through_a_third() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let publisher = root.path().join("publisher");
+    let flags = ["--no-autoscale", "--verify-fraction", "0"];
+    let r = root.path();
+    let s = node(r, "s", None, &flags);
+    let boot = s.addrs[0].clone();
+    let hosts = [
+        node(r, "h1", Some(&boot), &flags),
+        node(r, "h2", Some(&boot), &flags),
+    ];
+    let wordcount = component("wordcount");
+    for h in &hosts {
+        deploy_file_on(h, &wordcount, "wordcount-c", &publisher);
+    }
+    wait_providers_of_file(&[&s], &wordcount, 2);
+    // Two replicas, one per host (two processes that each compiled the
+    // component), must agree on the output and the fuel.
+    let v = invoke_ok(
+        &s.api,
+        &s.dir.join("client"),
+        "wordcount-c",
+        "to be or not to be",
+        &["--replicas", "2"],
+    );
+    assert_eq!(v["output"], r#"{"be":2,"not":1,"or":1,"to":2}"#, "{v}");
+    assert_eq!(v["replicas"], 2, "{v}");
+    assert!(v["fuel"].as_u64().is_some_and(|f| f > 0), "{v}");
+}
