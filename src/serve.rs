@@ -119,6 +119,11 @@ pub(crate) struct NodeArgs {
     /// 0: only by hand.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     agent_host_timeout_secs: u64,
+    /// How long an agent's sequencer waits for its last hosts' votes once
+    /// a majority agrees; a host slower than this is neither paid nor named
+    /// outvoted for that step.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    agent_vote_grace_ms: u64,
     /// Calls `POST /fn/{name}` runs at once; past this a call is answered
     /// 503 with Retry-After at once (load shedding) instead of waiting.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
@@ -199,6 +204,7 @@ impl NodeArgs {
             busy_window: Duration::from_millis(self.busy_window_ms),
             agent_host_timeout: (self.agent_host_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.agent_host_timeout_secs)),
+            agent_vote_grace: Duration::from_millis(self.agent_vote_grace_ms),
             max_calls: self.max_calls as usize,
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             max_client_connections: self.max_client_connections as usize,

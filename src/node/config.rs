@@ -92,6 +92,10 @@ pub struct NodeConfig {
     /// does; the first connected host of the module's list does it);
     /// `None`: only by hand. Default: 10 minutes.
     pub agent_host_timeout: Option<Duration>,
+    /// How long an agent's sequencer waits for its last hosts' votes once
+    /// a majority agrees: a host slower than this is neither paid nor
+    /// named outvoted for that step. Default: 100 ms.
+    pub agent_vote_grace: Duration,
     /// Peers' requests handled at once; beyond this a peer is answered
     /// "busy" and moves on to another provider. Default: 1024.
     pub max_inbound_requests: usize,
@@ -138,6 +142,7 @@ impl NodeConfig {
             scale_idle: Duration::from_secs(30),
             busy_window: Duration::from_millis(1000),
             agent_host_timeout: Some(Duration::from_secs(600)),
+            agent_vote_grace: super::agents::VOTE_GRACE,
             max_inbound_requests: 1024,
             max_calls: 1024,
             header_timeout: Duration::from_secs(10),

@@ -109,12 +109,13 @@ impl Node {
         })?;
         let secret = orb_net::identity::ed25519_secret(&key);
         let ledger = LedgerStart::open(&data_dir, config.genesis.as_deref(), secret, &db)?;
-        let agents = agents::Agents::new(agents::store::AgentStore::open(&db, &db_path).map_err(
-            |source| Error::Database {
+        let agents = agents::Agents::new(
+            agents::store::AgentStore::open(&db, &db_path).map_err(|source| Error::Database {
                 path: db_path.clone(),
                 source,
-            },
-        )?);
+            })?,
+            config.agent_vote_grace,
+        );
 
         // From here on things run: a failure stops them before returning.
         let net_config = NetConfig {

@@ -775,7 +775,18 @@ fn a_byzantine_agent_host_is_outvoted_on_every_step_and_earns_nothing() {
         "agent-byzantine",
         orb_ledger::Params::new(3, 2, 2, 2).unwrap(),
         "200",
-        &[&[], &[], &["--byzantine", "wrong-output"]],
+        // Each step waits for all three votes however loaded the machine
+        // is: the liar's is then always seen, named and unpaid.
+        &[
+            &["--agent-vote-grace-ms", "5000"],
+            &["--agent-vote-grace-ms", "5000"],
+            &[
+                "--byzantine",
+                "wrong-output",
+                "--agent-vote-grace-ms",
+                "5000",
+            ],
+        ],
     );
     let client = root.path().join("client");
     for n in &nodes {

@@ -24,6 +24,7 @@
 pub(crate) mod http;
 pub(crate) mod moves;
 mod replicas;
+pub(crate) use replicas::GRACE as VOTE_GRACE;
 pub(crate) mod store;
 pub(crate) mod topics;
 
@@ -235,6 +236,9 @@ impl Durability {
 /// The agents this node hosts.
 pub(crate) struct Agents {
     store: AgentStore,
+    /// How long a sequencer waits for the last hosts' votes once a
+    /// majority agrees ([`NodeConfig::agent_vote_grace`](crate::NodeConfig)).
+    pub(crate) vote_grace: std::time::Duration,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     durability: Durability,
     /// Woken when a step left messages for other agents.
@@ -271,9 +275,10 @@ struct Executed {
 }
 
 impl Agents {
-    pub(crate) fn new(store: AgentStore) -> Self {
+    pub(crate) fn new(store: AgentStore, vote_grace: std::time::Duration) -> Self {
         Self {
             store,
+            vote_grace,
             slots: Mutex::new(HashMap::new()),
             durability: Durability::default(),
             outbox: tokio::sync::Notify::new(),

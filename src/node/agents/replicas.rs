@@ -44,9 +44,11 @@ use super::store::{AgentModule, Stand};
 use super::{AgentError, AgentName, Agents, receipt};
 use crate::node::Node;
 
-/// How long the sequencer waits for the last hosts' votes once a majority
-/// agrees (their receipts are paid, their disagreement is seen).
-const GRACE: Duration = Duration::from_millis(100);
+/// How long the sequencer waits by default for the last hosts' votes
+/// once a majority agrees (their receipts are paid, their disagreement is
+/// seen); a host slower than that is neither paid nor named outvoted for
+/// the step ([`super::Agents::vote_grace`]).
+pub(crate) const GRACE: Duration = Duration::from_millis(100);
 /// How long a host's request waits for the agent's turn before it is
 /// answered as not applied (two hosts that both think they sequence would
 /// otherwise wait on each other).
@@ -243,7 +245,7 @@ pub(super) async fn lead(
             Counted::NoMajority => break,
             Counted::Agreed { .. } if round.complete() => break,
             Counted::Agreed { .. } => {
-                deadline.get_or_insert_with(|| tokio::time::Instant::now() + GRACE);
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + agents.vote_grace);
             }
             Counted::Wait => {}
         }
