@@ -288,10 +288,12 @@ pub struct Config {
     pub gather: Duration,
     /// A poll is closed with the answers it has after this long.
     pub poll_timeout: Duration,
-    /// Polls a member keeps in flight at once (avalanchego's concurrent
-    /// polls): each samples k members for the preference it had when it
-    /// went out, and their outcomes are recorded in the order they went
-    /// out, so β confident polls take about β / this many round trips.
+    /// Polls a member keeps in flight at once. Their outcomes are recorded
+    /// in the order they went out, and a poll sent before the last
+    /// recorded one closed is not recorded at all (it saw the network
+    /// before that outcome): a decision takes β round trips however many
+    /// are in flight, and more than one only makes the network busier.
+    /// 1, the default, sends the next poll as the last one closes.
     pub polls_in_flight: usize,
     /// How long each proposer waits for the ones ranked before it.
     pub proposer_step: Duration,
@@ -321,7 +323,7 @@ impl Default for Config {
             block_interval: Duration::from_millis(500),
             gather: Duration::from_millis(100),
             poll_timeout: Duration::from_secs(2),
-            polls_in_flight: 8,
+            polls_in_flight: 1,
             proposer_step: Duration::from_millis(400),
             max_mempool: 200_000,
             mine_tries: 8 << 12,

@@ -490,7 +490,7 @@ impl Replica {
         while let Some(timed_out) = self.oldest_closes(now) {
             let poll = self.round.polls.pop_front().expect("the oldest closes");
             closed = true;
-            let round = poll.round;
+            let (round, sent) = (poll.round, poll.sent);
             if timed_out {
                 for k in poll.silent() {
                     self.committee.missed(k, now);
@@ -503,7 +503,7 @@ impl Replica {
                 .filter(|v| self.committee.standing(&v.body.voter, now) != Standing::Excluded)
                 .collect();
             let answers: Vec<Digest> = votes.iter().map(|v| v.body.block).collect();
-            self.round.record(round, &answers, votes);
+            self.round.record(round, sent, now, &answers, votes);
             if self.config.liveness == Liveness::TieBreak {
                 self.break_tie(&answers);
             }
@@ -943,6 +943,20 @@ impl Replica {
         if settlements.is_empty() {
             return;
         }
+        // Equivocations the parent does not record go with it too: when
+        // every height is pipelined, they would otherwise never be.
+        let equivocations: Vec<(Vote, Vote)> = self
+            .unrecorded
+            .iter()
+            .filter(|(voter, _)| {
+                !parent
+                    .equivocations
+                    .iter()
+                    .any(|(a, _)| a.body.voter == **voter)
+            })
+            .take(MAX_EQUIVOCATIONS)
+            .map(|(_, p)| (**p).clone())
+            .collect();
         let height = self.round.height + 1;
         let block = Arc::new(Block::propose_with(
             &self.key,
@@ -952,7 +966,7 @@ impl Replica {
             claim,
             settlements,
             Records {
-                equivocations: Vec::new(),
+                equivocations,
                 voted: self.voted(height),
             },
         ));

@@ -178,6 +178,9 @@ pub(crate) struct Round {
     /// The current run of confident polls (Snowball's), with their votes:
     /// the last β of them are the finality evidence.
     pub(crate) streak: Vec<Poll>,
+    /// When the last poll recorded closed: a poll sent before then saw
+    /// the network as it was before that outcome, so it is not recorded.
+    pub(crate) last_recorded: Option<Duration>,
     pub(crate) fetching: BTreeMap<Digest, Duration>,
     /// When this replica first had settlements to propose at this height.
     pub(crate) ready: Option<Duration>,
@@ -196,6 +199,7 @@ impl Round {
             round_started: None,
             polls: VecDeque::new(),
             streak: Vec::new(),
+            last_recorded: None,
             fetching: BTreeMap::new(),
             ready: None,
         }
@@ -216,10 +220,29 @@ impl Round {
     /// Records a closed poll's answers in Snowball and keeps the votes of
     /// the confident run Snowball is on (its length is Snowball's count:
     /// it is not counted twice).
-    pub(crate) fn record(&mut self, round: u64, answers: &[Digest], votes: Vec<Vote>) {
+    ///
+    /// Snowball's polls are one after another: each goes out with the
+    /// preference the one before it left. A poll `sent` before the last
+    /// recorded one closed is not recorded (whatever its outcome): polls in
+    /// flight together ask the same members at the same moment, and
+    /// counting them as consecutive would let β of them, answered by one
+    /// snapshot of preferences, decide in one round trip — in a small
+    /// committee, a block the others may then move away from.
+    pub(crate) fn record(
+        &mut self,
+        round: u64,
+        sent: Duration,
+        now: Duration,
+        answers: &[Digest],
+        votes: Vec<Vote>,
+    ) {
         let Some(sb) = self.snowball.as_mut() else {
             return;
         };
+        if self.last_recorded.is_some_and(|closed| sent < closed) {
+            return;
+        }
+        self.last_recorded = Some(now);
         sb.record_poll(answers);
         match sb.run() {
             Some((value, length)) => {

@@ -192,7 +192,7 @@ fn alpha_confident_polls_beta_times_in_a_row_decide_with_them_as_evidence() {
 }
 
 #[test]
-fn several_polls_in_flight_are_recorded_in_the_order_they_went_out() {
+fn several_polls_in_flight_are_recorded_in_order_and_a_run_counts_one_poll_per_round_trip() {
     let (c, invoker) = committee(5);
     let first = ranked(&c, 0);
     let me = c.keys[first].public();
@@ -215,7 +215,7 @@ fn several_polls_in_flight_are_recorded_in_the_order_they_went_out() {
     let mut open: VecDeque<(Query, Vec<PublicKey>)> = queries(&r.ready()).into();
     assert_eq!(open.len(), 3, "three polls go out at once");
     let block = open[0].0.block;
-    let confident = |r: &mut Replica, (q, peers): &(Query, Vec<PublicKey>)| {
+    let confident = |r: &mut Replica, (q, peers): &(Query, Vec<PublicKey>), at: Duration| {
         for p in peers {
             let votes = vec![vote(key_of(&c, p), q, me, block)];
             r.step(
@@ -224,33 +224,46 @@ fn several_polls_in_flight_are_recorded_in_the_order_they_went_out() {
                     round: q.round,
                     votes,
                 },
-                Duration::from_millis(1),
+                at,
             );
         }
     };
     // The second and third settle first: nothing is recorded, no poll is
     // sent, until the first (sent before them) is in.
+    let ms = Duration::from_millis;
     let (a, b, c3) = (open[0].clone(), open[1].clone(), open[2].clone());
-    confident(&mut r, &b);
-    confident(&mut r, &c3);
+    confident(&mut r, &b, ms(1));
+    confident(&mut r, &c3, ms(1));
     assert!(queries(&r.ready()).is_empty(), "waits for the oldest");
-    confident(&mut r, &a);
+    confident(&mut r, &a, ms(1));
     let next = queries(&r.ready());
     assert_eq!(next.len(), 3, "three closed, three new");
     assert!(next.iter().all(|(q, _)| q.round > c3.0.round));
+    // Three polls that went out together saw one moment of the network:
+    // they are one poll of the run, not three. β = 6 takes six round
+    // trips, whatever the polls in flight.
     open = next.into();
-    // β = 6: three more confident polls decide, with six polls of
-    // evidence in the order they went out.
-    while let Some(p) = open.pop_front() {
-        confident(&mut r, &p);
-    }
-    let ready = r.ready();
-    let committed = ready.persist.first().expect("decided").block.clone();
+    let mut trips = 1;
+    let committed = loop {
+        let at = ms(1 + trips);
+        while let Some(p) = open.pop_front() {
+            confident(&mut r, &p, at);
+        }
+        trips += 1;
+        let ready = r.ready();
+        if let Some(commit) = ready.persist.first() {
+            break commit.block.clone();
+        }
+        assert!(trips < 6, "decided only after six round trips");
+        open = queries(&ready).into();
+    };
+    assert_eq!(trips, 6, "one counted poll per round trip");
     let rounds: Vec<u64> = committed.evidence.polls.iter().map(|p| p.round).collect();
-    let mut sorted = rounds.clone();
-    sorted.sort_unstable();
-    assert_eq!(rounds, sorted);
     assert_eq!(rounds.len(), 6);
+    assert!(
+        rounds.windows(2).all(|w| w[1] >= w[0] + 3),
+        "each from its own batch of polls, in order: {rounds:?}"
+    );
     committed
         .check_evidence(&c.genesis)
         .expect("the evidence checks");
