@@ -17,10 +17,13 @@
 //! - `wasi:filesystem`: types and preopens, with no preopened directory,
 //!   so the guest sees no file (what a module sees).
 //!
-//! Not linked: `wasi:sockets` (functions have no network) and `wasi:http`
-//! (not supported yet). A component that imports them, or exports anything
-//! but `wasi:cli/run` (a `wasi:http` proxy, say), is refused with a reason
-//! before it is stored ([`inspect`], [`prepare`]).
+//! A `wasi:http/proxy` component (it exports `wasi:http/incoming-handler`)
+//! also gets `wasi:http/types` and `wasi:http/outgoing-handler`, whose
+//! every request is denied ([`crate::http`]); a command may not import
+//! them. Not linked: `wasi:sockets` (functions have no network). A
+//! component that imports it, or anything else Orb does not provide, or
+//! that exports neither entry point, is refused with a reason before it is
+//! stored ([`inspect`], [`prepare`]).
 //!
 //! The runtime calls this module; it never runs a call itself.
 
@@ -35,9 +38,12 @@ use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::FunctionId;
 use crate::abi::{ExportInfo, FunctionKind, ImportInfo, ModuleInfo};
+use crate::http::Denied;
 use crate::runtime::State;
 
 /// The WASI 0.2 state of one component call: the context and the table of
@@ -45,6 +51,9 @@ use crate::runtime::State;
 pub(crate) struct WasiP2 {
     ctx: WasiCtx,
     table: ResourceTable,
+    /// Used by `wasi:http/proxy` components only.
+    http: WasiHttpCtx,
+    hooks: Denied,
 }
 
 impl WasiP2 {
@@ -52,6 +61,18 @@ impl WasiP2 {
         Self {
             ctx,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: Denied,
+        }
+    }
+}
+
+impl WasiHttpView for State<WasiP2> {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.wasi.http,
+            table: &mut self.wasi.table,
+            hooks: &mut self.wasi.hooks,
         }
     }
 }
@@ -93,6 +114,10 @@ const PROVIDED: &[&str] = &[
     "wasi:io/streams",
 ];
 
+/// What a `wasi:http/proxy` component may import beside [`PROVIDED`]
+/// (outbound requests are linked and denied, see [`crate::http`]).
+const PROVIDED_HTTP: &[&str] = &["wasi:http/types", "wasi:http/outgoing-handler"];
+
 /// The export a runnable component has, without its version.
 const RUN: &str = "wasi:cli/run";
 /// The export of a `wasi:http/proxy` component, without its version.
@@ -115,10 +140,16 @@ fn is_wasi_p2(version: Option<&str>) -> bool {
         .is_some_and(|patch| !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Whether Orb's linker provides the import `name`.
+/// Whether Orb's linker provides the import `name` to a command.
 fn provided(name: &str) -> bool {
     let (base, version) = split_version(name);
     PROVIDED.contains(&base) && is_wasi_p2(version)
+}
+
+/// Whether Orb's linker provides the import `name` to an http proxy.
+fn provided_http(name: &str) -> bool {
+    let (base, version) = split_version(name);
+    provided(name) || (PROVIDED_HTTP.contains(&base) && is_wasi_p2(version))
 }
 
 /// Builds the linker of component calls: the interfaces in [`PROVIDED`].
@@ -146,6 +177,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>
     sync::io::error::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
     sync::io::poll::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
     sync::io::streams::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(l)?;
     Ok(linker)
 }
 
@@ -220,15 +252,6 @@ pub(crate) fn inspect(
     engine: &Engine,
 ) -> ModuleInfo {
     let ty = component.component_type();
-    let imports: Vec<ImportInfo> = ty
-        .imports(engine)
-        .map(|(name, item)| ImportInfo {
-            module: String::new(),
-            name: name.to_owned(),
-            kind: kind(&item.ty),
-            provided: provided(name),
-        })
-        .collect();
     let exports: Vec<ExportInfo> = ty
         .exports(engine)
         .map(|(name, item)| ExportInfo {
@@ -237,6 +260,20 @@ pub(crate) fn inspect(
         })
         .collect();
     let world = world(&exports);
+    let provides = if world == Some(PROXY) {
+        provided_http
+    } else {
+        provided
+    };
+    let imports: Vec<ImportInfo> = ty
+        .imports(engine)
+        .map(|(name, item)| ImportInfo {
+            module: String::new(),
+            name: name.to_owned(),
+            kind: kind(&item.ty),
+            provided: provides(name),
+        })
+        .collect();
     let unsupported = verdict(world, &imports, &exports);
     ModuleInfo {
         id,
@@ -255,23 +292,21 @@ fn world(exports: &[ExportInfo]) -> Option<&'static str> {
     if exported(RUN) {
         Some("wasi:cli/command")
     } else if exported(HTTP_HANDLER) {
-        Some("wasi:http/proxy")
+        Some(PROXY)
     } else {
         None
     }
 }
 
-const RUNNABLE: &str =
-    "Orb runs components that export `wasi:cli/run` (a `main` that reads stdin and writes stdout)";
+/// The world of http components.
+pub(crate) const PROXY: &str = "wasi:http/proxy";
+
+const RUNNABLE: &str = "Orb runs components that export `wasi:cli/run` (a `main` that reads stdin and writes stdout) or `wasi:http/incoming-handler` (a `wasi:http/proxy`)";
 
 fn verdict(world: Option<&str>, imports: &[ImportInfo], exports: &[ExportInfo]) -> Option<String> {
-    match world {
-        Some("wasi:cli/command") => {}
-        Some("wasi:http/proxy") => {
-            return Some(format!(
-                "wasi:http proxy components are not supported yet: {RUNNABLE}"
-            ));
-        }
+    let entry = match world {
+        Some("wasi:cli/command") => RUN,
+        Some(PROXY) => HTTP_HANDLER,
         _ => {
             let names: Vec<&str> = exports.iter().map(|e| e.name.as_str()).collect();
             let exported = if names.is_empty() {
@@ -283,15 +318,15 @@ fn verdict(world: Option<&str>, imports: &[ImportInfo], exports: &[ExportInfo]) 
                 "unknown world: {RUNNABLE}; this one exports {exported}"
             ));
         }
-    }
-    if let Some(run) = exports
+    };
+    if let Some(export) = exports
         .iter()
-        .find(|e| split_version(&e.name).0 == RUN)
+        .find(|e| split_version(&e.name).0 == entry)
         .filter(|e| !is_wasi_p2(split_version(&e.name).1))
     {
         return Some(format!(
-            "export `{}` is not WASI 0.2's: Orb runs `wasi:cli/run@0.2.x` components",
-            run.name
+            "export `{}` is not WASI 0.2's: Orb runs `{entry}@0.2.x` components",
+            export.name
         ));
     }
     let missing = imports.iter().find(|i| !i.provided)?;
@@ -300,7 +335,7 @@ fn verdict(world: Option<&str>, imports: &[ImportInfo], exports: &[ExportInfo]) 
     let why = if base.starts_with("wasi:sockets/") {
         "functions have no network (Orb does not offer wasi:sockets)".to_owned()
     } else if base.starts_with("wasi:http/") {
-        "outbound wasi:http is not supported yet".to_owned()
+        "a command may not use wasi:http (a `wasi:http/proxy` component serves requests; outbound ones are denied)".to_owned()
     } else if PROVIDED.contains(&base) {
         "Orb offers the WASI 0.2 (`@0.2.x`) version of this interface".to_owned()
     } else {
@@ -313,12 +348,21 @@ fn verdict(world: Option<&str>, imports: &[ImportInfo], exports: &[ExportInfo]) 
     ))
 }
 
-/// Resolves a component's imports against `linker` and finds its
-/// `wasi:cli/run` export: the pre-instantiated command, or why not.
+/// A component, pre-instantiated for its world.
+#[derive(Clone)]
+pub(crate) enum Prepared {
+    Command(CommandPre<ComponentState>),
+    Proxy(ProxyPre<ComponentState>),
+}
+
+/// Resolves a component's imports against `linker` and finds its entry
+/// point (`wasi:cli/run`, or `wasi:http/incoming-handler` when `proxy`):
+/// the pre-instantiated component, or why not.
 pub(crate) fn prepare(
     linker: &Linker<ComponentState>,
     component: &Component,
-) -> Result<CommandPre<ComponentState>, String> {
+    proxy: bool,
+) -> Result<Prepared, String> {
     let one_line = |e: wasmtime::Error| {
         format!("{e:#}")
             .split_whitespace()
@@ -326,7 +370,13 @@ pub(crate) fn prepare(
             .join(" ")
     };
     let pre = linker.instantiate_pre(component).map_err(one_line)?;
-    CommandPre::new(pre).map_err(one_line)
+    if proxy {
+        ProxyPre::new(pre).map(Prepared::Proxy).map_err(one_line)
+    } else {
+        CommandPre::new(pre)
+            .map(Prepared::Command)
+            .map_err(one_line)
+    }
 }
 
 #[cfg(test)]
@@ -357,11 +407,14 @@ mod tests {
             provided: provided(name),
         };
         let http = [export("wasi:http/incoming-handler@0.2.0")];
-        let why = verdict(world(&http), &[], &http).unwrap_or_default();
-        assert!(
-            why.starts_with("wasi:http proxy components are not supported yet"),
-            "{why}"
-        );
+        let outbound = ImportInfo {
+            provided: provided_http("wasi:http/outgoing-handler@0.2.4"),
+            ..import("wasi:http/outgoing-handler@0.2.4")
+        };
+        assert_eq!(verdict(world(&http), &[outbound], &http), None);
+        let old = [export("wasi:http/incoming-handler@0.3.0")];
+        let why = verdict(world(&old), &[], &old).unwrap_or_default();
+        assert!(why.contains("not WASI 0.2's"), "{why}");
 
         let why = verdict(world(&[]), &[], &[]).unwrap_or_default();
         assert!(
@@ -382,10 +435,7 @@ mod tests {
         );
         let why =
             verdict(world(&run), &[import("wasi:http/types@0.2.0")], &run).unwrap_or_default();
-        assert!(
-            why.contains("outbound wasi:http is not supported yet"),
-            "{why}"
-        );
+        assert!(why.contains("a command may not use wasi:http"), "{why}");
         let why = verdict(world(&run), &[import("acme:db/query@1.0.0")], &run).unwrap_or_default();
         assert!(why.contains("`acme:db/query@1.0.0`"), "{why}");
 

@@ -111,6 +111,9 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// An http function's input is not an HTTP request it can take.
+    #[error("invalid HTTP request: {0}")]
+    InvalidRequest(String),
     /// The runtime itself failed (engine setup, executor shut down ...).
     #[error("runtime: {0}")]
     Runtime(String),
@@ -135,6 +138,7 @@ impl Error {
             Error::HashMismatch { .. } => "hash_mismatch",
             Error::NotStored(_) => "not_stored",
             Error::Store { .. } => "store",
+            Error::InvalidRequest(_) => "invalid_request",
             Error::Runtime(_) => "runtime",
         }
     }

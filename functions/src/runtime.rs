@@ -20,12 +20,14 @@ use wasmtime::{Engine, InstancePre, Linker, Module, Precompiled, Store, Trap, Up
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
 
 use crate::abi::{self, FunctionKind, ModuleInfo, WASI_P1};
-use crate::component::{self, ComponentState, WasiP2};
+use crate::component::{self, ComponentState, Prepared, WasiP2};
 use crate::cores::{LongCalls, LongSlot};
 use crate::determinism::{Seed, Wasi};
 use crate::engine::{self, EpochTicker, epoch_ticks};
+use crate::http::{self, Handled};
 use crate::limits::CallLimiter;
 use crate::pipe::{CappedPipe, Overflow};
 use crate::{Error, FunctionId, Limits, Result, RuntimeConfig};
@@ -81,6 +83,9 @@ pub struct Function {
 enum Pre {
     Module(InstancePre<ModuleState>),
     Component(CommandPre<ComponentState>),
+    /// A `wasi:http/proxy` component: its input and output are encoded
+    /// [`crate::HttpRequest`] and [`crate::HttpResponse`].
+    Http(ProxyPre<ComponentState>),
 }
 
 impl Function {
@@ -93,8 +98,15 @@ impl Function {
     pub fn kind(&self) -> FunctionKind {
         match self.pre {
             Pre::Module(_) => FunctionKind::Module,
-            Pre::Component(_) => FunctionKind::Component,
+            Pre::Component(_) | Pre::Http(_) => FunctionKind::Component,
         }
+    }
+
+    /// Whether it is a `wasi:http/proxy` component (its input is an
+    /// encoded [`crate::HttpRequest`], its output an encoded
+    /// [`crate::HttpResponse`]).
+    pub fn serves_http(&self) -> bool {
+        matches!(self.pre, Pre::Http(_))
     }
 }
 
@@ -299,9 +311,13 @@ impl Runtime {
                 if let Some(why) = info.unsupported {
                     return Err(Error::UnsupportedAbi(why));
                 }
-                let pre =
-                    component::prepare(&self.inner.components, c).map_err(Error::UnsupportedAbi)?;
-                Pre::Component(pre)
+                let proxy = info.world.as_deref() == Some(component::PROXY);
+                match component::prepare(&self.inner.components, c, proxy)
+                    .map_err(Error::UnsupportedAbi)?
+                {
+                    Prepared::Command(pre) => Pre::Component(pre),
+                    Prepared::Proxy(pre) => Pre::Http(pre),
+                }
             }
         };
         Ok(Function { id, program, pre })
@@ -326,7 +342,8 @@ impl Runtime {
                 let mut info = component::inspect(id, bytes.len(), &c, &self.inner.engine);
                 // What the component's type allows, the linker still checks.
                 if info.unsupported.is_none() {
-                    info.unsupported = component::prepare(&self.inner.components, &c).err();
+                    let proxy = info.world.as_deref() == Some(component::PROXY);
+                    info.unsupported = component::prepare(&self.inner.components, &c, proxy).err();
                 }
                 info
             }
@@ -370,6 +387,9 @@ impl Runtime {
     pub fn call(&self, function: &Function, input: &[u8], opts: &CallOptions) -> Result<Outcome> {
         let limits = &opts.limits;
         self.check_limits(limits)?;
+        if !function.serves_http() {
+            http::refuse_request(input)?;
+        }
         let stdout = CappedPipe::new(limits.output_bytes, Overflow::Trap);
         let stderr = CappedPipe::new(limits.log_bytes, Overflow::Truncate);
         let wasi = Wasi {
@@ -402,6 +422,7 @@ impl Runtime {
                     }
                 })
             }
+            Pre::Http(pre) => return self.serve(pre, input, wasi, &stderr, limits),
         };
         let log = stderr.take();
         let outcome = |log| Outcome {
@@ -417,6 +438,53 @@ impl Runtime {
                 // The call failed, but the fuel it burned is still reported.
                 Some(err) => Err(err.with_fuel(ran.fuel)),
             },
+        }
+    }
+
+    /// Runs a `wasi:http/proxy` call: `input` is an encoded request, the
+    /// output the encoded response.
+    fn serve(
+        &self,
+        pre: &ProxyPre<ComponentState>,
+        input: &[u8],
+        wasi: Wasi<'_>,
+        stderr: &CappedPipe,
+        limits: &Limits,
+    ) -> Result<Outcome> {
+        let request = http::request(input)?;
+        // The guest reads its body from the request, not stdin.
+        let wasi = WasiP2::new(Wasi { input: &[], ..wasi }.p2());
+        let store = self.store(wasi, CallLimiter::component(limits), limits)?;
+        let slot = http::Slot::default();
+        let ran = self.run(store, limits, |store| {
+            http::handle(store, pre, request, &slot, limits.output_bytes)
+        });
+        // The store is gone: the body's writer is closed.
+        let handled = slot.take();
+        let log = stderr.take();
+        let fuel = ran.fuel;
+        if let Err(e) = ran.result {
+            let nothing = CappedPipe::new(limits.output_bytes, Overflow::Trap);
+            if let Some(err) = classify(e, ran.hit, &nothing, limits, &log) {
+                return Err(err.with_fuel(fuel));
+            }
+        }
+        match handled {
+            Handled::Response(response) => Ok(Outcome {
+                output: response.encode(),
+                fuel,
+                duration: ran.duration,
+                log,
+            }),
+            Handled::TooLarge => Err(Error::OutputTooLarge {
+                limit: limits.output_bytes,
+                fuel,
+            }),
+            Handled::Failed(message) => Err(Error::Trap {
+                message,
+                log: String::from_utf8_lossy(&log).into_owned(),
+                fuel,
+            }),
         }
     }
 

@@ -5,6 +5,7 @@ mod components;
 mod determinism;
 mod executor;
 mod guests;
+mod http;
 mod limits;
 mod loader;
 mod store;
