@@ -13,6 +13,19 @@
 //! provider failed or is busy; or this node runs `--max-calls` calls
 //! already, with `Retry-After: 1`).
 //!
+//! `ANY /fn/{target}/{path…}` (and `/fn/{target}` with any method but
+//! POST, path `/`): an HTTP request to a wasi:http function. This node
+//! encodes it as an [`HttpRequest`] (method, the path after the target,
+//! the query, headers but the hop-by-hop ones, `host` and
+//! `content-length`, body), and that is the call's input; the executing
+//! runtime checks the function's kind, so a function that takes raw input
+//! answers 400 (`invalid_request`). A raw `POST /fn/{target}` to a wasi:http
+//! function is `POST /` with that body. Whichever way it was called, an
+//! output that is an encoded [`HttpResponse`] is answered as the
+//! component's status, headers and body, plus the `x-orb-*` headers (a
+//! component's own `x-orb-*` headers are dropped). Orb's `?fuel` and
+//! `?replicas` are not read from the path form: its query is the function's.
+//!
 //! Agents (`/agent/{module}/{id}`, `/api/agents`): [`super::agents::http`].
 
 use std::sync::Arc;
@@ -22,9 +35,9 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use orb_functions::FunctionId;
+use orb_functions::{FunctionId, HttpRequest, HttpResponse};
 use orb_net::{NameRecord, Request, Response as NetResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -41,7 +54,8 @@ const MAX_BODY: usize = 16 << 20;
 
 pub(crate) fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .route("/fn/{target}", post(call))
+        .route("/fn/{target}", post(call).fallback(call_root))
+        .route("/fn/{target}/{*path}", any(call_http))
         .route(
             "/api/deploy",
             post(deploy).layer(axum::middleware::from_fn_with_state(
@@ -129,7 +143,7 @@ pub(super) fn busy(body: serde_json::Value, secs: &'static str) -> Response {
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct CallParams {
     fuel: Option<u64>,
     replicas: Option<usize>,
@@ -178,32 +192,131 @@ async fn call(
     .instrument(span)
     .await
     {
-        Ok(done) => {
-            let mut headers = HeaderMap::new();
-            let mut put = |name: &'static str, value: String| {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    headers.insert(name, v);
-                }
-            };
-            put("x-orb-function", done.function.to_hex());
-            put("x-orb-invocation", done.invocation.clone());
-            put("x-orb-fuel", done.fuel.to_string());
-            put("x-orb-executor", done.executor.clone());
-            put("x-orb-resolve-us", done.resolve_us.to_string());
-            put("x-orb-network-us", done.network_us.to_string());
-            put("x-orb-execution-us", done.execution_us.to_string());
-            put("x-orb-attempts", done.attempts.to_string());
-            put(
-                "x-orb-replicas",
-                (done.agreed.len() + done.disputed.len()).to_string(),
-            );
-            if !done.disputed.is_empty() {
-                put("x-orb-disputed", done.disputed.join(","));
-            }
-            (StatusCode::OK, headers, done.output).into_response()
-        }
+        Ok(done) => answer(done),
         Err(e) => invoke_error(e),
     }
+}
+
+/// The headers a client must not forward: they describe one connection
+/// (and `host`, `content-length` are the gateway's own to set).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// `/fn/{target}` with any method but POST: the request `METHOD /` to a
+/// wasi:http function.
+async fn call_root(
+    State(node): State<Arc<Node>>,
+    Path(target): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    serve_http(node, target, "/".into(), request).await
+}
+
+/// `/fn/{target}/{path…}`: an HTTP request to a wasi:http function.
+async fn call_http(
+    State(node): State<Arc<Node>>,
+    Path((target, path)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    serve_http(node, target, format!("/{path}"), request).await
+}
+
+/// Encodes the request as an [`HttpRequest`] (the function's input; a
+/// function that is not wasi:http refuses it, a 400) and calls as `call`
+/// does.
+async fn serve_http(
+    node: Arc<Node>,
+    target: String,
+    path: String,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({ "error": format!("the body is over {MAX_BODY} bytes") }),
+        );
+    };
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let input = HttpRequest {
+        method: parts.method.as_str().to_owned(),
+        path_and_query,
+        headers,
+        body: body.to_vec(),
+    };
+    let params = CallParams::default();
+    call(
+        State(node),
+        Path(target),
+        Query(params),
+        parts.headers,
+        Bytes::from(input.encode()),
+    )
+    .await
+}
+
+/// The answer to a call: the output as the body, or a wasi:http
+/// function's response as it gave it; Orb's `x-orb-*` headers either way.
+fn answer(done: super::invoke::Invoked) -> Response {
+    let mut headers = HeaderMap::new();
+    let (status, body) = match HttpResponse::decode(&done.output) {
+        Some(response) => {
+            for (name, value) in &response.headers {
+                if HOP_BY_HOP.contains(&name.as_str()) || name.starts_with("x-orb-") {
+                    continue;
+                }
+                if let (Ok(name), Ok(value)) = (
+                    axum::http::HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_bytes(value),
+                ) {
+                    headers.append(name, value);
+                }
+            }
+            let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, response.body)
+        }
+        None => (StatusCode::OK, done.output.clone()),
+    };
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    put("x-orb-function", done.function.to_hex());
+    put("x-orb-invocation", done.invocation.clone());
+    put("x-orb-fuel", done.fuel.to_string());
+    put("x-orb-executor", done.executor.clone());
+    put("x-orb-resolve-us", done.resolve_us.to_string());
+    put("x-orb-network-us", done.network_us.to_string());
+    put("x-orb-execution-us", done.execution_us.to_string());
+    put("x-orb-attempts", done.attempts.to_string());
+    put(
+        "x-orb-replicas",
+        (done.agreed.len() + done.disputed.len()).to_string(),
+    );
+    if !done.disputed.is_empty() {
+        put("x-orb-disputed", done.disputed.join(","));
+    }
+    (status, headers, body).into_response()
 }
 
 /// A deploy that was not stored: 413 over the size limit, 507 past a
@@ -232,6 +345,12 @@ fn invoke_error(e: InvokeError) -> Response {
     match e {
         InvokeError::NoProvider(_) => error(StatusCode::NOT_FOUND, json!({ "error": message })),
         InvokeError::BadTarget(_) => error(StatusCode::BAD_REQUEST, json!({ "error": message })),
+        // An HTTP request to a function that is not wasi:http, or one it
+        // cannot take: the caller's mistake.
+        InvokeError::Guest { kind, .. } if kind == "invalid_request" => error(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": message, "kind": kind }),
+        ),
         InvokeError::Guest {
             kind,
             fuel,

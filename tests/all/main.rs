@@ -9,6 +9,7 @@ mod delay;
 mod exhaust;
 mod function;
 mod hostile;
+mod http;
 mod ledger;
 mod lifecycle;
 mod metrics;

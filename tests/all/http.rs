@@ -1,0 +1,69 @@
+//! wasi:http functions through the gateway: the example router deployed
+//! on one node answers real HTTP requests to `/fn/router/{path…}` sent to
+//! another, with the component's status, headers and body and Orb's
+//! `x-orb-*` headers; an HTTP request to a function that is not wasi:http
+//! is a 400.
+
+use crate::component;
+use crate::replication::{deploy_file_on, deploy_on, node, wait_providers, wait_providers_of_file};
+
+/// Status, the router's `x-router` header, `x-orb-fuel`, and the body.
+fn send(method: &str, url: &str, body: &str) -> (u16, String, String, String) {
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = match method {
+        "GET" => http.get(url).call(),
+        _ => http.post(url).send(body),
+    }
+    .expect("the gateway answers");
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (router, fuel) = (header("x-router"), header("x-orb-fuel"));
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().expect("body");
+    (status, router, fuel, body)
+}
+
+#[test]
+fn the_router_deployed_on_one_node_answers_http_through_another() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let publisher = root.path().join("publisher");
+    let flags = ["--no-autoscale", "--verify-fraction", "0"];
+    let r = root.path();
+    let s = node(r, "s", None, &flags);
+    let boot = s.addrs[0].clone();
+    let host = node(r, "h1", Some(&boot), &flags);
+    let router = component("router");
+    deploy_file_on(&host, &router, "router", &publisher);
+    deploy_on(&host, "echo", &publisher);
+    wait_providers_of_file(&[&s], &router, 1);
+    wait_providers(&[&s], "echo", 1);
+
+    let (status, tag, fuel, body) = send("GET", &format!("{}/fn/router/hello?name=orb", s.api), "");
+    assert_eq!((status, tag.as_str()), (200, "orb-example"), "{body}");
+    assert_eq!(body, r#"{"hello":"orb"}"#);
+    assert!(fuel.parse::<u64>().is_ok_and(|f| f > 0), "{fuel}");
+
+    let (status, tag, _, body) = send("POST", &format!("{}/fn/router/sum", s.api), "[1,2,3]");
+    assert_eq!((status, tag.as_str()), (200, "orb-example"), "{body}");
+    assert_eq!(body, r#"{"sum":6.0}"#);
+
+    let (status, _, _, body) = send("GET", &format!("{}/fn/router/missing", s.api), "");
+    assert_eq!(status, 404, "{body}");
+
+    // A raw POST /fn/router is POST / with that body (no route: 404).
+    let (status, tag, _, _) = send("POST", &format!("{}/fn/router", s.api), "[1]");
+    assert_eq!((status, tag.as_str()), (404, "orb-example"));
+
+    // An HTTP request to a function that takes raw input.
+    let (status, _, _, body) = send("GET", &format!("{}/fn/echo/x", s.api), "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a wasi:http/proxy component"), "{body}");
+}
