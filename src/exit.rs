@@ -47,7 +47,9 @@ pub(crate) fn code_of(e: &FnError) -> u8 {
     } else if e.is_module_rejected()
         || matches!(
             e,
-            FnError::LimitTooHigh { .. } | FnError::InvalidFunctionId(_)
+            FnError::LimitTooHigh { .. }
+                | FnError::InvalidFunctionId(_)
+                | FnError::InvalidRequest(_)
         )
     {
         USAGE

@@ -2,8 +2,11 @@
 //!
 //! The function, a module or a component (its bytes say which), goes
 //! through the same module store a node uses (compiled once, the artifact
-//! kept under the data dir), then one call runs with the given limits. Output bytes go to stdout untouched; `--json` prints them
-//! with fuel, duration and function id instead.
+//! kept under the data dir), then one call runs with the given limits.
+//! Output bytes go to stdout untouched; `--json` prints them with fuel,
+//! duration and function id instead. A `wasi:http/proxy` component takes a
+//! request built from `--method`, `--path`, `--header` and the input (its
+//! body), and its response is printed as a status line, headers and body.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use orb_functions::{
-    CallOptions, Error as FnError, Limits, ModuleStore, Runtime, RuntimeConfig, Seed,
+    CallOptions, Error as FnError, HttpRequest, HttpResponse, Limits, ModuleStore, Runtime,
+    RuntimeConfig, Seed,
 };
 use serde_json::json;
 
@@ -22,7 +26,7 @@ use crate::function::read_module;
 pub(crate) const AFTER_HELP: &str = "\
 Input comes from --input, --input-file, or stdin when neither is given.
 The function is a WASI preview-1 command module (wasm32-wasip1) or a WASI 0.2
-wasi:cli/run component (wasm32-wasip2); its bytes say which. The guest sees no
+wasi:cli/run or wasi:http/proxy component (wasm32-wasip2); its bytes say which. The guest sees no
 files, sockets or environment; its clocks read the call's time and its random
 numbers come from --seed, so the same function, input and seed always give the
 same output and fuel.
@@ -31,6 +35,8 @@ Examples:
   orb run wordcount.wasm --input 'to be or not to be'
   orb run components/wordcount.wasm --input 'to be or not to be'
   echo 30 | orb run fib.wasm --json
+  orb run components/router.wasm --path '/hello?name=orb'
+  orb run components/router.wasm --method POST --path /sum --input '[1,2,3]' --json
   orb run spin.wasm --fuel 1000000            # stops: out of fuel
   orb run spin.wasm --fuel 0 --timeout-ms 200 # stops: timeout";
 
@@ -62,6 +68,16 @@ pub(crate) struct RunArgs {
     /// the function id and the input).
     #[arg(long)]
     seed: Option<String>,
+    /// The HTTP method of a wasi:http function's request (default: GET, or
+    /// POST when there is an input).
+    #[arg(long)]
+    method: Option<String>,
+    /// The path and query of a wasi:http function's request (default: `/`).
+    #[arg(long)]
+    path: Option<String>,
+    /// A header of a wasi:http function's request, `NAME:VALUE` (repeatable).
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
     /// Print a JSON object (output, fuel, duration, function id) instead of raw output.
     #[arg(long, conflicts_with = "stats")]
     json: bool,
@@ -131,10 +147,38 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
         seed,
         ..CallOptions::default()
     };
+    let http = args.method.is_some() || args.path.is_some() || !args.headers.is_empty();
+    if http && !function.serves_http() {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--method, --path and --header are for wasi:http/proxy components; `{}` takes a raw input",
+            args.module.display()
+        )));
+    }
+    let input = if function.serves_http() {
+        request(&args, input)?.encode()
+    } else {
+        input
+    };
     let result = runtime.call(&function, &input, &opts);
+    let response = result
+        .as_ref()
+        .ok()
+        .and_then(|o| HttpResponse::decode(&o.output));
     if args.json {
-        let value = match &result {
-            Ok(o) => json!({
+        let value = match (&result, &response) {
+            (Ok(o), Some(r)) => json!({
+                "function": function.id(),
+                "ok": true,
+                "status": r.status,
+                "headers": r.headers.iter()
+                    .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect::<Vec<_>>(),
+                "body": String::from_utf8_lossy(&r.body),
+                "fuel": o.fuel,
+                "duration_us": o.duration.as_micros() as u64,
+                "log": String::from_utf8_lossy(&o.log),
+            }),
+            (Ok(o), None) => json!({
                 "function": function.id(),
                 "ok": true,
                 "output": String::from_utf8_lossy(&o.output),
@@ -143,7 +187,7 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
                 "duration_us": o.duration.as_micros() as u64,
                 "log": String::from_utf8_lossy(&o.log),
             }),
-            Err(e) => json!({
+            (Err(e), _) => json!({
                 "function": function.id(),
                 "ok": false,
                 "error": { "kind": e.kind(), "message": e.to_string(), "fuel": e.fuel() },
@@ -160,11 +204,23 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
         };
     }
     let outcome = result?;
+    let printed = match &response {
+        Some(r) => {
+            let mut text = format!("HTTP {}\n", r.status).into_bytes();
+            for (name, value) in &r.headers {
+                text.extend_from_slice(name.as_bytes());
+                text.extend_from_slice(b": ");
+                text.extend_from_slice(value);
+                text.push(b'\n');
+            }
+            text.push(b'\n');
+            text.extend_from_slice(&r.body);
+            text
+        }
+        None => outcome.output.clone(),
+    };
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(&outcome.output)
-        .and_then(|()| stdout.flush())
-    {
+    if let Err(e) = stdout.write_all(&printed).and_then(|()| stdout.flush()) {
         crate::exit::stdout_failed(e);
     }
     if args.stats {
@@ -176,6 +232,30 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// The request `--method`, `--path` and `--header` describe, `body` its body.
+fn request(args: &RunArgs, body: Vec<u8>) -> Result<HttpRequest, CliError> {
+    let mut headers = Vec::new();
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--header `{header}`: expected NAME:VALUE"
+            )));
+        };
+        headers.push((name.trim().to_owned(), value.trim().as_bytes().to_vec()));
+    }
+    let method = match &args.method {
+        Some(m) => m.to_uppercase(),
+        None if body.is_empty() => "GET".into(),
+        None => "POST".into(),
+    };
+    Ok(HttpRequest {
+        method,
+        path_and_query: args.path.clone().unwrap_or_else(|| "/".into()),
+        headers,
+        body,
+    })
 }
 
 fn with_path(e: FnError, path: &Path) -> CliError {

@@ -188,7 +188,7 @@ fn bad_components_are_usage_errors_with_their_reason() {
             (func $handle (param "request" u32) (param "response" u32)
                 (canon lift (core func $i "handle")))
             (instance $h (export "handle" (func $handle)))
-            (export "wasi:http/incoming-handler@0.2.0" (instance $h)))"#,
+            (export "wasi:http/incoming-handler@0.3.0" (instance $h)))"#,
     )
     .expect("wat");
     let refused = [
@@ -198,7 +198,7 @@ fn bad_components_are_usage_errors_with_their_reason() {
         ),
         (
             write("proxy.wasm", &proxy),
-            "wasi:http proxy components are not supported yet",
+            "export `wasi:http/incoming-handler@0.3.0` is not WASI 0.2's",
         ),
         (
             write("sockets.wasm", &command_importing("wasi:sockets/tcp@0.2.0")),

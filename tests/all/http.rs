@@ -4,8 +4,56 @@
 //! `x-orb-*` headers; an HTTP request to a function that is not wasi:http
 //! is a 400.
 
-use crate::component;
 use crate::replication::{deploy_file_on, deploy_on, node, wait_providers, wait_providers_of_file};
+use crate::{assert_fails, component, example, json, run_orb, stdout};
+
+#[test]
+fn orb_run_prints_the_routers_response() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let router = component("router");
+    let path = router.to_str().expect("utf-8 path");
+    let out = run_orb(
+        dir.path(),
+        &[
+            "run",
+            path,
+            "--path",
+            "/hello?name=orb",
+            "--header",
+            "accept: application/json",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout(&out),
+        "HTTP 200\ncontent-type: application/json\nx-router: orb-example\n\n{\"hello\":\"orb\"}"
+    );
+    let args = [
+        "run", path, "--method", "POST", "--path", "/sum", "--input", "[1,2,3]", "--json",
+    ];
+    let (one, two) = (
+        json(&run_orb(dir.path(), &args, None)),
+        json(&run_orb(dir.path(), &args, None)),
+    );
+    assert_eq!(
+        (one["status"].as_u64(), one["body"].as_str()),
+        (Some(200), Some(r#"{"sum":6.0}"#)),
+        "{one}"
+    );
+    assert_eq!((&one["body"], &one["fuel"]), (&two["body"], &two["fuel"]));
+    let echo = example("echo");
+    let out = run_orb(
+        dir.path(),
+        &["run", echo.to_str().expect("utf-8"), "--path", "/"],
+        None,
+    );
+    assert_fails(&out, 2, "are for wasi:http/proxy components");
+}
 
 /// Status, the router's `x-router` header, `x-orb-fuel`, and the body.
 fn send(method: &str, url: &str, body: &str) -> (u16, String, String, String) {
