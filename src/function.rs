@@ -81,6 +81,13 @@ pub(crate) fn run(cmd: FnCommand) -> Result<(), CliError> {
                 (None, FunctionKind::Module) => {
                     outln!("abi       ok: WASI preview-1 command, runnable by Orb")
                 }
+                (None, FunctionKind::Component)
+                    if info.world.as_deref() == Some("wasi:http/proxy") =>
+                {
+                    outln!(
+                        "abi       ok: wasi:http/proxy component, served by Orb at /fn/NAME/PATH"
+                    )
+                }
                 (None, FunctionKind::Component) => {
                     outln!("abi       ok: wasi:cli/run component, runnable by Orb")
                 }

@@ -5,8 +5,11 @@
 //! bytes' header): a WASI preview-1 command *module* (`wasm32-wasip1`), or a
 //! WASI 0.2 `wasi:cli/run` *component* (`wasm32-wasip2`). Either way: input
 //! on stdin, output on stdout, a bounded log on stderr, and nothing else of
-//! the host: no preopened directories, no sockets, no environment, clocks
-//! and random bytes derived from the call. Every call is metered with fuel
+//! the host. A `wasi:http/proxy` component is a component too, whose input
+//! is an encoded [`HttpRequest`] and output an encoded [`HttpResponse`]
+//! (its outbound requests are denied). For every kind: no preopened
+//! directories, no sockets, no environment, clocks and random bytes
+//! derived from the call. Every call is metered with fuel
 //! and bounded in time, memory, tables, instances and output ([`Limits`]),
 //! with the same errors for both kinds, and the same function, input and
 //! [`Seed`] give the same output and fuel in any process.
