@@ -66,6 +66,12 @@ pub(crate) struct InvokeArgs {
     /// the answer (default: the node's --replicas).
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=16))]
     replicas: Option<u32>,
+    /// For a wasi:http function: the request is sent to
+    /// `/fn/TARGET/PATH` with this method and these headers (the input is
+    /// its body), and the function's response is printed as `orb run`
+    /// prints it.
+    #[command(flatten)]
+    http: crate::run::HttpArgs,
     /// Print output, fuel, executor and timings as JSON.
     #[arg(long)]
     json: bool,
@@ -251,24 +257,50 @@ pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
     }
     let input = read_input(args.input.as_deref(), args.input_file.as_deref())?;
     let client = Client::new(node, Duration::from_secs(120));
-    let mut url = format!("{}/fn/{}", client.base, args.target);
-    let mut query = Vec::new();
-    if let Some(fuel) = args.fuel {
-        query.push(format!("fuel={fuel}"));
-    }
-    if let Some(r) = args.replicas {
-        query.push(format!("replicas={r}"));
-    }
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(&query.join("&"));
-    }
     let started = std::time::Instant::now();
-    let mut response = client
-        .agent
-        .post(&url)
-        .send(&input[..])
-        .map_err(|e| client.unreachable(e))?;
+    let http = args.http.given();
+    let mut response = if http {
+        // The gateway's path form: the function's own path and query
+        // (Orb's ?fuel and ?replicas are not read from it).
+        if args.fuel.is_some() || args.replicas.is_some() {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--fuel and --replicas cannot go with --method, --path or --header (the request's query is the function's)"
+            )));
+        }
+        let request = args.http.request(input)?;
+        let url = format!(
+            "{}/fn/{}{}",
+            client.base, args.target, request.path_and_query
+        );
+        let mut call = ureq::http::Request::builder()
+            .method(request.method.as_str())
+            .uri(&url);
+        for (name, value) in &request.headers {
+            call = call.header(name.as_str(), value.as_slice());
+        }
+        let call = call
+            .body(request.body)
+            .map_err(|e| CliError::usage(anyhow::anyhow!("bad request: {e}")))?;
+        client.agent.run(call).map_err(|e| client.unreachable(e))?
+    } else {
+        let mut url = format!("{}/fn/{}", client.base, args.target);
+        let mut query = Vec::new();
+        if let Some(fuel) = args.fuel {
+            query.push(format!("fuel={fuel}"));
+        }
+        if let Some(r) = args.replicas {
+            query.push(format!("replicas={r}"));
+        }
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        client
+            .agent
+            .post(&url)
+            .send(&input[..])
+            .map_err(|e| client.unreachable(e))?
+    };
     let status = response.status().as_u16();
     let header = |name: &str| {
         response
@@ -285,6 +317,15 @@ pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
         header("x-orb-function"),
     );
     let (replicas, disputed) = (header("x-orb-replicas"), header("x-orb-disputed"));
+    // The function's headers, in the order the node sent them (canonical),
+    // without the node's own.
+    let own_headers: Vec<(String, Vec<u8>)> = response
+        .headers()
+        .iter()
+        .filter(|(n, _)| !n.as_str().starts_with("x-orb-"))
+        .filter(|(n, _)| !matches!(n.as_str(), "content-length" | "date" | "transfer-encoding"))
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
     let disputed: Vec<&str> = disputed.split(',').filter(|d| !d.is_empty()).collect();
     let timing = |name: &str| header(name).parse::<u64>().unwrap_or(0);
     let (resolve_us, network_us, execution_us) = (
@@ -298,10 +339,42 @@ pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
         .limit(64 << 20)
         .read_to_vec()
         .map_err(|e| client.unreachable(e))?;
-    if status >= 300 {
+    // The node's own errors carry no x-orb-function; a wasi:http
+    // function's response does, whatever its status.
+    if status >= 300 && function.is_empty() {
         return parse(status, &body).map(|_| ());
     }
     let total_us = started.elapsed().as_micros() as u64;
+    if http {
+        let response = orb_functions::HttpResponse {
+            status,
+            headers: own_headers,
+            body,
+        };
+        if args.json {
+            let value = serde_json::json!({
+                "status": response.status,
+                "headers": response.headers.iter()
+                    .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect::<Vec<_>>(),
+                "body": String::from_utf8_lossy(&response.body),
+                "function": function,
+                "invocation": invocation,
+                "fuel": fuel.parse::<u64>().unwrap_or(0),
+                "executor": executor,
+            });
+            outln!("{value}");
+        } else {
+            use std::io::Write as _;
+            let mut out = std::io::stdout();
+            let text = crate::run::print_response(&response);
+            if let Err(e) = out.write_all(&text).and_then(|()| out.flush()) {
+                crate::exit::stdout_failed(e);
+            }
+            eprintln!("fuel {fuel} · executor {executor}");
+        }
+        return Ok(());
+    }
     if args.json {
         let value = serde_json::json!({
             "output": String::from_utf8_lossy(&body),

@@ -68,16 +68,8 @@ pub(crate) struct RunArgs {
     /// the function id and the input).
     #[arg(long)]
     seed: Option<String>,
-    /// The HTTP method of a wasi:http function's request (default: GET, or
-    /// POST when there is an input).
-    #[arg(long)]
-    method: Option<String>,
-    /// The path and query of a wasi:http function's request (default: `/`).
-    #[arg(long)]
-    path: Option<String>,
-    /// A header of a wasi:http function's request, `NAME:VALUE` (repeatable).
-    #[arg(long = "header", value_name = "NAME:VALUE")]
-    headers: Vec<String>,
+    #[command(flatten)]
+    http: HttpArgs,
     /// Print a JSON object (output, fuel, duration, function id) instead of raw output.
     #[arg(long, conflicts_with = "stats")]
     json: bool,
@@ -147,15 +139,14 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
         seed,
         ..CallOptions::default()
     };
-    let http = args.method.is_some() || args.path.is_some() || !args.headers.is_empty();
-    if http && !function.serves_http() {
+    if args.http.given() && !function.serves_http() {
         return Err(CliError::usage(anyhow::anyhow!(
             "--method, --path and --header are for wasi:http/proxy components; `{}` takes a raw input",
             args.module.display()
         )));
     }
     let input = if function.serves_http() {
-        request(&args, input)?.encode()
+        args.http.request(input)?.encode()
     } else {
         input
     };
@@ -205,18 +196,7 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
     }
     let outcome = result?;
     let printed = match &response {
-        Some(r) => {
-            let mut text = format!("HTTP {}\n", r.status).into_bytes();
-            for (name, value) in &r.headers {
-                text.extend_from_slice(name.as_bytes());
-                text.extend_from_slice(b": ");
-                text.extend_from_slice(value);
-                text.push(b'\n');
-            }
-            text.push(b'\n');
-            text.extend_from_slice(&r.body);
-            text
-        }
+        Some(r) => print_response(r),
         None => outcome.output.clone(),
     };
     let mut stdout = std::io::stdout().lock();
@@ -234,28 +214,82 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The request `--method`, `--path` and `--header` describe, `body` its body.
-fn request(args: &RunArgs, body: Vec<u8>) -> Result<HttpRequest, CliError> {
-    let mut headers = Vec::new();
-    for header in &args.headers {
-        let Some((name, value)) = header.split_once(':') else {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "--header `{header}`: expected NAME:VALUE"
-            )));
-        };
-        headers.push((name.trim().to_owned(), value.trim().as_bytes().to_vec()));
+/// The request flags of a wasi:http function (`orb run`, `orb invoke`).
+#[derive(Args, Debug, Default)]
+pub(crate) struct HttpArgs {
+    /// The HTTP method of a wasi:http function's request (default: GET, or
+    /// POST when there is an input).
+    #[arg(long)]
+    pub(crate) method: Option<String>,
+    /// The path and query of a wasi:http function's request (default: `/`).
+    #[arg(long)]
+    pub(crate) path: Option<String>,
+    /// A header of a wasi:http function's request, `NAME:VALUE` (repeatable).
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    pub(crate) headers: Vec<String>,
+}
+
+impl HttpArgs {
+    /// Whether any was given.
+    pub(crate) fn given(&self) -> bool {
+        self.method.is_some() || self.path.is_some() || !self.headers.is_empty()
     }
-    let method = match &args.method {
-        Some(m) => m.to_uppercase(),
-        None if body.is_empty() => "GET".into(),
-        None => "POST".into(),
-    };
-    Ok(HttpRequest {
-        method,
-        path_and_query: args.path.clone().unwrap_or_else(|| "/".into()),
-        headers,
-        body,
-    })
+
+    /// The request they describe, `body` its body.
+    pub(crate) fn request(&self, body: Vec<u8>) -> Result<HttpRequest, CliError> {
+        let mut headers = Vec::new();
+        for header in &self.headers {
+            let Some((name, value)) = header.split_once(':') else {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "--header `{header}`: expected NAME:VALUE"
+                )));
+            };
+            let name = name.trim();
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "--header `{header}`: `{name}` is not a header name"
+                )));
+            }
+            headers.push((name.to_owned(), value.trim().as_bytes().to_vec()));
+        }
+        let method = match &self.method {
+            Some(m) => m.to_uppercase(),
+            None if body.is_empty() => "GET".into(),
+            None => "POST".into(),
+        };
+        if axum::http::Method::from_bytes(method.as_bytes()).is_err() {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--method `{method}` is not an HTTP method"
+            )));
+        }
+        let path_and_query = self.path.clone().unwrap_or_else(|| "/".into());
+        if !path_and_query.starts_with('/') {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--path `{path_and_query}`: a path starts with `/`"
+            )));
+        }
+        Ok(HttpRequest {
+            method,
+            path_and_query,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A response as `orb run` and `orb invoke` print it: the status line,
+/// the headers, a blank line and the body.
+pub(crate) fn print_response(r: &HttpResponse) -> Vec<u8> {
+    let mut text = format!("HTTP {}\n", r.status).into_bytes();
+    for (name, value) in &r.headers {
+        text.extend_from_slice(name.as_bytes());
+        text.extend_from_slice(b": ");
+        text.extend_from_slice(value);
+        text.push(b'\n');
+    }
+    text.push(b'\n');
+    text.extend_from_slice(&r.body);
+    text
 }
 
 fn with_path(e: FnError, path: &Path) -> CliError {

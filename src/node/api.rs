@@ -55,6 +55,7 @@ const MAX_BODY: usize = 16 << 20;
 pub(crate) fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/fn/{target}", post(call).fallback(call_root))
+        .route("/fn/{target}/", any(call_root))
         .route("/fn/{target}/{*path}", any(call_http))
         .route(
             "/api/deploy",
@@ -212,8 +213,8 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-/// `/fn/{target}` with any method but POST: the request `METHOD /` to a
-/// wasi:http function.
+/// `/fn/{target}/`, and `/fn/{target}` with any method but POST: the
+/// request `METHOD /` to a wasi:http function.
 async fn call_root(
     State(node): State<Arc<Node>>,
     Path(target): Path<String>,

@@ -114,4 +114,46 @@ fn the_router_deployed_on_one_node_answers_http_through_another() {
     let (status, _, _, body) = send("GET", &format!("{}/fn/echo/x", s.api), "");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("not a wasi:http/proxy component"), "{body}");
+
+    // `orb invoke` sends the same requests and prints the response as
+    // `orb run` does.
+    let out = s.client(&[
+        "invoke",
+        "router",
+        "--path",
+        "/hello?name=cli",
+        "--header",
+        "accept: application/json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.starts_with("HTTP 200\n"), "{text}");
+    assert!(text.contains("\nx-router: orb-example\n"), "{text}");
+    assert!(text.ends_with("\n\n{\"hello\":\"cli\"}"), "{text}");
+    let out = s.client(&[
+        "invoke", "router", "--method", "POST", "--path", "/sum", "--input", "[1,2]", "--json",
+    ]);
+    let v = json(&out);
+    assert_eq!(
+        (v["status"].as_u64(), v["body"].as_str()),
+        (Some(200), Some(r#"{"sum":3.0}"#)),
+        "{v}"
+    );
+    assert!(v["fuel"].as_u64() > Some(0), "{v}");
+    let out = s.client(&["invoke", "router", "--path", "/nowhere"]);
+    assert!(out.status.success(), "a function's 404 is its answer");
+    assert!(stdout(&out).starts_with("HTTP 404\n"));
+    let out = s.client(&["invoke", "echo", "--path", "/"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a wasi:http/proxy component"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.client(&["invoke", "router", "--path", "hello"]);
+    assert_fails(&out, 2, "a path starts with `/`");
 }
