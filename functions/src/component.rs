@@ -15,13 +15,16 @@
 //! - `wasi:random`: the generators seeded by the call;
 //! - `wasi:io`: error, poll, streams;
 //! - `wasi:filesystem`: types and preopens, with no preopened directory,
-//!   so the guest sees no file (what a module sees).
+//!   so the guest sees no file (what a module sees);
+//! - `wasi:sockets`: every interface, every use refused (creating a TCP or
+//!   UDP socket answers `access-denied`, a name lookup fails): functions
+//!   have no network, but a guest whose libc imports sockets (CPython's, as
+//!   componentize-py builds it) links and runs.
 //!
 //! A `wasi:http/proxy` component (it exports `wasi:http/incoming-handler`)
 //! also gets `wasi:http/types` and `wasi:http/outgoing-handler`, whose
 //! every request is denied ([`crate::http`]); a command may not import
-//! them. Not linked: `wasi:sockets` (functions have no network). A
-//! component that imports it, or anything else Orb does not provide, or
+//! them. A component that imports anything else Orb does not provide, or
 //! that exports neither entry point, is refused with a reason before it is
 //! stored ([`inspect`], [`prepare`]).
 //!
@@ -35,8 +38,9 @@ use wasmtime_wasi::clocks::{WasiClocks, WasiClocksCtxView, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets, sync};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -112,6 +116,13 @@ const PROVIDED: &[&str] = &[
     "wasi:io/error",
     "wasi:io/poll",
     "wasi:io/streams",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
 ];
 
 /// What a `wasi:http/proxy` component may import beside [`PROVIDED`]
@@ -177,6 +188,13 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>
     sync::io::error::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
     sync::io::poll::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
     sync::io::streams::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
+    sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
+    sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sync::sockets::tcp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sync::sockets::udp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sync::sockets::udp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_sync(l)?;
     Ok(linker)
 }
@@ -332,14 +350,12 @@ fn verdict(world: Option<&str>, imports: &[ImportInfo], exports: &[ExportInfo]) 
     let missing = imports.iter().find(|i| !i.provided)?;
     let name = &missing.name;
     let (base, _) = split_version(name);
-    let why = if base.starts_with("wasi:sockets/") {
-        "functions have no network (Orb does not offer wasi:sockets)".to_owned()
-    } else if base.starts_with("wasi:http/") {
+    let why = if base.starts_with("wasi:http/") {
         "a command may not use wasi:http (a `wasi:http/proxy` component serves requests; outbound ones are denied)".to_owned()
     } else if PROVIDED.contains(&base) {
         "Orb offers the WASI 0.2 (`@0.2.x`) version of this interface".to_owned()
     } else {
-        "Orb offers only WASI 0.2's cli, clocks, random, io and filesystem (with no files) interfaces"
+        "Orb offers only WASI 0.2's cli, clocks, random, io, filesystem (with no files) and sockets (every use refused) interfaces"
             .to_owned()
     };
     Some(format!(
@@ -390,7 +406,8 @@ mod tests {
         assert!(!provided("wasi:io/streams@0.3.0"));
         assert!(!provided("wasi:io/streams@0.2.0-rc-2023-11-10"));
         assert!(!provided("wasi:io/streams"));
-        assert!(!provided("wasi:sockets/tcp@0.2.0"));
+        assert!(provided("wasi:sockets/tcp@0.2.0"));
+        assert!(!provided("wasi:sockets/tcp@0.3.0"));
         assert!(!provided("wasi:http/outgoing-handler@0.2.0"));
     }
 
@@ -427,11 +444,9 @@ mod tests {
             verdict(world(&run), &[import("wasi:cli/stdin@0.2.6")], &run),
             None
         );
-        let why =
-            verdict(world(&run), &[import("wasi:sockets/tcp@0.2.0")], &run).unwrap_or_default();
-        assert!(
-            why.contains("`wasi:sockets/tcp@0.2.0`") && why.contains("no network"),
-            "{why}"
+        assert_eq!(
+            verdict(world(&run), &[import("wasi:sockets/tcp@0.2.0")], &run),
+            None
         );
         let why =
             verdict(world(&run), &[import("wasi:http/types@0.2.0")], &run).unwrap_or_default();

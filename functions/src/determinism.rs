@@ -4,7 +4,7 @@
 //! which is what makes receipts comparable. The engine side (NaN
 //! canonicalization, deterministic relaxed SIMD, no threads) is set in
 //! [`crate::Runtime::new`]; the WASI side is here: no environment, no
-//! preopened directories, no sockets, clocks derived from the call, random
+//! preopened directories, no network (sockets are refused), clocks derived from the call, random
 //! bytes drawn from a generator seeded by the call's seed. Modules (WASI
 //! preview 1) and components (WASI 0.2) get the same context.
 
@@ -104,7 +104,13 @@ impl Wasi<'_> {
             .insecure_random_seed(u128::from_le_bytes(insecure_seed_128))
             .wall_clock(FixedWallClock(self.wall_clock))
             .monotonic_clock(CountingMonotonicClock(AtomicU64::new(0)))
-            .allow_blocking_current_thread(true);
+            .allow_blocking_current_thread(true)
+            // A component may import wasi:sockets (CPython's libc does):
+            // every socket and name lookup is refused before the host
+            // opens anything.
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         builder
     }
 

@@ -8,7 +8,7 @@
 //! the host. A `wasi:http/proxy` component is a component too, whose input
 //! is an encoded [`HttpRequest`] and output an encoded [`HttpResponse`]
 //! (its outbound requests are denied). For every kind: no preopened
-//! directories, no sockets, no environment, clocks and random bytes
+//! directories, no network (sockets are refused), no environment, clocks and random bytes
 //! derived from the call. Every call is metered with fuel
 //! and bounded in time, memory, tables, instances and output ([`Limits`]),
 //! with the same errors for both kinds, and the same function, input and

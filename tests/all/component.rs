@@ -201,8 +201,8 @@ fn bad_components_are_usage_errors_with_their_reason() {
             "export `wasi:http/incoming-handler@0.3.0` is not WASI 0.2's",
         ),
         (
-            write("sockets.wasm", &command_importing("wasi:sockets/tcp@0.2.0")),
-            "import `wasi:sockets/tcp@0.2.0` (instance) is not provided",
+            write("sockets.wasm", &command_importing("wasi:sockets/tcp@0.3.0")),
+            "import `wasi:sockets/tcp@0.3.0` (instance) is not provided",
         ),
     ];
     for (path, why) in refused {
