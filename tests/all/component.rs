@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::replication::{deploy_file_on, invoke_ok, node, wait_providers_of_file};
-use crate::{assert_fails, component, example, json, run_orb, stdout};
+use crate::{assert_fails, component, example, functions_dir, json, run_orb, stdout};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -35,6 +35,46 @@ fn a_component_gives_its_modules_output() {
         };
         assert_eq!(run(&component(name)), run(&example(name)), "{name}");
     }
+}
+
+/// examples/functions/python/wordcount.py, which scripts/guests builds with
+/// componentize-py: CPython in a component (its libc imports
+/// `wasi:sockets`, linked with every use refused) counts words as the Rust
+/// `wordcount` does, with the same output and fuel on every run.
+#[test]
+fn a_python_component_counts_words_as_the_rust_one_does() {
+    let path = functions_dir().join("components").join("py-wordcount.wasm");
+    if !path.exists() {
+        eprintln!(
+            "skipped: {} missing (scripts/guests could not install componentize-py)",
+            path.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = "To be, or not to be: that's the question. Ünïcode ÜNÏCODE 42";
+    let expected =
+        r#"{"42":1,"be":2,"not":1,"or":1,"question":1,"that's":1,"the":1,"to":2,"ünïcode":2}"#;
+    let args = ["run", s(&path), "--input", input, "--json"];
+    // The first run compiles the component; the second loads the artifact.
+    let one = json(&run_orb(dir.path(), &args, None));
+    assert_eq!(one["ok"], true, "{one}");
+    assert_eq!(one["output"], expected);
+    assert_eq!(one["log"], "12 words, 9 distinct\n");
+    let two = json(&run_orb(dir.path(), &args, None));
+    assert_eq!(
+        (&two["output"], &two["fuel"]),
+        (&one["output"], &one["fuel"])
+    );
+    let rust = run_orb(
+        dir.path(),
+        &["run", s(&component("wordcount")), "--input", input],
+        None,
+    );
+    assert_eq!(stdout(&rust), expected);
+    // Input that is not UTF-8: the guest's message and exit code 1.
+    let out = run_orb(dir.path(), &["run", s(&path)], Some(b"\xff\xfe"));
+    assert_fails(&out, 3, "input is not UTF-8");
 }
 
 #[test]
