@@ -503,8 +503,11 @@ impl Replica {
                 .filter(|v| self.committee.standing(&v.body.voter, now) != Standing::Excluded)
                 .collect();
             let answers: Vec<Digest> = votes.iter().map(|v| v.body.block).collect();
-            self.round.record(round, sent, now, &answers, votes);
-            if self.config.liveness == Liveness::TieBreak {
+            // A poll not recorded (it went out before the last recorded
+            // one closed) does not break a tie either: it saw the network
+            // before that outcome.
+            let recorded = self.round.record(round, sent, now, &answers, votes);
+            if recorded && self.config.liveness == Liveness::TieBreak {
                 self.break_tie(&answers);
             }
             self.try_decide(now);

@@ -227,7 +227,8 @@ impl Round {
     /// flight together ask the same members at the same moment, and
     /// counting them as consecutive would let β of them, answered by one
     /// snapshot of preferences, decide in one round trip — in a small
-    /// committee, a block the others may then move away from.
+    /// committee, a block the others may then move away from. Whether it
+    /// was recorded.
     pub(crate) fn record(
         &mut self,
         round: u64,
@@ -235,12 +236,12 @@ impl Round {
         now: Duration,
         answers: &[Digest],
         votes: Vec<Vote>,
-    ) {
+    ) -> bool {
         let Some(sb) = self.snowball.as_mut() else {
-            return;
+            return false;
         };
         if self.last_recorded.is_some_and(|closed| sent < closed) {
-            return;
+            return false;
         }
         self.last_recorded = Some(now);
         sb.record_poll(answers);
@@ -267,6 +268,7 @@ impl Round {
             }
             None => self.streak.clear(),
         }
+        true
     }
 }
 
