@@ -354,9 +354,7 @@ pub(crate) fn invoke(args: InvokeArgs, node: &str) -> Result<(), CliError> {
         if args.json {
             let value = serde_json::json!({
                 "status": response.status,
-                "headers": response.headers.iter()
-                    .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
-                    .collect::<Vec<_>>(),
+                "headers": crate::run::headers_json(&response),
                 "body": String::from_utf8_lossy(&response.body),
                 "function": function,
                 "invocation": invocation,

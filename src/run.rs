@@ -161,9 +161,7 @@ pub(crate) fn run(args: RunArgs, data_dir: &Path) -> Result<(), CliError> {
                 "function": function.id(),
                 "ok": true,
                 "status": r.status,
-                "headers": r.headers.iter()
-                    .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
-                    .collect::<Vec<_>>(),
+                "headers": headers_json(r),
                 "body": String::from_utf8_lossy(&r.body),
                 "fuel": o.fuel,
                 "duration_us": o.duration.as_micros() as u64,
@@ -275,6 +273,15 @@ impl HttpArgs {
             body,
         })
     }
+}
+
+/// A response's headers as `orb run --json` and `orb invoke --json` print
+/// them: `[name, value]` pairs in the response's order.
+pub(crate) fn headers_json(r: &HttpResponse) -> Vec<(String, String)> {
+    r.headers
+        .iter()
+        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect()
 }
 
 /// A response as `orb run` and `orb invoke` print it: the status line,
