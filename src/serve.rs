@@ -139,6 +139,16 @@ pub(crate) struct NodeArgs {
     /// Never host functions on this node's own initiative.
     #[arg(long)]
     no_autoscale: bool,
+    /// The token deploys, audits and moves must carry (`Authorization:
+    /// Bearer TOKEN`) when --api is beyond loopback; at least 16 visible
+    /// ASCII characters. Default: one generated on first start, printed
+    /// then and kept in DATA_DIR/api.token (mode 0600).
+    #[arg(long, env = "ORB_API_TOKEN", value_name = "TOKEN", hide_env_values = true, value_parser = api_token)]
+    api_token: Option<String>,
+}
+
+fn api_token(s: &str) -> Result<String, String> {
+    orb::check_api_token(s).map(|()| s.to_owned())
 }
 
 /// A size in bytes: a number, with or without a unit (`8MiB`, `500 kB`).
@@ -208,6 +218,7 @@ impl NodeArgs {
             max_calls: self.max_calls as usize,
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             max_client_connections: self.max_client_connections as usize,
+            api_token: self.api_token,
             ..NodeConfig::new(data_dir)
         }
     }
@@ -223,11 +234,18 @@ pub(crate) fn run(args: NodeArgs, data_dir: &Path) -> Result<(), CliError> {
 }
 
 async fn serve(config: NodeConfig) -> Result<(), CliError> {
+    let chosen_token = config.api_token.is_some();
+    let token_file = config.data_dir.join("api.token");
     let node = Node::start(config).await?;
     let peer_id = node.peer_id();
     outln!("peer id: {peer_id}");
     for addr in node.listen_addrs() {
         outln!("listening: {addr}");
+    }
+    if let Some(token) = node.api_token().filter(|_| !chosen_token) {
+        // Beyond loopback a deploy, an audit or a move needs it; the
+        // operator who did not choose one learns it here.
+        outln!("api token: {token} (kept in {})", token_file.display());
     }
     outln!("api: http://{}", node.api_addr());
     shutdown_signal().await;

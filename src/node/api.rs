@@ -87,12 +87,20 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
 
 /// A mutating request to an API bound beyond loopback must carry the
 /// node's token ([`super::token`]); anything else is refused with 401
-/// before the body is read.
+/// before the body is read. On any address, one a browser says comes from
+/// another site's page is refused with 403: a page the user visits cannot
+/// deploy or move through the node on the user's machine.
 async fn require_token(
     State(node): State<Arc<Node>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    if super::console::cross_site(request.headers()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            json!({ "error": "a request from another site's page cannot change this node" }),
+        );
+    }
     if let Some(token) = &node.api_token {
         let given = request
             .headers()
@@ -101,9 +109,10 @@ async fn require_token(
         if !super::token::admits(token, given) {
             return error(
                 StatusCode::UNAUTHORIZED,
-                json!({ "error": "this node's API is reachable beyond loopback: a deploy or a \
-                    move needs its API token (orb deploy --api-token TOKEN, or ORB_API_TOKEN; the node \
-                    keeps it in DATA_DIR/api.token)" }),
+                json!({ "error": "this node's API is reachable beyond loopback: a deploy, an \
+                    audit or a move needs its API token (orb deploy --api-token TOKEN, or \
+                    ORB_API_TOKEN): the node's --api-token, or the one it printed when it started and \
+                    keeps in DATA_DIR/api.token" }),
             );
         }
     }

@@ -111,6 +111,11 @@ pub struct NodeConfig {
     /// closed as they arrive (one client cannot take every slot).
     /// Default: 256.
     pub max_client_connections: usize,
+    /// The token the control API's mutating endpoints ask for when the API
+    /// is bound beyond loopback (`Authorization: Bearer TOKEN`). `None`:
+    /// the node generates one on first start and keeps it, readable by its
+    /// owner only, in `DATA_DIR/api.token`. Default: `None`.
+    pub api_token: Option<String>,
     /// How long [`NodeHandle::shutdown`](super::NodeHandle::shutdown) lets
     /// calls in flight finish before it aborts them. Default: 10 s.
     pub shutdown_grace: Duration,
@@ -147,6 +152,7 @@ impl NodeConfig {
             max_calls: 1024,
             header_timeout: Duration::from_secs(10),
             max_client_connections: 256,
+            api_token: None,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -177,6 +183,9 @@ impl NodeConfig {
             return Err(Error::Config(
                 "max_client_connections must be at least 1".into(),
             ));
+        }
+        if let Some(token) = &self.api_token {
+            super::token::check(token).map_err(Error::Config)?;
         }
         if self.max_calls == 0 {
             return Err(Error::Config("max_calls must be at least 1".into()));

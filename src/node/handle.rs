@@ -84,6 +84,15 @@ impl NodeHandle {
         self.api_addr
     }
 
+    /// The token the API's mutating endpoints ask for: `Some` only when
+    /// the API is bound beyond loopback ([`NodeConfig::api_token`], else
+    /// the one generated in `DATA_DIR/api.token`).
+    ///
+    /// [`NodeConfig::api_token`]: super::NodeConfig::api_token
+    pub fn api_token(&self) -> Option<&str> {
+        self.node.api_token.as_deref()
+    }
+
     /// The addresses the node listened on at start, each ending with
     /// `/p2p/<peer id>`: what another node bootstraps from.
     pub fn listen_addrs(&self) -> &[Multiaddr] {

@@ -175,7 +175,7 @@ impl Default for Metrics {
         let peers = Family::<PeerLabels, Gauge>::default();
         registry.register(
             "peers",
-            "Peers connected now, by kind (direct, relayed)",
+            "Peers connected now, by kind (supernode, relayed, direct; a supernode counts as one whichever way it is reached)",
             peers.clone(),
         );
         let banned = Gauge::default();
@@ -465,15 +465,20 @@ impl Metrics {
         let peers = node.net.peers().await.unwrap_or_default();
         let status = node.net.status().await.ok();
         let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
-        let connected = peers.iter().filter(|p| p.connected);
-        let relayed = connected.clone().filter(|p| p.relayed).count();
-        let direct = connected.count() - relayed;
-        self.peers
-            .get_or_create(&PeerLabels { kind: "direct" })
-            .set(direct as i64);
-        self.peers
-            .get_or_create(&PeerLabels { kind: "relayed" })
-            .set(relayed as i64);
+        // One kind per peer, as the console shows them: a supernode is
+        // counted as such whether reached directly or not.
+        let mut kinds = [("supernode", 0i64), ("relayed", 0), ("direct", 0)];
+        for p in peers.iter().filter(|p| p.connected) {
+            let kind = match (p.supernode, p.relayed) {
+                (true, _) => 0,
+                (false, true) => 1,
+                (false, false) => 2,
+            };
+            kinds[kind].1 += 1;
+        }
+        for (kind, n) in kinds {
+            self.peers.get_or_create(&PeerLabels { kind }).set(n);
+        }
         if let Some(status) = status {
             self.banned.set(status.banned as i64);
             self.routing_table.set(status.routing_table as i64);

@@ -63,6 +63,7 @@ pub use error::Error;
 pub use handle::NodeHandle;
 pub use invoke::{InvokeError, Invoked};
 pub use quota::Limits as StoreLimits;
+pub use token::check as check_api_token;
 
 use host::Host;
 use tasks::Tasks;

@@ -58,16 +58,18 @@ impl Node {
             source,
         })?;
 
-        let token = token::load_or_create(&data_dir).map_err(|source| Error::DataDir {
-            path: token::path(&data_dir),
-            source,
-        })?;
+        let token = match &config.api_token {
+            Some(chosen) => chosen.clone(),
+            None => token::load_or_create(&data_dir).map_err(|source| Error::DataDir {
+                path: token::path(&data_dir),
+                source,
+            })?,
+        };
         let api_token = (!api_addr.ip().is_loopback()).then_some(token);
         if api_token.is_some() {
             info!(
                 api = %api_addr,
-                "the API is reachable beyond loopback: deploys need the token in {}",
-                token::path(&data_dir).display()
+                "the API is reachable beyond loopback: deploys, audits and moves need its token"
             );
         }
         let threads = config

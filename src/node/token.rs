@@ -39,6 +39,27 @@ pub(crate) fn load_or_create(data_dir: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
+/// The shortest token an operator may choose (`--api-token`).
+pub(crate) const MIN_LEN: usize = 16;
+
+/// Refuses a chosen API token ([`NodeConfig::api_token`](super::NodeConfig::api_token)) that is too short to guess hard or that cannot
+/// travel in an `Authorization` header (visible ASCII only).
+pub fn check(token: &str) -> Result<(), String> {
+    if token.len() < MIN_LEN {
+        return Err(format!(
+            "the API token must be at least {MIN_LEN} characters, not {}",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "the API token may hold visible ASCII characters only (no spaces or control characters)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Whether `header` (an `Authorization` value) carries `token`; compared
 /// in constant time.
 pub(crate) fn admits(token: &str, header: Option<&str>) -> bool {
@@ -68,5 +89,17 @@ mod tests {
         assert!(!admits(&token, Some(&format!("Bearer {token}x"))));
         assert!(!admits(&token, Some(&token)));
         assert!(!admits(&token, None));
+    }
+
+    #[test]
+    fn a_chosen_token_is_long_enough_and_fits_a_header() {
+        assert!(check("0123456789abcdef").is_ok());
+        assert!(check("short").unwrap_err().contains("at least 16"));
+        assert!(
+            check("0123456789 abcdef")
+                .unwrap_err()
+                .contains("visible ASCII")
+        );
+        assert!(check("0123456789abcdéf").is_err());
     }
 }

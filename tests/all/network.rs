@@ -22,6 +22,9 @@ pub(crate) struct NodeProc {
     /// `/ip4/…/tcp/…/p2p/…` addresses it listens on.
     pub(crate) addrs: Vec<String>,
     pub(crate) netns: Option<String>,
+    /// The API token the node printed (it prints one it generated when its
+    /// API is beyond loopback).
+    pub(crate) api_token: Option<String>,
 }
 
 fn command_in(netns: Option<&str>) -> Command {
@@ -76,6 +79,7 @@ impl NodeProc {
             }
         });
         let (mut peer_id, mut addrs, mut api) = (String::new(), Vec::new(), String::new());
+        let mut api_token = None;
         let deadline = Instant::now() + Duration::from_secs(30);
         while api.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -92,6 +96,8 @@ impl NodeProc {
                 addrs.push(a.to_owned());
             } else if let Some(a) = line.strip_prefix("api: ") {
                 api = a.to_owned();
+            } else if let Some(t) = line.strip_prefix("api token: ") {
+                api_token = t.split_whitespace().next().map(str::to_owned);
             }
         }
         Self {
@@ -101,6 +107,7 @@ impl NodeProc {
             peer_id,
             addrs,
             netns: netns.map(str::to_owned),
+            api_token,
         }
     }
 
@@ -966,7 +973,9 @@ fn a_deploy_to_an_api_beyond_loopback_needs_the_node_token() {
     };
     assert_fails(&deploy(None), 2, "needs its API token");
     assert_fails(&deploy(Some("not the token")), 2, "needs its API token");
+    // The token it generated is the one it printed at start.
     let token = std::fs::read_to_string(n.dir.join("api.token")).unwrap();
+    assert_eq!(n.api_token.as_deref(), Some(token.trim()));
     let out = deploy(Some(token.trim()));
     assert!(
         out.status.success(),
@@ -1037,6 +1046,120 @@ fn a_deploy_to_an_api_beyond_loopback_needs_the_node_token() {
         .read_to_string()
         .unwrap();
     assert_eq!(answer, "cba");
+}
+
+#[test]
+fn a_node_given_its_api_token_guards_deploys_audits_and_moves_with_it() {
+    let root = tempfile::tempdir().unwrap();
+    let chosen = "chosen-token-0123456789";
+    let n = NodeProc::start(
+        &root.path().join("n"),
+        LOOPBACK,
+        &["--supernode", "--api", "0.0.0.0:0", "--api-token", chosen],
+        None,
+    );
+    // A token the operator chose is neither printed nor written down.
+    assert_eq!(n.api_token, None);
+    assert!(!n.dir.join("api.token").exists());
+    let api = n.api.replace("0.0.0.0", "127.0.0.1");
+    let post = |path: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str| {
+        let mut req = ureq::post(format!("{api}{path}"))
+            .config()
+            .http_status_as_error(false)
+            .build();
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let mut answer = if path.starts_with("/console") {
+            req.header("content-type", "application/x-www-form-urlencoded")
+                .send(body)
+        } else {
+            req.header("content-type", "application/json").send(body)
+        }
+        .unwrap();
+        let status = answer.status().as_u16();
+        (
+            status,
+            answer.body_mut().read_to_string().unwrap_or_default(),
+        )
+    };
+    let cross = [("sec-fetch-site", "cross-site")];
+    let other_origin = [("origin", "http://127.0.0.1:9")];
+
+    // An agent move: 401 without the token, past it with (this node has
+    // no such agent module), 403 from another site's page even with it.
+    let moving = r#"{"name":"counter","from":null,"to":"12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"}"#;
+    let (status, body) = post("/api/agents/move", None, &[], moving);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("needs its API token"), "{body}");
+    let (status, body) = post("/api/agents/move", Some(chosen), &[], moving);
+    assert!(status != 401 && status != 403, "{status} {body}");
+    assert_eq!(
+        post("/api/agents/move", Some(chosen), &cross, moving).0,
+        403
+    );
+    assert_eq!(
+        post("/api/agents/move", Some(chosen), &other_origin, moving).0,
+        403
+    );
+    assert_eq!(post("/api/deploy", Some(chosen), &cross, "{}").0, 403);
+
+    // The console's audit: 401 without the token or with a wrong one; with
+    // it the post goes through (to "no ledger" on this node); 403 from
+    // another site's page.
+    let (status, body) = post("/console/audit", None, &[], "");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        post("/console/audit", None, &[], "token=not-the-token-at-all").0,
+        401
+    );
+    let form = format!("token={chosen}");
+    let (status, body) = post("/console/audit", None, &[], &form);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no ledger"), "{body}");
+    let (status, body) = post("/console/audit", None, &cross, &form);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("another site"), "{body}");
+    // The console's invoke needs no token, but not from another site.
+    let invoke = "function=echo&input=hi&replicas=1";
+    assert_eq!(post("/console/invoke", None, &other_origin, invoke).0, 403);
+    assert_ne!(post("/console/invoke", None, &[], invoke).0, 403);
+
+    // A deploy with the chosen token lands.
+    let out = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["deploy", example("echo").to_str().unwrap()])
+        .args(["--name", "echo", "--node", &api, "--api-token", chosen])
+        .env("ORB_DATA_DIR", n.dir.join("client"))
+        .env_remove("ORB_LOG")
+        .env_remove("ORB_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_weak_api_token_is_refused_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    for (token, says) in [
+        ("short", "at least 16"),
+        ("has a space in it!", "visible ASCII"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_orb"))
+            .args(["node", "--api", "127.0.0.1:0", "--api-token", token])
+            .env("ORB_DATA_DIR", root.path())
+            .env_remove("ORB_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_fails(&out, 2, says);
+    }
 }
 
 fn get_text(url: &str) -> String {

@@ -286,7 +286,8 @@ fn refused(node: &Node, headers: &HeaderMap, token: Option<&str>) -> Option<Resp
                 (
                     StatusCode::UNAUTHORIZED,
                     "this node's API is reachable beyond loopback: enter its API token \
-                     (printed when it started, kept in DATA_DIR/api.token)",
+                     (its --api-token, or the one it printed when it started and keeps in \
+                     DATA_DIR/api.token)",
                 )
                     .into_response(),
             );
@@ -307,7 +308,7 @@ fn token_field(node: &Node) -> Markup {
 }
 
 /// Whether a form post comes from a page of another site.
-fn cross_site(headers: &HeaderMap) -> bool {
+pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if header("sec-fetch-site") == Some("cross-site") {
         return true;
