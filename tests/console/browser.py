@@ -100,6 +100,8 @@ def main():
         check(f"two peers: {rows!r}", len(rows) == 2)
         check("the network picture has this node and its two peers",
               len(d.find_elements(By.CSS_SELECTOR, "#network circle")) == 3)
+        check("the network picture links this node to both peers directly",
+              len(d.find_elements(By.CSS_SELECTOR, '#network line[data-kind="direct"]')) == 2)
         shots(d, shots_dir, "node")
 
         # Deploy: the verdict first, then where it landed.
