@@ -177,6 +177,11 @@ async fn call(
     // Load shedding: past the limit a call is refused at once, never
     // queued behind the others.
     let Ok(_slot) = node.calls.clone().try_acquire_owned() else {
+        let known = matches!(
+            node.names.get(&target),
+            Some(super::names::Known::Function(_))
+        );
+        node.metrics.shed(&target, known);
         return busy(
             json!({ "error": format!(
                 "this node is running its limit of {} calls (--max-calls); retry in a moment",

@@ -86,6 +86,9 @@ pub struct Invoked {
     pub execution_us: u64,
     /// Providers asked.
     pub attempts: u32,
+    /// Providers asked that gave no answer (failed, busy, did not answer
+    /// in time) and were replaced by another: a rerouted call has one.
+    pub rerouted: u32,
     /// Executors whose results agree (the answer's majority).
     pub agreed: Vec<String>,
     /// Executors outvoted by the majority.
@@ -272,6 +275,9 @@ struct Schedule {
     /// DHT lookups made for this call.
     dht_asks: u32,
     failures: Vec<String>,
+    /// Providers asked that gave no answer (failed, busy, timed out) and
+    /// were replaced by another.
+    reroutes: u32,
 }
 
 /// DHT lookups one call makes at most (one at the start when nothing is
@@ -293,6 +299,7 @@ impl Schedule {
             tried: HashSet::new(),
             dht_asks,
             failures: Vec::new(),
+            reroutes: 0,
         })
     }
 
@@ -369,6 +376,7 @@ impl Schedule {
                         }
                         Attempt::Reroute(why) => {
                             self.failures.push(why);
+                            self.reroutes += 1;
                             agreement.rerouted();
                         }
                     }
@@ -654,6 +662,7 @@ pub(crate) async fn invoke_as(
             network_us: best.network_us,
             execution_us: best.execution_us,
             attempts,
+            rerouted: schedule.reroutes,
             agreed: agreed.iter().map(PeerId::to_string).collect(),
             disputed: outvoted.iter().map(PeerId::to_string).collect(),
         };

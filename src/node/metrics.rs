@@ -135,7 +135,7 @@ impl Default for Metrics {
         let rerouted = Family::<FunctionLabels, Counter>::default();
         registry.register(
             "invocations_rerouted",
-            "Calls answered by another provider than the first one tried",
+            "Calls answered after a provider asked gave no answer (failed, busy or timed out) and another took its place",
             rerouted.clone(),
         );
         let invoke_seconds =
@@ -377,7 +377,7 @@ impl Metrics {
             })
             .inc();
         if let Ok(done) = result {
-            if done.attempts > 1 {
+            if done.rerouted > 0 {
                 self.rerouted
                     .get_or_create(&FunctionLabels { function })
                     .inc();
@@ -447,6 +447,20 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .summary(function, self.second(), seconds)
+    }
+
+    /// Counts a call the gateway refused at its `--max-calls` limit as
+    /// `busy`: under its name when the node knows the name, else under
+    /// `unknown` (a refused call resolved nothing, and unknown names must
+    /// not grow the label set).
+    pub(crate) fn shed(&self, target: &str, known: bool) {
+        let function = if known { target } else { "unknown" }.to_owned();
+        self.invocations
+            .get_or_create(&CallLabels {
+                function,
+                outcome: "busy".to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a message to an agent of `module`: `outcome` is `applied`,

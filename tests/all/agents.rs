@@ -155,6 +155,18 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
         (Some(45), Some(31))
     );
 
+    // b, which the messages entered, counted each by its outcome.
+    let text = crate::metrics::scrape(&b.api);
+    let steps = |outcome: &str| {
+        crate::metrics::sample(
+            &text,
+            &format!(r#"orb_agent_steps_total{{module="counter",outcome="{outcome}"}}"#),
+        )
+    };
+    assert_eq!(steps("applied"), Some(32.0), "{text}");
+    assert_eq!(steps("duplicate"), Some(1.0), "{text}");
+    assert_eq!(steps("step_failed"), Some(1.0), "{text}");
+
     // The host is SIGKILLed and restarted with its data dir: the count is
     // the one it acknowledged.
     a.stop();

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::replication::{deploy_on, node, wait_providers};
 
-fn scrape(api: &str) -> String {
+/// `GET /metrics` of the node at `api`, checked to be OpenMetrics text.
+pub(crate) fn scrape(api: &str) -> String {
     let mut r = ureq::get(&format!("{api}/metrics"))
         .call()
         .expect("GET /metrics");
@@ -22,7 +23,7 @@ fn scrape(api: &str) -> String {
 }
 
 /// The value of the sample `name{labels}` (labels as written, in order).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
@@ -98,11 +99,13 @@ fn the_counts_a_node_exports_are_the_calls_and_steps_made_through_it() {
         Some(7.0)
     );
     assert!(sample(&text, "orb_fuel_consumed_total").is_some_and(|f| f > 0.0));
+    // Its one peer, s, is a supernode: counted as such, not as direct.
     assert_eq!(
-        sample(&text, r#"orb_peers{kind="direct"}"#),
+        sample(&text, r#"orb_peers{kind="supernode"}"#),
         Some(1.0),
         "{text}"
     );
+    assert_eq!(sample(&text, r#"orb_peers{kind="direct"}"#), Some(0.0));
     assert!(text.contains("# TYPE orb_invoke_duration_seconds histogram"));
     // libp2p's own: the connection to s, identify and ping with it.
     let established: f64 = text

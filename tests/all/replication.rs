@@ -170,6 +170,14 @@ fn a_busy_provider_is_skipped_and_the_call_lands_elsewhere() {
         assert_eq!(v["replicas"], 2, "{v}");
     }
     assert!(rerouted, "a was never found busy in 20 tries");
+    // s counts that one call as rerouted (a's busy answer was replaced);
+    // the calls both replicas answered were not.
+    let text = crate::metrics::scrape(&s.api);
+    assert_eq!(
+        crate::metrics::sample(&text, r#"orb_invocations_rerouted_total{function="echo"}"#),
+        Some(1.0),
+        "{text}"
+    );
     // Within s's busy window (5 s here) a is not even tried, though it
     // is idle again.
     for _ in 0..3 {
@@ -263,6 +271,16 @@ fn a_peer_past_its_fuel_budget_is_answered_busy_and_others_are_not() {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success() && stderr.contains("busy"), "{stderr}");
     }
+    // b counts both as exhausted: every provider it tried was busy.
+    let text = crate::metrics::scrape(&b.api);
+    assert_eq!(
+        crate::metrics::sample(
+            &text,
+            r#"orb_invocations_total{function="echo",outcome="exhausted"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
     // while another peer, within its budget, is served,
     let v = invoke_ok(&s.api, &s.dir.join("client"), "echo", "from s", &[]);
     assert_eq!(v["output"], "from s");
@@ -459,6 +477,16 @@ fn a_busy_function_gets_a_replica_and_the_idle_replica_retires() {
     // Idle for 3 s: x retires its replica and s stops routing to it; h,
     // which was deployed to, keeps fib.
     x.wait_status("x retired fib", |st| st["hosted"] == 0);
+    // x counted what it did: each replica it took on, it retired.
+    let text = crate::metrics::scrape(&x.api);
+    let scaled = |action: &str| {
+        crate::metrics::sample(
+            &text,
+            &format!(r#"orb_autoscale_events_total{{action="{action}"}}"#),
+        )
+    };
+    assert!(scaled("up").is_some_and(|n| n >= 1.0), "{text}");
+    assert_eq!(scaled("retire"), scaled("up"), "{text}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while providers_of(&s, "fib") != vec![h.peer_id.clone()] {
         assert!(
@@ -548,6 +576,12 @@ fn replicas_survive_a_kill_outvote_a_byzantine_executor_and_settle_once() {
     }
     let disputes = nodes[0].status()["disputes"].clone();
     assert_eq!(disputes.as_array().map_or(0, Vec::len), 20, "{disputes}");
+    let text = crate::metrics::scrape(&nodes[0].api);
+    assert_eq!(
+        crate::metrics::sample(&text, "orb_replicas_outvoted_total"),
+        Some(20.0),
+        "{text}"
+    );
 
     // Sampled verification of single-replica calls: a random second
     // executor re-runs each; when the Byzantine one is involved, a third
@@ -721,6 +755,16 @@ fn a_gateway_at_its_call_limit_sheds_load_with_503_and_retry_after() {
         }
     }
     assert!(shed >= 1, "no call was ever refused at the limit");
+    // g counts each refused call as busy, under the function's name.
+    let text = crate::metrics::scrape(&g.api);
+    assert_eq!(
+        crate::metrics::sample(
+            &text,
+            r#"orb_invocations_total{function="echo",outcome="busy"}"#
+        ),
+        Some(f64::from(shed)),
+        "{text}"
+    );
     // Below the limit again: calls go through.
     let v = invoke_ok(&g.api, &g.dir.join("client"), "echo", "after", &[]);
     assert_eq!(v["output"], "after");
