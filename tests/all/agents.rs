@@ -167,6 +167,53 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
     assert_eq!(steps("duplicate"), Some(1.0), "{text}");
     assert_eq!(steps("step_failed"), Some(1.0), "{text}");
 
+    let logs = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args([
+            "logs",
+            "counter/alice",
+            "--json",
+            "-n",
+            "0",
+            "--node",
+            &b.api,
+        ])
+        .env("ORB_DATA_DIR", &client)
+        .env_remove("ORB_LOG")
+        .output()
+        .unwrap();
+    // orb logs shows alice's steps on her host: the 31 applied in order,
+    // then the refused one with the guest's complaint.
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let steps: Vec<Value> = String::from_utf8_lossy(&logs.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(steps.len(), 32, "{steps:?}");
+    for (i, step) in steps[..31].iter().enumerate() {
+        assert_eq!(
+            (
+                step["agent"].as_str(),
+                step["outcome"].as_str(),
+                step["seq"].as_u64()
+            ),
+            (Some("counter/alice"), Some("ok"), Some(i as u64 + 1)),
+            "{step}"
+        );
+        assert_eq!(step["host"], a.peer_id.as_str(), "{step}");
+    }
+    assert_ne!(steps[31]["outcome"], "ok", "{}", steps[31]);
+    assert!(
+        steps[31]["log"]
+            .as_str()
+            .is_some_and(|l| l.contains("unknown message")),
+        "{}",
+        steps[31]
+    );
+
     // The host is SIGKILLed and restarted with its data dir: the count is
     // the one it acknowledged.
     a.stop();
