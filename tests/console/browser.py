@@ -104,8 +104,20 @@ def main():
               len(d.find_elements(By.CSS_SELECTOR, '#network line[data-kind="direct"]')) == 2)
         shots(d, shots_dir, "node")
 
+        # Keyboard only: the first Tab reaches a link past the header,
+        # then the pages in order; Enter on Deploy opens it.
+        d.find_element(By.TAG_NAME, "body").send_keys("\t")
+        focused = [d.switch_to.active_element.text]
+        for _ in range(3):
+            d.switch_to.active_element.send_keys("\t")
+            focused.append(d.switch_to.active_element.text)
+        check(f"tab order {focused}", focused == ["Skip to the page", "Node", "Functions", "Deploy"])
+        d.execute_script("window.__before_click = true")
+        d.switch_to.active_element.send_keys("\ue007")  # Enter
+        wait(d, "the page Enter on Deploy opens", lambda d: d.execute_script(
+            "return window.__before_click !== true && document.readyState === 'complete'"))
+
         # Deploy: the verdict first, then where it landed.
-        follow(d, By.LINK_TEXT, "Deploy")
         check("the Deploy page", d.title.startswith("Deploy"))
         d.find_element(By.ID, "module").send_keys(module)
         d.find_element(By.ID, "name").send_keys(function)
@@ -155,6 +167,10 @@ def main():
             d.switch_to.active_element.send_keys("\t")
             active.append(d.switch_to.active_element.get_attribute("id"))
         check(f"tab order {active}", active == ["function", "input", "replicas", "call"])
+        # Enter on the focused button calls, as a click does.
+        d.execute_script("document.getElementById('output').id = 'output-before'")
+        d.switch_to.active_element.send_keys("\ue007")
+        wait(d, "the call made by Enter", lambda d: texts(d, "#output") == [expected])
         shots(d, shots_dir, "invoke")
 
         # Functions: the function with both providers, its calls, a chart.
@@ -162,12 +178,12 @@ def main():
         rows = texts(d, "#functions tbody tr")
         row = next((r for r in rows if r.startswith(function)), None)
         check(f"{function} in the Functions table: {rows!r}", row is not None)
-        check(f"two providers and 3 calls ok: {row!r}", row.count("12D3KooW") == 2 and "3 / 0" in row)
+        check(f"two providers and 4 calls ok: {row!r}", row.count("12D3KooW") == 2 and "4 / 0" in row)
         dots = d.find_elements(By.CSS_SELECTOR, f"figure.latency[data-function='{function}'] svg circle")
         check(f"a latency chart with its p50 and p99 points drawn ({len(dots)})", len(dots) >= 2)
         calls = texts(d, f"table.calls[data-function='{function}'] tbody tr")
-        check(f"the three calls listed with their host and outcome: {calls!r}",
-              len(calls) >= 3 and all("ok" in c.split("\t") and "12D3KooW" in c for c in calls))
+        check(f"the four calls listed with their host and outcome: {calls!r}",
+              len(calls) >= 4 and all("ok" in c.split("\t") and "12D3KooW" in c for c in calls))
         shots(d, shots_dir, "functions")
         d.close()
 

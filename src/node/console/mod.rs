@@ -96,6 +96,8 @@ pre { padding: .75rem; border: 1px solid var(--line); border-radius: .35rem;
 figure { margin: 0; }
 progress { width: 100%; max-width: 36rem; }
 a { color: var(--accent); }
+.skip { position: absolute; left: -100vw; }
+.skip:focus { position: static; }
 "#;
 
 pub(crate) fn routes() -> Router<Arc<Node>> {
@@ -155,6 +157,7 @@ fn page(node: &Node, title: &str, current: &str, body: Markup) -> Markup {
                 script src="/console/htmx-sse.js" defer {}
             }
             body {
+                a.skip href="#main" { "Skip to the page" }
                 header {
                     strong { "Orb" }
                     span.mono title=(node.peer_id) { (short) }
@@ -168,7 +171,7 @@ fn page(node: &Node, title: &str, current: &str, body: Markup) -> Markup {
                         }
                     }
                 }
-                main { (body) }
+                main id="main" tabindex="-1" { (body) }
             }
         }
     }
