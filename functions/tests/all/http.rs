@@ -75,6 +75,17 @@ fn outbound_requests_are_denied() {
 }
 
 #[test]
+fn sockets_and_name_lookups_are_refused() {
+    let (r, _, _) = serve(&request("GET", "/connect", b""), Limits::default()).expect("answers");
+    assert_eq!(r.status, 502);
+    let said = String::from_utf8_lossy(&r.body).into_owned();
+    // Both sockets are refused as they are made; the lookup never resolves.
+    assert!(said.contains(r#""tcp":"access-denied""#), "{said}");
+    assert!(said.contains(r#""udp":"access-denied""#), "{said}");
+    assert!(said.contains(r#""lookup":"permanent-resolver-failure""#), "{said}");
+}
+
+#[test]
 fn limits_give_the_module_errors() {
     let req = request("GET", "/hello?name=orb", b"");
     let small = Limits {

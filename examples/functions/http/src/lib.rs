@@ -4,6 +4,9 @@
 //! - `POST /sum` with a JSON array of numbers answers `{"sum":6}`;
 //! - `GET /fetch` tries an outbound request and answers 502 with the error
 //!   the host gave (Orb refuses every outbound request);
+//! - `GET /connect` tries to open a TCP socket, a UDP socket and to look up
+//!   a name (`wasi:sockets`), and answers 502 with what the host said to
+//!   each (Orb refuses them all);
 //! - anything else is a 404 with `{"error":"no route","path":…}`.
 //!
 //! Every answer carries `content-type: application/json` and
@@ -41,6 +44,7 @@ impl wasi::exports::http::incoming_handler::Guest for Router {
                 Err(e) => (400, serde_json::json!({ "error": e.to_string() })),
             },
             (Method::Get, "/fetch") => (502, serde_json::json!({ "error": fetch() })),
+            (Method::Get, "/connect") => (502, connect()),
             _ => (
                 404,
                 serde_json::json!({ "error": "no route", "path": path }),
@@ -81,6 +85,46 @@ fn fetch() -> String {
         Some(Ok(Ok(_))) => "the request went out".into(),
         _ => "no answer".into(),
     }
+}
+
+/// What the host says to a TCP socket, a UDP socket and a name lookup.
+fn connect() -> serde_json::Value {
+    use wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    let network = wasi::sockets::instance_network::instance_network();
+    let tcp = match wasi::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
+        Err(code) => code.name().to_owned(),
+        Ok(socket) => {
+            let to = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                port: 80,
+                address: (127, 0, 0, 1),
+            });
+            match socket.start_connect(&network, to) {
+                Err(code) => code.name().to_owned(),
+                Ok(()) => {
+                    socket.subscribe().block();
+                    match socket.finish_connect() {
+                        Err(code) => code.name().to_owned(),
+                        Ok(_) => "connected".into(),
+                    }
+                }
+            }
+        }
+    };
+    let udp = match wasi::sockets::udp_create_socket::create_udp_socket(IpAddressFamily::Ipv4) {
+        Err(code) => code.name().to_owned(),
+        Ok(_) => "created".into(),
+    };
+    let lookup = match wasi::sockets::ip_name_lookup::resolve_addresses(&network, "example.com") {
+        Err(code) => code.name().to_owned(),
+        Ok(addresses) => {
+            addresses.subscribe().block();
+            match addresses.resolve_next_address() {
+                Err(code) => code.name().to_owned(),
+                Ok(first) => format!("resolved: {first:?}"),
+            }
+        }
+    };
+    serde_json::json!({ "tcp": tcp, "udp": udp, "lookup": lookup })
 }
 
 fn respond(out: ResponseOutparam, status: u16, body: &serde_json::Value) {
