@@ -187,15 +187,29 @@ pub(crate) fn publish(p: &Publish<'_>, node: &str, data_dir: &Path) -> Result<Va
     if let Some(token) = p.api_token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
-    let mut response = request
-        .send(&module[..])
-        .map_err(|e| client.unreachable(e))?;
+    // A node refuses a body over its limit before reading it and closes
+    // the connection: the upload then fails half way, so ask the node
+    // what it takes before calling it unreachable.
+    let failed = |e: ureq::Error| {
+        over_limit(&client, p.module, module.len() as u64).unwrap_or_else(|| client.unreachable(e))
+    };
+    let mut response = request.send(&module[..]).map_err(failed)?;
     let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .read_to_vec()
-        .map_err(|e| client.unreachable(e))?;
+    let body = response.body_mut().read_to_vec().map_err(failed)?;
     parse(status, &body)
+}
+
+/// The usage error for a module of `len` bytes past the node's
+/// `--max-module-bytes`, if it is.
+fn over_limit(client: &Client, module: &Path, len: u64) -> Option<CliError> {
+    let status = client.get("/api/status").ok()?;
+    let max = status["store_limits"]["max_module"].as_u64()?;
+    (len > max).then(|| {
+        CliError::usage(anyhow::anyhow!(
+            "{} is {len} bytes: the node takes modules of at most {max} bytes (orb node --max-module-bytes)",
+            module.display()
+        ))
+    })
 }
 
 pub(crate) fn deploy(args: DeployArgs, node: &str, data_dir: &Path) -> Result<(), CliError> {

@@ -120,6 +120,8 @@ struct Link {
     /// Who waits for which id.
     pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
     next: AtomicU64,
+    /// Why the reader ended, for the waiters it leaves unanswered.
+    ended: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -210,7 +212,10 @@ impl Streams {
         }
         match tokio::time::timeout(self.limits.timeout, rx).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(_)) => Err(failed("the stream closed before the answer".into())),
+            Ok(Err(_)) => Err(failed(match lock(&link.ended).as_deref() {
+                Some(why) => format!("the stream closed before the answer: {why}"),
+                None => "the stream closed before the answer".into(),
+            })),
             Err(_) => Err(failed(format!("no answer in {:?}", self.limits.timeout))),
         }
     }
@@ -252,6 +257,7 @@ impl Streams {
             window: Arc::new(Semaphore::new(self.limits.window)),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
+            ended: Mutex::new(None),
         });
         self.spawn(read_answers(
             peer,
@@ -318,8 +324,13 @@ async fn read_answers(
             let _ = waiter.send(response);
         }
     };
-    report_frame(&offences, peer, &ended);
+    // An answer over this node's limit is not the answerer's offence: it
+    // answered what was asked (a module larger than this node takes).
+    if !matches!(BadFrame::of(&ended), Some(BadFrame::TooLarge { .. })) {
+        report_frame(&offences, peer, &ended);
+    }
     debug!(%peer, "request stream ended: {ended}");
+    *lock(&link.ended) = Some(ended.to_string());
     // Closed first, so that a request written from now on sees it.
     link.closed.store(true, Ordering::Release);
     lock(&link.pending).clear();

@@ -49,10 +49,23 @@ use super::host::{By, InstallError};
 use super::invoke::{InvokeError, invoke};
 use super::quota::Refusal;
 
-/// Largest module or input accepted over HTTP.
+/// Largest module or input accepted over HTTP, unless the node takes
+/// larger modules ([`body_limit`]).
 const MAX_BODY: usize = 16 << 20;
 
+/// Largest body the API reads: [`MAX_BODY`], or a whole module of the
+/// node's `--max-module-bytes` (and a little over, so a module just past
+/// the limit is refused by the store, naming it) when that is larger.
+pub(crate) fn body_limit(max_module: u64) -> usize {
+    MAX_BODY.max(
+        usize::try_from(max_module)
+            .unwrap_or(usize::MAX)
+            .saturating_add(64 << 10),
+    )
+}
+
 pub(crate) fn router(node: Arc<Node>) -> Router {
+    let limit = body_limit(node.host.storage().1.max_module);
     Router::new()
         .route("/fn/{target}", post(call).fallback(call_root))
         .route("/fn/{target}/", any(call_root))
@@ -80,8 +93,10 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/api/calls", get(calls))
         .merge(super::agents::http::routes())
         .merge(super::console::routes())
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            refuse_oversized(limit, request, next)
+        }))
         .with_state(node)
 }
 
@@ -119,10 +134,11 @@ async fn require_token(
     next.run(request).await
 }
 
-/// A body declared larger than [`MAX_BODY`] is refused (413) before any of
-/// it is read; one without a declared length is cut off by the body limit
-/// as it is read.
+/// A body declared larger than `limit` ([`body_limit`]) is refused (413)
+/// before any of it is read; one without a declared length is cut off by
+/// the body limit as it is read.
 async fn refuse_oversized(
+    limit: usize,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -131,10 +147,10 @@ async fn refuse_oversized(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|n| *n > MAX_BODY as u64) {
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            json!({ "error": format!("a body of {n} bytes is over the limit of {MAX_BODY}") }),
+            json!({ "error": format!("a body of {n} bytes is over the limit of {limit}") }),
         );
     }
     next.run(request).await

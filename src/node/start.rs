@@ -127,6 +127,12 @@ impl Node {
             mdns: config.mdns,
             misbehave: config.byzantine.network(),
             screen: ledger.as_ref().map(LedgerStart::screen).unwrap_or_default(),
+            // A module is fetched whole in one response: a node that takes
+            // modules larger than the default answer size takes answers
+            // that large too.
+            max_response_bytes: NetConfig::default()
+                .max_response_bytes
+                .max(super::api::body_limit(config.store_limits.max_module)),
             ..NetConfig::default()
         };
         let mut metrics = super::metrics::Metrics::default();

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use serde_json::Value;
+
 use crate::replication::{deploy_file_on, invoke_ok, node, wait_providers_of_file};
 use crate::{assert_fails, component, example, functions_dir, json, run_orb, stdout};
 
@@ -297,4 +299,156 @@ fn a_component_deployed_on_two_nodes_answers_through_a_third() {
     assert_eq!(v["output"], r#"{"be":2,"not":1,"or":1,"to":2}"#, "{v}");
     assert_eq!(v["replicas"], 2, "{v}");
     assert!(v["fuel"].as_u64().is_some_and(|f| f > 0), "{v}");
+}
+
+/// `file`'s bytes with a custom section of `padding` bytes appended: the
+/// same function to run, a larger module to store and send.
+fn padded(file: &Path, padding: usize) -> Vec<u8> {
+    let mut bytes = std::fs::read(file).expect("read the function");
+    let name = b"orb-test-padding";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.resize(payload.len() + padding, 0x5a);
+    bytes.push(0); // a custom section
+    let mut size = payload.len();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        if size == 0 {
+            bytes.push(byte);
+            break;
+        }
+        bytes.push(byte | 0x80);
+    }
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// A node given `--max-module-bytes` above the API's and the network's
+/// default sizes takes a module that large over HTTP, and a second node
+/// fetches it whole over the network to host a replica; a node with the
+/// default limit refuses it, naming the limit.
+#[test]
+fn a_module_larger_than_the_default_sizes_is_deployed_and_replicated() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let publisher = root.path().join("publisher");
+    let r = root.path();
+    let big = ["--no-autoscale", "--max-module-bytes", "32MiB"];
+    let entry = node(r, "s", None, &["--no-autoscale"]);
+    let boot = entry.addrs[0].clone();
+    let a = node(r, "a", Some(&boot), &big);
+    let b = node(r, "b", Some(&boot), &big);
+    // a deploys to a peer it is connected to: wait until b is one.
+    a.wait_status(
+        "connected to the supernode and b",
+        crate::network::connected(2),
+    );
+    let file = r.join("echo-20mb.wasm");
+    std::fs::write(&file, padded(&example("echo"), 20 << 20)).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["deploy", s(&file), "--name", "big-echo", "--replicas", "3"])
+        .args(["--json", "--node", &a.api])
+        .env("ORB_DATA_DIR", &publisher)
+        .env_remove("ORB_LOG")
+        .output()
+        .expect("orb deploy");
+    let deployed = json(&out);
+    let providers: Vec<&str> = deployed["providers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        providers,
+        [a.peer_id.as_str(), b.peer_id.as_str()],
+        "{deployed}"
+    );
+    // Three replicas asked for: the entry node, with the default limits,
+    // declines, saying why, and holds nothing against a for the answer.
+    let declined = deployed["declined"].to_string();
+    assert!(
+        declined.contains(&entry.peer_id) && declined.contains("exceeds the limit"),
+        "{deployed}"
+    );
+    let peers = json(&entry.client(&["peers", "--json"]));
+    let a_seen = peers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["peer_id"] == a.peer_id.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (a_seen["score"].as_f64(), a_seen["banned"].as_bool()),
+        (Some(0.0), Some(false)),
+        "{peers}"
+    );
+    wait_providers_of_file(&[&entry], &file, 2);
+    let v = invoke_ok(
+        &entry.api,
+        &entry.dir.join("client"),
+        "big-echo",
+        "heavy",
+        &["--replicas", "2"],
+    );
+    assert_eq!(
+        (v["output"].as_str(), v["replicas"].as_u64()),
+        (Some("heavy"), Some(2)),
+        "{v}"
+    );
+    // entry keeps the default limit (8 MiB): refused, with the limit named.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args([
+            "deploy",
+            s(&file),
+            "--name",
+            "big-echo-2",
+            "--node",
+            &entry.api,
+        ])
+        .env("ORB_DATA_DIR", &publisher)
+        .env_remove("ORB_LOG")
+        .output()
+        .expect("orb deploy");
+    assert_fails(&out, 2, "the node takes modules of at most 8388608 bytes");
+}
+
+/// The Python component, at 18.5 MB over the default module limit, on a
+/// node that takes modules up to 32 MiB, called through another node.
+#[test]
+fn a_python_component_is_deployed_and_called_through_another_node() {
+    let path = functions_dir().join("components").join("py-wordcount.wasm");
+    if !path.exists() {
+        eprintln!(
+            "skipped: {} missing (scripts/guests could not install componentize-py)",
+            path.display()
+        );
+        return;
+    }
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().expect("tempdir");
+    let publisher = root.path().join("publisher");
+    let r = root.path();
+    let entry = node(r, "s", None, &["--no-autoscale"]);
+    let h = node(
+        r,
+        "h",
+        Some(&entry.addrs[0]),
+        &["--no-autoscale", "--max-module-bytes", "32MiB"],
+    );
+    // Compiling CPython takes the debug build tens of seconds.
+    deploy_file_on(&h, &path, "py-wordcount", &publisher);
+    wait_providers_of_file(&[&entry], &path, 1);
+    let v = invoke_ok(
+        &entry.api,
+        &entry.dir.join("client"),
+        "py-wordcount",
+        "to be or not to be",
+        &[],
+    );
+    assert_eq!(v["output"], r#"{"be":2,"not":1,"or":1,"to":2}"#, "{v}");
+    assert_eq!(v["executor"], h.peer_id.as_str(), "{v}");
 }

@@ -260,7 +260,7 @@ fn posts_on_one_connection(api: &str, path: &str, bodies: &[&str]) -> Vec<String
     out
 }
 
-fn connected(n: u64) -> impl Fn(&Value) -> bool {
+pub(crate) fn connected(n: u64) -> impl Fn(&Value) -> bool {
     move |s| s["connected"].as_u64().unwrap_or(0) >= n
 }
 

@@ -82,7 +82,10 @@ fn sockets_and_name_lookups_are_refused() {
     // Both sockets are refused as they are made; the lookup never resolves.
     assert!(said.contains(r#""tcp":"access-denied""#), "{said}");
     assert!(said.contains(r#""udp":"access-denied""#), "{said}");
-    assert!(said.contains(r#""lookup":"permanent-resolver-failure""#), "{said}");
+    assert!(
+        said.contains(r#""lookup":"permanent-resolver-failure""#),
+        "{said}"
+    );
 }
 
 #[test]
