@@ -5,8 +5,11 @@
 //! [`Replica`](orb_ledger::consensus::Replica) and drives it: it steps
 //! each input with the driver's clock, persists the blocks the replica
 //! hands out (one durable commit each on the [`Chain`], before anything
-//! that announces them is sent), then hands the replica's messages to the
-//! node. Each committed block's balance effects leave the operator as a
+//! that announces them is sent), and hands the replica's messages to the
+//! node: polls, answers and fetches at once, before the write (they claim
+//! nothing durable, and peers waiting on them need not wait for this
+//! node's fsync), the gossip of committed blocks only once they are
+//! durable. Each committed block's balance effects leave the operator as a
 //! differential collection; a `reduce` sums them per key into the live
 //! balances the node reads (there is no balance table: the chain is the
 //! only source). The rules themselves live in `orb-ledger`; nothing here
@@ -18,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use differential_dataflow::AsCollection;
-use orb_ledger::consensus::{Config, Event, Input, Message, Replica};
+use orb_ledger::consensus::{Config, Event, Gossip, Input, Message, Replica};
 use orb_ledger::{Chain, Keypair, PublicKey, Verifier};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -269,6 +272,14 @@ impl Driver {
             self.replica.step(input, now);
         }
         let ready = self.replica.ready();
+        // What claims no durability goes out now, ahead of the fsync.
+        let (after_write, now_sent): (Vec<_>, Vec<_>) = ready
+            .messages
+            .into_iter()
+            .partition(|m| matches!(m, Message::Gossip(Gossip::Committed(_))));
+        for m in now_sent {
+            act(m);
+        }
         {
             let mut chain = lock(&self.chain);
             // Every block of this step in one durable write (one fsync).
@@ -297,7 +308,7 @@ impl Driver {
             self.replica.advance(chain.height());
         }
         if self.poisoned.is_none() {
-            for m in ready.messages {
+            for m in after_write {
                 act(m);
             }
         }
