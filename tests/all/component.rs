@@ -39,20 +39,29 @@ fn a_component_gives_its_modules_output() {
     }
 }
 
+/// The Python component scripts/guests built, or `None` (said on stderr)
+/// where it could not install componentize-py.
+fn python_component() -> Option<std::path::PathBuf> {
+    let path = functions_dir().join("components").join("py-wordcount.wasm");
+    if path.exists() {
+        return Some(path);
+    }
+    eprintln!(
+        "skipped: {} missing (scripts/guests could not install componentize-py)",
+        path.display()
+    );
+    None
+}
+
 /// examples/functions/python/wordcount.py, which scripts/guests builds with
 /// componentize-py: CPython in a component (its libc imports
 /// `wasi:sockets`, linked with every use refused) counts words as the Rust
 /// `wordcount` does, with the same output and fuel on every run.
 #[test]
 fn a_python_component_counts_words_as_the_rust_one_does() {
-    let path = functions_dir().join("components").join("py-wordcount.wasm");
-    if !path.exists() {
-        eprintln!(
-            "skipped: {} missing (scripts/guests could not install componentize-py)",
-            path.display()
-        );
+    let Some(path) = python_component() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let input = "To be, or not to be: that's the question. Ünïcode ÜNÏCODE 42";
     let expected =
@@ -418,14 +427,9 @@ fn a_module_larger_than_the_default_sizes_is_deployed_and_replicated() {
 /// node that takes modules up to 32 MiB, called through another node.
 #[test]
 fn a_python_component_is_deployed_and_called_through_another_node() {
-    let path = functions_dir().join("components").join("py-wordcount.wasm");
-    if !path.exists() {
-        eprintln!(
-            "skipped: {} missing (scripts/guests could not install componentize-py)",
-            path.display()
-        );
+    let Some(path) = python_component() else {
         return;
-    }
+    };
     let _heavy = crate::HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
