@@ -37,7 +37,7 @@ pub mod show;
 
 pub use node::{
     Byzantine, ByzantineMode, Error, InvokeError, Invoked, Node, NodeConfig, NodeHandle,
-    StoreLimits, check_api_token,
+    StoreLimits, api_token_file, check_api_token,
 };
 pub use orb_functions::FunctionId;
 pub use orb_net::{Multiaddr, PeerId};

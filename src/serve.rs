@@ -235,7 +235,7 @@ pub(crate) fn run(args: NodeArgs, data_dir: &Path) -> Result<(), CliError> {
 
 async fn serve(config: NodeConfig) -> Result<(), CliError> {
     let chosen_token = config.api_token.is_some();
-    let token_file = config.data_dir.join("api.token");
+    let token_file = orb::api_token_file(&config.data_dir);
     let node = Node::start(config).await?;
     let peer_id = node.peer_id();
     outln!("peer id: {peer_id}");

@@ -105,6 +105,19 @@ pub struct PeerInfo {
     pub rtt_us: Option<u64>,
 }
 
+impl PeerInfo {
+    /// Its kind, one per peer: `supernode` (whichever way it is reached),
+    /// else `relayed` when every open connection goes through a relay,
+    /// else `direct`.
+    pub fn kind(&self) -> &'static str {
+        match (self.supernode, self.relayed) {
+            (true, _) => "supernode",
+            (false, true) => "relayed",
+            (false, false) => "direct",
+        }
+    }
+}
+
 /// The handle to a node's network: cheap to clone.
 #[derive(Clone)]
 pub struct Net {

@@ -481,17 +481,12 @@ impl Metrics {
         let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
         // One kind per peer, as the console shows them: a supernode is
         // counted as such whether reached directly or not.
-        let mut kinds = [("supernode", 0i64), ("relayed", 0), ("direct", 0)];
-        for p in peers.iter().filter(|p| p.connected) {
-            let kind = match (p.supernode, p.relayed) {
-                (true, _) => 0,
-                (false, true) => 1,
-                (false, false) => 2,
-            };
-            kinds[kind].1 += 1;
-        }
-        for (kind, n) in kinds {
-            self.peers.get_or_create(&PeerLabels { kind }).set(n);
+        for kind in ["supernode", "relayed", "direct"] {
+            let n = peers
+                .iter()
+                .filter(|p| p.connected && p.kind() == kind)
+                .count();
+            self.peers.get_or_create(&PeerLabels { kind }).set(n as i64);
         }
         if let Some(status) = status {
             self.banned.set(status.banned as i64);

@@ -63,7 +63,7 @@ pub use error::Error;
 pub use handle::NodeHandle;
 pub use invoke::{InvokeError, Invoked};
 pub use quota::Limits as StoreLimits;
-pub use token::check as check_api_token;
+pub use token::{check as check_api_token, path as api_token_file};
 
 use host::Host;
 use tasks::Tasks;

@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The file the token is kept in.
-pub(crate) fn path(data_dir: &Path) -> PathBuf {
+/// The file a node keeps its generated API token in.
+pub fn path(data_dir: &Path) -> PathBuf {
     data_dir.join("api.token")
 }
 

@@ -20,15 +20,6 @@ pub(super) async fn page(State(node): State<Arc<Node>>) -> Response {
     layout(&node, "Node", "Node", body).into_response()
 }
 
-/// A peer's kind as the tables say it.
-fn kind(p: &PeerInfo) -> &'static str {
-    match (p.supernode, p.relayed) {
-        (true, _) => "supernode",
-        (false, true) => "relayed",
-        (false, false) => "direct",
-    }
-}
-
 pub(super) async fn parts(node: &Arc<Node>) -> Vec<(&'static str, Markup)> {
     let status = node.net.status().await.ok();
     let peers = node.net.peers().await.unwrap_or_default();
@@ -66,7 +57,7 @@ pub(super) async fn parts(node: &Arc<Node>) -> Vec<(&'static str, Markup)> {
                         @for p in &connected {
                             tr {
                                 td.mono title=(p.peer_id) { (short(&p.peer_id)) }
-                                td { (kind(p)) }
+                                td { (p.kind()) }
                                 td { @match p.rtt_us { Some(us) => (duration_us(us)), None => "—" } }
                                 td { (p.agent) }
                                 td { (format!("{:.0}", p.score)) }
@@ -173,7 +164,7 @@ fn network(me: &str, known: &[PeerInfo]) -> Markup {
                 @let (x, y) = at(i);
                 @let colour = if p.supernode { "#f59e0b" } else { "#3b82f6" };
                 g data-peer=(p.peer_id) {
-                    title { (p.peer_id) " (" (if p.connected { kind(p) } else { "known, not connected" }) ")" }
+                    title { (p.peer_id) " (" (if p.connected { p.kind() } else { "known, not connected" }) ")" }
                     circle cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r=(if p.supernode { 12 } else { 8 })
                         fill=(if p.connected { colour } else { "none" }) stroke=(colour) stroke-width="2" {}
                     text x=(format!("{x:.1}")) y=(format!("{:.1}", y + 24.0)) text-anchor="middle"
