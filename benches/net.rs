@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use orb_functions::{CallOptions, Runtime, RuntimeConfig};
 
 mod support;
-use support::{agent, deploy_echo, functions_dir, start, summary};
+use support::{agent, bare, deploy_echo, functions_dir, start, summary};
 
 const CALLS: usize = 3000;
 const INPUT: &[u8] = b"hello from the network benchmark, 64 bytes of input for echo!!";
@@ -147,132 +147,6 @@ fn local_execution() -> Vec<f64> {
     samples
 }
 
-/// A swarm with nothing but the stream behaviour, on the transport a node
-/// uses (TCP with nodelay, Noise, yamux).
-fn bare_swarm() -> libp2p::Swarm<libp2p_stream::Behaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
-const BARE: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/bench/echo/1");
-
-/// The other process of [`bare_stream_round_trip`]: prints its address,
-/// then echoes every length-prefixed frame on every stream it accepts.
-fn bare_stream_peer() {
-    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut swarm = bare_swarm();
-        let mut incoming = swarm
-            .behaviour()
-            .new_control()
-            .accept(BARE)
-            .expect("accept");
-        swarm
-            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
-            .expect("listen");
-        let peer = *swarm.local_peer_id();
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(async move {
-            while let Some((_, mut stream)) = incoming.next().await {
-                let mut frame = Vec::new();
-                loop {
-                    let mut len = [0u8; 4];
-                    if stream.read_exact(&mut len).await.is_err() {
-                        break;
-                    }
-                    frame.resize(u32::from_be_bytes(len) as usize, 0);
-                    if stream.read_exact(&mut frame).await.is_err() {
-                        break;
-                    }
-                    let mut out = len.to_vec();
-                    out.extend_from_slice(&frame);
-                    if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        loop {
-            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-                swarm.select_next_some().await
-            {
-                println!("{address}/p2p/{peer}");
-            }
-        }
-    });
-}
-
-/// The floor the transport allows: round trips of a 64-byte frame (with a
-/// 4-byte length) on one long-lived libp2p stream to another process, on
-/// the transport a node uses and with nothing else in either process.
-fn bare_stream_round_trip() -> Vec<f64> {
-    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
-        .env("ORB_BENCH_BARE_PEER", "1")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the bare stream peer");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("its address");
-    let addr: libp2p::Multiaddr = line.trim().parse().expect("address");
-    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
-        panic!("no peer id in {addr}");
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let samples = rt.block_on(async {
-        let mut swarm = bare_swarm();
-        let mut control = swarm.behaviour().new_control();
-        swarm.dial(addr).expect("dial");
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        });
-        let mut stream = control.open_stream(peer, BARE).await.expect("open");
-        let mut frame = (INPUT.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(INPUT);
-        let mut back = vec![0u8; frame.len()];
-        let mut samples = Vec::with_capacity(CALLS);
-        for i in 0..CALLS + 200 {
-            let t = Instant::now();
-            stream.write_all(&frame).await.expect("write");
-            stream.flush().await.expect("flush");
-            stream.read_exact(&mut back).await.expect("read");
-            if i >= 200 {
-                samples.push(t.elapsed().as_secs_f64() * 1e6);
-            }
-            assert_eq!(back, frame);
-        }
-        samples
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    samples
-}
-
 /// Round trips of an invoke request between two `orb-net` nodes in this
 /// process, the responder echoing the input without running anything.
 fn transport_round_trip() -> Vec<f64> {
@@ -352,9 +226,7 @@ fn transport_round_trip() -> Vec<f64> {
 }
 
 fn main() {
-    if std::env::var_os("ORB_BENCH_BARE_PEER").is_some() {
-        return bare_stream_peer();
-    }
+    bare::serve_if_peer();
     let dir = tempfile::tempdir().expect("tempdir");
     let b = start(&dir.path().join("b"), &[]);
     let a = start(&dir.path().join("a"), &["--bootstrap", &b.addr]);
@@ -373,7 +245,7 @@ fn main() {
         hop.push((network + execution) as f64);
     }
     let (tcp50, tcp99) = summary(tcp_round_trip());
-    let (bare50, bare99) = summary(bare_stream_round_trip());
+    let (bare50, bare99) = summary(bare::round_trips(INPUT, &bare::Plan::calls(CALLS)));
     let (rr50, rr99) = summary(transport_round_trip());
     let (exe50, exe99) = summary(local_execution());
     let (hop50, hop99) = summary(hop);

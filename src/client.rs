@@ -536,6 +536,18 @@ pub(crate) fn status(args: ListArgs, node: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A JSON array of microseconds, sorted.
+fn sorted_us(value: &serde_json::Value) -> Vec<f64> {
+    let mut us: Vec<f64> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_f64)
+        .collect();
+    us.sort_by(f64::total_cmp);
+    us
+}
+
 /// `orb ledger status`: a running node's view of the ledger (its API).
 pub(crate) fn ledger_status(args: ListArgs, node: &str) -> Result<(), CliError> {
     let value = Client::new(node, Duration::from_secs(10)).get("/api/ledger")?;
@@ -543,13 +555,7 @@ pub(crate) fn ledger_status(args: ListArgs, node: &str) -> Result<(), CliError> 
         outln!("{value}");
         return Ok(());
     }
-    let mut finality: Vec<f64> = value["finality_us"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_f64())
-        .collect();
-    finality.sort_by(f64::total_cmp);
+    let finality = sorted_us(&value["finality_us"]);
     outln!("chain:      {}", value["chain"].as_str().unwrap_or("?"));
     outln!(
         "height:     {} (head {})",
@@ -587,6 +593,15 @@ pub(crate) fn ledger_status(args: ListArgs, node: &str) -> Result<(), CliError> 
             "finality:   p50 {:.1} ms over the last {} blocks",
             p50 / 1e3,
             finality.len()
+        );
+    }
+    let (waits, polls) = (sorted_us(&value["wait_us"]), sorted_us(&value["poll_us"]));
+    if let (Some(wait), Some(poll)) = (waits.get(waits.len() / 2), polls.get(polls.len() / 2)) {
+        outln!(
+            "polls:      p50 {:.1} ms sent to closed over the last {}; the first went out p50 {:.1} ms after the first candidate",
+            poll / 1e3,
+            polls.len(),
+            wait / 1e3
         );
     }
     outln!("balances (live, from the dataflow's reduce over committed blocks):");

@@ -182,6 +182,40 @@ impl<T> SourceHandle<T> {
     pub fn queued(&self) -> usize {
         self.tx.len()
     }
+
+    /// A handle that does not keep the channel open: the dataflow sees the
+    /// close when the last strong handle goes, whoever holds weak ones.
+    pub fn downgrade(&self) -> WeakSourceHandle<T> {
+        WeakSourceHandle {
+            tx: self.tx.downgrade(),
+            producers: Arc::downgrade(&self.producers),
+        }
+    }
+}
+
+/// A [`SourceHandle`] that does not keep the channel open.
+pub struct WeakSourceHandle<T> {
+    tx: flume::WeakSender<T>,
+    producers: std::sync::Weak<Producers>,
+}
+
+impl<T> Clone for WeakSourceHandle<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            producers: self.producers.clone(),
+        }
+    }
+}
+
+impl<T> WeakSourceHandle<T> {
+    /// The handle, while some strong one is left.
+    pub fn upgrade(&self) -> Option<SourceHandle<T>> {
+        Some(SourceHandle {
+            producers: self.producers.upgrade()?,
+            tx: self.tx.upgrade()?,
+        })
+    }
 }
 
 /// Why [`SourceHandle::try_send`] did not send.

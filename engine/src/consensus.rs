@@ -3,17 +3,17 @@
 //! Everything consensus hears enters one bounded channel as an
 //! [`Input`]. A single `snowball` operator owns the pure
 //! [`Replica`](orb_ledger::consensus::Replica) and drives it: it steps
-//! each input with the driver's clock, persists the blocks the replica
-//! hands out (one durable commit each on the [`Chain`], before anything
-//! that announces them is sent), and hands the replica's messages to the
-//! node: polls, answers and fetches at once, before the write (they claim
-//! nothing durable, and peers waiting on them need not wait for this
-//! node's fsync), the gossip of committed blocks only once they are
-//! durable. Each committed block's balance effects leave the operator as a
-//! differential collection; a `reduce` sums them per key into the live
-//! balances the node reads (there is no balance table: the chain is the
-//! only source). The rules themselves live in `orb-ledger`; nothing here
-//! decides anything.
+//! each input with the driver's clock and hands the replica's messages to
+//! the node at once (polls, answers and fetches claim nothing durable),
+//! and the blocks the replica committed to a writer thread. The writer
+//! makes them durable on the [`Chain`] (one fsync for all that wait) and
+//! only then sends the gossip announcing them, logs their events and
+//! tells the driver, which marks the height durable and emits the blocks'
+//! balance effects as a differential collection; a `reduce` sums them per
+//! key into the live balances the node reads (there is no balance table:
+//! the chain is the only source). So the replica answers and polls for the
+//! next height while the disk syncs the last. The rules themselves live
+//! in `orb-ledger`; nothing here decides anything.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -27,7 +27,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Operator, Probe};
 
-use crate::boundary::{Flow, SourceHandle, channel};
+use crate::boundary::{Flow, SourceHandle, WeakSourceHandle, channel};
 use crate::{EngineConfig, Error, Result};
 
 /// What the node can read while consensus runs.
@@ -45,6 +45,12 @@ pub struct LedgerStatus {
     pub mempool: usize,
     /// Finality of recent blocks decided or seen here, in microseconds.
     pub finality_us: Vec<u64>,
+    /// For recent blocks decided here, the wait from the first candidate
+    /// to this node's first poll, in microseconds.
+    pub wait_us: Vec<u64>,
+    /// How long this node's recent polls took from sent to closed, in
+    /// microseconds.
+    pub poll_us: Vec<u64>,
     /// Proposals this node made for a height while the one before it was
     /// still being decided (pipelining), since it started.
     pub pipelined: u64,
@@ -119,14 +125,15 @@ pub fn start_consensus(
     }));
     let chain = Arc::new(Mutex::new(chain));
     let balances: Balances = Arc::default();
+    let wake = input.downgrade();
     let handle = Consensus {
         input,
         balances: balances.clone(),
         status: status.clone(),
         chain: chain.clone(),
     };
-    let act = Arc::new(act);
-    let observe = Arc::new(observe);
+    let act: Act = Arc::new(act);
+    let observe: Observe = Arc::new(observe);
     let thread = std::thread::Builder::new()
         .name("orb-consensus".into())
         .spawn(move || {
@@ -136,7 +143,7 @@ pub fn start_consensus(
             };
             let run = crate::execute(&engine, move |worker| {
                 let flow = Flow::new(64, 1024);
-                let (inlet, chain, key, config, act, observe, balances, status) = (
+                let (inlet, chain, key, config, act, observe, balances, status, wake) = (
                     inlet.clone(),
                     chain.clone(),
                     key.clone(),
@@ -145,6 +152,7 @@ pub fn start_consensus(
                     observe.clone(),
                     balances.clone(),
                     status.clone(),
+                    wake.clone(),
                 );
                 worker.dataflow::<u64, _, _>(|scope| {
                     let inputs = inlet.into_stream(scope, "consensus-input", &flow);
@@ -152,12 +160,13 @@ pub fn start_consensus(
                         Pipeline,
                         "snowball",
                         move |_, _| {
-                            let mut driver = Driver::new(chain, key, config, status);
+                            let mut driver =
+                                Driver::new(chain, key, config, status, wake, (act, observe));
                             move |input, output| {
                                 input.for_each(|cap, data| {
                                     let Some(&time) = cap.least() else { return };
                                     let mut session = output.session(&cap);
-                                    for (k, d) in driver.step(data.drain(..), &*act, &*observe) {
+                                    for (k, d) in driver.step(data.drain(..)) {
                                         session.give((k, time, clamp(d)));
                                     }
                                 });
@@ -201,16 +210,123 @@ fn clamp(v: i128) -> isize {
     v.clamp(isize::MIN as i128, isize::MAX as i128) as isize
 }
 
-/// The replica, the chain it persists to, and the clock.
+/// What the consensus thread hands the node: each message to carry out,
+/// each event once it is logged.
+type Act = Arc<dyn Fn(Message) + Send + Sync>;
+type Observe = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Blocks committed in one step, and what waits for them to be durable.
+struct Job {
+    commits: Vec<orb_ledger::consensus::Commit>,
+    /// The gossip announcing them.
+    after: Vec<Message>,
+    /// Their `Committed` events.
+    events: Vec<Event>,
+}
+
+/// What the writer made durable, or why it stopped.
+enum Done {
+    Written {
+        height: u64,
+        effects: Vec<(PublicKey, i128)>,
+    },
+    Failed(String),
+}
+
+/// Blocks waiting for the writer, at most (the replica waits beyond).
+const WRITES_QUEUED: usize = 64;
+
+/// The thread that makes committed blocks durable, so that the replica
+/// goes on answering and polling while the disk syncs. It writes jobs in
+/// the order they come, all that are waiting in one durable write (a
+/// group commit: one fsync), and only then sends their gossip, logs their
+/// events and tells the driver the height (which wakes it with a tick).
+/// After a failed write it writes nothing more and sends nothing.
+fn start_writer(
+    chain: Arc<Mutex<Chain>>,
+    wake: WeakSourceHandle<Input>,
+    act: Act,
+    observe: Observe,
+) -> Result<(flume::Sender<Job>, flume::Receiver<Done>, JoinHandle<()>)> {
+    let (jobs, queued) = flume::bounded::<Job>(WRITES_QUEUED);
+    let (done, finished) = flume::bounded::<Done>(WRITES_QUEUED);
+    let thread = std::thread::Builder::new()
+        .name("orb-ledger-writer".into())
+        .spawn(move || {
+            let mut failed = false;
+            while let Ok(first) = queued.recv() {
+                let mut batch = vec![first];
+                batch.extend(queued.try_iter());
+                if failed {
+                    continue;
+                }
+                let written = {
+                    let mut chain = lock(&chain);
+                    let blocks: Vec<_> = batch
+                        .iter()
+                        .flat_map(|j| &j.commits)
+                        .map(|c| (&*c.block, &c.effects))
+                        .collect();
+                    chain.commit_checked_all(&blocks).map(|()| chain.height())
+                };
+                let report = match written {
+                    Ok(height) => {
+                        let mut effects = Vec::new();
+                        for job in batch {
+                            for c in &job.commits {
+                                effects.extend(c.effects.0.iter().map(|(k, d)| (*k, *d)));
+                            }
+                            for m in job.after {
+                                act(m);
+                            }
+                            for e in &job.events {
+                                log(e);
+                                observe(e);
+                            }
+                        }
+                        Done::Written { height, effects }
+                    }
+                    Err(e) => {
+                        // Never announce what is not durable, never write
+                        // past a failed write.
+                        let heights: Vec<u64> = batch
+                            .iter()
+                            .flat_map(|j| &j.commits)
+                            .map(|c| c.block.header.height)
+                            .collect();
+                        tracing::error!(?heights, "ledger write failed, consensus stops: {e}");
+                        failed = true;
+                        Done::Failed(e.to_string())
+                    }
+                };
+                if done.send(report).is_err() {
+                    return;
+                }
+                if let Some(wake) = wake.upgrade() {
+                    // A full queue wakes the driver anyway.
+                    let _ = wake.try_send(Input::Tick);
+                }
+            }
+        })
+        .map_err(|e| Error::Thread(e.to_string()))?;
+    Ok((jobs, finished, thread))
+}
+
+/// The replica, its writer, and the clock.
 struct Driver {
     replica: Replica,
-    chain: Arc<Mutex<Chain>>,
     status: Arc<RwLock<LedgerStatus>>,
     started: Instant,
     /// Balance changes not yet given to the dataflow: the genesis and
-    /// blocks committed before a restart, then each commit's.
+    /// blocks committed before a restart, then each write's.
     pending: Vec<(PublicKey, i128)>,
     poisoned: Option<String>,
+    act: Act,
+    observe: Observe,
+    /// Taken when the driver goes, so the writer drains and ends.
+    jobs: Option<flume::Sender<Job>>,
+    written: flume::Receiver<Done>,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl Driver {
@@ -219,6 +335,8 @@ impl Driver {
         key: Keypair,
         config: Config,
         status: Arc<RwLock<LedgerStatus>>,
+        wake: WeakSourceHandle<Input>,
+        (act, observe): (Act, Observe),
     ) -> Self {
         let (replica, pending) = {
             let c = lock(&chain);
@@ -247,24 +365,47 @@ impl Driver {
                 .collect();
             (replica, pending)
         };
+        let (jobs, written, writer, poisoned) =
+            match start_writer(chain, wake, act.clone(), observe.clone()) {
+                Ok((jobs, written, writer)) => (Some(jobs), written, Some(writer), None),
+                Err(e) => {
+                    tracing::error!("the ledger writer did not start, consensus stops: {e}");
+                    (None, flume::bounded(1).1, None, Some(e.to_string()))
+                }
+            };
         Self {
             replica,
-            chain,
             status,
             started: Instant::now(),
             pending,
-            poisoned: None,
+            poisoned,
+            act,
+            observe,
+            jobs,
+            written,
+            writer,
         }
     }
 
-    /// Steps the inputs, persists, sends; the balance changes to emit.
-    fn step(
-        &mut self,
-        inputs: impl Iterator<Item = Input>,
-        act: &dyn Fn(Message),
-        observe: &dyn Fn(&Event),
-    ) -> Vec<(PublicKey, i128)> {
+    /// Takes in what the writer made durable.
+    fn collect(&mut self) {
+        for done in self.written.try_iter() {
+            match done {
+                Done::Written { height, effects } => {
+                    self.replica.advance(height);
+                    self.pending.extend(effects);
+                }
+                Done::Failed(e) => self.poisoned = Some(e),
+            }
+        }
+    }
+
+    /// Steps the inputs, hands committed blocks to the writer, sends what
+    /// claims nothing durable; the balance changes to emit.
+    fn step(&mut self, inputs: impl Iterator<Item = Input>) -> Vec<(PublicKey, i128)> {
+        self.collect();
         if self.poisoned.is_some() {
+            self.publish();
             return std::mem::take(&mut self.pending);
         }
         let now = self.started.elapsed();
@@ -272,49 +413,33 @@ impl Driver {
             self.replica.step(input, now);
         }
         let ready = self.replica.ready();
-        // What claims no durability goes out now, ahead of the fsync.
-        let (after_write, now_sent): (Vec<_>, Vec<_>) = ready
+        // Polls, answers and fetches go out now; the announcement of a
+        // committed block and its event wait for its write.
+        let (after, now_sent): (Vec<_>, Vec<_>) = ready
             .messages
             .into_iter()
             .partition(|m| matches!(m, Message::Gossip(Gossip::Committed(_))));
         for m in now_sent {
-            act(m);
+            (self.act)(m);
         }
-        {
-            let mut chain = lock(&self.chain);
-            // Every block of this step in one durable write (one fsync).
-            let blocks: Vec<_> = ready
-                .persist
-                .iter()
-                .map(|c| (&*c.block, &c.effects))
-                .collect();
-            match chain.commit_checked_all(&blocks) {
-                Ok(()) => {
-                    for commit in &ready.persist {
-                        self.pending
-                            .extend(commit.effects.0.iter().map(|(k, d)| (*k, *d)));
-                    }
-                }
-                Err(e) => {
-                    // Never announce what is not durable, never write past
-                    // a failed write.
-                    tracing::error!(
-                        heights = ?ready.persist.iter().map(|c| c.block.header.height).collect::<Vec<_>>(),
-                        "ledger write failed, consensus stops: {e}"
-                    );
-                    self.poisoned = Some(e.to_string());
-                }
+        let (events, now_seen): (Vec<_>, Vec<_>) = ready
+            .events
+            .into_iter()
+            .partition(|e| matches!(e, Event::Committed { .. }));
+        for e in &now_seen {
+            log(e);
+            (self.observe)(e);
+        }
+        if !ready.persist.is_empty() {
+            let job = Job {
+                commits: ready.persist,
+                after,
+                events,
+            };
+            // A full queue holds the replica back until the disk catches up.
+            if self.jobs.as_ref().is_none_or(|j| j.send(job).is_err()) {
+                self.poisoned = Some("the ledger writer stopped".into());
             }
-            self.replica.advance(chain.height());
-        }
-        if self.poisoned.is_none() {
-            for m in after_write {
-                act(m);
-            }
-        }
-        for e in ready.events {
-            log(&e);
-            observe(&e);
         }
         self.publish();
         std::mem::take(&mut self.pending)
@@ -332,9 +457,26 @@ impl Driver {
         s.member = r.is_member();
         s.mempool = r.mempool_len();
         s.finality_us = r.finality_us();
+        s.wait_us = r.wait_us();
+        s.poll_us = r.poll_us();
         s.pipelined = r.pipelined();
         s.equivocators = r.equivocators().iter().map(PublicKey::to_hex).collect();
         s.poisoned.clone_from(&self.poisoned);
+    }
+}
+
+impl Drop for Driver {
+    /// Every block handed to the writer is written before the consensus
+    /// thread ends.
+    fn drop(&mut self) {
+        self.jobs = None;
+        // What it reports now is not needed, but it must not wait to say it.
+        while self.written.recv().is_ok() {}
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the ledger writer panicked");
+        }
     }
 }
 

@@ -805,6 +805,8 @@ async fn ledger(State(node): State<Arc<Node>>) -> Response {
         "mempool": status.mempool,
         "unsettled": ledger.journal.len(),
         "finality_us": status.finality_us,
+        "wait_us": status.wait_us,
+        "poll_us": status.poll_us,
         "pipelined": status.pipelined,
         "equivocators": status.equivocators,
         "poisoned": status.poisoned,

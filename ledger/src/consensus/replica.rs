@@ -60,6 +60,10 @@ pub struct Replica {
     behind: Option<PublicKey>,
     last_sync: Option<Duration>,
     finality: VecDeque<u64>,
+    /// Recent blocks' wait from the first candidate to the first poll.
+    waits: VecDeque<u64>,
+    /// Recent polls' time from sent to closed.
+    poll_times: VecDeque<u64>,
     pipelined: u64,
     durable: u64,
     out: Ready,
@@ -117,6 +121,8 @@ impl Replica {
             behind: None,
             last_sync: None,
             finality: VecDeque::new(),
+            waits: VecDeque::new(),
+            poll_times: VecDeque::new(),
             pipelined: 0,
             out: Ready::default(),
             config,
@@ -174,6 +180,17 @@ impl Replica {
     /// Finality of recent blocks seen here, in microseconds.
     pub fn finality_us(&self) -> Vec<u64> {
         self.finality.iter().copied().collect()
+    }
+
+    /// For recent blocks decided here, how long this replica waited from
+    /// the first candidate to its first poll, in microseconds.
+    pub fn wait_us(&self) -> Vec<u64> {
+        self.waits.iter().copied().collect()
+    }
+
+    /// How long recent polls took from sent to closed, in microseconds.
+    pub fn poll_us(&self) -> Vec<u64> {
+        self.poll_times.iter().copied().collect()
     }
 
     /// Proposals this replica made for a height while the one before it
@@ -491,6 +508,7 @@ impl Replica {
             let poll = self.round.polls.pop_front().expect("the oldest closes");
             closed = true;
             let (round, sent) = (poll.round, poll.sent);
+            keep(&mut self.poll_times, now.saturating_sub(sent));
             if timed_out {
                 for k in poll.silent() {
                     self.committee.missed(k, now);
@@ -682,10 +700,12 @@ impl Replica {
         }
         let finality = self.round.first_seen.map(|t| now.saturating_sub(t));
         if let Some(f) = finality {
-            self.finality.push_back(f.as_micros() as u64);
-            if self.finality.len() > FINALITY {
-                self.finality.pop_front();
-            }
+            keep(&mut self.finality, f);
+        }
+        if let (Some(seen), Some(polled)) = (self.round.first_seen, self.round.first_poll)
+            && decided_here
+        {
+            keep(&mut self.waits, polled.saturating_sub(seen));
         }
         self.out.events.push(Event::Committed {
             height,
@@ -1009,6 +1029,7 @@ impl Replica {
         let round = self.next_poll;
         self.next_poll += 1;
         let height = self.round.height;
+        self.round.first_poll.get_or_insert(now);
         let mut poll = OpenPoll::new(round, now, peers.iter().copied());
         if peers.contains(&self.me) {
             poll.add(self.me, self.vote(height, round, self.me, value));
@@ -1057,5 +1078,13 @@ impl std::fmt::Debug for Replica {
             .field("height", &self.state.height)
             .field("member", &self.is_member())
             .finish_non_exhaustive()
+    }
+}
+
+/// Keeps `d` in microseconds among the last [`FINALITY`] of `recent`.
+fn keep(recent: &mut VecDeque<u64>, d: Duration) {
+    recent.push_back(d.as_micros() as u64);
+    if recent.len() > FINALITY {
+        recent.pop_front();
     }
 }

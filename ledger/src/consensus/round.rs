@@ -172,6 +172,8 @@ pub(crate) struct Round {
     pub(crate) snowball: Option<Snowball<Digest>>,
     /// When the preference was taken, or the last round timeout moved on.
     pub(crate) round_started: Option<Duration>,
+    /// When this replica sent its first poll at this height.
+    pub(crate) first_poll: Option<Duration>,
     /// The polls in flight, oldest first: their outcomes are recorded in
     /// this order, whichever settles first.
     pub(crate) polls: VecDeque<OpenPoll>,
@@ -197,6 +199,7 @@ impl Round {
             candidate_to: BTreeSet::new(),
             snowball: None,
             round_started: None,
+            first_poll: None,
             polls: VecDeque::new(),
             streak: Vec::new(),
             last_recorded: None,
