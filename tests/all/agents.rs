@@ -1621,3 +1621,82 @@ fn a_host_added_to_an_agent_module_holds_every_agent_and_counts_in_its_majoritie
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert!(reply.body.contains("no_majority"), "{}", reply.body);
 }
+
+/// A peer speaking Orb's protocol directly (not through a node): it may
+/// send an agent a message of its own, but not pass it off as another
+/// agent's, as the agent's own reminder, or as a publication it follows.
+#[test]
+fn a_peer_cannot_pass_its_message_off_as_another_agents_or_as_a_publication() {
+    use orb_net::{AgentMessage, NetConfig, PeerStore, Request, Response};
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let s = node(r, "s", None, &["--no-autoscale"]);
+    let counter = example("counter");
+    let deployed = json_of(&agent_cli(
+        &s,
+        &r.join("client"),
+        &[
+            "deploy",
+            counter.to_str().unwrap(),
+            "--name",
+            "counter",
+            "--json",
+        ],
+    ));
+    assert_eq!(deployed["agent"], true, "{deployed}");
+    let function = orb_functions::FunctionId::of(&std::fs::read(&counter).unwrap());
+    let message = |n: u8, from_agent: Option<&str>, topic: Option<&str>| {
+        Request::Agent(AgentMessage {
+            agent: "counter/alice".into(),
+            function,
+            message_id: [n; 16],
+            message: b"inc".to_vec(),
+            from_agent: from_agent.map(str::to_owned),
+            answer: None,
+            topic: topic.map(str::to_owned),
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = runtime.block_on(async {
+        let db = sled::open(r.join("mallory/peers")).unwrap();
+        let key = orb_net::identity::load_or_create(&r.join("mallory/identity.key")).unwrap();
+        let (net, _events, event_loop) =
+            orb_net::start(key, &NetConfig::default(), PeerStore::open(&db).unwrap()).unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(event_loop.run());
+        let peer = net.dial(s.addrs[0].parse().unwrap()).await.unwrap();
+        let mut answers = Vec::new();
+        for request in [
+            message(1, None, None),
+            message(2, Some("counter/bank"), None),
+            message(3, Some("counter/alice"), None),
+            message(4, Some("counter/bob"), Some("counter/bob/lines")),
+            message(5, Some("counter/bob"), Some("counter/carol/lines")),
+            message(6, None, Some("counter/bob/lines")),
+        ] {
+            answers.push(net.request(peer, &request).await.unwrap());
+        }
+        answers
+    });
+    assert!(
+        matches!(answers[0], Response::Applied(_)),
+        "a message of its own is applied: {:?}",
+        answers[0]
+    );
+    let refused = |i: usize, why: &str| match &answers[i] {
+        Response::Refused(said) => assert!(said.contains(why), "answer {i}: {said}"),
+        other => panic!("answer {i} was not refused: {other:?}"),
+    };
+    refused(1, "only its hosts send its messages");
+    refused(2, "only its hosts bring its reminders");
+    refused(3, "only its hosts bring the publications it subscribed to");
+    refused(4, "is not a topic of counter/bob");
+    refused(5, "a publication without its publisher");
+    // Only the first was applied.
+    let (status, body, _, _) = post(&s, "counter/alice", "get", &id(7));
+    assert_eq!((status, body.as_str()), (200, "1"));
+}

@@ -742,6 +742,13 @@ impl Agents {
         Ok(())
     }
 
+    /// A host learned that a majority has more of an agent's steps: their
+    /// sends may leave and their publications be read.
+    pub(super) fn released(&self) {
+        self.outbox.notify_one();
+        self.published.notify_waiters();
+    }
+
     /// Returns once every write so far is durable.
     async fn durable(&self) -> Result<(), AgentError> {
         let mine = self.durability.written.fetch_add(1, Ordering::AcqRel) + 1;
@@ -1498,6 +1505,91 @@ async fn read<T>(
     Err(last.unwrap_or_else(|| AgentError::NoModule(agent.module.clone())))
 }
 
+/// Whether `peer` may bring `message` with the sender and topic it names:
+/// a reminder (the agent to itself) and a publication on a topic the
+/// agent subscribed to only from one of the agent's own hosts (they keep
+/// its reminders and follow its topics), a message from another agent
+/// only from one of that agent's hosts (they deliver its sends). Anyone
+/// may send a message that names no agent.
+async fn check_origin(node: &Node, peer: &PeerId, message: &AgentMessage) -> Result<(), String> {
+    let Some(from) = message.from_agent.as_deref() else {
+        return match message.topic {
+            Some(_) => Err("a publication without its publisher".into()),
+            None => Ok(()),
+        };
+    };
+    let hosts_here = |function: &FunctionId| {
+        node.agents
+            .store
+            .module(function)
+            .ok()
+            .flatten()
+            .map(|m| m.hosts)
+            .unwrap_or_default()
+    };
+    if let Some(topic) = &message.topic {
+        if topics::Topic::parse(topic).is_ok_and(|t| t.agent.to_string() == from) {
+            if hosts_here(&message.function).contains(&peer.to_string()) {
+                return Ok(());
+            }
+            return Err(format!(
+                "{peer} is not a host of {}: only its hosts bring the publications it subscribed to",
+                message.agent
+            ));
+        }
+        return Err(format!("{topic:?} is not a topic of {from}"));
+    }
+    if from == message.agent {
+        if hosts_here(&message.function).contains(&peer.to_string()) {
+            return Ok(());
+        }
+        return Err(format!(
+            "{peer} is not a host of {}: only its hosts bring its reminders",
+            message.agent
+        ));
+    }
+    let sender = AgentName::parse(from).map_err(|e| e.to_string())?;
+    let id = resolve_name(node, &sender.module)
+        .await
+        .map_err(|e| format!("the sending agent {from}: {e}"))?;
+    let hosts = match node.host.function(&id) {
+        Some(_) => hosts_here(&id).contains(&peer.to_string()),
+        None => providers(node, id)
+            .await
+            .map_err(|e| format!("the sending agent {from}: {e}"))?
+            .iter()
+            .any(|p| p.peer == *peer),
+    };
+    if hosts {
+        Ok(())
+    } else {
+        Err(format!(
+            "{peer} is not a host of {from}: only its hosts send its messages"
+        ))
+    }
+}
+
+/// `request` answered by one of `agent`'s hosts other than this node,
+/// tried in order.
+async fn ask_other_hosts(
+    node: &Node,
+    agent: &AgentName,
+    request: &Request,
+) -> Result<Response, AgentError> {
+    let (_, order) = hosts_of(node, agent).await?;
+    let mut last = None;
+    for peer in order.into_iter().filter_map(|h| match h {
+        Host::Peer(p) => Some(p),
+        Host::Here(_) => None,
+    }) {
+        match ask(node, peer, agent, request).await {
+            Ok(response) => return Ok(response),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| AgentError::NoModule(agent.module.clone())))
+}
+
 /// An agent's state, wherever it is hosted (`None`: no message reached it
 /// yet).
 pub(crate) async fn state(
@@ -1559,22 +1651,8 @@ pub(crate) async fn answer(node: &Node, peer: PeerId, request: Request) -> Respo
                 Ok(invoker) => invoker,
                 Err(why) => return Response::Refused(why),
             };
-            // A message from the agent to itself is a reminder, which only
-            // its hosts keep and bring.
-            if message.from_agent.as_deref() == Some(message.agent.as_str()) {
-                let hosts = node
-                    .agents
-                    .store
-                    .module(&message.function)
-                    .ok()
-                    .flatten()
-                    .map(|m| m.hosts)
-                    .unwrap_or_default();
-                if !hosts.contains(&peer.to_string()) {
-                    return Response::Refused(format!(
-                        "{peer} is not a host of {agent}: only its hosts bring its reminders"
-                    ));
-                }
+            if let Err(why) = check_origin(node, &peer, &message).await {
+                return Response::Refused(why);
             }
             let sender = message
                 .from_agent

@@ -794,8 +794,12 @@ async fn sync(
             }
             Synced::Same => {
                 stand.standing.accept(ballot, head.seq, head.hash);
+                let released = head.seq > stand.committed;
                 stand.committed = stand.committed.max(head.seq);
                 agents.put_stand(name, &stand).await?;
+                if released {
+                    agents.released();
+                }
             }
             // Late: steps of this ballot that build on it came first.
             Synced::Past => {}
@@ -859,7 +863,7 @@ async fn replicate(node: &Node, peer: PeerId, r: Replicate) -> Result<Response, 
                     stand.committed = stand.committed.max(r.committed.min(before.seq));
                     agents.commit(&name, &executed, Some(&stand)).await?;
                     if released {
-                        agents.outbox.notify_one();
+                        agents.released();
                     }
                     return Ok(Response::Replica(ReplicaAnswer::Vote(Box::new(StepVote {
                         seq: r.seq,

@@ -527,7 +527,9 @@ impl AgentStore {
     }
 
     /// Publications on `agent`'s topic `topic` after `after`, at most
-    /// `max`, in order.
+    /// `max`, in order. Of a replicated agent, only those of steps this
+    /// host knows a majority of the hosts applied: a publication leaves
+    /// through the output gate like a reply or a send.
     pub(crate) fn publications(
         &self,
         agent: &str,
@@ -539,7 +541,11 @@ impl AgentStore {
             Some(index) => (after.0, index),
             None => (after.0.saturating_add(1), 0),
         };
-        let end = topic_key(agent, topic, (u64::MAX, u32::MAX));
+        let last = self.stand(agent)?.map_or(u64::MAX, |s| s.committed);
+        if start.0 > last {
+            return Ok(Vec::new());
+        }
+        let end = topic_key(agent, topic, (last, u32::MAX));
         self.topics
             .range(topic_key(agent, topic, start)..=end)
             .take(max)
@@ -553,6 +559,14 @@ impl AgentStore {
                 })
             })
             .collect()
+    }
+
+    /// Whether this host holds steps of `agent` it does not know a
+    /// majority applied (their publications wait).
+    pub(crate) fn unconfirmed(&self, agent: &str) -> Result<bool, String> {
+        Ok(self
+            .stand(agent)?
+            .is_some_and(|s| s.committed < s.standing.head.seq))
     }
 
     /// The topics `agent` subscribed to.
@@ -977,6 +991,51 @@ mod tests {
     }
 
     #[test]
+    fn a_replicated_agents_publications_wait_until_a_majority_has_their_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let agent = "chat/room";
+        let mut stand = Stand::default();
+        for seq in 1..=2u64 {
+            let publications = [("lines".to_string(), format!("line {seq}").into_bytes())];
+            let effects = StepEffects {
+                sends: &[],
+                reminders: &[],
+                publications: &publications,
+                subscriptions: &[],
+            };
+            // Applied here; a majority known to have only the step before.
+            stand.standing.head.seq = seq;
+            stand.committed = seq - 1;
+            store
+                .write(
+                    agent,
+                    &state(seq, seq.to_string().as_bytes()),
+                    &entry(seq),
+                    &effects,
+                    Some(&stand),
+                )
+                .unwrap();
+        }
+        let read = |after| -> Vec<u64> {
+            store
+                .publications(agent, "lines", after, 10)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.seq)
+                .collect()
+        };
+        assert_eq!(read((0, 0)), vec![1]);
+        assert!(read((1, 0)).is_empty());
+        assert!(store.unconfirmed(agent).unwrap());
+        stand.committed = 2;
+        store.put_stand(agent, &stand).unwrap();
+        assert_eq!(read((0, 0)), vec![1, 2]);
+        assert_eq!(read((1, 0)), vec![2]);
+        assert!(!store.unconfirmed(agent).unwrap());
+    }
+
+    #[test]
     fn a_copy_brings_the_agents_reminders_subscriptions_and_publications_and_nothing_else() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (from, to) = (store(a.path()), store(b.path()));
@@ -1039,7 +1098,10 @@ mod tests {
             ]
         );
         let entries: Vec<AgentLogEntry> = (2..=3).map(entry).collect();
-        let stand = Stand::default();
+        let stand = Stand {
+            committed: 3,
+            ..Stand::default()
+        };
         to.adopt(agent, &state(3, b"3"), &entries, &stand, 1, &side)
             .unwrap();
         let mut names: Vec<String> = to

@@ -174,26 +174,32 @@ pub(crate) async fn publications(
     wait: Duration,
 ) -> Result<Vec<Publication>, AgentError> {
     let agent = topic.agent.to_string();
-    if node
-        .agents
-        .store
-        .has(&agent)
-        .map_err(AgentError::Internal)?
-    {
+    let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+    let request = |wait_ms| Request::AgentTopic {
+        agent: agent.clone(),
+        topic: topic.name.clone(),
+        after,
+        wait_ms,
+    };
+    let store = &node.agents.store;
+    if store.has(&agent).map_err(AgentError::Internal)? {
+        // A host that holds steps it does not know a majority has keeps
+        // their publications back; the sequencer may know more.
+        if store.unconfirmed(&agent).map_err(AgentError::Internal)?
+            && let Ok(Response::AgentTopic(found)) =
+                super::ask_other_hosts(node, &topic.agent, &request(0)).await
+            && !found.is_empty()
+        {
+            return Ok(found);
+        }
         return kept(node, &agent, &topic.name, after, wait)
             .await
             .map_err(AgentError::Internal);
     }
-    let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
     read(
         node,
         &topic.agent,
-        Request::AgentTopic {
-            agent: agent.clone(),
-            topic: topic.name.clone(),
-            after,
-            wait_ms,
-        },
+        request(wait_ms),
         || {
             node.agents
                 .store
