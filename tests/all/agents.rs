@@ -343,6 +343,14 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
     assert_eq!(out.status.code(), Some(2), "a bad name is a usage error");
     let (status, body, _, _) = post(&b, "counter/Alice", "inc", &id(1));
     assert_eq!(status, 400, "{body}");
+    // A message over the limit (1 MiB) is refused before it reaches a host.
+    let huge = "x".repeat((1 << 20) + 1);
+    let (status, body, _, _) = post(&b, "counter/alice", &huge, &id(99));
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("too_large") && body.contains("at most 1048576"),
+        "{body}"
+    );
     // A module that is not an agent.
     json_of(&agent_cli(
         &a,
