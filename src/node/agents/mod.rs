@@ -1301,12 +1301,24 @@ async fn hosts_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Vec<Hos
             .store
             .module(&id)
             .map_err(AgentError::Internal)?;
-        let mut peers: Vec<PeerId> = module
-            .map(|m| m.hosts)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect();
+        let Some(module) = module else {
+            // Hosted here but not known here as an agent module (a host
+            // joining in a move is asked to host it a moment before it
+            // takes the host list): the agent's hosts elsewhere first.
+            let mut peers: Vec<PeerId> = providers(node, id)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.peer)
+                .filter(|p| p.to_string() != node.peer_id)
+                .collect();
+            peers.sort_by_key(rank);
+            peers.truncate(TRIED_HOSTS);
+            let mut order: Vec<Host> = peers.into_iter().map(Host::Peer).collect();
+            order.push(Host::Here(function));
+            return Ok((id, order));
+        };
+        let mut peers: Vec<PeerId> = module.hosts.iter().filter_map(|p| p.parse().ok()).collect();
         if peers.len() <= 1 {
             return Ok((id, vec![Host::Here(function)]));
         }
@@ -1375,9 +1387,16 @@ fn remote_error(agent: &AgentName, response: Response) -> AgentError {
     }
 }
 
-/// Whether to try the agent's next host after this error.
+/// Whether to try the agent's next host after this error: it is gone, or
+/// it hosts the module without knowing it as an agent module (a host
+/// joining in a move hosts the module a moment before it takes the host
+/// list; when every host says so, that is the answer).
 fn try_next(e: &AgentError) -> bool {
-    matches!(e, AgentError::Unreachable { .. })
+    match e {
+        AgentError::Unreachable { .. } => true,
+        AgentError::Remote { kind, .. } => kind == "not_an_agent",
+        _ => false,
+    }
 }
 
 /// Sends `message` (with its id) to `agent`, wherever it is hosted, and
