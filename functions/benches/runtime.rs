@@ -7,8 +7,10 @@
 //! 3. Fuel metering overhead on `fib`, and on `hash` for contrast: metered /
 //!    unmetered time (target <= 1.15).
 //! 4. `echo` as a `wasi:cli/run` component vs `echo` as a module: calls/s
-//!    through `Runtime::call` on the same engine, and the time to compile
-//!    each (no target yet: the first figures are the baseline).
+//!    through `Runtime::call` on the same engine (target >= 0.8), and the
+//!    time to compile each; next to it, the same pair through raw
+//!    wasmtime (its component and module loops, nothing of Orb), so the
+//!    part of the gap that is wasmtime's own shows in the same run.
 //!
 //! Each figure is the median of several rounds, measured interleaved so that
 //! drift on a shared machine hits both sides alike. Prints ratios.
@@ -24,6 +26,7 @@ use orb_functions::{CallOptions, Executor, Function, Runtime, RuntimeConfig};
 use wasmtime::{InstancePre, Linker, Module, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
 const ROUNDS: usize = 7;
@@ -87,6 +90,64 @@ impl Raw {
             .get_typed_func::<(), ()>(&mut store, "_start")
             .expect("_start");
         start.call(&mut store, ()).expect("call");
+        drop(store);
+        stdout.contents().to_vec()
+    }
+}
+
+/// A raw component's store: WASI 0.2 and its resource table, nothing else.
+struct RawP2 {
+    ctx: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for RawP2 {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The raw component baseline: a `wasi:cli/run` component through
+/// wasmtime and wasmtime-wasi's p2 bindings directly, as [`Raw`] runs a
+/// module.
+struct RawComponent {
+    pre: CommandPre<RawP2>,
+}
+
+impl RawComponent {
+    fn new(engine: &wasmtime::Engine, wasm: &[u8]) -> Self {
+        let mut linker = wasmtime::component::Linker::<RawP2>::new(engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("linker");
+        let component =
+            wasmtime::component::Component::from_binary(engine, wasm).expect("component");
+        Self {
+            pre: CommandPre::new(linker.instantiate_pre(&component).expect("pre"))
+                .expect("command"),
+        }
+    }
+
+    fn call(&self, input: &[u8]) -> Vec<u8> {
+        let stdout = MemoryOutputPipe::new(1 << 20);
+        let ctx = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(input.to_vec()))
+            .stdout(stdout.clone())
+            .build();
+        let data = RawP2 {
+            ctx,
+            table: wasmtime::component::ResourceTable::new(),
+        };
+        let mut store = Store::new(self.pre.engine(), data);
+        store.set_fuel(u64::MAX / 2).expect("fuel");
+        store.set_epoch_deadline(u64::MAX / 2);
+        let command = self.pre.instantiate(&mut store).expect("instantiate");
+        command
+            .wasi_cli_run()
+            .call_run(&mut store)
+            .expect("call")
+            .expect("exit 0");
         drop(store);
         stdout.contents().to_vec()
     }
@@ -240,22 +301,34 @@ fn main() {
         runtime.call(&f, b"orb", &opts).expect("call"),
     );
     assert_eq!(out_c.output, out_m.output);
+    let raw_c = RawComponent::new(runtime.engine(), &echo_component);
+    let raw_m = Raw::new(runtime.engine(), &echo);
+    assert_eq!(raw_c.call(b"orb"), out_m.output);
     let calls = 2_000;
-    let (mut c_rates, mut m_rates) = (Vec::new(), Vec::new());
+    let mut rates: [Vec<f64>; 4] = Default::default();
     rate(200, || drop(runtime.call(&c, b"orb", &opts)));
+    rate(200, || drop(raw_c.call(b"orb")));
     for _ in 0..ROUNDS {
-        c_rates.push(rate(calls, || {
+        rates[0].push(rate(calls, || {
             drop(runtime.call(&c, b"orb", &opts).expect("call"))
         }));
-        m_rates.push(rate(calls, || {
+        rates[1].push(rate(calls, || {
             drop(runtime.call(&f, b"orb", &opts).expect("call"))
         }));
+        rates[2].push(rate(calls, || drop(raw_c.call(b"orb"))));
+        rates[3].push(rate(calls, || drop(raw_m.call(b"orb"))));
     }
-    let (cr, mr) = (median(c_rates), median(m_rates));
+    let [cr, mr, rc, rm] = rates.map(median);
     println!(
-        "echo component:  {cr:>9.0} calls/s   module {mr:>9.0} calls/s   ratio {:.3}; fuel {} vs {}; compile {compile_c:.1} ms vs {compile_m:.1} ms",
+        "echo component:  {cr:>9.0} calls/s   module {mr:>9.0} calls/s   ratio {:.3} (target >= 0.8); fuel {} vs {}; compile {compile_c:.1} ms vs {compile_m:.1} ms",
         cr / mr,
         out_c.fuel,
         out_m.fuel
+    );
+    println!(
+        "  raw wasmtime:  {rc:>9.0} calls/s   module {rm:>9.0} calls/s   ratio {:.3}; orb / raw: component {:.3}, module {:.3}",
+        rc / rm,
+        cr / rc,
+        mr / rm
     );
 }
