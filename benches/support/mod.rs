@@ -129,10 +129,23 @@ pub(crate) fn deploy_echo(api: &str, replicas: u32, client_dir: &std::path::Path
 
 /// Deploys the example function `name` through the node at `api`.
 pub(crate) fn deploy(api: &str, name: &str, replicas: u32, client_dir: &std::path::Path) {
+    let file = functions_dir().join(format!("{name}.wasm"));
+    deploy_file(api, &file, name, replicas, client_dir);
+}
+
+/// Deploys the module or component in `file` as `name` through the node
+/// at `api`.
+pub(crate) fn deploy_file(
+    api: &str,
+    file: &std::path::Path,
+    name: &str,
+    replicas: u32,
+    client_dir: &std::path::Path,
+) {
     let out = Command::new(env!("CARGO_BIN_EXE_orb"))
         .args(["--node", api, "deploy", "--name", name, "--replicas"])
         .arg(replicas.to_string())
-        .arg(functions_dir().join(format!("{name}.wasm")))
+        .arg(file)
         .env("ORB_DATA_DIR", client_dir)
         .output()
         .expect("deploy");
