@@ -136,13 +136,7 @@ fn header(cells: &[&'static str]) -> Row<'static> {
 
 fn peers_table(frame: &mut Frame<'_>, area: Rect, peers: &[Value]) {
     let rows = peers.iter().map(|p| {
-        let kind = if p["supernode"] == true {
-            "supernode"
-        } else if p["relayed"] == true {
-            "relayed"
-        } else {
-            "direct"
-        };
+        let kind = p["kind"].as_str().unwrap_or("?");
         let rtt = p["rtt_us"]
             .as_u64()
             .map_or_else(|| "—".to_owned(), duration_us);
@@ -354,7 +348,7 @@ mod tests {
         let figures = Figures {
             status: serde_json::json!({"peer_id": "12D3KooWtest", "nat": "public", "supernode": true, "connected": 1, "routing_table": 1}),
             peers: vec![
-                serde_json::json!({"peer_id": "12D3KooWpeerabcdefghij", "connected": true, "relayed": false, "supernode": false, "rtt_us": 1500, "agent": "orb/0.1.0"}),
+                serde_json::json!({"peer_id": "12D3KooWpeerabcdefghij", "connected": true, "relayed": false, "supernode": false, "kind": "direct", "rtt_us": 1500, "agent": "orb/0.1.0"}),
             ],
             functions: vec![
                 serde_json::json!({"function": "ab".repeat(32), "names": ["echo"], "providers": [{"peer": "12D3KooWpeerabcdefghij", "load": 0, "capacity": 2}]}),

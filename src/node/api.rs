@@ -872,7 +872,18 @@ async fn logs(
 
 async fn peers(State(node): State<Arc<Node>>) -> Response {
     match node.net.peers().await {
-        Ok(peers) => Json(peers).into_response(),
+        // Each with its kind, as the console and `orb_peers` count it.
+        Ok(peers) => Json(
+            peers
+                .iter()
+                .map(|p| {
+                    let mut v = json!(p);
+                    v["kind"] = json!(p.kind());
+                    v
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({ "error": e.to_string() }),

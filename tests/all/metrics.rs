@@ -3,6 +3,7 @@
 //! server scrapes them) and its logs (a call under its invocation id on
 //! both nodes it touched, as JSON lines).
 
+use serde_json::Value;
 use std::time::Duration;
 
 use crate::replication::{deploy_on, node, wait_providers};
@@ -106,6 +107,16 @@ fn the_counts_a_node_exports_are_the_calls_and_steps_made_through_it() {
         "{text}"
     );
     assert_eq!(sample(&text, r#"orb_peers{kind="direct"}"#), Some(0.0));
+    // `/api/peers` (what `orb top` shows) names the same kind.
+    let peers = crate::json(&a.client(&["peers", "--json"]));
+    let kinds: Vec<&Value> = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["connected"] == true)
+        .map(|p| &p["kind"])
+        .collect();
+    assert_eq!(kinds, [&Value::from("supernode")], "{peers}");
     assert!(text.contains("# TYPE orb_invoke_duration_seconds histogram"));
     // libp2p's own: the connection to s, identify and ping with it.
     let established: f64 = text
