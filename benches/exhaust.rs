@@ -43,11 +43,7 @@ const LOOKERS: usize = 8;
 const TARGET: f64 = 2.0;
 
 fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    support::any_status_agent()
 }
 
 /// A valid module of about `size` bytes: a data segment of pseudo-random

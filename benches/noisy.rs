@@ -44,11 +44,7 @@ const PER_ADVERSARY: usize = 50;
 const TARGET: f64 = 5.0;
 
 fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    support::any_status_agent()
 }
 
 /// Echo's latencies (`calls` in a row) on the node at `api` while 150

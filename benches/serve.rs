@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{deploy_file, functions_dir, start, summary};
+use support::{any_status_agent as client, deploy_file, functions_dir, start, summary};
 
 const CLIENTS: usize = 16;
 const ROUND: Duration = Duration::from_secs(4);
@@ -46,14 +46,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-fn client() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
 }
 
 /// Waits until `url` answers 200 with the router's body.
