@@ -1295,6 +1295,12 @@ async fn hosts_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Vec<Hos
         h.update(&peer.to_bytes());
         std::cmp::Reverse(*h.finalize().as_bytes())
     };
+    // Providers found on the network, the first TRIED_HOSTS by rank.
+    let ranked = |mut peers: Vec<PeerId>| -> Vec<Host> {
+        peers.sort_by_key(rank);
+        peers.truncate(TRIED_HOSTS);
+        peers.into_iter().map(Host::Peer).collect()
+    };
     if let Some(function) = node.host.function(&id) {
         let module = node
             .agents
@@ -1305,16 +1311,9 @@ async fn hosts_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Vec<Hos
             // Hosted here but not known here as an agent module (a host
             // joining in a move is asked to host it a moment before it
             // takes the host list): the agent's hosts elsewhere first.
-            let mut peers: Vec<PeerId> = providers(node, id)
-                .await
-                .unwrap_or_default()
-                .iter()
-                .map(|p| p.peer)
-                .filter(|p| p.to_string() != node.peer_id)
-                .collect();
-            peers.sort_by_key(rank);
-            peers.truncate(TRIED_HOSTS);
-            let mut order: Vec<Host> = peers.into_iter().map(Host::Peer).collect();
+            let found = providers(node, id).await.unwrap_or_default();
+            let others = found.iter().map(|p| p.peer);
+            let mut order = ranked(others.filter(|p| p.to_string() != node.peer_id).collect());
             order.push(Host::Here(function));
             return Ok((id, order));
         };
@@ -1336,7 +1335,7 @@ async fn hosts_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Vec<Hos
         return Ok((id, order));
     }
     let found = providers(node, id).await?;
-    let mut peers: Vec<PeerId> = found.iter().map(|p| p.peer).collect();
+    let peers: Vec<PeerId> = found.iter().map(|p| p.peer).collect();
     if peers.is_empty() {
         // Hosts known, all left out for answering "busy" a moment ago:
         // busy (retry), not "no module" (a caller would give up).
@@ -1349,9 +1348,7 @@ async fn hosts_of(node: &Node, agent: &AgentName) -> Result<(FunctionId, Vec<Hos
         }
         return Err(AgentError::NoModule(agent.module.clone()));
     }
-    peers.sort_by_key(rank);
-    peers.truncate(TRIED_HOSTS);
-    Ok((id, peers.into_iter().map(Host::Peer).collect()))
+    Ok((id, ranked(peers)))
 }
 
 /// Asks `peer`, the host of `agent`; no answer is `Unreachable`.
@@ -1537,18 +1534,18 @@ async fn check_origin(node: &Node, peer: &PeerId, message: &AgentMessage) -> Res
             None => Ok(()),
         };
     };
+    let peer_text = peer.to_string();
     let hosts_here = |function: &FunctionId| {
         node.agents
             .store
             .module(function)
             .ok()
             .flatten()
-            .map(|m| m.hosts)
-            .unwrap_or_default()
+            .is_some_and(|m| m.hosted_by(&peer_text))
     };
     if let Some(topic) = &message.topic {
         if topics::Topic::parse(topic).is_ok_and(|t| t.agent.to_string() == from) {
-            if hosts_here(&message.function).contains(&peer.to_string()) {
+            if hosts_here(&message.function) {
                 return Ok(());
             }
             return Err(format!(
@@ -1559,7 +1556,7 @@ async fn check_origin(node: &Node, peer: &PeerId, message: &AgentMessage) -> Res
         return Err(format!("{topic:?} is not a topic of {from}"));
     }
     if from == message.agent {
-        if hosts_here(&message.function).contains(&peer.to_string()) {
+        if hosts_here(&message.function) {
             return Ok(());
         }
         return Err(format!(
@@ -1572,7 +1569,7 @@ async fn check_origin(node: &Node, peer: &PeerId, message: &AgentMessage) -> Res
         .await
         .map_err(|e| format!("the sending agent {from}: {e}"))?;
     let hosts = match node.host.function(&id) {
-        Some(_) => hosts_here(&id).contains(&peer.to_string()),
+        Some(_) => hosts_here(&id),
         None => providers(node, id)
             .await
             .map_err(|e| format!("the sending agent {from}: {e}"))?
