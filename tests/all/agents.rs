@@ -1167,6 +1167,76 @@ fn a_cognitive_agent_calls_a_function_and_gets_its_answer_once_as_a_message() {
 }
 
 #[test]
+fn a_scheduled_call_runs_a_function_periodically_until_the_agent_stops_it() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    let [_s, a, b] = trio(r);
+    // The function on b, the trigger on a, the messages through b.
+    crate::replication::deploy_on(&b, "wordcount", &client);
+    json_of(&agent_cli(
+        &a,
+        &client,
+        &[
+            "deploy",
+            example("cron").to_str().unwrap(),
+            "--name",
+            "cron",
+            "--json",
+        ],
+    ));
+    wait_providers(&[&a], "wordcount", 1);
+    wait_providers(&[&b], "cron", 1);
+    let (status, body, _, _) = post(&b, "cron/c", "every 0.3 wordcount the cat", &id(1));
+    assert_eq!((status, body.as_str()), (200, "every 0.3 s: wordcount"));
+    let runs = |node: &NodeProc| agent_state_on(node, "cron/c")["state"]["runs"].as_u64();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runs(&b).unwrap_or(0) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "not run 3 times: {}",
+            agent_state_on(&b, "cron/c")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let state = agent_state_on(&b, "cron/c")["state"].clone();
+    assert_eq!(state["last"], r#"{"cat":1,"the":1}"#, "{state}");
+    assert_eq!(state["failed"], 0, "{state}");
+    // Each run is one answer, brought by the agent's own scheduled call,
+    // each set again by the step before it.
+    let log = json_of(&agent_cli(&b, &client, &["log", "cron/c", "--json"]));
+    let entries = log.as_array().unwrap();
+    for (i, e) in entries.iter().enumerate().skip(1) {
+        assert_eq!(e["sender"], "cron/c", "{log}");
+        assert_eq!(e["reply"]["text"], format!("run {i}"), "{log}");
+        assert_eq!(e["message"]["text"], r#"{"cat":1,"the":1}"#, "{log}");
+    }
+    // Stopped, it runs at most once more (a call already out), and the
+    // count stays where it is for five periods.
+    let (status, body, _, _) = post(&b, "cron/c", "stop", &id(2));
+    assert_eq!(status, 200, "{body}");
+    let stopped: u64 = body
+        .strip_prefix("stopped after ")
+        .and_then(|b| b.strip_suffix(" runs"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{body}"));
+    std::thread::sleep(Duration::from_millis(1_500));
+    let after = runs(&b).unwrap();
+    assert!(after <= stopped + 1, "ran on: {stopped} then {after}");
+    let (_, body, _, _) = post(&b, "cron/c", "get", &id(3));
+    assert_eq!(
+        body,
+        format!("{after} runs, 0 failed; last: {{\"cat\":1,\"the\":1}}")
+    );
+    // A bad schedule is refused by the agent's step.
+    let (status, _, _, _) = post(&b, "cron/c", "every 0 wordcount x", &id(4));
+    assert_eq!(status, 422);
+}
+
+#[test]
 fn a_send_after_blocks_arrives_once_when_the_chain_is_that_many_blocks_further() {
     let _heavy = crate::HEAVY
         .lock()

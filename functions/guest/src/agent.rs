@@ -245,6 +245,20 @@ pub enum ReminderOp {
         /// The message.
         message: Vec<u8>,
     },
+    /// A scheduled call: calls the function `function` with `input`
+    /// `after_ms` milliseconds after this step (as [`ReminderOp::Set`]
+    /// is due), unless a later step cancels `name` first; its output comes
+    /// back to the agent as a message whose context names the call.
+    CallAfter {
+        /// Names the call (among the agent's reminders).
+        name: String,
+        /// Milliseconds after this step.
+        after_ms: u64,
+        /// The function's name.
+        function: String,
+        /// Its input.
+        input: Vec<u8>,
+    },
 }
 
 /// A message a step sends to another agent.
@@ -363,6 +377,27 @@ impl Effects {
     ) {
         self.reminders.push(ReminderOp::Call {
             name: name.into(),
+            function: function.into(),
+            input: input.into(),
+        });
+    }
+
+    /// A scheduled call: calls the function `function` with `input`
+    /// `after` this step, exactly once, unless a later step cancels `name`
+    /// first ([`Effects::cancel`]); its output (or error) comes back as a
+    /// later message naming the call, as for [`Effects::call`]. Setting the
+    /// call again from the step its answer brings makes a periodic
+    /// trigger (a cron job) for the function.
+    pub fn call_after(
+        &mut self,
+        name: impl Into<String>,
+        after: std::time::Duration,
+        function: impl Into<String>,
+        input: impl Into<Vec<u8>>,
+    ) {
+        self.reminders.push(ReminderOp::CallAfter {
+            name: name.into(),
+            after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
             function: function.into(),
             input: input.into(),
         });

@@ -864,6 +864,7 @@ fn reminding(
             | ReminderOp::SetAfterBlocks { name, .. }
             | ReminderOp::Cancel { name }
             | ReminderOp::Call { name, .. }
+            | ReminderOp::CallAfter { name, .. }
             | ReminderOp::Ask { name, .. } => name.clone(),
         };
         if name.is_empty() || name.len() > MAX_REMINDER_NAME {
@@ -909,6 +910,17 @@ fn reminding(
                 orb_net::check_name(&function)
                     .map_err(|e| refuse(format!("call {name:?}: {e}")))?;
                 (name, 0, input, None, Some(Callee::Function(function)), 0)
+            }
+            ReminderOp::CallAfter {
+                name,
+                after_ms,
+                function,
+                input,
+            } => {
+                orb_net::check_name(&function)
+                    .map_err(|e| refuse(format!("call {name:?}: {e}")))?;
+                let call = Some(Callee::Function(function));
+                (name, after_ms, input, None, call, 0)
             }
             ReminderOp::Ask {
                 name,
@@ -1796,6 +1808,52 @@ mod tests {
                 None
             )
         );
+        // A scheduled call is due after its delay, and is a reminder of
+        // its name (set again, it replaces the one set before).
+        let later = |after_ms| orb_guest::agent::ReminderOp::CallAfter {
+            name: "count".into(),
+            after_ms,
+            function: "wordcount".into(),
+            input: b"the cat".to_vec(),
+        };
+        let set = reminding(
+            "auction/x",
+            (9, at(1_000)),
+            &message(1),
+            &[],
+            vec![later(250)],
+        )
+        .unwrap();
+        let [ReminderChange::Set(first)] = set.as_slice() else {
+            panic!("{set:?}")
+        };
+        assert_eq!(
+            (first.due, &first.call, first.message.as_slice()),
+            (
+                1_250,
+                &Some(Callee::Function("wordcount".into())),
+                b"the cat".as_slice()
+            )
+        );
+        let again = reminding(
+            "auction/x",
+            (10, at(2_000)),
+            &message(2),
+            std::slice::from_ref(first),
+            vec![later(250)],
+        )
+        .unwrap();
+        let [ReminderChange::Set(second)] = again.as_slice() else {
+            panic!("{again:?}")
+        };
+        assert_eq!((second.name.as_str(), second.due), ("count", 2_250));
+        let bad = orb_guest::agent::ReminderOp::CallAfter {
+            name: "count".into(),
+            after_ms: 1,
+            function: "Not A Name".into(),
+            input: vec![],
+        };
+        assert!(reminding("auction/x", (9, at(1_000)), &message(1), &[], vec![bad]).is_err());
         // An ask is a call to an agent, whose name must be one.
         let ask = |agent: &str| orb_guest::agent::ReminderOp::Ask {
             name: "q".into(),
