@@ -124,6 +124,11 @@ pub(crate) struct NodeArgs {
     /// outvoted for that step.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     agent_vote_grace_ms: u64,
+    /// Messages one agent may have waiting on this node for their turn;
+    /// past this a message is answered busy (HTTP 503; `orb agent send`
+    /// sends it again a moment later) rather than queued without bound.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    agent_queue: u64,
     /// Calls `POST /fn/{name}` runs at once; past this a call is answered
     /// 503 with Retry-After at once (load shedding) instead of waiting.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
@@ -215,6 +220,7 @@ impl NodeArgs {
             agent_host_timeout: (self.agent_host_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.agent_host_timeout_secs)),
             agent_vote_grace: Duration::from_millis(self.agent_vote_grace_ms),
+            agent_queue: usize::try_from(self.agent_queue).unwrap_or(usize::MAX),
             max_calls: self.max_calls as usize,
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             max_client_connections: self.max_client_connections as usize,

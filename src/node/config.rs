@@ -96,6 +96,10 @@ pub struct NodeConfig {
     /// a majority agrees: a host slower than this is neither paid nor
     /// named outvoted for that step. Default: 100 ms.
     pub agent_vote_grace: Duration,
+    /// Messages one agent may have waiting here for their turn; past this
+    /// a message is answered "busy" (HTTP 503), nothing is queued without
+    /// bound. Default: 256.
+    pub agent_queue: usize,
     /// Peers' requests handled at once; beyond this a peer is answered
     /// "busy" and moves on to another provider. Default: 1024.
     pub max_inbound_requests: usize,
@@ -148,6 +152,7 @@ impl NodeConfig {
             busy_window: Duration::from_millis(1000),
             agent_host_timeout: Some(Duration::from_secs(600)),
             agent_vote_grace: super::agents::VOTE_GRACE,
+            agent_queue: super::agents::MAX_QUEUED,
             max_inbound_requests: 1024,
             max_calls: 1024,
             header_timeout: Duration::from_secs(10),

@@ -117,6 +117,7 @@ impl Node {
                 source,
             })?,
             config.agent_vote_grace,
+            config.agent_queue.max(1),
         );
 
         // From here on things run: a failure stops them before returning.

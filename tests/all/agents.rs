@@ -1167,6 +1167,79 @@ fn a_cognitive_agent_calls_a_function_and_gets_its_answer_once_as_a_message() {
 }
 
 #[test]
+fn a_full_queue_answers_busy_and_every_message_retried_is_applied_exactly_once() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    // Two messages may wait for an agent on a; 48 arrive at once.
+    let a = node(r, "a", None, &["--no-autoscale", "--agent-queue", "2"]);
+    json_of(&agent_cli(
+        &a,
+        &client,
+        &[
+            "deploy",
+            example("counter").to_str().unwrap(),
+            "--name",
+            "counter",
+            "--json",
+        ],
+    ));
+    const SENT: u32 = 48;
+    let start = std::sync::Barrier::new(SENT as usize);
+    let answers: Vec<(u32, u16, String)> = std::thread::scope(|scope| {
+        let senders: Vec<_> = (1..=SENT)
+            .map(|n| {
+                let (a, start) = (&a, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    let (status, body, _, _) = post(a, "counter/q", "inc", &id(n));
+                    (n, status, body)
+                })
+            })
+            .collect();
+        senders.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let busy: Vec<u32> = answers
+        .iter()
+        .filter(|(_, status, _)| *status == 503)
+        .map(|(n, _, body)| {
+            assert!(body.contains(r#""kind":"busy""#), "{body}");
+            *n
+        })
+        .collect();
+    assert!(!busy.is_empty(), "nothing was busy: {answers:?}");
+    let mut counts: Vec<u64> = answers
+        .iter()
+        .filter(|(_, status, _)| *status == 200)
+        .map(|(_, _, body)| body.parse().unwrap())
+        .collect();
+    assert_eq!(counts.len() + busy.len(), SENT as usize, "{answers:?}");
+    // A busy message was not applied: sent again with its id, it is, once.
+    for n in busy {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body, _, duplicate) = post(&a, "counter/q", "inc", &id(n));
+            if status == 200 {
+                assert!(!duplicate, "message {n} had been applied while busy");
+                counts.push(body.parse().unwrap());
+                break;
+            }
+            assert_eq!(status, 503, "{body}");
+            assert!(Instant::now() < deadline, "message {n} stays busy");
+        }
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=u64::from(SENT)).collect::<Vec<_>>());
+    assert_eq!(
+        agent_state_on(&a, "counter/q")["state"].as_u64(),
+        Some(u64::from(SENT))
+    );
+}
+
+#[test]
 fn a_scheduled_call_runs_a_function_periodically_until_the_agent_stops_it() {
     let _heavy = crate::HEAVY
         .lock()

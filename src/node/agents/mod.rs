@@ -54,7 +54,8 @@ pub(crate) const MAX_STATE: usize = 1 << 20;
 pub(crate) const MAX_MESSAGE: usize = 1 << 20;
 /// Largest reply.
 pub(crate) const MAX_REPLY: usize = 1 << 20;
-/// Messages waiting for one agent before more are answered busy.
+/// Messages waiting for one agent before more are answered busy, unless
+/// the node is told otherwise.
 pub(crate) const MAX_QUEUED: usize = 256;
 /// Longest agent id.
 const MAX_ID: usize = 64;
@@ -239,6 +240,9 @@ pub(crate) struct Agents {
     /// How long a sequencer waits for the last hosts' votes once a
     /// majority agrees ([`NodeConfig::agent_vote_grace`](crate::NodeConfig)).
     pub(crate) vote_grace: std::time::Duration,
+    /// Messages one agent may have waiting here
+    /// ([`NodeConfig::agent_queue`](crate::NodeConfig)).
+    queue: usize,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     durability: Durability,
     /// Woken when a step left messages for other agents.
@@ -275,10 +279,11 @@ struct Executed {
 }
 
 impl Agents {
-    pub(crate) fn new(store: AgentStore, vote_grace: std::time::Duration) -> Self {
+    pub(crate) fn new(store: AgentStore, vote_grace: std::time::Duration, queue: usize) -> Self {
         Self {
             store,
             vote_grace,
+            queue,
             slots: Mutex::new(HashMap::new()),
             durability: Durability::default(),
             outbox: tokio::sync::Notify::new(),
@@ -369,12 +374,13 @@ impl Agents {
     ) -> Result<Applied, AgentError> {
         let name = agent.to_string();
         let slot = self.slot(&name);
-        if slot.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
+        if slot.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
             slot.waiting.fetch_sub(1, Ordering::AcqRel);
             drop(slot);
             self.release(&name);
             return Err(AgentError::Busy(format!(
-                "{MAX_QUEUED} messages are waiting for {name}: try again in a moment"
+                "{} messages are waiting for {name}: try again in a moment",
+                self.queue
             )));
         }
         let result = {
