@@ -67,14 +67,50 @@ fn wait_ready(url: &str, what: &str) {
     }
 }
 
-/// What one round of [`CLIENTS`] clients got from `url` in `time`.
+/// The CPU time process `pid` has used so far (user and system), in
+/// seconds, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's name (which may hold spaces): state is
+    // the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+/// Clock ticks per second, the unit of /proc/PID/stat's times.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .expect("getconf CLK_TCK")
+    })
+}
+
+/// What one round of [`CLIENTS`] clients got from `url` in `time`, and
+/// the CPU the server (process `server`) spent on each request.
 struct Round {
     per_second: f64,
     latencies_us: Vec<f64>,
     wrong: u64,
+    cpu_us: f64,
 }
 
-fn round(url: &str, time: Duration) -> Round {
+fn round(url: &str, server: u32, time: Duration) -> Round {
+    let cpu_before = cpu_seconds(server);
     let stop = Arc::new(AtomicBool::new(false));
     let wrong = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -104,8 +140,10 @@ fn round(url: &str, time: Duration) -> Round {
         .into_iter()
         .flat_map(|t| t.join().expect("a client"))
         .collect();
+    let cpu = cpu_seconds(server) - cpu_before;
     Round {
         per_second: latencies_us.len() as f64 / started.elapsed().as_secs_f64(),
+        cpu_us: cpu * 1e6 / latencies_us.len().max(1) as f64,
         latencies_us,
         wrong: wrong.load(Ordering::Relaxed),
     }
@@ -139,7 +177,7 @@ fn main() {
     let orb = format!("{}/fn/router/hello?name=orb", node.api);
 
     let port = free_port();
-    let _serve = Serve(
+    let serve_process = Serve(
         Command::new(&wasmtime)
             .args(["serve", "-S", "cli=y", "--addr"])
             .arg(format!("127.0.0.1:{port}"))
@@ -153,12 +191,13 @@ fn main() {
     wait_ready(&orb, "the node");
     wait_ready(&serve, "wasmtime serve");
 
-    round(&orb, Duration::from_secs(1));
-    round(&serve, Duration::from_secs(1));
+    let (orb_pid, serve_pid) = (node.child.id(), serve_process.0.id());
+    round(&orb, orb_pid, Duration::from_secs(1));
+    round(&serve, serve_pid, Duration::from_secs(1));
     let (mut orb_rounds, mut serve_rounds) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        orb_rounds.push(round(&orb, ROUND));
-        serve_rounds.push(round(&serve, ROUND));
+        orb_rounds.push(round(&orb, orb_pid, ROUND));
+        serve_rounds.push(round(&serve, serve_pid, ROUND));
     }
     let wrong: u64 = orb_rounds
         .iter()
@@ -167,20 +206,25 @@ fn main() {
         .sum();
     let report = |rounds: Vec<Round>| {
         let rate = median(rounds.iter().map(|r| r.per_second).collect());
+        let cpu = median(rounds.iter().map(|r| r.cpu_us).collect());
         let (p50, p99) = summary(rounds.into_iter().flat_map(|r| r.latencies_us).collect());
-        (rate, p50, p99)
+        (rate, p50, p99, cpu)
     };
-    let (orb_rate, orb50, orb99) = report(orb_rounds);
-    let (serve_rate, serve50, serve99) = report(serve_rounds);
+    let (orb_rate, orb50, orb99, orb_cpu) = report(orb_rounds);
+    let (serve_rate, serve50, serve99, serve_cpu) = report(serve_rounds);
     println!(
         "the router component, {CLIENTS} keep-alive clients, GET /hello (medians of {ROUNDS} rounds of {} s):",
         ROUND.as_secs()
     );
     println!(
-        "  orb node gateway   {orb_rate:>9.0} requests/s   p50 {orb50:>7.0} µs   p99 {orb99:>7.0} µs"
+        "  orb node gateway   {orb_rate:>9.0} requests/s   p50 {orb50:>7.0} µs   p99 {orb99:>7.0} µs   server CPU {orb_cpu:>5.0} µs/request"
     );
     println!(
-        "  wasmtime serve     {serve_rate:>9.0} requests/s   p50 {serve50:>7.0} µs   p99 {serve99:>7.0} µs   ({version})"
+        "  wasmtime serve     {serve_rate:>9.0} requests/s   p50 {serve50:>7.0} µs   p99 {serve99:>7.0} µs   server CPU {serve_cpu:>5.0} µs/request   ({version})"
+    );
+    println!(
+        "  server CPU per request, wasmtime serve / orb  {:.2} (the clients share the 2 cores)",
+        serve_cpu / orb_cpu
     );
     println!(
         "  orb / wasmtime serve  {:.2} (target >= 1.5); answers other than 200 {BODY}: {wrong}",

@@ -146,8 +146,12 @@ impl Shared {
                 job(runtime);
                 state = self.lock();
                 state.finished(id);
-                // A call of this function may have waited on its share.
-                self.wake.notify_one();
+                // A call of this function may have waited on its share;
+                // with nothing queued there is nobody to wake (a wake-up
+                // for nothing costs a thread switch per call).
+                if state.queued > 0 {
+                    self.wake.notify_one();
+                }
                 continue;
             }
             if state.closed && state.queued == 0 {
