@@ -1,7 +1,8 @@
 //! The engine: how the process's one wasmtime `Engine` is configured
 //! (pooling allocator sized for modules and components, fuel, epoch
 //! interruption, the determinism switches) and the epoch ticker that
-//! enforces timeouts. [`crate::Runtime::new`] builds both.
+//! enforces timeouts (and hands long http calls' response bodies to drain
+//! tasks). [`crate::Runtime::new`] builds both.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::http::Bodies;
 use crate::limits::CORE_INSTANCES_PER_COMPONENT;
 use crate::{Error, Result, RuntimeConfig};
 
@@ -20,7 +22,9 @@ pub(crate) struct EpochTicker {
 }
 
 impl EpochTicker {
-    pub(crate) fn start(engine: Engine, tick: Duration) -> Result<Self> {
+    /// Ticks `engine`'s epoch every `tick`, and then lets `bodies` hand
+    /// the response bodies of calls running that long to drain tasks.
+    pub(crate) fn start(engine: Engine, tick: Duration, bodies: Arc<Bodies>) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -29,6 +33,7 @@ impl EpochTicker {
                 while !flag.load(Ordering::Acquire) {
                     std::thread::park_timeout(tick);
                     engine.increment_epoch();
+                    bodies.rescue();
                 }
             })
             .map_err(|e| Error::Runtime(format!("cannot start the epoch thread: {e}")))?;

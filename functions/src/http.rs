@@ -8,17 +8,22 @@
 //!
 //! A call runs on an executor thread with no tokio runtime: wasmtime-wasi's
 //! sync bindings enter their own (`wasmtime_wasi::runtime::in_tokio`) for
-//! each host call that waits. The response body is drained by a task on
-//! that same runtime while the guest writes it (the guest's blocking write
-//! waits for room in a one-chunk channel, so nothing may wait for the
-//! handler to return before reading), and it is awaited once the store is
-//! gone. Past the call's output limit the bytes are counted, not kept.
+//! each host call that waits. The guest writes its response body into a
+//! channel of [`BODY_CHUNKS`] chunks, which the executor thread drains
+//! once the handler returned and the store is gone: a response written in
+//! fewer chunks (nearly all of them) never leaves the thread, so a call
+//! costs no thread switch. A guest that writes more would wait for room
+//! while nothing reads, so every call still running after an epoch tick
+//! or two is handed to a drain task on wasmtime-wasi's runtime
+//! ([`Bodies::rescue`], from the epoch thread) that reads while the guest
+//! writes. Past the call's output limit the bytes are counted, not kept.
 //!
 //! Outbound requests (`wasi:http/outgoing-handler`) are linked, because
 //! every proxy component imports them, and each one is answered
 //! `HttpRequestDenied` ([`Denied`]): functions have no network.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -169,7 +174,14 @@ fn encode(tag: &[u8], value: &impl Serialize) -> Vec<u8> {
 #[derive(Default)]
 pub(crate) struct Denied;
 
+/// Chunks a response body holds before a write waits for a reader.
+pub(crate) const BODY_CHUNKS: usize = 32;
+
 impl WasiHttpHooks for Denied {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_CHUNKS
+    }
+
     fn send_request(
         &mut self,
         _request: http::Request<WasiBody>,
@@ -202,14 +214,79 @@ enum Answer {
     Response {
         status: u16,
         headers: http::HeaderMap,
-        body: AbortOnDropJoinHandle<Result<Drained, String>>,
+        body: Body,
     },
     Error(ErrorCode),
+}
+
+/// A response body being written.
+enum Body {
+    /// In its channel, read once the call is done.
+    Kept(HyperOutgoingBody, usize),
+    /// Read by a task while the guest writes (the call ran past a tick).
+    Draining(AbortOnDropJoinHandle<Result<Drained, String>>),
+    /// Taken out for a moment.
+    Moving,
 }
 
 /// The response of one call, filled by the guest's `response-outparam.set`.
 #[derive(Clone, Default)]
 pub(crate) struct Slot(Arc<Mutex<Option<Answer>>>);
+
+/// The responses of the http calls running now, by call number and the
+/// epoch tick they began at.
+#[derive(Default)]
+pub(crate) struct Bodies {
+    running: Mutex<Vec<(u64, u64, Slot)>>,
+    next: AtomicU64,
+    /// Ticks so far (counted by [`Bodies::rescue`]).
+    ticks: AtomicU64,
+}
+
+impl Bodies {
+    /// A slot for a call's response, kept here until the guard drops.
+    pub(crate) fn slot(&self) -> Running<'_> {
+        let slot = Slot::default();
+        let call = self.next.fetch_add(1, Ordering::Relaxed);
+        let began = self.ticks.load(Ordering::Relaxed);
+        self.lock().push((call, began, slot.clone()));
+        Running {
+            bodies: self,
+            call,
+            slot,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, u64, Slot)>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One epoch tick: the body of every call that began two ticks ago or
+    /// more, and is not read yet, goes to a drain task (its guest may be
+    /// waiting for room in the channel).
+    pub(crate) fn rescue(&self) {
+        let now = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        let running = self.lock();
+        for (_, began, slot) in running.iter() {
+            if now.saturating_sub(*began) >= 2 {
+                slot.drain_now();
+            }
+        }
+    }
+}
+
+/// A call's [`Slot`], forgotten by its [`Bodies`] when dropped.
+pub(crate) struct Running<'a> {
+    bodies: &'a Bodies,
+    call: u64,
+    pub(crate) slot: Slot,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.bodies.lock().retain(|(call, _, _)| *call != self.call);
+    }
+}
 
 /// How an http call ended, once the store is gone.
 pub(crate) enum Handled {
@@ -221,10 +298,25 @@ pub(crate) enum Handled {
 }
 
 impl Slot {
-    /// Awaits the body (call it after the store is dropped: the guest's
-    /// half of the body closes with it).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Answer>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands a body still kept in its channel to a drain task.
+    fn drain_now(&self) {
+        let mut answer = self.lock();
+        if let Some(Answer::Response { body, .. }) = answer.as_mut()
+            && matches!(body, Body::Kept(..))
+            && let Body::Kept(kept, limit) = std::mem::replace(body, Body::Moving)
+        {
+            *body = Body::Draining(wasmtime_wasi::runtime::spawn(drain(kept, limit)));
+        }
+    }
+
+    /// Reads the body (call it after the store is dropped: the guest's
+    /// half of the body closes with it, so a kept body is read at once).
     pub(crate) fn take(&self) -> Handled {
-        let answer = self.0.lock().ok().and_then(|mut a| a.take());
+        let answer = self.lock().take();
         match answer {
             None => Handled::Failed("the handler returned without setting a response".into()),
             Some(Answer::Error(code)) => {
@@ -234,7 +326,11 @@ impl Slot {
                 status,
                 headers,
                 body,
-            }) => match wasmtime_wasi::runtime::in_tokio(body) {
+            }) => match match body {
+                Body::Kept(kept, limit) => wasmtime_wasi::runtime::in_tokio(drain(kept, limit)),
+                Body::Draining(task) => wasmtime_wasi::runtime::in_tokio(task),
+                Body::Moving => Err("the response body was lost".into()),
+            } {
                 Err(e) => Handled::Failed(format!("the response body failed: {e}")),
                 Ok(d) if d.over > 0 => Handled::TooLarge,
                 Ok(d) => Handled::Response(HttpResponse::canonical(status, &headers, d.body)),
@@ -257,7 +353,7 @@ pub(crate) fn handle(
         wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http,
         request,
     )?;
-    let answer = slot.0.clone();
+    let answer = slot.clone();
     let out = store
         .data_mut()
         .http()
@@ -268,14 +364,12 @@ pub(crate) fn handle(
                     Answer::Response {
                         status: parts.status.as_u16(),
                         headers: parts.headers,
-                        body: wasmtime_wasi::runtime::spawn(drain(body, limit)),
+                        body: Body::Kept(body, limit),
                     }
                 }
                 Err(code) => Answer::Error(code),
             };
-            if let Ok(mut a) = answer.lock() {
-                *a = Some(set);
-            }
+            *answer.lock() = Some(set);
         })?;
     proxy
         .wasi_http_incoming_handler()

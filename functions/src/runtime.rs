@@ -170,6 +170,8 @@ struct Inner {
     components: wasmtime::component::Linker<ComponentState>,
     config: RuntimeConfig,
     long_calls: Arc<LongCalls>,
+    /// The response bodies of the http calls running now.
+    bodies: Arc<http::Bodies>,
     _ticker: EpochTicker,
 }
 
@@ -202,7 +204,8 @@ impl Runtime {
             .map_err(runtime_err("WASI linker"))?;
         let provided = provided_imports(&engine, &linker);
         let components = component::linker(&engine).map_err(runtime_err("WASI 0.2 linker"))?;
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let bodies = Arc::new(http::Bodies::default());
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick, bodies.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -211,6 +214,7 @@ impl Runtime {
                 components,
                 long_calls: LongCalls::new(config.long_call_slots),
                 config,
+                bodies,
                 _ticker: ticker,
             }),
         })
@@ -455,9 +459,10 @@ impl Runtime {
         // The guest reads its body from the request, not stdin.
         let wasi = WasiP2::new(Wasi { input: &[], ..wasi }.p2());
         let store = self.store(wasi, CallLimiter::component(limits), limits)?;
-        let slot = http::Slot::default();
+        let running = self.inner.bodies.slot();
+        let slot = &running.slot;
         let ran = self.run(store, limits, |store| {
-            http::handle(store, pre, request, &slot, limits.output_bytes)
+            http::handle(store, pre, request, slot, limits.output_bytes)
         });
         // The store is gone: the body's writer is closed.
         let handled = slot.take();

@@ -89,6 +89,27 @@ fn sockets_and_name_lookups_are_refused() {
 }
 
 #[test]
+fn a_body_of_more_chunks_than_its_channel_holds_is_read_while_it_is_written() {
+    // 256 KiB of JSON goes back in 4 KiB writes: 64 chunks, twice what the
+    // body's channel holds, so the guest waits for a reader mid-body.
+    let json = format!("\"{}\"", "orb ".repeat(64 * 1024)).into_bytes();
+    let (r, _, _) =
+        serve(&request("POST", "/echo", &json), Limits::default()).expect("the router answers");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, json);
+    // Over the output limit it is refused as a module's output is.
+    let small = Limits {
+        output_bytes: 64 * 1024,
+        ..Limits::default()
+    };
+    let err = serve(&request("POST", "/echo", &json), small).err();
+    assert!(
+        matches!(err, Some(Error::OutputTooLarge { limit: 65_536, .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn limits_give_the_module_errors() {
     let req = request("GET", "/hello?name=orb", b"");
     let small = Limits {

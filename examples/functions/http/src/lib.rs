@@ -2,6 +2,7 @@
 //!
 //! - `GET /hello?name=x` answers `{"hello":"x"}` (`name` defaults to `world`);
 //! - `POST /sum` with a JSON array of numbers answers `{"sum":6}`;
+//! - `POST /echo` answers the JSON it was sent;
 //! - `GET /fetch` tries an outbound request and answers 502 with the error
 //!   the host gave (Orb refuses every outbound request);
 //! - `GET /connect` tries to open a TCP socket, a UDP socket and to look up
@@ -41,6 +42,12 @@ impl wasi::exports::http::incoming_handler::Guest for Router {
                     200,
                     serde_json::json!({ "sum": numbers.iter().sum::<f64>() }),
                 ),
+                Err(e) => (400, serde_json::json!({ "error": e.to_string() })),
+            },
+            // Any JSON back as it came (a large one is written in many
+            // chunks).
+            (Method::Post, "/echo") => match serde_json::from_slice(&read_body(request)) {
+                Ok(value) => (200, value),
                 Err(e) => (400, serde_json::json!({ "error": e.to_string() })),
             },
             (Method::Get, "/fetch") => (502, serde_json::json!({ "error": fetch() })),
