@@ -73,8 +73,9 @@ pub struct Executor {
 struct Shared {
     shares: Shares,
     state: Mutex<State>,
-    /// Signalled when a call is queued, a call ends, or the pool closes.
-    wake: Condvar,
+    /// One per thread, signalled to wake that thread: when a call it can
+    /// start is queued, or the pool closes.
+    wakes: Vec<Condvar>,
 }
 
 #[derive(Default)]
@@ -85,6 +86,10 @@ struct State {
     queued: usize,
     running: usize,
     closed: bool,
+    /// The threads waiting for a call, the one that waited least last: it
+    /// is woken first, so the threads a light load needs stay the same few
+    /// (their caches warm) and the rest sleep.
+    idle: Vec<usize>,
 }
 
 /// One function's calls: waiting, and how many are running.
@@ -121,6 +126,16 @@ impl State {
         None
     }
 
+    /// Whether a call waits that a free thread could start now (its
+    /// function below its share).
+    fn startable(&self, per_function: usize) -> bool {
+        self.turns.iter().any(|id| {
+            self.lanes
+                .get(id)
+                .is_some_and(|l| l.running < per_function && !l.waiting.is_empty())
+        })
+    }
+
     fn finished(&mut self, id: FunctionId) {
         if let Some(lane) = self.lanes.get_mut(&id) {
             lane.running -= 1;
@@ -137,8 +152,21 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// One thread: takes calls in turn until the pool is closed and empty.
-    fn work(&self, runtime: &Runtime) {
+    /// Wakes the thread that went idle last, if one is idle.
+    fn wake_one(&self, state: &mut State) {
+        if let Some(thread) = state.idle.pop() {
+            self.wakes[thread].notify_one();
+        }
+    }
+
+    fn wake_all(&self) {
+        for wake in &self.wakes {
+            wake.notify_all();
+        }
+    }
+
+    /// Thread `me`: takes calls in turn until the pool is closed and empty.
+    fn work(&self, me: usize, runtime: &Runtime) {
         let mut state = self.lock();
         loop {
             if let Some((id, job)) = state.next(self.shares.per_function) {
@@ -146,23 +174,26 @@ impl Shared {
                 job(runtime);
                 state = self.lock();
                 state.finished(id);
-                // A call of this function may have waited on its share;
-                // with nothing queued there is nobody to wake (a wake-up
-                // for nothing costs a thread switch per call).
-                if state.queued > 0 {
-                    self.wake.notify_one();
+                // This thread takes the next call itself; another is woken
+                // only for a second call that can start now (a wake-up for
+                // nothing, say for a call still over its function's share,
+                // costs two thread switches).
+                if state.queued > 1 && state.startable(self.shares.per_function) {
+                    self.wake_one(&mut state);
                 }
                 continue;
             }
             if state.closed && state.queued == 0 {
                 // The others may be waiting for the call this one ran.
-                self.wake.notify_all();
+                self.wake_all();
                 return;
             }
-            state = self
-                .wake
+            state.idle.push(me);
+            state = self.wakes[me]
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            // Woken by a call (which took it off the list) or by nothing.
+            state.idle.retain(|&t| t != me);
         }
     }
 }
@@ -185,7 +216,7 @@ impl Executor {
         let shared = Arc::new(Shared {
             shares,
             state: Mutex::new(State::default()),
-            wake: Condvar::new(),
+            wakes: (0..shares.threads).map(|_| Condvar::new()).collect(),
         });
         let mut executor = Self {
             shared: shared.clone(),
@@ -195,7 +226,7 @@ impl Executor {
             let (shared, runtime) = (shared.clone(), runtime.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("orb-exec-{i}"))
-                .spawn(move || shared.work(&runtime))
+                .spawn(move || shared.work(i, &runtime))
                 .map_err(|e| Error::Runtime(format!("cannot start executor thread: {e}")))?;
             // Pushed at once: a failure below still joins what started.
             executor.threads.push(handle);
@@ -252,6 +283,7 @@ impl Executor {
                 });
             }
         }
+        let can_start = state.running < shares.threads && running + waiting < shares.per_function;
         let job: Job = Box::new(move |runtime| done(runtime.call(&function, &input, &opts)));
         let lane = state.lanes.entry(id).or_default();
         lane.waiting.push_back(job);
@@ -259,8 +291,12 @@ impl Executor {
             state.turns.push_back(id);
         }
         state.queued += 1;
-        drop(state);
-        self.shared.wake.notify_one();
+        // A call that must wait for its function's share (or for a thread)
+        // is taken by a thread that finishes a call; one that can start now
+        // wakes an idle thread.
+        if can_start {
+            self.shared.wake_one(&mut state);
+        }
         Ok(())
     }
 
@@ -288,7 +324,7 @@ impl Executor {
 impl Drop for Executor {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
-        self.shared.wake.notify_all();
+        self.shared.wake_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
