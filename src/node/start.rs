@@ -242,6 +242,7 @@ impl Node {
         ));
         tasks.spawn_until_cancelled(host::republish_forever(node.clone()));
         tasks.spawn_until_cancelled(agents::deliver_forever(node.clone()));
+        tasks.spawn_until_cancelled(agents::topics::follow_forever(node.clone()));
         if let Some(timeout) = config.agent_host_timeout {
             tasks.spawn_until_cancelled(agents::moves::watch_forever(node.clone(), timeout));
         }

@@ -1093,14 +1093,7 @@ pub(crate) async fn deliver_forever(node: Arc<Node>) {
                 tracing::warn!("agent outbox: {e}");
             }
         }
-        let mut wait = remind(&node).await;
-        match topics::follow(&node).await {
-            // More may be waiting: at once.
-            Some(true) => wait = std::time::Duration::ZERO,
-            // Publishers are read again soon (they do not call back).
-            Some(false) => wait = wait.min(topics::FOLLOW),
-            None => {}
-        }
+        let wait = remind(&node).await;
         let _ = tokio::time::timeout(wait, node.agents.outbox.notified()).await;
     }
 }

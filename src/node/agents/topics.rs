@@ -26,7 +26,7 @@ pub(crate) const MAX_PUBLICATIONS: usize = 64;
 pub(crate) const MAX_SUBSCRIPTIONS: usize = 64;
 
 /// How often the topics subscribers here follow are read when nothing
-/// new came.
+/// new came and the reads could not wait at the publishers.
 pub(super) const FOLLOW: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How long a read of a topic waits for a publication at most.
@@ -266,14 +266,46 @@ pub(super) async fn answer(
     }
 }
 
+/// Follows the topics agents here subscribe to, until cancelled: rounds
+/// of [`follow`], the next at once when one brought something or its reads
+/// waited at their publishers, after [`FOLLOW`] otherwise.
+pub(crate) async fn follow_forever(node: Arc<Node>) {
+    loop {
+        let started = tokio::time::Instant::now();
+        let waited = match follow(&node).await {
+            Some(Round { brought: true, .. }) => continue,
+            Some(Round { waited, .. }) => waited,
+            None => false,
+        };
+        // Reads that answered at once (a publisher past its waiting reads,
+        // one that is down) are not asked again in a loop.
+        if !waited || started.elapsed() < FOLLOW / 2 {
+            tokio::time::sleep(FOLLOW).await;
+        }
+    }
+}
+
+/// What a round of [`follow`] did.
+pub(super) struct Round {
+    /// Some publication came.
+    brought: bool,
+    /// The reads waited at the publishers for a publication (the
+    /// subscriptions were few enough to be read at once).
+    waited: bool,
+}
+
 /// Brings subscribed agents the publications they do not have yet, each
 /// under an id derived from (subscriber, topic, place), so it is applied
 /// once however often it is brought; an agent on several hosts is served
 /// by its sequencer, and every [`FOLLOW_AS_SPARE_MS`] by its other hosts
-/// too. A subscriber that cannot take a publication now
-/// gets it on a later round, in order. Returns whether anything came, or
-/// `None` when no agent here subscribes to anything.
-pub(super) async fn follow(node: &Arc<Node>) -> Option<bool> {
+/// too. The subscriptions are read [`ASKING`] at a time; when all of them
+/// fit, each read waits at its publisher (up to [`MAX_WAIT`]) for the next
+/// publication instead of coming back empty, so an idle subscriber costs a
+/// read a second and a publication comes as soon as it is made. A
+/// subscriber that cannot take a publication now gets it on a later round,
+/// in order. `None` when no agent here subscribes to anything.
+pub(super) async fn follow(node: &Arc<Node>) -> Option<Round> {
+    use futures::StreamExt as _;
     let store = &node.agents.store;
     let subscriptions = match store.subscriptions(10_000) {
         Ok(s) => s,
@@ -293,64 +325,83 @@ pub(super) async fn follow(node: &Arc<Node>) -> Option<bool> {
             (now.saturating_sub(last) >= FOLLOW_AS_SPARE_MS).then_some(now)
         })
         .is_ok();
-    let mut brought = false;
-    for (subscriber, name) in subscriptions {
-        let (Ok(topic), Ok(to)) = (Topic::parse(&name), AgentName::parse(&subscriber)) else {
-            continue;
-        };
-        if !spare && !super::delivers_for(node, &subscriber) {
-            continue;
+    let mine: Vec<(String, String)> = subscriptions
+        .into_iter()
+        .filter(|(subscriber, _)| spare || super::delivers_for(node, subscriber))
+        .collect();
+    let wait = match mine.len() <= ASKING {
+        true => MAX_WAIT,
+        false => Duration::ZERO,
+    };
+    let brought = futures::stream::iter(mine)
+        .map(|(subscriber, name)| follow_one(node, subscriber, name, wait))
+        .buffer_unordered(ASKING)
+        .fold(false, |any, one| async move { any || one })
+        .await;
+    Some(Round {
+        brought,
+        waited: !wait.is_zero(),
+    })
+}
+
+/// Reads one subscription's topic from its cursor on (waiting up to
+/// `wait` for a publication) and brings what came to the subscriber, in
+/// order. Whether anything came.
+async fn follow_one(node: &Arc<Node>, subscriber: String, name: String, wait: Duration) -> bool {
+    let store = &node.agents.store;
+    let (Ok(topic), Ok(to)) = (Topic::parse(&name), AgentName::parse(&subscriber)) else {
+        return false;
+    };
+    let Ok(mut cursor) = store.cursor(&subscriber, &name) else {
+        return false;
+    };
+    // A publisher that does not answer holds up no one for long.
+    let read = publications(node, &topic, cursor, wait);
+    let found = match tokio::time::timeout(READ_WAIT, read).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::debug!(%subscriber, topic = %name, "topic not read: {e}");
+            return false;
         }
-        let Ok(mut cursor) = store.cursor(&subscriber, &name) else {
-            continue;
-        };
-        // A publisher that does not answer holds up no one for long.
-        let read = publications(node, &topic, cursor, Duration::ZERO);
-        let found = match tokio::time::timeout(READ_WAIT, read).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
-                tracing::debug!(%subscriber, topic = %name, "topic not read: {e}");
-                continue;
+        Err(_) => {
+            tracing::debug!(%subscriber, topic = %name, "topic not read in {READ_WAIT:?}");
+            return false;
+        }
+    };
+    let publisher = topic.agent.to_string();
+    let mut brought = false;
+    for p in found {
+        let id = derive16(
+            b"orb/agent-topic/v1\0",
+            &[
+                subscriber.as_bytes(),
+                &[0],
+                name.as_bytes(),
+                &[0],
+                &p.seq.to_be_bytes(),
+                &p.index.to_be_bytes(),
+            ],
+        );
+        let origin = (Some(publisher.as_str()), None, Some(name.clone()));
+        match send(node, &to, id, p.message, origin).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == "step_failed" => {
+                // The subscriber refused it for good: it is passed.
+                tracing::warn!(%subscriber, topic = %name, "a publication was refused: {e}");
             }
-            Err(_) => {
-                tracing::debug!(%subscriber, topic = %name, "topic not read in {READ_WAIT:?}");
-                continue;
-            }
-        };
-        let publisher = topic.agent.to_string();
-        for p in found {
-            let id = derive16(
-                b"orb/agent-topic/v1\0",
-                &[
-                    subscriber.as_bytes(),
-                    &[0],
-                    name.as_bytes(),
-                    &[0],
-                    &p.seq.to_be_bytes(),
-                    &p.index.to_be_bytes(),
-                ],
-            );
-            let origin = (Some(publisher.as_str()), None, Some(name.clone()));
-            match send(node, &to, id, p.message, origin).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == "step_failed" => {
-                    // The subscriber refused it for good: it is passed.
-                    tracing::warn!(%subscriber, topic = %name, "a publication was refused: {e}");
-                }
-                Err(e) => {
-                    tracing::debug!(%subscriber, topic = %name, "to be brought again: {e}");
-                    break;
-                }
-            }
-            cursor = (p.seq, p.index);
-            brought = true;
-            if let Err(e) = store.advance(&subscriber, &name, cursor) {
-                tracing::warn!("agent cursor: {e}");
+            Err(e) => {
+                tracing::debug!(%subscriber, topic = %name, "to be brought again: {e}");
                 break;
             }
         }
+        cursor = (p.seq, p.index);
+        brought = true;
+        if let Err(e) = store.advance(&subscriber, &name, cursor) {
+            tracing::warn!("agent cursor: {e}");
+            break;
+        }
     }
-    Some(brought)
+    brought
 }
 
 #[cfg(test)]
