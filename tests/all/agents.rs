@@ -58,6 +58,22 @@ fn post(node: &NodeProc, agent: &str, message: &str, id: &str) -> (u16, String, 
     (status, body, seq, duplicate)
 }
 
+/// Deploys the example agent module `name` as `name` through `node`: the
+/// node's answer.
+fn deploy_example(node: &NodeProc, client: &Path, name: &str) -> Value {
+    json_of(&agent_cli(
+        node,
+        client,
+        &[
+            "deploy",
+            example(name).to_str().unwrap(),
+            "--name",
+            name,
+            "--json",
+        ],
+    ))
+}
+
 fn id(n: u32) -> String {
     format!("{n:032x}")
 }
@@ -262,17 +278,7 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
     // An agent that sends: each message to relay/r makes it send `inc`
     // to counter/x, delivered once after its step is durable, a retry of
     // relay's message included.
-    json_of(&agent_cli(
-        &a,
-        &client,
-        &[
-            "deploy",
-            example("relay").to_str().unwrap(),
-            "--name",
-            "relay",
-            "--json",
-        ],
-    ));
+    deploy_example(&a, &client, "relay");
     wait_providers(&[&b], "relay", 1);
     for n in 1..=5u32 {
         let (status, body, _, _) = post(&b, "relay/r", "x", &id(100 + n));
@@ -352,17 +358,7 @@ fn a_counter_applies_each_message_once_in_order_and_keeps_its_count_across_a_sig
         "{body}"
     );
     // A module that is not an agent.
-    json_of(&agent_cli(
-        &a,
-        &client,
-        &[
-            "deploy",
-            example("echo").to_str().unwrap(),
-            "--name",
-            "echo",
-            "--json",
-        ],
-    ));
+    deploy_example(&a, &client, "echo");
     wait_providers(&[&b], "echo", 1);
     let (status, body, _, _) = post(&b, "echo/x", "hello", &id(1));
     assert_eq!(status, 422, "{body}");
@@ -1127,17 +1123,7 @@ fn a_cognitive_agent_calls_a_function_and_gets_its_answer_once_as_a_message() {
     let client = r.join("client");
     let [_s, a, b] = trio(r);
     crate::replication::deploy_on(&b, "wordcount", &client);
-    json_of(&agent_cli(
-        &a,
-        &client,
-        &[
-            "deploy",
-            example("wordstore").to_str().unwrap(),
-            "--name",
-            "wordstore",
-            "--json",
-        ],
-    ));
+    deploy_example(&a, &client, "wordstore");
     wait_providers(&[&a], "wordcount", 1);
     wait_providers(&[&b], "wordstore", 1);
     let (status, body, _, _) = post(&b, "wordstore/w", "the cat the hat", &id(1));
@@ -1176,17 +1162,7 @@ fn a_full_queue_answers_busy_and_every_message_retried_is_applied_exactly_once()
     let client = r.join("client");
     // Two messages may wait for an agent on a; 48 arrive at once.
     let a = node(r, "a", None, &["--no-autoscale", "--agent-queue", "2"]);
-    json_of(&agent_cli(
-        &a,
-        &client,
-        &[
-            "deploy",
-            example("counter").to_str().unwrap(),
-            "--name",
-            "counter",
-            "--json",
-        ],
-    ));
+    deploy_example(&a, &client, "counter");
     const SENT: u32 = 48;
     let start = std::sync::Barrier::new(SENT as usize);
     let answers: Vec<(u32, u16, String)> = std::thread::scope(|scope| {
@@ -1250,17 +1226,7 @@ fn a_scheduled_call_runs_a_function_periodically_until_the_agent_stops_it() {
     let [_s, a, b] = trio(r);
     // The function on b, the trigger on a, the messages through b.
     crate::replication::deploy_on(&b, "wordcount", &client);
-    json_of(&agent_cli(
-        &a,
-        &client,
-        &[
-            "deploy",
-            example("cron").to_str().unwrap(),
-            "--name",
-            "cron",
-            "--json",
-        ],
-    ));
+    deploy_example(&a, &client, "cron");
     wait_providers(&[&a], "wordcount", 1);
     wait_providers(&[&b], "cron", 1);
     let (status, body, _, _) = post(&b, "cron/c", "every 0.3 wordcount the cat", &id(1));
