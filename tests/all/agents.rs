@@ -66,7 +66,7 @@ fn deploy_example(node: &NodeProc, client: &Path, name: &str) -> Value {
         client,
         &[
             "deploy",
-            example(name).to_str().unwrap(),
+            example(name).to_str().expect("a UTF-8 path"),
             "--name",
             name,
             "--json",
