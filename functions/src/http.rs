@@ -233,12 +233,11 @@ enum Body {
 #[derive(Clone, Default)]
 pub(crate) struct Slot(Arc<Mutex<Option<Answer>>>);
 
-/// The responses of the http calls running now, by call number and the
-/// epoch tick they began at.
+/// The responses of the http calls running now, with the epoch tick each
+/// began at.
 #[derive(Default)]
 pub(crate) struct Bodies {
-    running: Mutex<Vec<(u64, u64, Slot)>>,
-    next: AtomicU64,
+    running: Mutex<Vec<(u64, Slot)>>,
     /// Ticks so far (counted by [`Bodies::rescue`]).
     ticks: AtomicU64,
 }
@@ -247,17 +246,12 @@ impl Bodies {
     /// A slot for a call's response, kept here until the guard drops.
     pub(crate) fn slot(&self) -> Running<'_> {
         let slot = Slot::default();
-        let call = self.next.fetch_add(1, Ordering::Relaxed);
         let began = self.ticks.load(Ordering::Relaxed);
-        self.lock().push((call, began, slot.clone()));
-        Running {
-            bodies: self,
-            call,
-            slot,
-        }
+        self.lock().push((began, slot.clone()));
+        Running { bodies: self, slot }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, u64, Slot)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Slot)>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -267,7 +261,7 @@ impl Bodies {
     pub(crate) fn rescue(&self) {
         let now = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
         let running = self.lock();
-        for (_, began, slot) in running.iter() {
+        for (began, slot) in running.iter() {
             if now.saturating_sub(*began) >= 2 {
                 slot.drain_now();
             }
@@ -278,13 +272,14 @@ impl Bodies {
 /// A call's [`Slot`], forgotten by its [`Bodies`] when dropped.
 pub(crate) struct Running<'a> {
     bodies: &'a Bodies,
-    call: u64,
     pub(crate) slot: Slot,
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.bodies.lock().retain(|(call, _, _)| *call != self.call);
+        self.bodies
+            .lock()
+            .retain(|(_, slot)| !Arc::ptr_eq(&slot.0, &self.slot.0));
     }
 }
 
@@ -305,11 +300,13 @@ impl Slot {
     /// Hands a body still kept in its channel to a drain task.
     fn drain_now(&self) {
         let mut answer = self.lock();
-        if let Some(Answer::Response { body, .. }) = answer.as_mut()
-            && matches!(body, Body::Kept(..))
-            && let Body::Kept(kept, limit) = std::mem::replace(body, Body::Moving)
-        {
-            *body = Body::Draining(wasmtime_wasi::runtime::spawn(drain(kept, limit)));
+        if let Some(Answer::Response { body, .. }) = answer.as_mut() {
+            *body = match std::mem::replace(body, Body::Moving) {
+                Body::Kept(kept, limit) => {
+                    Body::Draining(wasmtime_wasi::runtime::spawn(drain(kept, limit)))
+                }
+                other => other,
+            };
         }
     }
 
