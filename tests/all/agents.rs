@@ -1548,6 +1548,140 @@ fn a_topic_reaches_agents_clients_and_pipelines_once_in_order_across_a_sigkill()
     }
 }
 
+/// Posts `message` to `agent` until it is applied, counting the answers
+/// that were `busy`.
+fn post_counting_busy(
+    node: &NodeProc,
+    agent: &str,
+    message: &str,
+    id: &str,
+    busy: &mut u64,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body, _, _) = post(node, agent, message, id);
+        match status {
+            200 => return body,
+            503 => {
+                assert!(body.contains(r#""kind":"busy""#), "{body}");
+                *busy += 1;
+            }
+            _ => panic!("{agent} {message}: {status} {body}"),
+        }
+        assert!(Instant::now() < deadline, "{agent}: {message} stays busy");
+    }
+}
+
+/// How many agent messages to `chat` agents `node` answered busy.
+fn busy_counted(node: &NodeProc) -> u64 {
+    let text = crate::metrics::scrape(&node.api);
+    crate::metrics::sample(
+        &text,
+        r#"orb_agent_steps_total{module="chat",outcome="busy"}"#,
+    )
+    .unwrap_or(0.0) as u64
+}
+
+#[test]
+fn a_subscriber_too_busy_to_take_a_publication_gets_it_later_in_order_and_loses_none() {
+    let _heavy = crate::HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let client = r.join("client");
+    // One message may wait for an agent on a: while clients keep chat/ann
+    // busy, the lines of the room she joined find her queue full.
+    let a = node(r, "a", None, &["--no-autoscale", "--agent-queue", "1"]);
+    deploy_example(&a, &client, "chat");
+    let mut busy_seen = 0u64;
+    let joined = post_counting_busy(&a, "chat/ann", "join lobby", &id(0), &mut busy_seen);
+    assert_eq!(joined, "joined lobby");
+    const LINES: u32 = 40;
+    const CLIENTS: u32 = 6;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let hammer_busy = std::sync::atomic::AtomicU64::new(0);
+    let hammered = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..CLIENTS {
+            let (a, stop, hammer_busy, hammered) = (&a, &stop, &hammer_busy, &hammered);
+            scope.spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let (status, body, _, _) =
+                        post(a, "chat/ann", "get", &id(1_000_000 * (t + 1) + n));
+                    match status {
+                        200 => {}
+                        503 => {
+                            assert!(body.contains(r#""kind":"busy""#), "{body}");
+                            hammer_busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        _ => panic!("get: {status} {body}"),
+                    }
+                    hammered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        // The clients are at it before the first line is said.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while hammer_busy.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the clients never found ann busy"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for n in 1..=LINES {
+            let line = format!("say lobby line {n}");
+            let said = post_counting_busy(&a, "chat/lobby", &line, &id(100 + n), &mut busy_seen);
+            assert_eq!(said, n.to_string());
+        }
+        // The clients keep ann busy until the node has counted more busy
+        // answers than the clients were given and can still be in flight
+        // (one a client): some delivery of a line found her queue full.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let counted = busy_counted(&a);
+            let clients = busy_seen + hammer_busy.load(std::sync::atomic::Ordering::Relaxed);
+            if counted > clients + CLIENTS as u64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no delivery found ann busy: {counted} busy counted, {clients} the clients'"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let wanted: Vec<String> = (1..=LINES).map(|n| format!("lobby: line {n}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = chat_lines(&a, "chat/ann");
+        if lines.len() >= wanted.len() {
+            // Each line once, in the room's order.
+            assert_eq!(lines, wanted);
+            break;
+        }
+        assert_eq!(lines, wanted[..lines.len()], "a line lost or out of order");
+        assert!(
+            Instant::now() < deadline,
+            "ann has {} of {LINES} lines",
+            lines.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // With the clients gone: the node counted the clients' busy answers and
+    // those its own deliveries of the lines got, which came again later.
+    let (counted, clients) = (busy_counted(&a), busy_seen + hammer_busy.into_inner());
+    assert!(
+        counted > clients,
+        "{counted} busy counted, {clients} of them the clients' ({} gets)",
+        hammered.into_inner()
+    );
+}
+
 #[test]
 fn a_host_that_is_gone_is_replaced_and_every_agent_moves_to_the_new_one_with_its_state() {
     let Lab {
