@@ -44,6 +44,11 @@ pub enum Error {
     /// A DHT query failed.
     #[error("DHT: {0}")]
     Dht(String),
+    /// A DHT lookup asked nobody: the node is connected to peers but has
+    /// none in its routing table yet (they are added as they identify),
+    /// so a record it did not find is not known missing.
+    #[error("DHT: connected, but no peer in the routing table yet")]
+    NotJoined,
     /// A name record did not verify.
     #[error("name record for `{name}` is invalid: {reason}")]
     BadName {

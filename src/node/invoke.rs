@@ -170,20 +170,11 @@ pub(crate) async fn resolve_name(node: &Node, target: &str) -> Result<FunctionId
             node.names.put(target, record.function);
             Ok(record.function)
         }
-        // A node connected to peers but with none in its DHT table yet
-        // (just started: they are added as they identify) asked nobody:
-        // the name is not known missing, so try again soon.
-        Ok(None)
-            if node
-                .net
-                .status()
-                .await
-                .is_ok_and(|status| status.connected > 0 && status.routing_table == 0) =>
-        {
-            Err(InvokeError::Busy(format!(
-                "{target} was looked up before this node joined the DHT: try again in a moment"
-            )))
-        }
+        // Just started (its peers not in its DHT table yet), the node
+        // asked nobody: the name is not known missing, so try again soon.
+        Err(orb_net::Error::NotJoined) => Err(InvokeError::Busy(format!(
+            "{target} was looked up before this node joined the DHT: try again in a moment"
+        ))),
         Ok(None) => {
             node.names.missing(target);
             Err(InvokeError::NoProvider(target.to_owned()))

@@ -87,11 +87,23 @@ impl EventLoop {
                     Err(e) => warn!(peer = ?found.peer, "invalid name record ignored: {e}"),
                 }
             }
-            QueryResult::GetRecord(_) => {
+            QueryResult::GetRecord(result) => {
                 if step.last
                     && let Some(reply) = self.pending_get.remove(&id)
                 {
-                    let _ = reply.send(Ok(None));
+                    // Nobody answered it: a lone node knows the record is
+                    // missing; a connected one has not joined the DHT yet.
+                    let asked_nobody = matches!(
+                        &result,
+                        Err(kad::GetRecordError::NotFound { closest_peers, .. })
+                            if closest_peers.is_empty()
+                    );
+                    let _ = reply.send(
+                        match asked_nobody && self.swarm.connected_peers().next().is_some() {
+                            true => Err(Error::NotJoined),
+                            false => Ok(None),
+                        },
+                    );
                 }
             }
             QueryResult::Bootstrap(result) if step.last => {

@@ -286,7 +286,7 @@ pub(crate) async fn follow_forever(node: Arc<Node>) {
 }
 
 /// What a round of [`follow`] did.
-pub(super) struct Round {
+struct Round {
     /// Some publication came.
     brought: bool,
     /// The reads waited at the publishers for a publication (the
@@ -304,7 +304,7 @@ pub(super) struct Round {
 /// read a second and a publication comes as soon as it is made. A
 /// subscriber that cannot take a publication now gets it on a later round,
 /// in order. `None` when no agent here subscribes to anything.
-pub(super) async fn follow(node: &Arc<Node>) -> Option<Round> {
+async fn follow(node: &Arc<Node>) -> Option<Round> {
     use futures::StreamExt as _;
     let store = &node.agents.store;
     let subscriptions = match store.subscriptions(10_000) {
