@@ -21,7 +21,7 @@
 //!   cancels it.
 //!
 //! One step is one sled transaction over these trees
-//! ([`AgentStore::write`]), then a flush and an fsync of the database file
+//! ([`AgentStore::write`]), then a flush and an fdatasync of the database file
 //! ([`AgentStore::sync`]): once both have returned, the step survives the
 //! process being killed and the machine losing power. One sync makes every
 //! write before it durable, so steps of different agents share them
@@ -937,11 +937,13 @@ impl AgentStore {
         Ok(())
     }
 
-    /// Makes every write so far durable: sled's flush, then an fsync of
-    /// its file (the flush alone does not reach the disk's cache). Blocks.
+    /// Makes every write so far durable: sled's flush, then an fdatasync
+    /// of its file (the flush alone does not reach the disk's cache; the
+    /// data and the file's size are what a restart reads, so its other
+    /// metadata need not wait). Blocks.
     pub(crate) fn sync(&self) -> Result<(), String> {
         self.db.flush().map_err(io)?;
-        self.file.sync_all().map_err(io)
+        self.file.sync_data().map_err(io)
     }
 }
 
