@@ -86,9 +86,9 @@ struct State {
     queued: usize,
     running: usize,
     closed: bool,
-    /// The threads waiting for a call, the one that waited least last: it
-    /// is woken first, so the threads a light load needs stay the same few
-    /// (their caches warm) and the rest sleep.
+    /// The threads waiting for a call. The lowest-numbered one is woken
+    /// first, so the threads a light load needs stay the same few (their
+    /// caches warm) and the rest sleep.
     idle: Vec<usize>,
 }
 
@@ -152,9 +152,14 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Wakes the thread that went idle last, if one is idle.
+    /// Wakes the lowest-numbered idle thread, if one is idle. (Waking the
+    /// one that went idle last rotated through every thread under a steady
+    /// load: a thread woken for a call another took first goes back on
+    /// top.)
     fn wake_one(&self, state: &mut State) {
-        if let Some(thread) = state.idle.pop() {
+        let lowest = (0..state.idle.len()).min_by_key(|&i| state.idle[i]);
+        if let Some(i) = lowest {
+            let thread = state.idle.swap_remove(i);
             self.wakes[thread].notify_one();
         }
     }
