@@ -1152,17 +1152,34 @@ fn a_cognitive_agent_calls_a_function_and_gets_its_answer_once_as_a_message() {
     assert_eq!(entries[1]["reply"]["text"], "stored 1");
 }
 
-#[test]
-fn a_full_queue_answers_busy_and_every_message_retried_is_applied_exactly_once() {
-    let _heavy = crate::HEAVY
+/// One node `a` on which `queue` messages may wait for an agent, with the
+/// example agent module `module` deployed as itself.
+fn queue_of(
+    queue: &str,
+    module: &str,
+) -> (
+    std::sync::MutexGuard<'static, ()>,
+    tempfile::TempDir,
+    NodeProc,
+) {
+    let heavy = crate::HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    let client = r.join("client");
+    let root = tempfile::tempdir().expect("a temp dir");
+    let a = node(
+        root.path(),
+        "a",
+        None,
+        &["--no-autoscale", "--agent-queue", queue],
+    );
+    deploy_example(&a, &root.path().join("client"), module);
+    (heavy, root, a)
+}
+
+#[test]
+fn a_full_queue_answers_busy_and_every_message_retried_is_applied_exactly_once() {
     // Two messages may wait for an agent on a; 48 arrive at once.
-    let a = node(r, "a", None, &["--no-autoscale", "--agent-queue", "2"]);
-    deploy_example(&a, &client, "counter");
+    let (_heavy, _root, a) = queue_of("2", "counter");
     const SENT: u32 = 48;
     let start = std::sync::Barrier::new(SENT as usize);
     let answers: Vec<(u32, u16, String)> = std::thread::scope(|scope| {
@@ -1584,16 +1601,9 @@ fn busy_counted(node: &NodeProc) -> u64 {
 
 #[test]
 fn a_subscriber_too_busy_to_take_a_publication_gets_it_later_in_order_and_loses_none() {
-    let _heavy = crate::HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    let client = r.join("client");
     // One message may wait for an agent on a: while clients keep chat/ann
     // busy, the lines of the room she joined find her queue full.
-    let a = node(r, "a", None, &["--no-autoscale", "--agent-queue", "1"]);
-    deploy_example(&a, &client, "chat");
+    let (_heavy, _root, a) = queue_of("1", "chat");
     let mut busy_seen = 0u64;
     let joined = post_counting_busy(&a, "chat/ann", "join lobby", &id(0), &mut busy_seen);
     assert_eq!(joined, "joined lobby");
