@@ -16,7 +16,7 @@
 //! instead of waiting without bound. Dropping the executor stops taking
 //! calls, lets the threads finish what was queued, and joins them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -89,7 +89,7 @@ struct State {
     /// The threads waiting for a call. The lowest-numbered one is woken
     /// first, so the threads a light load needs stay the same few (their
     /// caches warm) and the rest sleep.
-    idle: Vec<usize>,
+    idle: BTreeSet<usize>,
 }
 
 /// One function's calls: waiting, and how many are running.
@@ -157,9 +157,7 @@ impl Shared {
     /// load: a thread woken for a call another took first goes back on
     /// top.)
     fn wake_one(&self, state: &mut State) {
-        let lowest = (0..state.idle.len()).min_by_key(|&i| state.idle[i]);
-        if let Some(i) = lowest {
-            let thread = state.idle.swap_remove(i);
+        if let Some(thread) = state.idle.pop_first() {
             self.wakes[thread].notify_one();
         }
     }
@@ -193,12 +191,12 @@ impl Shared {
                 self.wake_all();
                 return;
             }
-            state.idle.push(me);
+            state.idle.insert(me);
             state = self.wakes[me]
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
             // Woken by a call (which took it off the list) or by nothing.
-            state.idle.retain(|&t| t != me);
+            state.idle.remove(&me);
         }
     }
 }
