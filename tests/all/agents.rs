@@ -1565,6 +1565,19 @@ fn a_topic_reaches_agents_clients_and_pipelines_once_in_order_across_a_sigkill()
     }
 }
 
+/// Whether an answer to `message` was `busy` (503 of that kind); any
+/// answer but that and 200 fails the test.
+fn was_busy(status: u16, body: &str, message: &str) -> bool {
+    match status {
+        200 => false,
+        503 => {
+            assert!(body.contains(r#""kind":"busy""#), "{body}");
+            true
+        }
+        _ => panic!("{message}: {status} {body}"),
+    }
+}
+
 /// Posts `message` to `agent` until it is applied, counting the answers
 /// that were `busy`.
 fn post_counting_busy(
@@ -1577,14 +1590,10 @@ fn post_counting_busy(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, body, _, _) = post(node, agent, message, id);
-        match status {
-            200 => return body,
-            503 => {
-                assert!(body.contains(r#""kind":"busy""#), "{body}");
-                *busy += 1;
-            }
-            _ => panic!("{agent} {message}: {status} {body}"),
+        if !was_busy(status, &body, message) {
+            return body;
         }
+        *busy += 1;
         assert!(Instant::now() < deadline, "{agent}: {message} stays busy");
     }
 }
@@ -1621,13 +1630,8 @@ fn a_subscriber_too_busy_to_take_a_publication_gets_it_later_in_order_and_loses_
                     n += 1;
                     let (status, body, _, _) =
                         post(a, "chat/ann", "get", &id(1_000_000 * (t + 1) + n));
-                    match status {
-                        200 => {}
-                        503 => {
-                            assert!(body.contains(r#""kind":"busy""#), "{body}");
-                            hammer_busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        _ => panic!("get: {status} {body}"),
+                    if was_busy(status, &body, "get") {
+                        hammer_busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     hammered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
